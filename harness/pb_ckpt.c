@@ -1,0 +1,266 @@
+#include "pb_ckpt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static const char MAGIC[8] = {'P', 'B', 'C', 'K', 'P', 'T', '\r', '\n'};
+
+typedef struct wbuf { unsigned char *p; size_t n, cap; int oom; } wbuf;
+
+static void put(wbuf *b, const void *data, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n)
+            cap *= 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+static void put_u32(wbuf *b, uint32_t v) { put(b, &v, 4); }
+static void put_f32(wbuf *b, float v) { put(b, &v, 4); }
+
+int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen)
+{
+    wbuf b = {0};
+    char name[64];
+    put(&b, MAGIC, 8);
+    put_u32(&b, PB_CKPT_VERSION);
+    uint32_t hdr[6] = {(uint32_t)m->ic, (uint32_t)m->ih, (uint32_t)m->iw, (uint32_t)m->ncls,
+                       (uint32_t)m->nlayers, (uint32_t)m->nparams};
+    put(&b, hdr, sizeof hdr);
+    memset(name, 0, sizeof name);
+    snprintf(name, 64, "%s", m->arch);
+    put(&b, name, 64);
+    for (int i = 0; i < m->nlayers; i++) {
+        const pb_layer *l = &m->layers[i];
+        put_u32(&b, (uint32_t)l->kind);
+        memset(name, 0, sizeof name);
+        snprintf(name, 32, "%s", l->name);
+        put(&b, name, 32);
+        int32_t v[7] = {l->in, l->in2, l->oc, l->k, l->stride, l->pad, l->has_bias};
+        put(&b, v, sizeof v);
+        put_f32(&b, l->p);
+        put_f32(&b, l->bn_eps);
+        put_f32(&b, l->bn_momentum);
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const pb_param *p = m->params[i];
+        memset(name, 0, sizeof name);
+        snprintf(name, 48, "%s", p->name);
+        put(&b, name, 48);
+        uint64_t n = p->n;
+        put(&b, &n, 8);
+        unsigned char flags[2] = {p->mask != NULL, (unsigned char)p->trainable};
+        put(&b, flags, 2);
+        put(&b, p->w, p->n * sizeof(float));
+        if (p->mask)
+            put(&b, p->mask, p->n * sizeof(float));
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == PB_BN) {
+            put(&b, m->layers[i].run_mean, (size_t)m->layers[i].oc * sizeof(float));
+            put(&b, m->layers[i].run_var, (size_t)m->layers[i].oc * sizeof(float));
+        }
+    put_u32(&b, (uint32_t)crc32(0L, b.p, (uInt)b.n));
+    if (b.oom) {
+        free(b.p);
+        return pb_err(err, errlen, PB_ENOMEM, "%s: out of memory while writing", path);
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(b.p);
+        return pb_err(err, errlen, PB_EIO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    size_t wr = fwrite(b.p, 1, b.n, f);
+    int bad = wr != b.n || fflush(f) != 0;
+    bad |= fclose(f) != 0;
+    free(b.p);
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return pb_err(err, errlen, PB_EIO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return PB_OK;
+}
+
+typedef struct rbuf { const unsigned char *p; size_t n, off; int short_read; } rbuf;
+
+static const void *get(rbuf *r, size_t n)
+{
+    if (r->off + n > r->n) {
+        r->short_read = 1;
+        return NULL;
+    }
+    const void *q = r->p + r->off;
+    r->off += n;
+    return q;
+}
+
+static int get_u32(rbuf *r, uint32_t *v)
+{
+    const void *q = get(r, 4);
+    if (q)
+        memcpy(v, q, 4);
+    return q != NULL;
+}
+
+int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pb_err(err, errlen, PB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (sz < 8 + 4 + 24 + 64 + 4) {
+        fclose(f);
+        return pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (only %ld bytes)", path, sz);
+    }
+    unsigned char *buf = malloc((size_t)sz);
+    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f);
+        free(buf);
+        return pb_err(err, errlen, PB_EIO, "%s: read error", path);
+    }
+    fclose(f);
+    int rc = PB_EIO;
+    memset(m, 0, sizeof *m);
+    if (memcmp(buf, MAGIC, 8) != 0) {
+        pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (bad magic)", path);
+        goto out;
+    }
+    uint32_t version;
+    memcpy(&version, buf + 8, 4);
+    if (version != PB_CKPT_VERSION) {
+        pb_err(err, errlen, PB_EIO, "%s: checkpoint version %u, this prunebench reads version %d",
+               path, version, PB_CKPT_VERSION);
+        goto out;
+    }
+    uint32_t stored;
+    memcpy(&stored, buf + sz - 4, 4);
+    uint32_t crc = (uint32_t)crc32(0L, buf, (uInt)(sz - 4));
+    if (crc != stored) {
+        pb_err(err, errlen, PB_EIO, "%s: checksum mismatch (stored %08x, computed %08x): the file is corrupt or truncated",
+               path, stored, crc);
+        goto out;
+    }
+    rbuf r = {buf, (size_t)sz - 4, 12, 0};
+    uint32_t hdr[6];
+    for (int i = 0; i < 6; i++)
+        get_u32(&r, &hdr[i]);
+    const char *arch = get(&r, 64);
+    if (r.short_read || hdr[4] > PB_MAX_LAYERS || hdr[5] > PB_MAX_PARAMS)
+        goto corrupt;
+    char archs[65];
+    memcpy(archs, arch, 64);
+    archs[64] = 0;
+    pb_model_init(m, archs, (int)hdr[0], (int)hdr[1], (int)hdr[2], (int)hdr[3]);
+    for (uint32_t i = 0; i < hdr[4]; i++) {
+        pb_layer l;
+        memset(&l, 0, sizeof l);
+        uint32_t kind = 0;
+        get_u32(&r, &kind);
+        const char *nm = get(&r, 32);
+        const void *v = get(&r, 7 * 4);
+        const void *fl = get(&r, 12);
+        if (r.short_read || kind >= PB_LAYER_KINDS)
+            goto corrupt;
+        l.kind = (pb_layer_kind)kind;
+        memcpy(l.name, nm, 31);
+        int32_t iv[7];
+        memcpy(iv, v, sizeof iv);
+        l.in = iv[0];
+        l.in2 = iv[1];
+        l.oc = iv[2];
+        l.k = iv[3];
+        l.stride = iv[4];
+        l.pad = iv[5];
+        l.has_bias = iv[6];
+        float fv[3];
+        memcpy(fv, fl, sizeof fv);
+        l.p = fv[0];
+        l.bn_eps = fv[1];
+        l.bn_momentum = fv[2];
+        if (pb_model_append(m, &l, err, errlen) < 0) {
+            char inner[PB_ERRLEN];
+            snprintf(inner, sizeof inner, "%s", err ? err : "");
+            pb_err(err, errlen, PB_EIO, "%s: invalid model description: %s", path, inner);
+            goto fail;
+        }
+    }
+    for (uint32_t i = 0; i < hdr[5]; i++) {
+        const char *nm = get(&r, 48);
+        const void *np = get(&r, 8);
+        const unsigned char *flags = get(&r, 2);
+        if (r.short_read)
+            goto corrupt;
+        char pname[49];
+        memcpy(pname, nm, 48);
+        pname[48] = 0;
+        uint64_t n;
+        memcpy(&n, np, 8);
+        pb_param *p = (int)i < m->nparams ? m->params[i] : NULL;
+        if (!p && !(p = pb_model_extra_param(m, pname, (size_t)n, err, errlen)))
+            goto fail;
+        if (strcmp(p->name, pname) != 0 || p->n != n) {
+            pb_err(err, errlen, PB_EIO, "%s: parameter %u is %s[%llu] but the model needs %s[%zu]",
+                   path, i, pname, (unsigned long long)n, p->name, p->n);
+            goto fail;
+        }
+        const void *w = get(&r, n * sizeof(float));
+        if (r.short_read)
+            goto corrupt;
+        memcpy(p->w, w, n * sizeof(float));
+        p->trainable = flags[1];
+        if (flags[0]) {
+            const void *mk = get(&r, n * sizeof(float));
+            if (r.short_read)
+                goto corrupt;
+            if (!(p->mask = pb_alloc(n * sizeof(float)))) {
+                pb_err(err, errlen, PB_ENOMEM, "out of memory");
+                goto fail;
+            }
+            memcpy(p->mask, mk, n * sizeof(float));
+        }
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == PB_BN) {
+            size_t nb = (size_t)m->layers[i].oc * sizeof(float);
+            const void *a = get(&r, nb), *b = get(&r, nb);
+            if (r.short_read)
+                goto corrupt;
+            memcpy(m->layers[i].run_mean, a, nb);
+            memcpy(m->layers[i].run_var, b, nb);
+        }
+    if (r.off != r.n)
+        goto corrupt;
+    if ((rc = pb_model_finalize(m, max_batch, err, errlen)) != PB_OK)
+        goto fail;
+    free(buf);
+    return PB_OK;
+corrupt:
+    pb_err(err, errlen, PB_EIO, "%s: corrupt checkpoint (sections do not match the header)", path);
+fail:
+    rc = rc == PB_OK ? PB_EIO : rc;
+    pb_model_free(m);
+out:
+    free(buf);
+    return rc == PB_OK ? PB_EIO : rc;
+}

@@ -1,0 +1,26 @@
+/* pb_ckpt: checkpoint files.
+ *
+ * Format (little-endian), version 1:
+ *   magic   8 bytes  "PBCKPT\r\n"
+ *   u32     version (1)
+ *   u32     ic, ih, iw, ncls, nlayers, nparams
+ *   char    arch[64]
+ *   nlayers records: u32 kind, char name[32], i32 in, in2, oc, k, stride, pad,
+ *                    has_bias, f32 p, bn_eps, bn_momentum
+ *   nparams records: char name[48], u64 n, u8 has_mask, u8 trainable, f32 w[n],
+ *                    f32 mask[n] if has_mask
+ *   per BN layer (in layer order): f32 run_mean[oc], f32 run_var[oc]
+ *   u32     CRC-32 (zlib) of every byte before it
+ * Written to a temporary file and renamed, so a file on disk is always whole. */
+#ifndef PB_CKPT_H
+#define PB_CKPT_H
+
+#include "pb_model.h"
+
+#define PB_CKPT_VERSION 1
+
+int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen);
+/* Builds *m from the file (pb_model_free it later), finalized for max_batch. */
+int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,336 @@
+#include "pb_cli.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pb_ckpt.h"
+
+void openblas_set_num_threads(int);
+
+void pb_common_defaults(pb_common *c)
+{
+    memset(c, 0, sizeof *c);
+    c->width = 1.0;
+    c->hidden[0] = 300;
+    c->hidden[1] = 100;
+    c->nhidden = 2;
+    c->dataset = "fashion-mnist";
+    pb_train_defaults(&c->train);
+    c->train.progress = 1;
+}
+
+static int parse_double(const char *opt, const char *arg, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "prunebench: --%s: '%s' is not a number in [%g, %g]\n", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *opt, const char *arg, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "prunebench: --%s: '%s' is not an integer in [%ld, %ld]\n", opt, arg, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int lookup(const char *const *names, const char *what, const char *arg)
+{
+    char err[PB_ERRLEN];
+    int i = pb_name_lookup(names, what, arg, err, sizeof err);
+    if (i < 0)
+        fprintf(stderr, "prunebench: %s\n", err);
+    return i;
+}
+
+int pb_common_opt(pb_common *c, int opt, const char *arg)
+{
+    long iv;
+    double dv;
+    static int lr_given;
+    switch (opt) {
+    case 'm':
+        if (lookup(pb_model_names, "model", arg) < 0)
+            return -1;
+        c->model = arg;
+        return 1;
+    case 1001:
+        if (parse_double("width", arg, 1e-3, 1e3, &c->width))
+            return -1;
+        return 1;
+    case 1002: {
+        c->nhidden = 0;
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", arg);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            if (c->nhidden >= PB_MAX_HIDDEN || parse_int("hidden", tok, 1, 1 << 20, &iv))
+                return -1;
+            c->hidden[c->nhidden++] = (int)iv;
+        }
+        return 1;
+    }
+    case 'd':
+        if (lookup(pb_dataset_names, "dataset", arg) < 0)
+            return -1;
+        c->dataset = arg;
+        return 1;
+    case 1003: c->data_dir = arg; return 1;
+    case 1004:
+        if (parse_int("subset", arg, 1, 1 << 30, &iv)) return -1;
+        c->subset = (int)iv;
+        return 1;
+    case 1014:
+        if (parse_int("val", arg, 0, 1 << 30, &iv)) return -1;
+        c->val = (int)iv;
+        return 1;
+    case 'e':
+        if (parse_int("epochs", arg, 0, 100000, &iv)) return -1;
+        c->train.epochs = (int)iv;
+        return 1;
+    case 'b':
+        if (parse_int("batch", arg, 1, 65536, &iv)) return -1;
+        c->train.batch = (int)iv;
+        return 1;
+    case 1005: {
+        int k = lookup(pb_opt_names, "optimizer", arg);
+        if (k < 0) return -1;
+        c->train.opt.kind = (pb_opt_kind)k;
+        if (k == PB_OPT_ADAM && !lr_given)
+            c->train.opt.lr = 0.001;
+        return 1;
+    }
+    case 1006:
+        if (parse_double("lr", arg, 0, 100, &c->train.opt.lr)) return -1;
+        lr_given = 1;
+        return 1;
+    case 1007:
+        if (parse_double("momentum", arg, 0, 0.9999, &c->train.opt.momentum)) return -1;
+        return 1;
+    case 1008:
+        if (parse_double("wd", arg, 0, 1, &c->train.opt.wd)) return -1;
+        return 1;
+    case 1009: c->train.opt.nesterov = 1; return 1;
+    case 1010: {
+        int k = lookup(pb_sched_names, "schedule", arg);
+        if (k < 0) return -1;
+        c->train.opt.sched = (pb_sched_kind)k;
+        return 1;
+    }
+    case 1011:
+        if (parse_int("warmup", arg, 0, 1L << 40, &iv)) return -1;
+        c->train.opt.warmup_steps = iv;
+        return 1;
+    case 1015:
+        if (parse_int("step-epochs", arg, 1, 100000, &iv)) return -1;
+        c->train.opt.step_epochs = (int)iv;
+        return 1;
+    case 1016:
+        if (parse_double("gamma", arg, 0, 1, &dv)) return -1;
+        c->train.opt.gamma = dv;
+        return 1;
+    case 's':
+        if (parse_int("seed", arg, 0, 1L << 62, &iv)) return -1;
+        c->train.seed = (uint64_t)iv;
+        return 1;
+    case 't':
+        if (parse_int("threads", arg, 1, 256, &iv)) return -1;
+        c->threads = (int)iv;
+        return 1;
+    case 1012: c->save = arg; return 1;
+    case 1013: c->load = arg; return 1;
+    case 'q': c->train.log_epochs = 0; c->train.progress = 0; return 1;
+    default: return 0;
+    }
+}
+
+void pb_set_threads(int threads)
+{
+    if (threads > 0)
+        openblas_set_num_threads(threads);
+}
+
+int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,
+                   size_t errlen)
+{
+    pb_set_threads(c->threads);
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (val)
+        memset(val, 0, sizeof *val);
+    int rc = pb_data_load(c->dataset, c->data_dir, PB_SPLIT_TRAIN, train, err, errlen);
+    if (rc == PB_OK)
+        rc = pb_data_load(c->dataset, c->data_dir, PB_SPLIT_TEST, test, err, errlen);
+    if (rc == PB_OK && c->val > 0 && val) {
+        if (c->val >= train->n)
+            rc = pb_err(err, errlen, PB_EUSAGE, "--val %d leaves no training data (%d examples)", c->val, train->n);
+        else
+            rc = pb_data_split(train, val, c->val, c->train.seed, err, errlen);
+    }
+    if (rc == PB_OK && c->subset > 0 && c->subset < train->n) {
+        pb_dataset sub;
+        int *idx = malloc((size_t)c->subset * sizeof(int));
+        if (!idx)
+            return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        for (int i = 0; i < c->subset; i++)
+            idx[i] = i;
+        rc = pb_data_subset(train, idx, c->subset, &sub, err, errlen);
+        free(idx);
+        if (rc == PB_OK) {
+            pb_data_free(train);
+            *train = sub;
+        }
+    }
+    if (rc != PB_OK) {
+        pb_data_free(train);
+        pb_data_free(test);
+        if (val)
+            pb_data_free(val);
+    }
+    return rc;
+}
+
+int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, size_t errlen)
+{
+    if (c->load)
+        return pb_ckpt_load(m, c->load, c->train.batch, err, errlen);
+    if (!c->model)
+        return pb_err(err, errlen, PB_EUSAGE, "no model given: use --model NAME (valid: lenet300, lenet5, conv4, resnet20, mlp) or --load FILE");
+    int rc = pb_model_build(m, c->model, c->width, c->hidden, c->nhidden, d->c, d->h, d->w, d->ncls,
+                            err, errlen);
+    if (rc == PB_OK)
+        rc = pb_model_finalize(m, c->train.batch, err, errlen);
+    if (rc == PB_OK)
+        pb_model_init_weights(m, c->train.seed);
+    return rc;
+}
+
+static void train_usage(FILE *f)
+{
+    fprintf(f, "usage: prunebench train --model NAME [options]\n\n"
+               "Trains a dense model and prints a result line:\n"
+               "  result: test_acc=... test_loss=... params=... nonzero=... flops=... wall_s=...\n\n"
+               "options:\n" PB_COMMON_HELP
+               "      --save FILE       write a checkpoint after training\n"
+               "      --load FILE       start from a checkpoint instead of --model\n"
+               "  -h, --help            this help\n");
+}
+
+int pb_cmd_train(int argc, char **argv)
+{
+    static const struct option longopts[] = {PB_COMMON_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    pb_common c;
+    pb_common_defaults(&c);
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:d:e:b:s:t:qh", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            train_usage(stdout);
+            return 0;
+        }
+        int r = pb_common_opt(&c, opt, optarg);
+        if (r < 0)
+            return 2;
+        if (r == 0) {
+            train_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "prunebench train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    char err[PB_ERRLEN] = "";
+    pb_dataset train, val, test;
+    pb_model m;
+    memset(&m, 0, sizeof m);
+    int rc = pb_common_data(&c, &train, &val, &test, err, sizeof err);
+    if (rc == PB_OK)
+        rc = pb_common_model(&c, &train, &m, err, sizeof err);
+    if (rc == PB_OK) {
+        size_t total, nz;
+        pb_model_count_params(&m, &total, &nz);
+        fprintf(stderr, "model %s: %zu parameters; data %s: %d train, %d test\n", m.arch, total,
+                train.name, train.n, test.n);
+        pb_train_result res;
+        rc = pb_train(&m, &train, &test, &c.train, NULL, &res, err, sizeof err);
+        if (rc == PB_OK && c.save)
+            rc = pb_ckpt_save(&m, c.save, err, sizeof err);
+        if (rc == PB_OK)
+            pb_print_result(stdout, &m, res.test_acc, res.test_loss, res.wall_s);
+    }
+    if (rc != PB_OK)
+        fprintf(stderr, "prunebench train: %s\n", err);
+    pb_model_free(&m);
+    pb_data_free(&train);
+    pb_data_free(&val);
+    pb_data_free(&test);
+    return rc == PB_OK ? 0 : rc == PB_EUSAGE ? 2 : 1;
+}
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f, "usage: prunebench eval --load FILE [--dataset NAME] [--data-dir DIR] [--batch B]\n\n"
+               "Evaluates a checkpoint on the test split and prints the result line.\n");
+}
+
+int pb_cmd_eval(int argc, char **argv)
+{
+    static const struct option longopts[] = {PB_COMMON_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    pb_common c;
+    pb_common_defaults(&c);
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:d:e:b:s:t:qh", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            eval_usage(stdout);
+            return 0;
+        }
+        int r = pb_common_opt(&c, opt, optarg);
+        if (r <= 0) {
+            if (r == 0)
+                eval_usage(stderr);
+            return 2;
+        }
+    }
+    if (!c.load) {
+        eval_usage(stderr);
+        return 2;
+    }
+    char err[PB_ERRLEN] = "";
+    pb_dataset test;
+    pb_model m;
+    memset(&m, 0, sizeof m);
+    memset(&test, 0, sizeof test);
+    pb_set_threads(c.threads);
+    int rc = pb_ckpt_load(&m, c.load, c.train.batch, err, sizeof err);
+    if (rc == PB_OK)
+        rc = pb_data_load(c.dataset, c.data_dir, PB_SPLIT_TEST, &test, err, sizeof err);
+    if (rc == PB_OK && (test.c != m.ic || test.h != m.ih || test.w != m.iw || test.ncls != m.ncls))
+        rc = pb_err(err, sizeof err, PB_EUSAGE, "checkpoint %s expects %dx%dx%d inputs and %d classes; %s has %dx%dx%d and %d",
+                    c.load, m.ic, m.ih, m.iw, m.ncls, test.name, test.c, test.h, test.w, test.ncls);
+    if (rc == PB_OK) {
+        double t0 = pb_now(), acc, loss;
+        rc = pb_evaluate(&m, &test, c.train.batch, &acc, &loss, err, sizeof err);
+        if (rc == PB_OK)
+            pb_print_result(stdout, &m, acc, loss, pb_now() - t0);
+    }
+    if (rc != PB_OK)
+        fprintf(stderr, "prunebench eval: %s\n", err);
+    pb_model_free(&m);
+    pb_data_free(&test);
+    return rc == PB_OK ? 0 : rc == PB_EUSAGE ? 2 : 1;
+}

@@ -1,0 +1,81 @@
+/* pb_cli: options shared by the subcommands (model, data, training recipe)
+ * and the subcommand entry points. */
+#ifndef PB_CLI_H
+#define PB_CLI_H
+
+#include <getopt.h>
+
+#include "pb_data.h"
+#include "pb_model.h"
+#include "pb_train.h"
+
+#define PB_MAX_HIDDEN 16
+
+typedef struct pb_common {
+    const char *model;         /* NULL until given */
+    double width;
+    int hidden[PB_MAX_HIDDEN];
+    int nhidden;
+    const char *dataset;
+    const char *data_dir;
+    int subset;                /* use only the first k training examples (0: all) */
+    int val;                   /* hold out this many training examples for validation */
+    int threads;
+    pb_train_cfg train;
+    const char *save, *load;
+} pb_common;
+
+/* getopt_long entries for the common options; a command appends its own. */
+#define PB_COMMON_LONGOPTS                                                                     \
+    {"model", required_argument, 0, 'm'}, {"width", required_argument, 0, 1001},                \
+    {"hidden", required_argument, 0, 1002}, {"dataset", required_argument, 0, 'd'},            \
+    {"data-dir", required_argument, 0, 1003}, {"subset", required_argument, 0, 1004},          \
+    {"epochs", required_argument, 0, 'e'}, {"batch", required_argument, 0, 'b'},                \
+    {"opt", required_argument, 0, 1005}, {"lr", required_argument, 0, 1006},                    \
+    {"momentum", required_argument, 0, 1007}, {"wd", required_argument, 0, 1008},              \
+    {"nesterov", no_argument, 0, 1009}, {"schedule", required_argument, 0, 1010},              \
+    {"warmup", required_argument, 0, 1011}, {"seed", required_argument, 0, 's'},                \
+    {"threads", required_argument, 0, 't'}, {"save", required_argument, 0, 1012},              \
+    {"load", required_argument, 0, 1013}, {"val", required_argument, 0, 1014},                  \
+    {"step-epochs", required_argument, 0, 1015}, {"gamma", required_argument, 0, 1016},        \
+    {"quiet", no_argument, 0, 'q'}
+
+#define PB_COMMON_HELP                                                                         \
+    "  -m, --model NAME      lenet300 | lenet5 | conv4 | resnet20 | mlp\n"                          \
+    "      --width X         width multiplier of hidden layers (default 1)\n"                       \
+    "      --hidden A,B,..   hidden widths for --model mlp (default 300,100)\n"                    \
+    "  -d, --dataset NAME    fashion-mnist (default) | mnist | cifar10 | synthetic\n"             \
+    "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"      \
+    "      --subset K        train on the first K training examples only\n"                     \
+    "      --val K           hold out K training examples (seeded) as a validation set\n"        \
+    "  -e, --epochs N        epochs (default 10)\n"                                               \
+    "  -b, --batch B         batch size (default 128)\n"                                          \
+    "      --opt NAME        sgd (default) | adam\n"                                               \
+    "      --lr X            learning rate (default 0.05 for sgd, 0.001 for adam)\n"             \
+    "      --momentum M      SGD momentum (default 0.9)\n"                                        \
+    "      --nesterov        Nesterov momentum\n"                                                 \
+    "      --wd W            weight decay (default 0)\n"                                          \
+    "      --schedule NAME   constant (default) | step | cosine | linear\n"                      \
+    "      --step-epochs K   step schedule: decay every K epochs (default 10)\n"                \
+    "      --gamma G         step schedule: decay factor (default 0.1)\n"                        \
+    "      --warmup K        linear warm-up over the first K steps\n"                            \
+    "  -s, --seed S          seed for initialization, shuffling, dropout (default 1)\n"          \
+    "  -t, --threads T       OpenBLAS threads (default: all cores)\n"                             \
+    "  -q, --quiet           no per-epoch lines\n"
+
+void pb_common_defaults(pb_common *c);
+/* Handles one getopt result; returns 1 if it was a common option, 0 if not,
+ * -1 on an invalid value (message printed). */
+int pb_common_opt(pb_common *c, int opt, const char *arg);
+/* Applies threads, loads the data sets (train, optional val, test). */
+int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,
+                   size_t errlen);
+/* Builds and initializes the model named in c for data set d (or loads c->load). */
+int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, size_t errlen);
+void pb_set_threads(int threads);
+
+typedef int (*pb_cmd_fn)(int argc, char **argv);
+int pb_cmd_train(int argc, char **argv);
+int pb_cmd_eval(int argc, char **argv);
+
+#endif

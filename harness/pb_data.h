@@ -1,0 +1,70 @@
+/* pb_data: data sets kept as bytes in memory, normalized per batch.
+ *
+ * Names: "fashion-mnist" (default dir /usr/share/datasets/fashion-mnist),
+ * "mnist" (IDX files in a user's dir), "cifar10" (binary batches
+ * data_batch_1.bin .. data_batch_5.bin, test_batch.bin), "synthetic" (seeded,
+ * generated, for tests). IDX files may be gzipped (.gz) or plain. */
+#ifndef PB_DATA_H
+#define PB_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pb_util.h"
+
+typedef struct pb_dataset {
+    char name[32];
+    int n;               /* examples */
+    int c, h, w;         /* per-example shape */
+    int ncls;
+    uint8_t *x;          /* n * c*h*w bytes, NCHW per example */
+    uint8_t *y;          /* n labels */
+    float mean[3], std[3];  /* per-channel normalization, on the [0,1] scale */
+    int augment;         /* 1: random crop (pad 4) and horizontal flip in pb_data_batch (CIFAR) */
+} pb_dataset;
+
+enum { PB_SPLIT_TRAIN = 0, PB_SPLIT_TEST = 1 };
+
+extern const char *const pb_dataset_names[]; /* NULL-terminated */
+
+/* Directory used when dir is NULL: $PRUNEBENCH_DATA, else the data set's default. */
+const char *pb_data_default_dir(const char *name);
+
+/* Loads one split. dir NULL = default. Errors name the file and what was expected
+ * (bad magic, dimensions, truncated, image/label count mismatch). For "synthetic"
+ * dir is ignored, and n, seed come from pb_data_synthetic. */
+int pb_data_load(const char *name, const char *dir, int split, pb_dataset *out,
+                 char *err, size_t errlen);
+
+/* A seeded synthetic classification set: ncls classes, c x h x w images whose
+ * pixels are class prototypes plus noise; learnable but not trivial. */
+int pb_data_synthetic(pb_dataset *out, int n, int c, int h, int w, int ncls, uint64_t seed,
+                      char *err, size_t errlen);
+
+/* As pb_data_synthetic, with the class prototypes (the task) seeded apart from
+ * the samples: two sets with one task_seed and different seeds are a train and
+ * a test set of the same problem. pb_data_synthetic(seed) = task_seed = seed. */
+int pb_data_synthetic_task(pb_dataset *out, int n, int c, int h, int w, int ncls,
+                           uint64_t task_seed, uint64_t seed, char *err, size_t errlen);
+
+/* Reads one IDX file (gzipped or plain) into *data (malloc'd) with its dims.
+ * Exposed for tests. */
+int pb_idx_read(const char *path, int expect_ndim, uint8_t **data, int dims[3],
+                char *err, size_t errlen);
+
+/* Moves the last nval examples of *train (after a seeded shuffle) into *val. */
+int pb_data_split(pb_dataset *train, pb_dataset *val, int nval, uint64_t seed,
+                  char *err, size_t errlen);
+
+/* A sub-set of src by index list (copies bytes). */
+int pb_data_subset(const pb_dataset *src, const int *idx, int n, pb_dataset *out,
+                   char *err, size_t errlen);
+
+/* Fills x (B * c*h*w floats, normalized) and y (B ints) with examples idx[0..B-1].
+ * With d->augment and rng non-NULL applies random crop + flip. */
+void pb_data_batch(const pb_dataset *d, const int *idx, int B, pb_rng *rng,
+                   float *x, int *y);
+
+void pb_data_free(pb_dataset *d);
+
+#endif

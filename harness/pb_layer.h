@@ -1,0 +1,97 @@
+/* pb_layer: parameters and the layer kinds, each with forward and backward.
+ *
+ * Activations are float32, NCHW, batch-major: a layer's output for a batch of B
+ * examples is B * (oc*oh*ow) floats. Dense layers see their input flattened.
+ * Backward ACCUMULATES into the input gradient buffers (dx += ...), because one
+ * output may feed two consumers (residual add); the model zeroes them first. */
+#ifndef PB_LAYER_H
+#define PB_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pb_util.h"
+
+/* A named parameter tensor: weight and bias of a layer, or an extra array
+ * (e.g. the shared array of parameter sharing). */
+typedef struct pb_param {
+    char name[48];        /* "fc1.weight" */
+    int ndim;
+    int shape[4];         /* dense [out, in]; conv [out, in, kh, kw]; bias [out] */
+    size_t n;             /* number of elements */
+    float *w;             /* values */
+    float *g;             /* gradient, accumulated by backward */
+    float *mask;          /* NULL = dense; else 1.0f kept / 0.0f pruned, length n */
+    float *opt1, *opt2;   /* optimizer state (momentum / Adam moments), owned by pb_optim */
+    int prunable;         /* 1 for weights of dense and conv layers */
+    int trainable;        /* 0: the optimizer leaves it alone (e.g. generated weights) */
+    int layer;            /* owning layer index, -1 for extra arrays */
+    int fan_in;           /* inputs per output unit (in * kh * kw) */
+} pb_param;
+
+typedef enum pb_layer_kind {
+    PB_DENSE = 0,
+    PB_CONV,       /* 2-D convolution, square kernel k, stride, pad */
+    PB_MAXPOOL,    /* k x k window, stride */
+    PB_AVGPOOL,    /* k x k window, stride */
+    PB_GAP,        /* global average pooling: C x H x W -> C x 1 x 1 */
+    PB_RELU,
+    PB_BN,         /* batch normalization over N,H,W per channel (also after dense: H=W=1) */
+    PB_FLATTEN,    /* shape change only: C x H x W -> (CHW) x 1 x 1 */
+    PB_ADD,        /* residual add of inputs in and in2 (same shape) */
+    PB_DROPOUT,    /* inverted dropout with probability p, identity in eval */
+    PB_LAYER_KINDS
+} pb_layer_kind;
+
+extern const char *const pb_layer_kind_names[PB_LAYER_KINDS]; /* "dense", "conv", ... */
+
+typedef struct pb_layer {
+    pb_layer_kind kind;
+    char name[32];        /* "fc1", "conv2", "relu3" */
+    int in, in2;          /* producer layer index; -1 = model input; in2 only for ADD (else -1) */
+    int ic, ih, iw;       /* input shape per example */
+    int oc, oh, ow;       /* output shape per example */
+    int k, stride, pad;   /* CONV, MAXPOOL, AVGPOOL */
+    int has_bias;         /* DENSE, CONV */
+    float p;              /* DROPOUT probability */
+    float bn_eps, bn_momentum;  /* BN (PyTorch convention: run = (1-m)*run + m*batch) */
+    pb_param *w, *b;      /* DENSE/CONV: weight, bias (b may be NULL); BN: gamma, beta */
+    float *run_mean, *run_var;  /* BN running statistics [oc] */
+
+    /* Workspace, sized for max_batch by pb_layer_alloc. */
+    int max_batch;
+    float *out;           /* [max_batch * osize] */
+    float *dout;          /* [max_batch * osize] gradient w.r.t. out */
+    float *ws;            /* kind-specific scratch (im2col columns, BN x-hat, dropout mask ...) */
+    size_t ws_n;
+    int32_t *idx;         /* MAXPOOL argmax per output element */
+    float *stat;          /* BN: saved batch mean [oc] then inv-std [oc] */
+} pb_layer;
+
+static inline size_t pb_layer_isize(const pb_layer *l) { return (size_t)l->ic * l->ih * l->iw; }
+static inline size_t pb_layer_osize(const pb_layer *l) { return (size_t)l->oc * l->oh * l->ow; }
+
+/* Computes oc/oh/ow from ic/ih/iw and the kind's hyper-parameters.
+ * For DENSE, oc must already be set. Returns PB_EUSAGE for impossible shapes. */
+int pb_layer_infer_shape(pb_layer *l, char *err, size_t errlen);
+
+/* Allocates out, dout and the workspace for batches up to max_batch.
+ * Parameters are allocated by the model, not here. */
+int pb_layer_alloc(pb_layer *l, int max_batch, char *err, size_t errlen);
+void pb_layer_free(pb_layer *l);
+
+/* Forward for B examples: x (and x2 for ADD) is the input, result in l->out.
+ * train=1 uses batch statistics (BN) and draws dropout masks from rng. */
+void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int train, pb_rng *rng);
+
+/* Backward for B examples from l->dout: adds to dx (and dx2 for ADD) when
+ * non-NULL, and adds parameter gradients to l->w->g / l->b->g.
+ * x is the same input given to forward. dx may be NULL (first layer). */
+void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B);
+
+/* Floating-point operations (2 per multiply-accumulate, plus bias adds) of one
+ * example's forward pass through a DENSE or CONV layer (0 for other kinds); a weight counts only
+ * where its mask is nonzero when effective=1 (for convolutions per output position). */
+double pb_layer_flops(const pb_layer *l, int effective);
+
+#endif

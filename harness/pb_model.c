@@ -1,0 +1,680 @@
+#include "pb_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", NULL};
+
+void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int ncls)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->arch, sizeof m->arch, "%s", arch ? arch : "custom");
+    m->ic = ic;
+    m->ih = ih;
+    m->iw = iw;
+    m->ncls = ncls;
+    pb_rng_seed(&m->rng, 0x5eed);
+}
+
+static pb_param *new_param(pb_model *m, const char *lname, const char *suffix, int ndim,
+                           const int *shape, int layer, char *err, size_t errlen)
+{
+    if (m->nparams >= PB_MAX_PARAMS) {
+        pb_err(err, errlen, PB_EUSAGE, "too many parameters (limit %d)", PB_MAX_PARAMS);
+        return NULL;
+    }
+    pb_param *p = calloc(1, sizeof *p);
+    if (!p) {
+        pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(p->name, sizeof p->name, "%s%s%s", lname, suffix ? "." : "", suffix ? suffix : "");
+    p->ndim = ndim;
+    p->n = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->n *= (size_t)shape[i];
+    }
+    p->w = pb_alloc(p->n * sizeof(float));
+    p->g = pb_alloc(p->n * sizeof(float));
+    if (!p->w || !p->g) {
+        pb_free(p->w);
+        pb_free(p->g);
+        free(p);
+        pb_err(err, errlen, PB_ENOMEM, "out of memory for %s", lname);
+        return NULL;
+    }
+    p->trainable = 1;
+    p->layer = layer;
+    p->fan_in = ndim > 1 ? (int)(p->n / (size_t)shape[0]) : 1;
+    m->params[m->nparams++] = p;
+    return p;
+}
+
+static void free_param(pb_param *p)
+{
+    if (!p)
+        return;
+    pb_free(p->w);
+    pb_free(p->g);
+    pb_free(p->mask);
+    pb_free(p->opt1);
+    pb_free(p->opt2);
+    free(p);
+}
+
+static void producer_shape(const pb_model *m, int in, int *c, int *h, int *w)
+{
+    if (in < 0) {
+        *c = m->ic;
+        *h = m->ih;
+        *w = m->iw;
+    } else {
+        const pb_layer *p = &m->layers[in];
+        *c = p->oc;
+        *h = p->oh;
+        *w = p->ow;
+    }
+}
+
+static int count_kind(const pb_model *m, pb_layer_kind k)
+{
+    int n = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        n += m->layers[i].kind == k;
+    return n;
+}
+
+int pb_model_append(pb_model *m, const pb_layer *proto, char *err, size_t errlen)
+{
+    if (m->nlayers >= PB_MAX_LAYERS)
+        return pb_err(err, errlen, PB_EUSAGE, "too many layers (limit %d)", PB_MAX_LAYERS), -1;
+    int idx = m->nlayers;
+    pb_layer *l = &m->layers[idx];
+    *l = *proto;
+    l->w = l->b = NULL;
+    l->run_mean = l->run_var = NULL;
+    l->out = l->dout = l->ws = l->stat = NULL;
+    l->idx = NULL;
+    l->max_batch = 0;
+    l->ws_n = 0;
+    if (l->in >= idx || l->in2 >= idx || l->in < -1)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s reads from a later layer", l->name), -1;
+    producer_shape(m, l->in, &l->ic, &l->ih, &l->iw);
+    if (l->kind == PB_ADD) {
+        int c2, h2, w2;
+        producer_shape(m, l->in2, &c2, &h2, &w2);
+        if (c2 != l->ic || h2 != l->ih || w2 != l->iw)
+            return pb_err(err, errlen, PB_EUSAGE,
+                          "residual add %s: shapes %dx%dx%d and %dx%dx%d differ", l->name, l->ic,
+                          l->ih, l->iw, c2, h2, w2), -1;
+    }
+    if (!l->name[0]) {
+        static const char *const prefix[PB_LAYER_KINDS] = {
+            [PB_DENSE] = "fc", [PB_CONV] = "conv", [PB_MAXPOOL] = "pool", [PB_AVGPOOL] = "avgpool",
+            [PB_GAP] = "gap", [PB_RELU] = "relu", [PB_BN] = "bn", [PB_FLATTEN] = "flatten",
+            [PB_ADD] = "add", [PB_DROPOUT] = "dropout"};
+        snprintf(l->name, sizeof l->name, "%s%d", prefix[l->kind], count_kind(m, l->kind) + 1);
+    }
+    if (pb_layer_infer_shape(l, err, errlen) != PB_OK)
+        return -1;
+    m->nlayers++;
+    if (l->kind == PB_DENSE || l->kind == PB_CONV) {
+        int shp[4] = {l->oc, (int)pb_layer_isize(l), 0, 0};
+        int nd = 2;
+        if (l->kind == PB_CONV) {
+            shp[1] = l->ic;
+            shp[2] = shp[3] = l->k;
+            nd = 4;
+        }
+        if (!(l->w = new_param(m, l->name, "weight", nd, shp, idx, err, errlen)))
+            goto fail;
+        l->w->prunable = 1;
+        if (l->has_bias && !(l->b = new_param(m, l->name, "bias", 1, &l->oc, idx, err, errlen)))
+            goto fail;
+    } else if (l->kind == PB_BN) {
+        if (!(l->w = new_param(m, l->name, "weight", 1, &l->oc, idx, err, errlen)) ||
+            !(l->b = new_param(m, l->name, "bias", 1, &l->oc, idx, err, errlen)))
+            goto fail;
+        l->run_mean = pb_alloc((size_t)l->oc * sizeof(float));
+        l->run_var = pb_alloc((size_t)l->oc * sizeof(float));
+        if (!l->run_mean || !l->run_var)
+            goto fail;
+        for (int c = 0; c < l->oc; c++) {
+            l->run_var[c] = 1.0f;
+            l->w->w[c] = 1.0f;
+        }
+        if (l->bn_eps == 0)
+            l->bn_eps = 1e-5f;
+        if (l->bn_momentum == 0)
+            l->bn_momentum = 0.1f;
+    }
+    m->finalized = 0;
+    return idx;
+fail:
+    m->nlayers--;
+    if (!err || !err[0])
+        pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    return -1;
+}
+
+static pb_layer proto_of(pb_model *m, pb_layer_kind kind, const char *name)
+{
+    pb_layer l;
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    l.in = m->nlayers - 1;
+    l.in2 = -1;
+    if (name)
+        snprintf(l.name, sizeof l.name, "%s", name);
+    return l;
+}
+
+int pb_model_dense(pb_model *m, const char *name, int out, int bias, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, PB_DENSE, name);
+    l.oc = out;
+    l.has_bias = bias;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_conv(pb_model *m, const char *name, int oc, int k, int stride, int pad, int bias,
+                  char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, PB_CONV, name);
+    l.oc = oc;
+    l.k = k;
+    l.stride = stride;
+    l.pad = pad;
+    l.has_bias = bias;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_pool(pb_model *m, pb_layer_kind kind, int k, int stride, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, kind, NULL);
+    l.k = k;
+    l.stride = stride;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_simple(pb_model *m, pb_layer_kind kind, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, kind, NULL);
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_bn(pb_model *m, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, PB_BN, NULL);
+    l.bn_eps = 1e-5f;
+    l.bn_momentum = 0.1f;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_dropout(pb_model *m, float p, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, PB_DROPOUT, NULL);
+    l.p = p;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+int pb_model_add(pb_model *m, int a, int b, char *err, size_t errlen)
+{
+    pb_layer l = proto_of(m, PB_ADD, NULL);
+    l.in = a;
+    l.in2 = b;
+    return pb_model_append(m, &l, err, errlen);
+}
+
+pb_param *pb_model_extra_param(pb_model *m, const char *name, size_t n, char *err, size_t errlen)
+{
+    int shp = (int)n;
+    return new_param(m, name, NULL, 1, &shp, -1, err, errlen);
+}
+
+int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
+{
+    if (m->nlayers == 0)
+        return pb_err(err, errlen, PB_EUSAGE, "model %s has no layers", m->arch);
+    pb_layer *last = &m->layers[m->nlayers - 1];
+    if ((int)pb_layer_osize(last) != m->ncls)
+        return pb_err(err, errlen, PB_EUSAGE, "model %s ends with %zu outputs but the data has %d classes",
+                      m->arch, pb_layer_osize(last), m->ncls);
+    if (m->finalized && m->max_batch >= max_batch)
+        return PB_OK;
+    for (int i = 0; i < m->nlayers; i++) {
+        int rc = pb_layer_alloc(&m->layers[i], max_batch, err, errlen);
+        if (rc != PB_OK)
+            return rc;
+    }
+    pb_free(m->dlogits);
+    pb_free(m->probs);
+    pb_free(m->dx_scratch);
+    m->dlogits = pb_alloc((size_t)max_batch * m->ncls * sizeof(float));
+    m->probs = pb_alloc((size_t)max_batch * m->ncls * sizeof(float));
+    m->dx_scratch = NULL;
+    if (!m->dlogits || !m->probs)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    m->max_batch = max_batch;
+    m->finalized = 1;
+    return PB_OK;
+}
+
+void pb_model_init_weights(pb_model *m, uint64_t seed)
+{
+    pb_rng r;
+    pb_rng_seed(&r, seed);
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        if (l->kind == PB_DENSE || l->kind == PB_CONV) {
+            /* PyTorch's default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+            float bound = 1.0f / sqrtf((float)l->w->fan_in);
+            for (size_t j = 0; j < l->w->n; j++)
+                l->w->w[j] = (float)(2.0 * pb_rng_uniform(&r) - 1.0) * bound;
+            if (l->b)
+                for (size_t j = 0; j < l->b->n; j++)
+                    l->b->w[j] = (float)(2.0 * pb_rng_uniform(&r) - 1.0) * bound;
+        } else if (l->kind == PB_BN) {
+            for (int c = 0; c < l->oc; c++) {
+                l->w->w[c] = 1.0f;
+                l->b->w[c] = 0.0f;
+                l->run_mean[c] = 0.0f;
+                l->run_var[c] = 1.0f;
+            }
+        }
+    }
+    pb_rng_seed(&m->rng, seed ^ 0xd00dULL);
+    pb_model_apply_masks(m);
+}
+
+void pb_model_free(pb_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer_free(&m->layers[i]);
+        pb_free(m->layers[i].run_mean);
+        pb_free(m->layers[i].run_var);
+    }
+    for (int i = 0; i < m->nparams; i++)
+        free_param(m->params[i]);
+    pb_free(m->dlogits);
+    pb_free(m->probs);
+    pb_free(m->dx_scratch);
+    memset(m, 0, sizeof *m);
+}
+
+static int scaled(int w, double width)
+{
+    int v = (int)lround(w * width);
+    return v < 1 ? 1 : v;
+}
+
+#define TRY(expr)                 \
+    do {                          \
+        if ((expr) < 0)           \
+            return PB_EUSAGE;     \
+    } while (0)
+
+static int build_resnet20(pb_model *m, double width, char *err, size_t errlen)
+{
+    int c = scaled(16, width);
+    TRY(pb_model_conv(m, NULL, c, 3, 1, 1, 0, err, errlen));
+    TRY(pb_model_bn(m, err, errlen));
+    TRY(pb_model_simple(m, PB_RELU, err, errlen));
+    for (int stage = 0; stage < 3; stage++) {
+        int oc = scaled(16 << stage, width);
+        for (int blk = 0; blk < 3; blk++) {
+            int stride = (stage > 0 && blk == 0) ? 2 : 1;
+            int entry = m->nlayers - 1;
+            TRY(pb_model_conv(m, NULL, oc, 3, stride, 1, 0, err, errlen));
+            TRY(pb_model_bn(m, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+            TRY(pb_model_conv(m, NULL, oc, 3, 1, 1, 0, err, errlen));
+            int main_out = pb_model_bn(m, err, errlen);
+            TRY(main_out);
+            int shortcut = entry;
+            if (stride != 1 || oc != c) {
+                /* Projection shortcut (option B): 1x1 conv + BN reading the block input. */
+                pb_layer l = proto_of(m, PB_CONV, NULL);
+                l.in = entry;
+                l.oc = oc;
+                l.k = 1;
+                l.stride = stride;
+                TRY(pb_model_append(m, &l, err, errlen));
+                TRY(shortcut = pb_model_bn(m, err, errlen));
+            }
+            TRY(pb_model_add(m, main_out, shortcut, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+            c = oc;
+        }
+    }
+    TRY(pb_model_simple(m, PB_GAP, err, errlen));
+    TRY(pb_model_dense(m, NULL, m->ncls, 1, err, errlen));
+    return PB_OK;
+}
+
+int pb_model_build(pb_model *m, const char *name, double width, const int *hidden, int nh,
+                   int ic, int ih, int iw, int ncls, char *err, size_t errlen)
+{
+    char arch[64];
+    if (width <= 0)
+        return pb_err(err, errlen, PB_EUSAGE, "width multiplier %g must be > 0", width);
+    if (width != 1.0)
+        snprintf(arch, sizeof arch, "%s:w=%g", name, width);
+    else
+        snprintf(arch, sizeof arch, "%s", name);
+    pb_model_init(m, arch, ic, ih, iw, ncls);
+    if (!strcmp(name, "lenet300") || !strcmp(name, "mlp")) {
+        static const int lenet[2] = {300, 100};
+        if (!strcmp(name, "lenet300")) {
+            hidden = lenet;
+            nh = 2;
+        }
+        for (int i = 0; i < nh; i++) {
+            TRY(pb_model_dense(m, NULL, scaled(hidden[i], width), 1, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        }
+        TRY(pb_model_dense(m, NULL, ncls, 1, err, errlen));
+    } else if (!strcmp(name, "lenet5")) {
+        TRY(pb_model_conv(m, NULL, scaled(6, width), 5, 1, 2, 1, err, errlen));
+        TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        TRY(pb_model_pool(m, PB_MAXPOOL, 2, 2, err, errlen));
+        TRY(pb_model_conv(m, NULL, scaled(16, width), 5, 1, 0, 1, err, errlen));
+        TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        TRY(pb_model_pool(m, PB_MAXPOOL, 2, 2, err, errlen));
+        TRY(pb_model_dense(m, NULL, scaled(120, width), 1, err, errlen));
+        TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        TRY(pb_model_dense(m, NULL, scaled(84, width), 1, err, errlen));
+        TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        TRY(pb_model_dense(m, NULL, ncls, 1, err, errlen));
+    } else if (!strcmp(name, "conv4")) {
+        for (int blk = 0; blk < 2; blk++) {
+            int c = scaled(64 << blk, width);
+            TRY(pb_model_conv(m, NULL, c, 3, 1, 1, 1, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+            TRY(pb_model_conv(m, NULL, c, 3, 1, 1, 1, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+            TRY(pb_model_pool(m, PB_MAXPOOL, 2, 2, err, errlen));
+        }
+        for (int i = 0; i < 2; i++) {
+            TRY(pb_model_dense(m, NULL, scaled(256, width), 1, err, errlen));
+            TRY(pb_model_simple(m, PB_RELU, err, errlen));
+        }
+        TRY(pb_model_dense(m, NULL, ncls, 1, err, errlen));
+    } else if (!strcmp(name, "resnet20")) {
+        int rc = build_resnet20(m, width, err, errlen);
+        if (rc != PB_OK)
+            return rc;
+    } else {
+        char list[256] = "";
+        for (int i = 0; pb_model_names[i]; i++) {
+            strcat(list, i ? ", " : "");
+            strcat(list, pb_model_names[i]);
+        }
+        return pb_err(err, errlen, PB_EUSAGE, "unknown model '%s' (valid: %s)", name, list);
+    }
+    return PB_OK;
+}
+
+int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err, size_t errlen)
+{
+    pb_model_init(dst, src->arch, src->ic, src->ih, src->iw, src->ncls);
+    for (int i = 0; i < src->nlayers; i++)
+        if (pb_model_append(dst, &src->layers[i], err, errlen) < 0) {
+            pb_model_free(dst);
+            return PB_EUSAGE;
+        }
+    for (int i = 0; i < src->nparams; i++) {
+        const pb_param *s = src->params[i];
+        pb_param *d = i < dst->nparams ? dst->params[i] : NULL;
+        if (!d) {
+            if (!(d = pb_model_extra_param(dst, s->name, s->n, err, errlen))) {
+                pb_model_free(dst);
+                return PB_ENOMEM;
+            }
+        }
+        memcpy(d->w, s->w, s->n * sizeof(float));
+        d->trainable = s->trainable;
+        if (s->mask) {
+            d->mask = pb_alloc(s->n * sizeof(float));
+            if (!d->mask) {
+                pb_model_free(dst);
+                return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+            }
+            memcpy(d->mask, s->mask, s->n * sizeof(float));
+        }
+    }
+    for (int i = 0; i < src->nlayers; i++)
+        if (src->layers[i].kind == PB_BN) {
+            memcpy(dst->layers[i].run_mean, src->layers[i].run_mean, (size_t)src->layers[i].oc * sizeof(float));
+            memcpy(dst->layers[i].run_var, src->layers[i].run_var, (size_t)src->layers[i].oc * sizeof(float));
+        }
+    dst->rng = src->rng;
+    int rc = pb_model_finalize(dst, max_batch, err, errlen);
+    if (rc != PB_OK)
+        pb_model_free(dst);
+    return rc;
+}
+
+const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->gens[i].generate)
+            m->gens[i].generate(m->gens[i].ud, m->params[i]);
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        const float *in = l->in < 0 ? x : m->layers[l->in].out;
+        const float *in2 = l->kind == PB_ADD ? (l->in2 < 0 ? x : m->layers[l->in2].out) : NULL;
+        if (m->input_hook)
+            m->input_hook(m->input_hook_ud, m, i, in, B);
+        pb_layer_forward(l, in, in2, B, train, &m->rng);
+    }
+    return m->layers[m->nlayers - 1].out;
+}
+
+double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float *per_ex,
+                     int *correct)
+{
+    const float *logits = m->layers[m->nlayers - 1].out;
+    int K = m->ncls, ok = 0;
+    double total = 0;
+    float invt = 1.0f / temperature, invb = 1.0f / (float)B;
+    for (int i = 0; i < B; i++) {
+        const float *z = logits + (size_t)i * K;
+        float *p = m->probs + (size_t)i * K, *d = m->dlogits + (size_t)i * K;
+        float mx = z[0] * invt;
+        int arg = 0;
+        for (int k = 1; k < K; k++)
+            if (z[k] * invt > mx) {
+                mx = z[k] * invt;
+                arg = k;
+            }
+        double s = 0;
+        for (int k = 0; k < K; k++) {
+            p[k] = expf(z[k] * invt - mx);
+            s += p[k];
+        }
+        float invs = (float)(1.0 / s);
+        for (int k = 0; k < K; k++) {
+            p[k] *= invs;
+            d[k] = p[k] * invb * invt;
+        }
+        d[y[i]] -= invb * invt;
+        double li = -(z[y[i]] * invt - mx - log(s));
+        if (per_ex)
+            per_ex[i] = (float)li;
+        total += li;
+        ok += arg == y[i];
+    }
+    if (correct)
+        *correct = ok;
+    return total / B;
+}
+
+void pb_model_zero_grad(pb_model *m)
+{
+    for (int i = 0; i < m->nparams; i++)
+        memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
+}
+
+void pb_model_backward(pb_model *m, const float *x, int B, const float *dlogits, float *dx)
+{
+    for (int i = 0; i < m->nlayers - 1; i++)
+        memset(m->layers[i].dout, 0, (size_t)B * pb_layer_osize(&m->layers[i]) * sizeof(float));
+    pb_layer *last = &m->layers[m->nlayers - 1];
+    memcpy(last->dout, dlogits ? dlogits : m->dlogits, (size_t)B * m->ncls * sizeof(float));
+    if (dx)
+        memset(dx, 0, (size_t)B * m->ic * m->ih * m->iw * sizeof(float));
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        pb_layer *l = &m->layers[i];
+        const float *in = l->in < 0 ? x : m->layers[l->in].out;
+        float *din = l->in < 0 ? dx : m->layers[l->in].dout;
+        float *din2 = NULL;
+        if (l->kind == PB_ADD) {
+            const float *in2 = l->in2 < 0 ? x : m->layers[l->in2].out;
+            (void)in2;
+            din2 = l->in2 < 0 ? dx : m->layers[l->in2].dout;
+        }
+        pb_layer_backward(l, in, din, din2, B);
+    }
+    for (int i = 0; i < m->nparams; i++)
+        if (m->gens[i].backprop)
+            m->gens[i].backprop(m->gens[i].ud, m->params[i]);
+}
+
+void pb_model_apply_masks(pb_model *m)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        pb_param *p = m->params[i];
+        if (!p->mask)
+            continue;
+        for (size_t j = 0; j < p->n; j++)
+            p->w[j] *= p->mask[j];
+    }
+}
+
+int pb_model_nprunable(const pb_model *m)
+{
+    int n = 0;
+    for (int i = 0; i < m->nparams; i++)
+        n += m->params[i]->prunable;
+    return n;
+}
+
+pb_param *pb_model_prunable(const pb_model *m, int k)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->prunable && k-- == 0)
+            return m->params[i];
+    return NULL;
+}
+
+int pb_model_ensure_masks(pb_model *m, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->nparams; i++) {
+        pb_param *p = m->params[i];
+        if (!p->prunable || p->mask)
+            continue;
+        p->mask = pb_alloc(p->n * sizeof(float));
+        if (!p->mask)
+            return pb_err(err, errlen, PB_ENOMEM, "out of memory for the mask of %s", p->name);
+        for (size_t j = 0; j < p->n; j++)
+            p->mask[j] = 1.0f;
+    }
+    return PB_OK;
+}
+
+static size_t nonzero_of(const pb_param *p)
+{
+    size_t nz = 0;
+    for (size_t j = 0; j < p->n; j++)
+        nz += p->w[j] != 0.0f && (!p->mask || p->mask[j] != 0.0f);
+    return nz;
+}
+
+void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
+{
+    size_t t = 0, nz = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->prunable) {
+            t += m->params[i]->n;
+            nz += nonzero_of(m->params[i]);
+        }
+    *total = t;
+    *nonzero = nz;
+}
+
+void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero)
+{
+    size_t t = 0, nz = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        if (m->gens[i].generate)
+            continue; /* generated weights are not stored */
+        t += m->params[i]->n;
+        nz += nonzero_of(m->params[i]);
+    }
+    *total = t;
+    *nonzero = nz;
+}
+
+void pb_model_flops(const pb_model *m, double *dense, double *effective)
+{
+    double d = 0, e = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        d += pb_layer_flops(&m->layers[i], 0);
+        e += pb_layer_flops(&m->layers[i], 1);
+    }
+    if (dense)
+        *dense = d;
+    if (effective)
+        *effective = e;
+}
+
+double pb_model_train_flops(const pb_model *m)
+{
+    double d;
+    pb_model_flops(m, &d, NULL);
+    return 3.0 * d;
+}
+
+pb_param *pb_model_find_param(const pb_model *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i]->name, name))
+            return m->params[i];
+    return NULL;
+}
+
+void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i] == target) {
+            m->gens[i] = gen;
+            target->trainable = gen.generate ? 0 : 1;
+        }
+}
+
+void pb_model_set_input_hook(pb_model *m, pb_input_hook hook, void *ud)
+{
+    m->input_hook = hook;
+    m->input_hook_ud = ud;
+}
+
+void pb_model_print(const pb_model *m, void *file)
+{
+    FILE *f = file;
+    size_t total, nz;
+    fprintf(f, "model %s: input %dx%dx%d, %d classes\n", m->arch, m->ic, m->ih, m->iw, m->ncls);
+    for (int i = 0; i < m->nlayers; i++) {
+        const pb_layer *l = &m->layers[i];
+        size_t np = (l->w ? l->w->n : 0) + (l->b ? l->b->n : 0);
+        fprintf(f, "  %-10s %-8s %4dx%-3dx%-3d -> %4dx%-3dx%-3d params %zu\n", l->name,
+                pb_layer_kind_names[l->kind], l->ic, l->ih, l->iw, l->oc, l->oh, l->ow, np);
+    }
+    pb_model_count_params(m, &total, &nz);
+    double df;
+    pb_model_flops(m, &df, NULL);
+    fprintf(f, "  parameters: %zu, inference FLOPs per example: %.0f\n", total, df);
+}

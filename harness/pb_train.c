@@ -1,0 +1,239 @@
+#include "pb_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void pb_train_defaults(pb_train_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->epochs = 10;
+    c->batch = 128;
+    pb_optim_defaults(&c->opt);
+    c->seed = 1;
+    c->eval_every = 1;
+    c->log_epochs = 1;
+}
+
+int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double *loss, char *err,
+                size_t errlen)
+{
+    if (batch > m->max_batch)
+        batch = m->max_batch;
+    size_t chw = (size_t)d->c * d->h * d->w;
+    float *x = pb_alloc((size_t)batch * chw * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int)), *idx = malloc((size_t)batch * sizeof(int));
+    if (!x || !y || !idx) {
+        pb_free(x);
+        free(y);
+        free(idx);
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    }
+    long ok = 0;
+    double tl = 0;
+    for (int s = 0; s < d->n; s += batch) {
+        int B = d->n - s < batch ? d->n - s : batch, c = 0;
+        for (int i = 0; i < B; i++)
+            idx[i] = s + i;
+        pb_data_batch(d, idx, B, NULL, x, y);
+        pb_model_forward(m, x, B, 0);
+        tl += pb_model_loss(m, y, B, 1.0f, NULL, &c) * B;
+        ok += c;
+    }
+    pb_free(x);
+    free(y);
+    free(idx);
+    *acc = d->n ? (double)ok / d->n : 0;
+    if (loss)
+        *loss = d->n ? tl / d->n : 0;
+    return PB_OK;
+}
+
+int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, float temperature,
+                     double *loss, char *err, size_t errlen)
+{
+    int batch = m->max_batch;
+    size_t chw = (size_t)d->c * d->h * d->w;
+    float *x = pb_alloc((size_t)batch * chw * sizeof(float));
+    int *y = malloc((size_t)batch * sizeof(int));
+    float *dl = pb_alloc((size_t)batch * m->ncls * sizeof(float));
+    if (!x || !y || !dl) {
+        pb_free(x);
+        free(y);
+        pb_free(dl);
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    }
+    pb_model_zero_grad(m);
+    double tl = 0;
+    for (int s = 0; s < n; s += batch) {
+        int B = n - s < batch ? n - s : batch;
+        pb_data_batch(d, idx + s, B, NULL, x, y);
+        pb_model_forward(m, x, B, 1);
+        tl += pb_model_loss(m, y, B, temperature, NULL, NULL) * B;
+        /* dlogits are per-batch means; reweight so the sum is the mean over all n */
+        float sc = (float)B / (float)n;
+        for (size_t j = 0; j < (size_t)B * m->ncls; j++)
+            dl[j] = m->dlogits[j] * sc;
+        pb_model_backward(m, x, B, dl, NULL);
+    }
+    pb_free(x);
+    free(y);
+    pb_free(dl);
+    if (loss)
+        *loss = tl / n;
+    return PB_OK;
+}
+
+static double sparsity_of(const pb_model *m)
+{
+    size_t t, nz;
+    pb_model_sparsity(m, &t, &nz);
+    return t ? 1.0 - (double)nz / (double)t : 0.0;
+}
+
+static void progress(const pb_train_cfg *cfg, int epoch, int done, int total, double loss,
+                     double t0)
+{
+    int width = 24, fill = total ? done * width / total : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r%s%sepoch %d/%d [%s] %3d%% loss %.4f %.1fs ", cfg->label ? cfg->label : "",
+            cfg->label ? " " : "", epoch, cfg->epochs, bar, total ? done * 100 / total : 0, loss,
+            pb_now() - t0);
+    fflush(stderr);
+}
+
+int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const pb_train_cfg *cfg,
+             const pb_train_hooks *hooks, pb_train_result *res, char *err, size_t errlen)
+{
+    static const pb_train_hooks none;
+    if (!hooks)
+        hooks = &none;
+    int rc = pb_model_finalize(m, cfg->batch, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    if (train->c != m->ic || train->h != m->ih || train->w != m->iw)
+        return pb_err(err, errlen, PB_EUSAGE, "data set %s is %dx%dx%d but model %s expects %dx%dx%d",
+                      train->name, train->c, train->h, train->w, m->arch, m->ic, m->ih, m->iw);
+    pb_optim opt;
+    if ((rc = pb_optim_init(&opt, m, &cfg->opt, err, errlen)) != PB_OK)
+        return rc;
+    size_t chw = (size_t)train->c * train->h * train->w;
+    float *x = pb_alloc((size_t)cfg->batch * chw * sizeof(float));
+    int *y = malloc((size_t)cfg->batch * sizeof(int));
+    int *idx = malloc((size_t)train->n * sizeof(int));
+    if (!x || !y || !idx) {
+        rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        goto out;
+    }
+    pb_rng rng;
+    pb_rng_seed(&rng, cfg->seed ^ 0x7a11ULL);
+    memset(res, 0, sizeof *res);
+    res->time_to_target_s = -1;
+    res->test_acc = -1;
+    double t0 = pb_now(), flops_ex = pb_model_train_flops(m), last_draw = 0;
+    long step = 0;
+    /* Steps of the whole run for per-iteration schedules; a data-pruning select
+     * hook may shrink epochs, so it is re-estimated after the first selection. */
+    long per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
+    long total_steps = per_epoch * cfg->epochs;
+    int show = cfg->progress && isatty(2);
+    for (int ep = 1; ep <= cfg->epochs; ep++) {
+        int n = train->n;
+        if (hooks->select) {
+            if ((rc = hooks->select(hooks->ud, m, ep, train->n, idx, &n, err, errlen)) != PB_OK)
+                goto out;
+            if (ep == 1) {
+                per_epoch = (n + cfg->batch - 1) / cfg->batch;
+                total_steps = per_epoch * cfg->epochs;
+            }
+        } else {
+            for (int i = 0; i < n; i++)
+                idx[i] = i;
+            pb_rng_shuffle(&rng, idx, n);
+        }
+        double eloss = 0;
+        int nb = 0;
+        for (int s = 0; s < n; s += cfg->batch) {
+            int B = n - s < cfg->batch ? n - s : cfg->batch;
+            if (hooks->before_step && (rc = hooks->before_step(hooks->ud, m, step, err, errlen)) != PB_OK)
+                goto out;
+            pb_data_batch(train, idx + s, B, &rng, x, y);
+            pb_model_zero_grad(m);
+            pb_model_forward(m, x, B, 1);
+            double loss = pb_model_loss(m, y, B, 1.0f, NULL, NULL);
+            if (!isfinite(loss)) {
+                rc = pb_err(err, errlen, PB_ENUM,
+                            "training diverged: loss is %s at epoch %d, step %ld (lower the learning rate %g?)",
+                            isnan(loss) ? "NaN" : "infinite", ep, step + 1, cfg->opt.lr);
+                goto out;
+            }
+            pb_model_backward(m, x, B, NULL, NULL);
+            pb_optim_step(&opt, m, pb_optim_lr(&cfg->opt, step, total_steps, per_epoch));
+            step++;
+            res->train_flops += flops_ex * B;
+            eloss += loss;
+            nb++;
+            if (hooks->after_step && (rc = hooks->after_step(hooks->ud, m, step, err, errlen)) != PB_OK)
+                goto out;
+            if (show && pb_now() - last_draw > 0.25) {
+                last_draw = pb_now();
+                progress(cfg, ep, s + B, n, eloss / nb, t0);
+            }
+            if (cfg->max_steps && step >= cfg->max_steps)
+                break;
+        }
+        pb_epoch_rec rec = {.epoch = ep, .step = step, .train_flops = res->train_flops,
+                            .train_loss = nb ? eloss / nb : 0, .test_acc = -1, .test_loss = -1};
+        rec.sparsity = sparsity_of(m);
+        int last = ep == cfg->epochs || (cfg->max_steps && step >= cfg->max_steps);
+        if (test && ((cfg->eval_every > 0 && ep % cfg->eval_every == 0) || last)) {
+            if ((rc = pb_evaluate(m, test, cfg->batch, &rec.test_acc, &rec.test_loss, err, errlen)) != PB_OK)
+                goto out;
+            res->test_acc = rec.test_acc;
+            res->test_loss = rec.test_loss;
+        }
+        rec.wall_s = pb_now() - t0;
+        if (cfg->target_acc > 0 && res->time_to_target_s < 0 && rec.test_acc >= cfg->target_acc) {
+            res->time_to_target_s = rec.wall_s;
+            res->epoch_to_target = ep;
+        }
+        if (show)
+            fprintf(stderr, "\r\033[K");
+        if (cfg->log_epochs) {
+            fprintf(stderr, "%s%sepoch %d/%d train_loss=%.4f", cfg->label ? cfg->label : "",
+                    cfg->label ? " " : "", ep, cfg->epochs, rec.train_loss);
+            if (rec.test_acc >= 0)
+                fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
+            fprintf(stderr, " sparsity=%.4f wall_s=%.2f\n", rec.sparsity, rec.wall_s);
+        }
+        res->epochs_done = ep;
+        res->steps = step;
+        res->wall_s = rec.wall_s;
+        if (hooks->epoch_end && (rc = hooks->epoch_end(hooks->ud, m, &rec, err, errlen)) != PB_OK)
+            goto out;
+        if (last)
+            break;
+    }
+    rc = PB_OK;
+out:
+    pb_free(x);
+    free(y);
+    free(idx);
+    return rc;
+}
+
+void pb_print_result(FILE *f, const pb_model *m, double acc, double loss, double wall_s)
+{
+    size_t total, nz;
+    double df, ef;
+    pb_model_count_params(m, &total, &nz);
+    pb_model_flops(m, &df, &ef);
+    fprintf(f,
+            "result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f "
+            "eff_flops=%.0f sparsity=%.4f wall_s=%.2f\n",
+            acc, loss, total, nz, df, ef, sparsity_of(m), wall_s);
+}

@@ -1,0 +1,835 @@
+/* t_gradcheck: every layer kind's backward against central finite differences
+ * of loss = sum(out * R), plus conv against a direct convolution, BN running
+ * statistics, dropout masks, accumulation and FLOP counts. Prints TAP. */
+#include "pb_layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_EPS 1e-2f
+#define RTOL 2e-2
+#define ATOL 1e-3 /* scaled by the tensor's largest gradient, see close_enough */
+
+typedef struct fixture {
+    pb_layer l;
+    pb_param w, b;
+    float *run_mean, *run_var;
+} fixture;
+
+/* How test inputs are drawn: finite differences must not cross a kink of
+ * ReLU or change a max-pool argmax, so those get inputs kept away from them. */
+enum gen { GEN_NORMAL, GEN_AWAY0, GEN_DISTINCT };
+
+static pb_rng g_rng;
+
+static float *falloc(size_t n)
+{
+    float *p = pb_alloc(n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        abort(); /* a test program has no caller to report to */
+    }
+    return p;
+}
+
+static void fill(float *a, size_t n, enum gen g)
+{
+    switch (g) {
+    case GEN_NORMAL:
+        for (size_t i = 0; i < n; i++)
+            a[i] = pb_rng_normal(&g_rng);
+        break;
+    case GEN_AWAY0:
+        for (size_t i = 0; i < n; i++) {
+            float u = 0.05f + fabsf(pb_rng_normal(&g_rng));
+            a[i] = pb_rng_below(&g_rng, 2) ? u : -u;
+        }
+        break;
+    case GEN_DISTINCT: {
+        /* spaced 0.05 apart, more than twice the finite-difference step */
+        int *perm = malloc(n * sizeof(int));
+        if (!perm)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            perm[i] = (int)i;
+        pb_rng_shuffle(&g_rng, perm, (int)n);
+        for (size_t i = 0; i < n; i++)
+            a[i] = 0.05f * (float)perm[i] - 0.025f * (float)n;
+        free(perm);
+        break;
+    }
+    }
+}
+
+static pb_layer mk(pb_layer_kind kind, int ic, int ih, int iw)
+{
+    pb_layer l;
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    snprintf(l.name, sizeof l.name, "%s1", pb_layer_kind_names[kind]);
+    l.in = -1;
+    l.in2 = -1;
+    l.ic = ic;
+    l.ih = ih;
+    l.iw = iw;
+    l.bn_eps = 1e-5f;
+    l.bn_momentum = 0.1f;
+    return l;
+}
+
+static void param_init(pb_param *p, const char *name, size_t n, float mean, float scale)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = 1;
+    p->shape[0] = (int)n;
+    p->n = n;
+    p->w = falloc(n);
+    p->g = falloc(n);
+    for (size_t i = 0; i < n; i++)
+        p->w[i] = mean + scale * pb_rng_normal(&g_rng);
+    p->trainable = 1;
+    p->layer = 0;
+}
+
+static void param_free(pb_param *p)
+{
+    pb_free(p->w);
+    pb_free(p->g);
+    pb_free(p->mask);
+    memset(p, 0, sizeof *p);
+}
+
+/* Infers the shape, creates the parameters a model would own, allocates. */
+static int fx_setup(fixture *f, pb_layer proto, int max_batch)
+{
+    char err[PB_ERRLEN];
+    memset(f, 0, sizeof *f);
+    f->l = proto;
+    pb_layer *l = &f->l;
+    if (pb_layer_infer_shape(l, err, sizeof err) != PB_OK) {
+        printf("# infer_shape: %s\n", err);
+        return 0;
+    }
+    char nm[64];
+    switch (l->kind) {
+    case PB_DENSE:
+    case PB_CONV: {
+        size_t fan = l->kind == PB_DENSE ? pb_layer_isize(l) : (size_t)l->ic * l->k * l->k;
+        snprintf(nm, sizeof nm, "%s.weight", l->name);
+        param_init(&f->w, nm, (size_t)l->oc * fan, 0.0f, 1.0f / sqrtf((float)fan));
+        f->w.prunable = 1;
+        f->w.fan_in = (int)fan;
+        l->w = &f->w;
+        if (l->has_bias) {
+            snprintf(nm, sizeof nm, "%s.bias", l->name);
+            param_init(&f->b, nm, (size_t)l->oc, 0.0f, 0.5f);
+            l->b = &f->b;
+        }
+        break;
+    }
+    case PB_BN:
+        snprintf(nm, sizeof nm, "%s.weight", l->name);
+        param_init(&f->w, nm, (size_t)l->oc, 1.0f, 0.3f);
+        snprintf(nm, sizeof nm, "%s.bias", l->name);
+        param_init(&f->b, nm, (size_t)l->oc, 0.0f, 0.3f);
+        l->w = &f->w;
+        l->b = &f->b;
+        f->run_mean = falloc((size_t)l->oc);
+        f->run_var = falloc((size_t)l->oc);
+        for (int c = 0; c < l->oc; c++)
+            f->run_var[c] = 1.0f;
+        l->run_mean = f->run_mean;
+        l->run_var = f->run_var;
+        break;
+    default:
+        break;
+    }
+    if (pb_layer_alloc(l, max_batch, err, sizeof err) != PB_OK) {
+        printf("# alloc: %s\n", err);
+        return 0;
+    }
+    return 1;
+}
+
+static void fx_free(fixture *f)
+{
+    pb_layer_free(&f->l);
+    param_free(&f->w);
+    param_free(&f->b);
+    pb_free(f->run_mean);
+    pb_free(f->run_var);
+}
+
+static void zero_grads(pb_layer *l)
+{
+    if (l->w)
+        memset(l->w->g, 0, l->w->n * sizeof(float));
+    if (l->b)
+        memset(l->b->g, 0, l->b->n * sizeof(float));
+}
+
+#define DROP_SEED 4242
+
+/* Reseeding before every forward gives dropout the same mask each time. */
+static double loss_of(pb_layer *l, const float *x, const float *x2, const float *R, int B, int train)
+{
+    pb_rng r;
+    pb_rng_seed(&r, DROP_SEED);
+    pb_layer_forward(l, x, x2, B, train, &r);
+    double s = 0.0;
+    size_t n = (size_t)B * pb_layer_osize(l);
+    for (size_t i = 0; i < n; i++)
+        s += (double)l->out[i] * R[i];
+    return s;
+}
+
+/* Numerical derivative of the loss with respect to each element of v. */
+static void numgrad(pb_layer *l, float *v, size_t nv, double *num, const float *x, const float *x2,
+                    const float *R, int B, int train)
+{
+    for (size_t i = 0; i < nv; i++) {
+        const float keep = v[i];
+        v[i] = keep + FD_EPS;
+        double lp = loss_of(l, x, x2, R, B, train);
+        v[i] = keep - FD_EPS;
+        double lm = loss_of(l, x, x2, R, B, train);
+        v[i] = keep;
+        /* divide by the step actually taken, which float rounding changes */
+        num[i] = (lp - lm) / ((double)(keep + FD_EPS) - (double)(keep - FD_EPS));
+    }
+}
+
+static int close_enough(const char *what, const float *an, const double *num, size_t n)
+{
+    double scale = 1.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(num[i]) > scale)
+            scale = fabs(num[i]);
+    double worst = -INFINITY;
+    size_t wi = 0;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)an[i] - num[i]);
+        double lim = RTOL * fmax(fabs(an[i]), fabs(num[i])) + ATOL * scale;
+        if (d > lim)
+            ok = 0;
+        if (d - lim > worst) {
+            worst = d - lim;
+            wi = i;
+        }
+    }
+    if (!ok)
+        printf("# %s[%zu]: analytic %.6g numeric %.6g\n", what, wi, (double)an[wi], num[wi]);
+    return ok;
+}
+
+/* Forward + backward with dout = R, then finite differences on x, x2 and
+ * the layer's parameters. */
+static int gradcheck(pb_layer proto, int B, enum gen g, int train)
+{
+    fixture f;
+    if (!fx_setup(&f, proto, B)) {
+        fx_free(&f);
+        return 0;
+    }
+    pb_layer *l = &f.l;
+    const size_t ni = (size_t)B * pb_layer_isize(l), no = (size_t)B * pb_layer_osize(l);
+    float *x = falloc(ni), *x2 = NULL, *R = falloc(no), *dx = falloc(ni), *dx2 = NULL;
+    fill(x, ni, g);
+    fill(R, no, GEN_NORMAL);
+    if (l->kind == PB_ADD) {
+        x2 = falloc(ni);
+        dx2 = falloc(ni);
+        fill(x2, ni, g);
+    }
+    zero_grads(l);
+    loss_of(l, x, x2, R, B, train);
+    memcpy(l->dout, R, no * sizeof(float));
+    pb_layer_backward(l, x, dx, dx2, B);
+
+    size_t most = ni;
+    if (l->w && l->w->n > most)
+        most = l->w->n;
+    double *num = malloc(most * sizeof(double));
+    if (!num)
+        abort();
+    int ok = 1;
+    numgrad(l, x, ni, num, x, x2, R, B, train);
+    ok &= close_enough("dx", dx, num, ni);
+    if (x2) {
+        numgrad(l, x2, ni, num, x, x2, R, B, train);
+        ok &= close_enough("dx2", dx2, num, ni);
+    }
+    if (l->w) {
+        numgrad(l, l->w->w, l->w->n, num, x, x2, R, B, train);
+        ok &= close_enough(l->w->name, l->w->g, num, l->w->n);
+    }
+    if (l->b) {
+        numgrad(l, l->b->w, l->b->n, num, x, x2, R, B, train);
+        ok &= close_enough(l->b->name, l->b->g, num, l->b->n);
+    }
+    free(num);
+    pb_free(x);
+    pb_free(x2);
+    pb_free(R);
+    pb_free(dx);
+    pb_free(dx2);
+    fx_free(&f);
+    return ok;
+}
+
+static pb_layer mk_conv(int ic, int ih, int iw, int oc, int k, int stride, int pad, int bias)
+{
+    pb_layer l = mk(PB_CONV, ic, ih, iw);
+    l.oc = oc;
+    l.k = k;
+    l.stride = stride;
+    l.pad = pad;
+    l.has_bias = bias;
+    return l;
+}
+
+static pb_layer mk_pool(pb_layer_kind kind, int ic, int ih, int iw, int k, int stride)
+{
+    pb_layer l = mk(kind, ic, ih, iw);
+    l.k = k;
+    l.stride = stride;
+    return l;
+}
+
+static pb_layer mk_dense(int ic, int ih, int iw, int oc, int bias)
+{
+    pb_layer l = mk(PB_DENSE, ic, ih, iw);
+    l.oc = oc;
+    l.has_bias = bias;
+    return l;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static int t_names(void)
+{
+    static const char *const want[PB_LAYER_KINDS] = {"dense", "conv", "maxpool", "avgpool", "gap",
+                                                     "relu",  "bn",   "flatten", "add",     "dropout"};
+    for (int i = 0; i < PB_LAYER_KINDS; i++)
+        if (!pb_layer_kind_names[i] || strcmp(pb_layer_kind_names[i], want[i]) != 0) {
+            printf("# kind %d named %s\n", i, pb_layer_kind_names[i] ? pb_layer_kind_names[i] : "NULL");
+            return 0;
+        }
+    return 1;
+}
+
+static int shape_is(pb_layer l, int oc, int oh, int ow)
+{
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK) {
+        printf("# %s: %s\n", l.name, err);
+        return 0;
+    }
+    if (l.oc != oc || l.oh != oh || l.ow != ow) {
+        printf("# %s: got %dx%dx%d want %dx%dx%d\n", l.name, l.oc, l.oh, l.ow, oc, oh, ow);
+        return 0;
+    }
+    return 1;
+}
+
+static int shape_fails(pb_layer l)
+{
+    char err[PB_ERRLEN] = "";
+    int rc = pb_layer_infer_shape(&l, err, sizeof err);
+    if (rc != PB_EUSAGE || !strstr(err, l.name)) {
+        printf("# %s: rc %d, message '%s'\n", l.name, rc, err);
+        return 0;
+    }
+    return 1;
+}
+
+static int t_shapes(void)
+{
+    int ok = 1;
+    ok &= shape_is(mk_conv(1, 28, 28, 6, 5, 1, 2, 1), 6, 28, 28);
+    ok &= shape_is(mk_conv(6, 14, 14, 16, 5, 1, 0, 1), 16, 10, 10);
+    ok &= shape_is(mk_conv(3, 7, 9, 4, 3, 2, 1, 1), 4, 4, 5);
+    ok &= shape_is(mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2), 6, 14, 14);
+    ok &= shape_is(mk_pool(PB_AVGPOOL, 3, 5, 5, 2, 2), 3, 2, 2);
+    ok &= shape_is(mk(PB_GAP, 8, 4, 4), 8, 1, 1);
+    ok &= shape_is(mk(PB_FLATTEN, 16, 5, 5), 400, 1, 1);
+    ok &= shape_is(mk_dense(16, 5, 5, 120, 1), 120, 1, 1);
+    ok &= shape_is(mk(PB_RELU, 3, 4, 5), 3, 4, 5);
+    ok &= shape_is(mk(PB_BN, 3, 4, 5), 3, 4, 5);
+    ok &= shape_is(mk(PB_ADD, 3, 4, 5), 3, 4, 5);
+    ok &= shape_is(mk(PB_DROPOUT, 3, 4, 5), 3, 4, 5);
+    ok &= shape_fails(mk_conv(1, 3, 3, 2, 7, 1, 1, 1));
+    ok &= shape_fails(mk_conv(1, 8, 8, 2, 3, 0, 1, 1));
+    ok &= shape_fails(mk_conv(1, 8, 8, 0, 3, 1, 1, 1));
+    ok &= shape_fails(mk_pool(PB_MAXPOOL, 1, 2, 2, 3, 1));
+    ok &= shape_fails(mk_dense(1, 4, 4, 0, 1));
+    ok &= shape_fails(mk(PB_GAP, 0, 4, 4));
+    pb_layer d = mk(PB_DROPOUT, 1, 4, 4);
+    d.p = 1.0f;
+    ok &= shape_fails(d);
+    return ok;
+}
+
+static int t_dense_bias(void) { return gradcheck(mk_dense(2, 3, 2, 5, 1), 3, GEN_NORMAL, 1); }
+static int t_dense_nobias(void) { return gradcheck(mk_dense(7, 1, 1, 4, 0), 3, GEN_NORMAL, 1); }
+static int t_conv_k5s1p2(void) { return gradcheck(mk_conv(2, 6, 6, 3, 5, 1, 2, 1), 3, GEN_NORMAL, 1); }
+static int t_conv_k3s2p1(void) { return gradcheck(mk_conv(3, 7, 6, 4, 3, 2, 1, 1), 3, GEN_NORMAL, 1); }
+static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0), 2, GEN_NORMAL, 1); }
+static int t_maxpool(void)
+{
+    return gradcheck(mk_pool(PB_MAXPOOL, 2, 4, 6, 2, 2), 3, GEN_DISTINCT, 1) &&
+           gradcheck(mk_pool(PB_MAXPOOL, 2, 5, 5, 3, 2), 2, GEN_DISTINCT, 1);
+}
+static int t_avgpool(void)
+{
+    return gradcheck(mk_pool(PB_AVGPOOL, 2, 4, 6, 2, 2), 3, GEN_NORMAL, 1) &&
+           gradcheck(mk_pool(PB_AVGPOOL, 2, 5, 5, 3, 1), 2, GEN_NORMAL, 1);
+}
+static int t_gap(void) { return gradcheck(mk(PB_GAP, 3, 3, 4), 3, GEN_NORMAL, 1); }
+static int t_relu(void) { return gradcheck(mk(PB_RELU, 2, 3, 3), 3, GEN_AWAY0, 1); }
+static int t_bn_conv(void) { return gradcheck(mk(PB_BN, 3, 2, 3), 3, GEN_NORMAL, 1); }
+static int t_bn_dense(void) { return gradcheck(mk(PB_BN, 5, 1, 1), 4, GEN_NORMAL, 1); }
+static int t_bn_eval_grad(void) { return gradcheck(mk(PB_BN, 3, 2, 2), 3, GEN_NORMAL, 0); }
+static int t_flatten(void) { return gradcheck(mk(PB_FLATTEN, 2, 3, 2), 3, GEN_NORMAL, 1); }
+static int t_add(void) { return gradcheck(mk(PB_ADD, 2, 2, 3), 3, GEN_NORMAL, 1); }
+static int t_dropout(void)
+{
+    pb_layer l = mk(PB_DROPOUT, 2, 3, 4);
+    l.p = 0.4f;
+    return gradcheck(l, 3, GEN_NORMAL, 1);
+}
+
+/* BN running statistics follow PyTorch (unbiased variance); eval uses them. */
+static int t_bn_running(void)
+{
+    fixture f;
+    int ok = fx_setup(&f, mk(PB_BN, 3, 2, 2), 4);
+    pb_layer *l = &f.l;
+    const int B = 4, C = 3, hw = 4;
+    const size_t n = (size_t)B * C * hw;
+    float *x = falloc(n);
+    fill(x, n, GEN_NORMAL);
+    for (int c = 0; c < C; c++) {
+        l->run_mean[c] = 0.5f;
+        l->run_var[c] = 2.0f;
+    }
+    if (ok)
+        pb_layer_forward(l, x, NULL, B, 1, &g_rng);
+    for (int c = 0; ok && c < C; c++) {
+        double s = 0, ss = 0;
+        for (int b = 0; b < B; b++)
+            for (int p = 0; p < hw; p++)
+                s += x[(b * C + c) * hw + p];
+        double mean = s / (B * hw);
+        for (int b = 0; b < B; b++)
+            for (int p = 0; p < hw; p++) {
+                double d = x[(b * C + c) * hw + p] - mean;
+                ss += d * d;
+            }
+        double rm = 0.9 * 0.5 + 0.1 * mean, rv = 0.9 * 2.0 + 0.1 * ss / (B * hw - 1);
+        if (fabs(l->run_mean[c] - rm) > 1e-5 || fabs(l->run_var[c] - rv) > 1e-5) {
+            printf("# channel %d: running %g %g want %g %g\n", c, (double)l->run_mean[c],
+                   (double)l->run_var[c], rm, rv);
+            ok = 0;
+        }
+        /* train-mode output is normalized with the biased batch variance */
+        double ivs = 1.0 / sqrt(ss / (B * hw) + 1e-5);
+        for (int b = 0; b < B; b++)
+            for (int p = 0; p < hw; p++) {
+                size_t i = (size_t)(b * C + c) * hw + p;
+                double want = l->w->w[c] * (x[i] - mean) * ivs + l->b->w[c];
+                if (fabs(l->out[i] - want) > 1e-4) {
+                    printf("# train out[%zu] %g want %g\n", i, (double)l->out[i], want);
+                    ok = 0;
+                }
+            }
+    }
+    /* eval: running statistics, and they stay put */
+    for (int c = 0; c < C; c++) {
+        l->run_mean[c] = 0.25f * (float)c - 0.3f;
+        l->run_var[c] = 0.5f + (float)c;
+    }
+    fill(x, n, GEN_NORMAL);
+    if (ok)
+        pb_layer_forward(l, x, NULL, B, 0, NULL);
+    for (size_t i = 0; ok && i < n; i++) {
+        int c = (int)(i / hw) % C;
+        double want = l->w->w[c] * (x[i] - l->run_mean[c]) / sqrt(l->run_var[c] + 1e-5) + l->b->w[c];
+        if (fabs(l->out[i] - want) > 1e-4) {
+            printf("# eval out[%zu] %g want %g\n", i, (double)l->out[i], want);
+            ok = 0;
+        }
+    }
+    for (int c = 0; ok && c < C; c++)
+        if (l->run_mean[c] != 0.25f * (float)c - 0.3f || l->run_var[c] != 0.5f + (float)c) {
+            printf("# eval changed running stats\n");
+            ok = 0;
+        }
+    pb_free(x);
+    fx_free(&f);
+    return ok;
+}
+
+static int t_dropout_mask(void)
+{
+    pb_layer proto = mk(PB_DROPOUT, 4, 50, 50);
+    proto.p = 0.3f;
+    fixture f;
+    int ok = fx_setup(&f, proto, 4);
+    pb_layer *l = &f.l;
+    const size_t n = 4 * pb_layer_osize(l);
+    float *x = falloc(n), *dx = falloc(n);
+    fill(x, n, GEN_AWAY0);
+    size_t kept = 0;
+    if (ok) {
+        pb_layer_forward(l, x, NULL, 4, 1, &g_rng);
+        for (size_t i = 0; i < n; i++) {
+            if (l->out[i] == 0.0f)
+                continue;
+            kept++;
+            if (fabsf(l->out[i] - x[i] / 0.7f) > 1e-6f * fabsf(x[i]) * 2)
+                ok = 0;
+        }
+        double frac = (double)kept / (double)n;
+        if (fabs(frac - 0.7) > 0.01) {
+            printf("# kept fraction %g, want 0.7\n", frac);
+            ok = 0;
+        }
+        /* eval: identity both ways */
+        pb_layer_forward(l, x, NULL, 4, 0, NULL);
+        ok &= memcmp(l->out, x, n * sizeof(float)) == 0;
+        fill(l->dout, n, GEN_NORMAL);
+        pb_layer_backward(l, x, dx, NULL, 4);
+        ok &= memcmp(l->dout, dx, n * sizeof(float)) == 0;
+    }
+    pb_free(x);
+    pb_free(dx);
+    fx_free(&f);
+    return ok;
+}
+
+/* Direct convolution in double. */
+static void naive_conv(const pb_layer *l, const float *x, int B, double *out)
+{
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < l->oc; o++)
+            for (int y = 0; y < l->oh; y++)
+                for (int xo = 0; xo < l->ow; xo++) {
+                    double s = l->has_bias ? l->b->w[o] : 0.0;
+                    for (int c = 0; c < l->ic; c++)
+                        for (int ki = 0; ki < l->k; ki++)
+                            for (int kj = 0; kj < l->k; kj++) {
+                                int iy = y * l->stride - l->pad + ki, ix = xo * l->stride - l->pad + kj;
+                                if (iy < 0 || iy >= l->ih || ix < 0 || ix >= l->iw)
+                                    continue;
+                                s += (double)l->w->w[((o * l->ic + c) * l->k + ki) * l->k + kj] *
+                                     x[((size_t)(b * l->ic + c) * l->ih + iy) * l->iw + ix];
+                            }
+                    out[((size_t)(b * l->oc + o) * l->oh + y) * l->ow + xo] = s;
+                }
+}
+
+static int t_conv_naive(void)
+{
+    const pb_layer cfg[] = {
+        mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+        mk_conv(3, 7, 9, 4, 3, 2, 1, 1),   mk_conv(2, 8, 7, 3, 3, 3, 2, 0),
+        mk_conv(4, 5, 5, 5, 1, 1, 0, 1),   mk_conv(2, 4, 4, 3, 5, 1, 3, 1),
+    };
+    int ok = 1;
+    for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
+        fixture f;
+        const int B = 3;
+        if (!fx_setup(&f, cfg[t], B)) {
+            fx_free(&f);
+            return 0;
+        }
+        pb_layer *l = &f.l;
+        size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l);
+        float *x = falloc(ni);
+        double *ref = malloc(no * sizeof(double));
+        if (!ref)
+            abort();
+        fill(x, ni, GEN_NORMAL);
+        pb_layer_forward(l, x, NULL, B, 1, NULL);
+        naive_conv(l, x, B, ref);
+        for (size_t i = 0; i < no; i++)
+            if (fabs(l->out[i] - ref[i]) > 1e-4 * (1.0 + fabs(ref[i]))) {
+                printf("# config %zu out[%zu] %g want %g\n", t, i, (double)l->out[i], ref[i]);
+                ok = 0;
+                break;
+            }
+        free(ref);
+        pb_free(x);
+        fx_free(&f);
+    }
+    return ok;
+}
+
+static int near_all(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)a[i] - b[i]) > tol * (1.0 + fabs(b[i]))) {
+            printf("# %s[%zu]: %g vs %g\n", what, i, (double)a[i], (double)b[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* A batch too big for one workspace chunk gives the same results as the
+ * examples one at a time (which fit in one chunk and reuse forward's columns). */
+static int t_conv_chunked(void)
+{
+    fixture f;
+    const int B = 32;
+    if (!fx_setup(&f, mk_conv(32, 32, 32, 16, 3, 1, 1, 1), B)) {
+        fx_free(&f);
+        return 0;
+    }
+    pb_layer *l = &f.l;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const size_t per = (size_t)(2 * 32 * 9 + 16) * 32 * 32;
+    int ok = 1;
+    if (l->ws_n >= (size_t)B * per) {
+        printf("# workspace holds the whole batch (%zu floats); chunking not exercised\n", l->ws_n);
+        ok = 0;
+    }
+    float *x = falloc(B * isz), *R = falloc(B * osz), *dx = falloc(B * isz);
+    float *out = falloc(B * osz), *gw = falloc(l->w->n), *gb = falloc(l->b->n), *dx1 = falloc(B * isz);
+    fill(x, B * isz, GEN_NORMAL);
+    fill(R, B * osz, GEN_NORMAL);
+    zero_grads(l);
+    pb_layer_forward(l, x, NULL, B, 1, NULL);
+    memcpy(out, l->out, B * osz * sizeof(float));
+    memcpy(l->dout, R, B * osz * sizeof(float));
+    pb_layer_backward(l, x, dx, NULL, B);
+    memcpy(gw, l->w->g, l->w->n * sizeof(float));
+    memcpy(gb, l->b->g, l->b->n * sizeof(float));
+    zero_grads(l);
+    for (int b = 0; b < B; b++) {
+        pb_layer_forward(l, x + b * isz, NULL, 1, 1, NULL);
+        ok &= near_all("out", l->out, out + b * osz, osz, 1e-5);
+        memcpy(l->dout, R + b * osz, osz * sizeof(float));
+        pb_layer_backward(l, x + b * isz, dx1 + b * isz, NULL, 1);
+    }
+    ok &= near_all("dx", dx1, dx, B * isz, 1e-4);
+    ok &= near_all("dW", l->w->g, gw, l->w->n, 1e-3);
+    ok &= near_all("db", l->b->g, gb, l->b->n, 1e-3);
+    pb_free(x);
+    pb_free(R);
+    pb_free(dx);
+    pb_free(out);
+    pb_free(gw);
+    pb_free(gb);
+    pb_free(dx1);
+    fx_free(&f);
+    return ok;
+}
+
+/* Backward adds to dx and to parameter gradients: twice doubles them. */
+static int t_accumulates(void)
+{
+    pb_layer cases[PB_LAYER_KINDS] = {
+        [PB_DENSE] = mk_dense(3, 2, 2, 4, 1),
+        [PB_CONV] = mk_conv(2, 5, 5, 3, 3, 1, 1, 1),
+        [PB_MAXPOOL] = mk_pool(PB_MAXPOOL, 2, 4, 4, 2, 2),
+        [PB_AVGPOOL] = mk_pool(PB_AVGPOOL, 2, 4, 4, 2, 2),
+        [PB_GAP] = mk(PB_GAP, 2, 3, 3),
+        [PB_RELU] = mk(PB_RELU, 2, 3, 3),
+        [PB_BN] = mk(PB_BN, 2, 3, 3),
+        [PB_FLATTEN] = mk(PB_FLATTEN, 2, 3, 3),
+        [PB_ADD] = mk(PB_ADD, 2, 3, 3),
+        [PB_DROPOUT] = mk(PB_DROPOUT, 2, 3, 3),
+    };
+    cases[PB_DROPOUT].p = 0.5f;
+    int ok = 1;
+    const int B = 3;
+    for (int kind = 0; kind < PB_LAYER_KINDS; kind++) {
+        fixture f;
+        if (!fx_setup(&f, cases[kind], B)) {
+            fx_free(&f);
+            return 0;
+        }
+        pb_layer *l = &f.l;
+        const size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l);
+        float *x = falloc(ni), *x2 = falloc(ni), *dx = falloc(ni), *dx2 = falloc(ni);
+        float *once = falloc(ni), *once2 = falloc(ni);
+        float *gw = l->w ? falloc(l->w->n) : NULL, *gb = l->b ? falloc(l->b->n) : NULL;
+        fill(x, ni, GEN_AWAY0);
+        fill(x2, ni, GEN_NORMAL);
+        zero_grads(l);
+        pb_layer_forward(l, x, x2, B, 1, &g_rng);
+        fill(l->dout, no, GEN_NORMAL);
+        pb_layer_backward(l, x, dx, dx2, B);
+        memcpy(once, dx, ni * sizeof(float));
+        memcpy(once2, dx2, ni * sizeof(float));
+        if (gw)
+            memcpy(gw, l->w->g, l->w->n * sizeof(float));
+        if (gb)
+            memcpy(gb, l->b->g, l->b->n * sizeof(float));
+        pb_layer_backward(l, x, dx, dx2, B);
+        int kok = 1;
+        for (size_t i = 0; i < ni; i++) {
+            kok &= fabsf(dx[i] - 2 * once[i]) <= 1e-5f * (1 + fabsf(once[i]));
+            kok &= fabsf(dx2[i] - 2 * once2[i]) <= 1e-5f * (1 + fabsf(once2[i]));
+        }
+        for (size_t i = 0; gw && i < l->w->n; i++)
+            kok &= fabsf(l->w->g[i] - 2 * gw[i]) <= 1e-5f * (1 + fabsf(gw[i]));
+        for (size_t i = 0; gb && i < l->b->n; i++)
+            kok &= fabsf(l->b->g[i] - 2 * gb[i]) <= 1e-5f * (1 + fabsf(gb[i]));
+        /* dx NULL (first layer) still yields parameter gradients */
+        pb_layer_backward(l, x, NULL, NULL, B);
+        for (size_t i = 0; gw && i < l->w->n; i++)
+            kok &= fabsf(l->w->g[i] - 3 * gw[i]) <= 1e-5f * (1 + fabsf(gw[i]));
+        if (!kok) {
+            printf("# %s does not accumulate\n", pb_layer_kind_names[kind]);
+            ok = 0;
+        }
+        pb_free(x);
+        pb_free(x2);
+        pb_free(dx);
+        pb_free(dx2);
+        pb_free(once);
+        pb_free(once2);
+        pb_free(gw);
+        pb_free(gb);
+        fx_free(&f);
+    }
+    return ok;
+}
+
+/* A layer added to itself: dx and dx2 are one buffer and get dout twice. */
+static int t_add_self(void)
+{
+    fixture f;
+    int ok = fx_setup(&f, mk(PB_ADD, 2, 2, 2), 2);
+    const size_t n = 2 * pb_layer_osize(&f.l);
+    float *x = falloc(n), *dx = falloc(n);
+    fill(x, n, GEN_NORMAL);
+    if (ok) {
+        pb_layer_forward(&f.l, x, x, 2, 1, NULL);
+        fill(f.l.dout, n, GEN_NORMAL);
+        pb_layer_backward(&f.l, x, dx, dx, 2);
+        for (size_t i = 0; i < n; i++)
+            ok &= f.l.out[i] == 2 * x[i] && dx[i] == 2 * f.l.dout[i];
+    }
+    pb_free(x);
+    pb_free(dx);
+    fx_free(&f);
+    return ok;
+}
+
+static int t_flops(void)
+{
+    int ok = 1;
+    fixture f;
+    ok &= fx_setup(&f, mk_dense(4, 1, 1, 3, 1), 1);
+    ok &= pb_layer_flops(&f.l, 0) == 2.0 * 12 + 3;
+    f.w.mask = falloc(12);
+    for (int i = 0; i < 12; i++)
+        f.w.mask[i] = 1.0f;
+    f.w.mask[0] = f.w.mask[5] = 0.0f;
+    f.w.w[7] = 0.0f; /* an exact zero counts as pruned too */
+    ok &= pb_layer_flops(&f.l, 1) == 2.0 * 9 + 3;
+    ok &= pb_layer_flops(&f.l, 0) == 2.0 * 12 + 3;
+    fx_free(&f);
+
+    ok &= fx_setup(&f, mk_conv(2, 5, 5, 3, 3, 1, 1, 1), 1);
+    ok &= pb_layer_flops(&f.l, 0) == 2.0 * 54 * 25 + 3 * 25;
+    f.w.w[3] = f.w.w[4] = 0.0f; /* no mask: zeros alone */
+    ok &= pb_layer_flops(&f.l, 1) == 2.0 * 52 * 25 + 3 * 25;
+    fx_free(&f);
+
+    ok &= fx_setup(&f, mk_conv(2, 5, 5, 3, 3, 2, 0, 0), 1);
+    ok &= pb_layer_flops(&f.l, 1) == 2.0 * 54 * 4;
+    fx_free(&f);
+
+    ok &= fx_setup(&f, mk(PB_RELU, 2, 3, 3), 1);
+    ok &= pb_layer_flops(&f.l, 1) == 0.0 && pb_layer_flops(&f.l, 0) == 0.0;
+    fx_free(&f);
+    return ok;
+}
+
+/* Re-allocating for a larger batch replaces the buffers; missing parameters
+ * are refused with the layer's name. */
+static int t_realloc(void)
+{
+    char err[PB_ERRLEN] = "";
+    fixture f;
+    int ok = fx_setup(&f, mk_conv(2, 6, 6, 3, 3, 1, 1, 1), 2);
+    ok &= pb_layer_alloc(&f.l, 9, err, sizeof err) == PB_OK && f.l.max_batch == 9;
+    size_t ni = 9 * pb_layer_isize(&f.l);
+    float *x = falloc(ni), *dx = falloc(ni);
+    fill(x, ni, GEN_NORMAL);
+    if (ok) {
+        pb_layer_forward(&f.l, x, NULL, 9, 1, NULL);
+        fill(f.l.dout, 9 * pb_layer_osize(&f.l), GEN_NORMAL);
+        pb_layer_backward(&f.l, x, dx, NULL, 9);
+    }
+    pb_layer_free(&f.l);
+    pb_layer_free(&f.l); /* idempotent */
+    ok &= f.l.out == NULL && f.l.max_batch == 0;
+    pb_free(x);
+    pb_free(dx);
+    fx_free(&f);
+
+    pb_layer l = mk_dense(4, 1, 1, 2, 1);
+    ok &= pb_layer_infer_shape(&l, err, sizeof err) == PB_OK;
+    ok &= pb_layer_alloc(&l, 4, err, sizeof err) == PB_EUSAGE && strstr(err, l.name) != NULL;
+    ok &= l.out == NULL;
+    if (!ok)
+        printf("# %s\n", err);
+    return ok;
+}
+
+typedef struct test {
+    const char *desc;
+    int (*fn)(void);
+} test;
+
+static const test tests[] = {
+    {"layer kind names", t_names},
+    {"infer_shape: output shapes and errors naming the layer", t_shapes},
+    {"dense with bias: dx, dW, db match finite differences", t_dense_bias},
+    {"dense without bias: dx, dW match finite differences", t_dense_nobias},
+    {"conv k5 stride 1 pad 2, ic 2 oc 3: gradients", t_conv_k5s1p2},
+    {"conv k3 stride 2 pad 1, ic 3 oc 4: gradients", t_conv_k3s2p1},
+    {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
+    {"conv forward matches direct convolution", t_conv_naive},
+    {"conv in workspace chunks matches one example at a time", t_conv_chunked},
+    {"maxpool k2s2 and k3s2: dx", t_maxpool},
+    {"avgpool k2s2 and k3s1: dx", t_avgpool},
+    {"global average pooling: dx", t_gap},
+    {"relu: dx", t_relu},
+    {"bn over N,H,W (train): dx, dgamma, dbeta", t_bn_conv},
+    {"bn after dense, H=W=1 (train): dx, dgamma, dbeta", t_bn_dense},
+    {"bn eval-mode forward: gradients through running statistics", t_bn_eval_grad},
+    {"bn running statistics (unbiased, momentum) and eval output", t_bn_running},
+    {"flatten: dx", t_flatten},
+    {"add: dx and dx2", t_add},
+    {"add of a layer to itself (dx == dx2)", t_add_self},
+    {"dropout with a fixed mask: dx", t_dropout},
+    {"dropout keep rate, scaling, eval identity", t_dropout_mask},
+    {"backward accumulates for every kind", t_accumulates},
+    {"flops, dense and effective", t_flops},
+    {"alloc again with a larger batch; missing parameters refused", t_realloc},
+};
+
+int main(void)
+{
+    const int n = (int)(sizeof tests / sizeof tests[0]);
+    int failed = 0;
+    pb_rng_seed(&g_rng, 20240601);
+    printf("1..%d\n", n);
+    for (int i = 0; i < n; i++) {
+        int ok = tests[i].fn();
+        printf("%sok %d - %s\n", ok ? "" : "not ", i + 1, tests[i].desc);
+        fflush(stdout);
+        failed += !ok;
+    }
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,234 @@
+/* Models, optimizer, training loop and checkpoints. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pb_ckpt.h"
+#include "pb_data.h"
+#include "pb_model.h"
+#include "pb_optim.h"
+#include "pb_train.h"
+#include "tap.h"
+
+static char err[PB_ERRLEN];
+
+static size_t nparams_of(const char *name)
+{
+    pb_model m;
+    size_t t, nz;
+    if (pb_model_build(&m, name, 1.0, NULL, 0, 1, 28, 28, 10, err, sizeof err) != PB_OK)
+        return 0;
+    pb_model_count_params(&m, &t, &nz);
+    pb_model_free(&m);
+    return t;
+}
+
+static pb_train_cfg quick_cfg(int epochs)
+{
+    pb_train_cfg c;
+    pb_train_defaults(&c);
+    c.epochs = epochs;
+    c.batch = 32;
+    c.opt.lr = 0.05;
+    c.log_epochs = 0;
+    return c;
+}
+
+static int train_small(const char *arch, uint64_t seed, pb_dataset *tr, pb_dataset *te, pb_model *m,
+                       pb_train_result *res, int epochs)
+{
+    pb_train_cfg c = quick_cfg(epochs);
+    c.seed = seed;
+    int rc = pb_model_build(m, arch, 0.25, NULL, 0, tr->c, tr->h, tr->w, tr->ncls, err, sizeof err);
+    if (rc == PB_OK)
+        rc = pb_model_finalize(m, c.batch, err, sizeof err);
+    if (rc == PB_OK) {
+        pb_model_init_weights(m, seed);
+        rc = pb_train(m, tr, te, &c, NULL, res, err, sizeof err);
+    }
+    return rc;
+}
+
+static int same_weights(const pb_model *a, const pb_model *b)
+{
+    if (a->nparams != b->nparams)
+        return 0;
+    for (int i = 0; i < a->nparams; i++)
+        if (a->params[i]->n != b->params[i]->n ||
+            memcmp(a->params[i]->w, b->params[i]->w, a->params[i]->n * sizeof(float)))
+            return 0;
+    return 1;
+}
+
+int main(void)
+{
+    tap_plan(21);
+    /* Parameter counts of the named architectures (PyTorch gives the same). */
+    ok(nparams_of("lenet300") == 266610, "lenet300 has 266610 parameters");
+    ok(nparams_of("lenet5") == 61706, "lenet5 has 61706 parameters (got %zu)", nparams_of("lenet5"));
+    ok(nparams_of("conv4") > 0, "conv4 builds (%zu parameters)", nparams_of("conv4"));
+    {
+        pb_model m;
+        int rc = pb_model_build(&m, "resnet20", 1.0, NULL, 0, 3, 32, 32, 10, err, sizeof err);
+        size_t t = 0, nz;
+        if (rc == PB_OK) {
+            pb_model_count_params(&m, &t, &nz);
+            pb_model_free(&m);
+        }
+        /* 0.27M as in He et al., plus the projection shortcuts (option B) */
+        ok(rc == PB_OK && t > 260000 && t < 290000, "resnet20 builds with ~0.27M parameters (%zu)", t);
+    }
+    {
+        pb_model m;
+        int rc = pb_model_build(&m, "nosuch", 1.0, NULL, 0, 1, 28, 28, 10, err, sizeof err);
+        ok(rc == PB_EUSAGE && strstr(err, "lenet300") && strstr(err, "nosuch"),
+           "unknown model lists the valid ones: %s", err);
+    }
+    {
+        pb_model m;
+        int h[3] = {64, 32, 16};
+        size_t t, nz;
+        pb_model_build(&m, "mlp", 0.5, h, 3, 1, 28, 28, 10, err, sizeof err);
+        pb_model_count_params(&m, &t, &nz);
+        ok(t == (784 * 32 + 32) + (32 * 16 + 16) + (16 * 8 + 8) + (8 * 10 + 10),
+           "mlp with hidden widths and a width multiplier (%zu)", t);
+        pb_model_free(&m);
+    }
+
+    pb_dataset tr, te;
+    int rc = pb_data_load("synthetic", NULL, PB_SPLIT_TRAIN, &tr, err, sizeof err);
+    if (rc == PB_OK)
+        rc = pb_data_load("synthetic", NULL, PB_SPLIT_TEST, &te, err, sizeof err);
+    if (!ok(rc == PB_OK, "synthetic data loads %s", err))
+        return 1;
+
+    /* Training: loss falls and accuracy beats chance (10 %) by a wide margin. */
+    pb_model a, b;
+    pb_train_result ra, rb;
+    double acc0, loss0;
+    pb_model_build(&a, "lenet300", 0.25, NULL, 0, 1, 28, 28, 10, err, sizeof err);
+    pb_model_finalize(&a, 32, err, sizeof err);
+    pb_model_init_weights(&a, 7);
+    pb_evaluate(&a, &te, 32, &acc0, &loss0, err, sizeof err);
+    pb_model_free(&a);
+    rc = train_small("lenet300", 7, &tr, &te, &a, &ra, 3);
+    ok(rc == PB_OK && ra.test_loss < loss0 * 0.7, "training lowers test loss (%.3f -> %.3f)", loss0, ra.test_loss);
+    ok(rc == PB_OK && ra.test_acc > 0.5, "trained accuracy %.3f beats chance by a wide margin", ra.test_acc);
+
+    /* Determinism: the same seed gives bit-identical weights, another seed does not. */
+    rc = train_small("lenet300", 7, &tr, &te, &b, &rb, 3);
+    ok(rc == PB_OK && same_weights(&a, &b), "same seed, bit-identical weights");
+    pb_model_free(&b);
+    rc = train_small("lenet300", 8, &tr, &te, &b, &rb, 1);
+    ok(rc == PB_OK && !same_weights(&a, &b), "different seed, different weights");
+    pb_model_free(&b);
+
+    /* A conv net trains too (lenet5 at quarter width). */
+    rc = train_small("lenet5", 3, &tr, &te, &b, &rb, 2);
+    ok(rc == PB_OK && rb.test_acc > 0.4, "lenet5 trains on synthetic data (acc %.3f)", rb.test_acc);
+    pb_model_free(&b);
+
+    /* Masks: masked weights stay exactly zero through SGD+momentum and Adam steps. */
+    for (int kind = 0; kind < 2; kind++) {
+        pb_model m;
+        pb_train_cfg c = quick_cfg(1);
+        c.opt.kind = kind ? PB_OPT_ADAM : PB_OPT_SGD;
+        c.opt.lr = kind ? 0.001 : 0.05;
+        c.opt.wd = 1e-4;
+        pb_model_clone(&a, &m, 32, err, sizeof err);
+        pb_model_ensure_masks(&m, err, sizeof err);
+        pb_param *p = pb_model_prunable(&m, 0);
+        for (size_t j = 0; j < p->n; j += 2)
+            p->mask[j] = 0.0f;
+        pb_model_apply_masks(&m);
+        pb_train_result r;
+        rc = pb_train(&m, &tr, NULL, &c, NULL, &r, err, sizeof err);
+        int zero = 1, moved = 0;
+        for (size_t j = 0; j < p->n; j++) {
+            if (j % 2 == 0 && p->w[j] != 0.0f)
+                zero = 0;
+            if (j % 2 == 1 && p->w[j] != a.params[0]->w[j])
+                moved = 1;
+        }
+        ok(rc == PB_OK && zero && moved, "%s: masked weights stay exactly zero, the others train",
+           kind ? "adam" : "sgd+momentum");
+        pb_model_free(&m);
+    }
+
+    /* NaN in training is reported, not trained through. */
+    {
+        pb_model m;
+        pb_train_cfg c = quick_cfg(1);
+        c.opt.lr = 1e30;
+        pb_model_clone(&a, &m, 32, err, sizeof err);
+        pb_train_result r;
+        rc = pb_train(&m, &tr, NULL, &c, NULL, &r, err, sizeof err);
+        ok(rc == PB_ENUM && strstr(err, "epoch 1"), "a diverging run stops with: %s", err);
+        pb_model_free(&m);
+    }
+
+    /* Checkpoints: round trip, then refuse corruption and truncation. */
+    char dir[] = "/tmp/pbckXXXXXX", path[256];
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/a.pb", dir);
+    pb_model_ensure_masks(&a, err, sizeof err);
+    pb_model_prunable(&a, 1)->mask[3] = 0;
+    pb_model_apply_masks(&a);
+    rc = pb_ckpt_save(&a, path, err, sizeof err);
+    ok(rc == PB_OK, "checkpoint saved %s", err);
+    rc = pb_ckpt_load(&b, path, 32, err, sizeof err);
+    double acc1 = -1, acc2 = -2, l1, l2;
+    if (rc == PB_OK) {
+        pb_evaluate(&a, &te, 32, &acc1, &l1, err, sizeof err);
+        pb_evaluate(&b, &te, 32, &acc2, &l2, err, sizeof err);
+    }
+    ok(rc == PB_OK && same_weights(&a, &b) && acc1 == acc2 && l1 == l2 &&
+           pb_model_prunable(&b, 1)->mask && pb_model_prunable(&b, 1)->mask[3] == 0,
+       "checkpoint round trip keeps weights, masks and results");
+    if (rc == PB_OK)
+        pb_model_free(&b);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 300, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    rc = pb_ckpt_load(&b, path, 32, err, sizeof err);
+    ok(rc == PB_EIO && strstr(err, "checksum") && strstr(err, path), "corrupt checkpoint refused: %s", err);
+    pb_ckpt_save(&a, path, err, sizeof err);
+    if (truncate(path, 1000) != 0)
+        return 1;
+    rc = pb_ckpt_load(&b, path, 32, err, sizeof err);
+    ok(rc == PB_EIO && strstr(err, path), "truncated checkpoint refused: %s", err);
+    f = fopen(path, "wb");
+    fputs("not a checkpoint at all, just text padding padding padding padding padding padding "
+          "padding padding padding padding padding padding padding", f);
+    fclose(f);
+    rc = pb_ckpt_load(&b, path, 32, err, sizeof err);
+    ok(rc == PB_EIO && strstr(err, "magic"), "foreign file refused: %s", err);
+    remove(path);
+    rmdir(dir);
+
+    /* Schedules. */
+    {
+        pb_optim_cfg oc;
+        pb_optim_defaults(&oc);
+        oc.lr = 1.0;
+        oc.sched = PB_SCHED_COSINE;
+        double l0 = pb_optim_lr(&oc, 0, 100, 10), lm = pb_optim_lr(&oc, 50, 100, 10),
+               le = pb_optim_lr(&oc, 100, 100, 10);
+        oc.sched = PB_SCHED_STEP;
+        oc.step_epochs = 2;
+        double s = pb_optim_lr(&oc, 25, 100, 10);
+        oc.sched = PB_SCHED_CONSTANT;
+        oc.warmup_steps = 10;
+        double w = pb_optim_lr(&oc, 4, 100, 10);
+        ok(fabs(l0 - 1) < 1e-9 && fabs(lm - 0.5) < 1e-9 && fabs(le) < 1e-9 && fabs(s - 0.1) < 1e-9 &&
+               fabs(w - 0.5) < 1e-9,
+           "cosine, step and warm-up schedules give the expected rates");
+    }
+    pb_model_free(&a);
+    pb_data_free(&tr);
+    pb_data_free(&te);
+    return tap_done();
+}
