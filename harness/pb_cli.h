@@ -77,5 +77,7 @@ void pb_set_threads(int threads);
 typedef int (*pb_cmd_fn)(int argc, char **argv);
 int pb_cmd_train(int argc, char **argv);
 int pb_cmd_eval(int argc, char **argv);
+int pb_cmd_prune(int argc, char **argv);
+int pb_cmd_plugins(int argc, char **argv);
 
 #endif

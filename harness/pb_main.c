@@ -14,6 +14,8 @@ typedef struct command {
 static const command commands[] = {
     {.name = "train", .fn = pb_cmd_train, .help = "train a dense model and print its result line"},
     {.name = "eval", .fn = pb_cmd_eval, .help = "evaluate a checkpoint"},
+    {.name = "prune", .fn = pb_cmd_prune, .help = "run one pruning method and print its result line"},
+    {.name = "plugins", .fn = pb_cmd_plugins, .help = "list the method plugins, or show one's parameters"},
     {.name = NULL},
 };
 

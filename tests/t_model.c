@@ -35,12 +35,21 @@ static pb_train_cfg quick_cfg(int epochs)
     return c;
 }
 
+static int train_width(const char *arch, double width, uint64_t seed, pb_dataset *tr, pb_dataset *te,
+                       pb_model *m, pb_train_result *res, int epochs);
+
 static int train_small(const char *arch, uint64_t seed, pb_dataset *tr, pb_dataset *te, pb_model *m,
                        pb_train_result *res, int epochs)
 {
+    return train_width(arch, 0.25, seed, tr, te, m, res, epochs);
+}
+
+static int train_width(const char *arch, double width, uint64_t seed, pb_dataset *tr, pb_dataset *te,
+                       pb_model *m, pb_train_result *res, int epochs)
+{
     pb_train_cfg c = quick_cfg(epochs);
     c.seed = seed;
-    int rc = pb_model_build(m, arch, 0.25, NULL, 0, tr->c, tr->h, tr->w, tr->ncls, err, sizeof err);
+    int rc = pb_model_build(m, arch, width, NULL, 0, tr->c, tr->h, tr->w, tr->ncls, err, sizeof err);
     if (rc == PB_OK)
         rc = pb_model_finalize(m, c.batch, err, sizeof err);
     if (rc == PB_OK) {
@@ -124,8 +133,8 @@ int main(void)
     ok(rc == PB_OK && !same_weights(&a, &b), "different seed, different weights");
     pb_model_free(&b);
 
-    /* A conv net trains too (lenet5 at quarter width). */
-    rc = train_small("lenet5", 3, &tr, &te, &b, &rb, 2);
+    /* A conv net trains too (lenet5 at half width). */
+    rc = train_width("lenet5", 0.5, 3, &tr, &te, &b, &rb, 3);
     ok(rc == PB_OK && rb.test_acc > 0.4, "lenet5 trains on synthetic data (acc %.3f)", rb.test_acc);
     pb_model_free(&b);
 

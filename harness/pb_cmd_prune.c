@@ -1,0 +1,208 @@
+/* `prunebench prune` and `prunebench plugins`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pb_cli.h"
+#include "pb_job.h"
+#include "pb_plugin.h"
+
+static void prune_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: prunebench prune --method NAME [--param k=v ...] --sparsity S\n"
+            "                        (--load FILE | --model NAME [--dataset NAME]) [options]\n\n"
+            "Runs one pruning method. Methods that prune a trained model start from --load or\n"
+            "train the dense model first (--epochs); methods that prune at initialization or\n"
+            "during training train from scratch (--epochs). Prints the result line and the\n"
+            "sparsity of every layer.\n\n"
+            "options:\n"
+            "      --method NAME     a plugin name or a path to a .so (prunebench plugins lists them)\n"
+            "      --param K=V       a method parameter (repeatable)\n"
+            "      --sparsity S      target fraction of prunable weights removed, in [0, 1)\n"
+            "      --finetune-epochs N  epochs of fine-tuning after pruning a trained model (default 0)\n"
+            "      --finetune-lr X   fine-tuning learning rate (default 0.01)\n"
+            "      --plugin-path DIR search DIR first for plugins\n"
+            "      --target-acc A    report the wall time at which test accuracy first reaches A\n" PB_COMMON_HELP
+            "      --save FILE       write the pruned model\n"
+            "      --load FILE       start from a trained checkpoint\n"
+            "  -h, --help            this help\n");
+}
+
+int pb_cmd_prune(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        PB_COMMON_LONGOPTS,
+        {"method", required_argument, 0, 2001},
+        {"param", required_argument, 0, 2002},
+        {"sparsity", required_argument, 0, 2003},
+        {"finetune-epochs", required_argument, 0, 2004},
+        {"finetune-lr", required_argument, 0, 2005},
+        {"plugin-path", required_argument, 0, 2006},
+        {"target-acc", required_argument, 0, 2007},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    pb_common c;
+    pb_common_defaults(&c);
+    pb_job j;
+    pb_job_defaults(&j);
+    int opt, have_sparsity = 0;
+    char *end;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "m:d:e:b:s:t:qh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
+            prune_usage(stdout);
+            return 0;
+        case 2001: j.method = optarg; break;
+        case 2002:
+            if (j.nargs >= PB_JOB_MAX_ARGS) {
+                fprintf(stderr, "prunebench prune: too many --param options\n");
+                return 2;
+            }
+            j.args[j.nargs++] = optarg;
+            break;
+        case 2003:
+            j.sparsity = strtod(optarg, &end);
+            if (end == optarg || *end || !(j.sparsity >= 0 && j.sparsity < 1)) {
+                fprintf(stderr, "prunebench prune: --sparsity '%s' is not in [0, 1)\n", optarg);
+                return 2;
+            }
+            have_sparsity = 1;
+            break;
+        case 2004:
+            j.finetune.epochs = (int)strtol(optarg, &end, 10);
+            if (end == optarg || *end || j.finetune.epochs < 0) {
+                fprintf(stderr, "prunebench prune: --finetune-epochs '%s' is not a count\n", optarg);
+                return 2;
+            }
+            break;
+        case 2005:
+            j.finetune.opt.lr = strtod(optarg, &end);
+            if (end == optarg || *end || !(j.finetune.opt.lr > 0)) {
+                fprintf(stderr, "prunebench prune: --finetune-lr '%s' is not a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        case 2006: j.plugin_path = optarg; break;
+        case 2007:
+            c.train.target_acc = strtod(optarg, &end);
+            if (end == optarg || *end || !(c.train.target_acc > 0 && c.train.target_acc <= 1)) {
+                fprintf(stderr, "prunebench prune: --target-acc '%s' is not in (0, 1]\n", optarg);
+                return 2;
+            }
+            break;
+        default: {
+            int r = pb_common_opt(&c, opt, optarg);
+            if (r <= 0) {
+                if (r == 0)
+                    prune_usage(stderr);
+                return 2;
+            }
+        }
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "prunebench prune: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!j.method || !have_sparsity || (!c.model && !c.load)) {
+        fprintf(stderr, "prunebench prune: --method, --sparsity and --model or --load are required\n");
+        prune_usage(stderr);
+        return 2;
+    }
+    j.model = c.model;
+    j.width = c.width;
+    j.hidden = c.hidden;
+    j.nhidden = c.nhidden;
+    j.load = c.load;
+    j.save = c.save;
+    j.dataset = c.dataset;
+    j.data_dir = c.data_dir;
+    j.subset = c.subset;
+    j.val = c.val;
+    j.threads = c.threads;
+    j.train = c.train;
+    j.finetune.batch = c.train.batch;
+    j.finetune.progress = c.train.progress;
+    j.finetune.log_epochs = c.train.log_epochs;
+    j.finetune.opt.kind = c.train.opt.kind;
+    j.finetune.opt.momentum = c.train.opt.momentum;
+    j.finetune.opt.wd = c.train.opt.wd;
+    j.finetune.target_acc = c.train.target_acc;
+
+    char err[PB_ERRLEN] = "";
+    pb_job_result *res = calloc(1, sizeof *res);
+    if (!res)
+        return 1;
+    int rc = pb_job_run(&j, res, err, sizeof err);
+    if (rc == PB_OK) {
+        printf("result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f eff_flops=%.0f "
+               "sparsity=%.4f wall_s=%.2f",
+               res->test_acc, res->test_loss, res->params, res->nonzero, res->flops_dense, res->flops_eff,
+               res->sparsity, res->wall_s);
+        if (res->time_to_target_s >= 0)
+            printf(" time_to_target_s=%.2f", res->time_to_target_s);
+        printf("\nlayer                      weights    nonzero  sparsity\n");
+        for (int i = 0; i < res->nlayers; i++) {
+            const pb_layer_stat *s = &res->layers[i];
+            printf("%-24s %9zu  %9zu  %8.4f\n", s->name, s->n, s->nonzero,
+                   s->n ? 1.0 - (double)s->nonzero / (double)s->n : 0);
+        }
+    } else {
+        fprintf(stderr, "prunebench prune: %s\n", err);
+    }
+    free(res);
+    return rc == PB_OK ? 0 : rc == PB_EUSAGE ? 2 : 1;
+}
+
+int pb_cmd_plugins(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"plugin-path", required_argument, 0, 1},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *extra = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: prunebench plugins [NAME] [--plugin-path DIR]\n\n"
+                   "Lists the method plugins found (name, kind, when it prunes, description), or\n"
+                   "shows one plugin's parameters with types, defaults and ranges.\n"
+                   "Search order: --plugin-path, $PRUNEBENCH_PLUGIN_PATH, the build tree, the\n"
+                   "installed plugin directory.\n");
+            return 0;
+        }
+        if (opt == 1)
+            extra = optarg;
+        else
+            return 2;
+    }
+    char err[PB_ERRLEN];
+    if (optind < argc) {
+        pb_loaded p;
+        int rc = pb_plugin_find(argv[optind], extra, &p, err, sizeof err);
+        if (rc != PB_OK) {
+            fprintf(stderr, "prunebench plugins: %s\n", err);
+            return rc == PB_EUSAGE ? 2 : 1;
+        }
+        pb_plugin_describe(&p, stdout);
+        pb_plugin_close(&p);
+        return 0;
+    }
+    pb_loaded *v;
+    int n;
+    if (pb_plugin_list(extra, &v, &n, err, sizeof err) != PB_OK) {
+        fprintf(stderr, "prunebench plugins: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        printf("%-18s %-15s %-9s %s\n", v[i].desc.name, pb_plugin_kind_name(v[i].desc.kind),
+               pb_plugin_when_name(v[i].desc.when), v[i].desc.description);
+        pb_plugin_close(&v[i]);
+    }
+    if (n == 0)
+        fprintf(stderr, "prunebench plugins: no plugins found\n");
+    free(v);
+    return 0;
+}

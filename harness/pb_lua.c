@@ -1,0 +1,854 @@
+/* pb_lua: the embedded Lua state for experiment scripts. */
+#include "pb_lua.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pb_data.h"
+#include "pb_optim.h"
+#include "pb_plugin.h"
+
+struct pb_lua {
+    lua_State *L;
+    char *plugin_path;
+    char *data_dir;
+};
+
+#define MODEL_MT "pb.model"
+
+typedef struct model_ud {
+    pb_model *m;   /* NULL while closed */
+    int last;      /* index of the last layer added, -1 = input */
+} model_ud;
+
+/* ---------------------------------------------------------------- models */
+
+static void model_release(model_ud *u)
+{
+    if (u->m) {
+        pb_model_free(u->m);
+        free(u->m);
+        u->m = NULL;
+    }
+}
+
+static int model_gc(lua_State *L)
+{
+    model_release(luaL_checkudata(L, 1, MODEL_MT));
+    return 0;
+}
+
+static model_ud *check_model(lua_State *L)
+{
+    model_ud *u = luaL_checkudata(L, 1, MODEL_MT);
+    luaL_argcheck(L, u->m != NULL, 1, "model is closed");
+    return u;
+}
+
+/* Creates a closed userdata, then acquires the model: an allocation failure
+ * in between leaves nothing to leak. */
+static model_ud *new_model(lua_State *L)
+{
+    model_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->m = NULL;
+    u->last = -1;
+    luaL_setmetatable(L, MODEL_MT);
+    pb_model *m = calloc(1, sizeof *m);
+    if (!m)
+        luaL_error(L, "out of memory for a model");
+    u->m = m;
+    return u;
+}
+
+static int added(lua_State *L, model_ud *u, int idx, const char *err)
+{
+    if (idx < 0)
+        return luaL_error(L, "%s", err);
+    u->last = idx;
+    return 0;
+}
+
+static int l_model_new(lua_State *L)
+{
+    const char *arch = luaL_checkstring(L, 1);
+    int ic = (int)luaL_checkinteger(L, 2), ih = (int)luaL_checkinteger(L, 3);
+    int iw = (int)luaL_checkinteger(L, 4), ncls = (int)luaL_checkinteger(L, 5);
+    model_ud *u = new_model(L);
+    pb_model_init(u->m, arch, ic, ih, iw, ncls);
+    return 1;
+}
+
+static int l_model_build(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    double width = luaL_checknumber(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int hidden[PB_MAX_HIDDEN], nh = (int)luaL_len(L, 3);
+    luaL_argcheck(L, nh <= PB_MAX_HIDDEN, 3, "too many hidden layers");
+    for (int i = 0; i < nh; i++) {
+        lua_geti(L, 3, i + 1);
+        hidden[i] = (int)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    if (nh == 0) {
+        hidden[0] = 300;
+        hidden[1] = 100;
+        nh = 2;
+    }
+    int ic = (int)luaL_checkinteger(L, 4), ih = (int)luaL_checkinteger(L, 5);
+    int iw = (int)luaL_checkinteger(L, 6), ncls = (int)luaL_checkinteger(L, 7);
+    model_ud *u = new_model(L);
+    char err[PB_ERRLEN];
+    if (pb_model_build(u->m, name, width, hidden, nh, ic, ih, iw, ncls, err, sizeof err) != PB_OK ||
+        pb_model_finalize(u->m, 1, err, sizeof err) != PB_OK)
+        return luaL_error(L, "%s", err);
+    return 1;
+}
+
+static int l_model_dense(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    int out = (int)luaL_checkinteger(L, 2);
+    int bias = lua_isnone(L, 3) ? 1 : lua_toboolean(L, 3);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_dense(u->m, NULL, out, bias, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_conv(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    int oc = (int)luaL_checkinteger(L, 2), k = (int)luaL_checkinteger(L, 3);
+    int stride = (int)luaL_optinteger(L, 4, 1), pad = (int)luaL_optinteger(L, 5, k / 2);
+    int bias = lua_isnone(L, 6) ? 1 : lua_toboolean(L, 6);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_conv(u->m, NULL, oc, k, stride, pad, bias, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_pool(lua_State *L)
+{
+    static const char *const kinds[] = {"maxpool", "avgpool", NULL};
+    model_ud *u = check_model(L);
+    int kind = luaL_checkoption(L, 2, NULL, kinds);
+    int k = (int)luaL_checkinteger(L, 3), stride = (int)luaL_optinteger(L, 4, k);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_pool(u->m, kind == 0 ? PB_MAXPOOL : PB_AVGPOOL, k, stride, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_simple(lua_State *L)
+{
+    static const char *const ops[] = {"relu", "gap", "flatten", NULL};
+    static const pb_layer_kind kinds[] = {PB_RELU, PB_GAP, PB_FLATTEN};
+    model_ud *u = check_model(L);
+    int op = luaL_checkoption(L, 2, NULL, ops);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_simple(u->m, kinds[op], err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_bn(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_bn(u->m, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_dropout(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    double p = luaL_checknumber(L, 2);
+    luaL_argcheck(L, p >= 0 && p < 1, 2, "dropout probability not in [0, 1)");
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_dropout(u->m, (float)p, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_add(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    int a = (int)luaL_checkinteger(L, 2), b = (int)luaL_checkinteger(L, 3);
+    char err[PB_ERRLEN];
+    added(L, u, pb_model_add(u->m, a, b, err, sizeof err), err);
+    return 0;
+}
+
+static int l_model_last(lua_State *L)
+{
+    lua_pushinteger(L, check_model(L)->last);
+    return 1;
+}
+
+static int l_model_finalize(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    char err[PB_ERRLEN];
+    pb_model *m = u->m;
+    if (m->nlayers == 0)
+        return luaL_error(L, "model '%s' has no layers", m->arch);
+    const pb_layer *last = &m->layers[m->nlayers - 1];
+    if (pb_layer_osize(last) != (size_t)m->ncls)
+        return luaL_error(L, "model '%s' ends with %d outputs but the data set has %d classes",
+                          m->arch, (int)pb_layer_osize(last), m->ncls);
+    if (pb_model_finalize(m, 1, err, sizeof err) != PB_OK)
+        return luaL_error(L, "%s", err);
+    pb_model_init_weights(m, 1);
+    return 0;
+}
+
+/* params, inference FLOPs and training FLOPs per example */
+static int l_model_info(lua_State *L)
+{
+    model_ud *u = check_model(L);
+    size_t total, nz;
+    double fd, fe;
+    pb_model_count_params(u->m, &total, &nz);
+    pb_model_flops(u->m, &fd, &fe);
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_pushnumber(L, fd);
+    lua_pushnumber(L, pb_model_train_flops(u->m));
+    return 3;
+}
+
+static int l_model_tostring(lua_State *L)
+{
+    model_ud *u = luaL_checkudata(L, 1, MODEL_MT);
+    lua_pushfstring(L, "pb.model(%s)", u->m ? u->m->arch : "closed");
+    return 1;
+}
+
+static const luaL_Reg model_methods[] = {
+    {"dense", l_model_dense}, {"conv", l_model_conv}, {"pool", l_model_pool},
+    {"simple", l_model_simple}, {"bn", l_model_bn}, {"dropout", l_model_dropout},
+    {"add", l_model_add}, {"last", l_model_last}, {"finalize", l_model_finalize},
+    {"info", l_model_info}, {NULL, NULL}};
+
+static const luaL_Reg model_meta[] = {
+    {"__gc", model_gc}, {"__close", model_gc}, {"__tostring", l_model_tostring}, {NULL, NULL}};
+
+/* ------------------------------------------------------------- bindings */
+
+static pb_lua *self(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static void push_names(lua_State *L, const char *const *names)
+{
+    lua_newtable(L);
+    for (int i = 0; names[i]; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int l_methods(lua_State *L)
+{
+    pb_lua *s = self(L);
+    pb_loaded *list = NULL;
+    int n = 0;
+    char err[PB_ERRLEN];
+    if (pb_plugin_list(s->plugin_path, &list, &n, err, sizeof err) != PB_OK)
+        return luaL_error(L, "%s", err);
+    lua_newtable(L);
+    lua_pushstring(L, "dense");
+    lua_rawseti(L, -2, 1);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, list[i].desc.name);
+        lua_rawseti(L, -2, i + 2);
+        pb_plugin_close(&list[i]);
+    }
+    free(list);
+    return 1;
+}
+
+static const char *when_word(int when)
+{
+    switch (when) {
+    case PB_WHEN_TRAINED: return "trained";
+    case PB_WHEN_INIT: return "init";
+    case PB_WHEN_TRAINING: return "training";
+    case PB_WHEN_RUN: return "run";
+    default: return "unknown";
+    }
+}
+
+/* check_method(name, {"k=v", ...}) -> when ("dense", "trained", "init", ...) */
+static int l_check_method(lua_State *L)
+{
+    pb_lua *s = self(L);
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int nargs = (int)luaL_len(L, 2);
+    if (nargs > PB_JOB_MAX_ARGS)
+        return luaL_error(L, "%s: more than %d parameters", name, PB_JOB_MAX_ARGS);
+    const char *args[PB_JOB_MAX_ARGS];
+    for (int i = 0; i < nargs; i++) {
+        lua_geti(L, 2, i + 1);
+        args[i] = luaL_checkstring(L, -1);
+        lua_pop(L, 1); /* still referenced by the table */
+    }
+    if (!strcmp(name, "dense")) {
+        if (nargs)
+            return luaL_error(L, "dense takes no parameters (got '%s')", args[0]);
+        lua_pushstring(L, "dense");
+        return 1;
+    }
+    pb_loaded ld;
+    char err[PB_ERRLEN];
+    if (pb_plugin_find(name, s->plugin_path, &ld, err, sizeof err) != PB_OK) {
+        /* the plugin list does not know about the built-in baseline */
+        lua_pushfstring(L, "%s (or dense, the unpruned baseline)", err);
+        return lua_error(L);
+    }
+    double values[64];
+    int rc = PB_OK;
+    if (pb_plugin_nparams(&ld.desc) > 64)
+        rc = pb_err(err, sizeof err, PB_EPLUGIN, "%s: too many parameters", name);
+    else
+        rc = pb_plugin_parse_args(&ld.desc, args, nargs, values, err, sizeof err);
+    int when = ld.desc.when;
+    pb_plugin_close(&ld);
+    if (rc != PB_OK)
+        return luaL_error(L, "%s", err);
+    lua_pushstring(L, when_word(when));
+    return 1;
+}
+
+/* dataset_info(name, subset) -> {c, h, w, ncls, ntrain}; loads the training split
+ * once per name (so a missing data directory is reported before training). */
+static int l_dataset_info(lua_State *L)
+{
+    pb_lua *s = self(L);
+    const char *name = luaL_checkstring(L, 1);
+    lua_Integer subset = luaL_optinteger(L, 2, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.datasets");
+    if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        pb_dataset d;
+        char err[PB_ERRLEN];
+        if (pb_data_load(name, s->data_dir, PB_SPLIT_TRAIN, &d, err, sizeof err) != PB_OK)
+            return luaL_error(L, "%s", err);
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, d.c), lua_setfield(L, -2, "c");
+        lua_pushinteger(L, d.h), lua_setfield(L, -2, "h");
+        lua_pushinteger(L, d.w), lua_setfield(L, -2, "w");
+        lua_pushinteger(L, d.ncls), lua_setfield(L, -2, "ncls");
+        lua_pushinteger(L, d.n), lua_setfield(L, -2, "ntrain");
+        pb_data_free(&d);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+    }
+    /* a copy, with the subset applied */
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -4);
+    }
+    if (subset > 0) {
+        lua_getfield(L, -1, "ntrain");
+        lua_Integer n = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_pushinteger(L, subset < n ? subset : n);
+        lua_setfield(L, -2, "ntrain");
+    }
+    return 1;
+}
+
+static const luaL_Reg pb_funcs[] = {
+    {"methods", l_methods}, {"check_method", l_check_method}, {"dataset_info", l_dataset_info},
+    {"model_new", l_model_new}, {"model_build", l_model_build}, {NULL, NULL}};
+
+static int luaopen_pb(lua_State *L)
+{
+    luaL_newmetatable(L, MODEL_MT);
+    luaL_setfuncs(L, model_meta, 0);
+    luaL_newlib(L, model_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.datasets");
+
+    luaL_newlibtable(L, pb_funcs);
+    lua_pushlightuserdata(L, lua_touserdata(L, 1));
+    luaL_setfuncs(L, pb_funcs, 1);
+    push_names(L, pb_model_names), lua_setfield(L, -2, "models");
+    push_names(L, pb_dataset_names), lua_setfield(L, -2, "datasets");
+    push_names(L, pb_opt_names), lua_setfield(L, -2, "optimizers");
+    push_names(L, pb_sched_names), lua_setfield(L, -2, "schedules");
+    return 1;
+}
+
+/* ------------------------------------------------------------ the state */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Runs the function below nargs arguments under the traceback handler. On an
+ * error, err receives the message's first line (file:line: message). */
+static int pcall_tb(lua_State *L, int nargs, int nres, char *err, size_t errlen)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int rc = lua_pcall(L, nargs, nres, base);
+    lua_remove(L, base);
+    if (rc == LUA_OK)
+        return PB_OK;
+    const char *msg = lua_tostring(L, -1);
+    size_t n = strcspn(msg, "\n");
+    const char *tb = getenv("PRUNEBENCH_LUA_TRACEBACK");
+    if (tb && *tb && strcmp(tb, "0"))
+        n = strlen(msg);
+    pb_err(err, errlen, PB_EUSAGE, "%.*s", (int)n, msg);
+    lua_pop(L, 1);
+    return PB_EUSAGE;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+/* The prelude of the build tree when this program runs from the build tree,
+ * else the installed one; $PRUNEBENCH_LUADIR overrides both. */
+static void prelude_path(char *buf, size_t n)
+{
+    const char *env = getenv("PRUNEBENCH_LUADIR");
+    if (env && *env) {
+        snprintf(buf, n, "%s/prelude.lua", env);
+        return;
+    }
+    char exe[1024];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const char *plugdir = PB_BUILD_PLUGINDIR;
+    const char *tail = strstr(plugdir, "/plugins/.libs");
+    size_t blen = tail ? (size_t)(tail - plugdir) : 0;
+    if (k > 0 && blen > 0) {
+        exe[k] = '\0';
+        if (!strncmp(exe, plugdir, blen) && exe[blen] == '/') {
+            snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
+            if (file_exists(buf))
+                return;
+        }
+    }
+    snprintf(buf, n, "%s/prelude.lua", PB_LUADIR);
+    if (!file_exists(buf))
+        snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
+}
+
+int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, char *err,
+                size_t errlen)
+{
+    *out = NULL;
+    pb_lua *s = calloc(1, sizeof *s);
+    if (!s)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    s->plugin_path = plugin_path ? strdup(plugin_path) : NULL;
+    s->data_dir = data_dir ? strdup(data_dir) : NULL;
+    s->L = luaL_newstate();
+    if (!s->L) {
+        pb_lua_close(s);
+        return pb_err(err, errlen, PB_ENOMEM, "cannot create a Lua state");
+    }
+    lua_State *L = s->L;
+    luaL_openlibs(L);
+
+    char path[1100];
+    prelude_path(path, sizeof path);
+    int rc;
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        rc = pb_err(err, errlen, PB_EINTERNAL, "%s", lua_tostring(L, -1));
+        pb_lua_close(s);
+        return rc;
+    }
+    lua_pushcfunction(L, luaopen_pb);
+    lua_pushlightuserdata(L, s);
+    if ((rc = pcall_tb(L, 1, 1, err, errlen)) != PB_OK) {
+        pb_lua_close(s);
+        return rc;
+    }
+    /* prelude(pb) -> api, experiments; kept in the registry */
+    if ((rc = pcall_tb(L, 1, 2, err, errlen)) != PB_OK) {
+        pb_lua_close(s);
+        return rc;
+    }
+    if (!lua_istable(L, -2) || !lua_isfunction(L, -1)) {
+        pb_lua_close(s);
+        return pb_err(err, errlen, PB_EINTERNAL, "%s did not return (api, experiments)", path);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.experiments");
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.api");
+    *out = s;
+    return PB_OK;
+}
+
+void pb_lua_close(pb_lua *s)
+{
+    if (!s)
+        return;
+    if (s->L)
+        lua_close(s->L);
+    free(s->plugin_path);
+    free(s->data_dir);
+    free(s);
+}
+
+/* ---------------------------------------------------- reading the cells */
+
+typedef struct reader {
+    lua_State *L;
+    int rc;
+    char *err;
+    size_t errlen;
+} reader;
+
+static char *dupfield(reader *r, int idx, const char *key)
+{
+    char *s = NULL;
+    if (lua_getfield(r->L, idx, key) == LUA_TSTRING)
+        s = strdup(lua_tostring(r->L, -1));
+    lua_pop(r->L, 1);
+    if (!s && r->rc == PB_OK)
+        r->rc = pb_err(r->err, r->errlen, PB_EINTERNAL, "cell field '%s' missing", key);
+    return s;
+}
+
+static double numfield(lua_State *L, int idx, const char *key, double def)
+{
+    double v = def;
+    if (lua_getfield(L, idx, key) == LUA_TNUMBER)
+        v = lua_tonumber(L, -1);
+    else if (lua_isboolean(L, -1))
+        v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
+{
+    lua_State *L = r->L;
+    pb_train_defaults(c);
+    if (lua_getfield(L, idx, key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int t = lua_gettop(L);
+    int lr_given = 0;
+    if (lua_getfield(L, t, "opt") == LUA_TSTRING) {
+        int k = pb_name_lookup(pb_opt_names, "optimizer", lua_tostring(L, -1), r->err, r->errlen);
+        if (k < 0)
+            r->rc = PB_EUSAGE;
+        else
+            c->opt.kind = (pb_opt_kind)k;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "schedule") == LUA_TSTRING) {
+        int k = pb_name_lookup(pb_sched_names, "schedule", lua_tostring(L, -1), r->err, r->errlen);
+        if (k < 0)
+            r->rc = PB_EUSAGE;
+        else
+            c->opt.sched = (pb_sched_kind)k;
+    }
+    lua_pop(L, 1);
+    lr_given = lua_getfield(L, t, "lr") == LUA_TNUMBER;
+    lua_pop(L, 1);
+    if (c->opt.kind == PB_OPT_ADAM && !lr_given)
+        c->opt.lr = 0.001;
+    c->epochs = (int)numfield(L, t, "epochs", c->epochs);
+    c->batch = (int)numfield(L, t, "batch", c->batch);
+    c->opt.lr = numfield(L, t, "lr", c->opt.lr);
+    c->opt.momentum = numfield(L, t, "momentum", c->opt.momentum);
+    c->opt.wd = numfield(L, t, "wd", c->opt.wd);
+    c->opt.nesterov = (int)numfield(L, t, "nesterov", c->opt.nesterov);
+    c->opt.step_epochs = (int)numfield(L, t, "step_epochs", c->opt.step_epochs);
+    c->opt.gamma = numfield(L, t, "gamma", c->opt.gamma);
+    c->opt.warmup_steps = (long)numfield(L, t, "warmup", (double)c->opt.warmup_steps);
+    c->max_steps = (long)numfield(L, t, "max_steps", (double)c->max_steps);
+    if (c->batch < 1 && r->rc == PB_OK)
+        r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "%s.batch must be at least 1", key);
+    lua_pop(L, 1);
+}
+
+static void read_cell(reader *r, int idx, pb_cell *c)
+{
+    lua_State *L = r->L;
+    memset(c, 0, sizeof *c);
+    c->model = dupfield(r, idx, "model");
+    c->dataset = dupfield(r, idx, "dataset");
+    c->method = dupfield(r, idx, "method");
+    c->label = dupfield(r, idx, "label");
+    c->when = dupfield(r, idx, "when");
+    if (lua_getfield(L, idx, "arch") == LUA_TSTRING)
+        c->arch = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    c->width = numfield(L, idx, "width", 1.0);
+    c->subset = (int)numfield(L, idx, "subset", 0);
+    c->val = (int)numfield(L, idx, "val", 0);
+    c->sparsity = numfield(L, idx, "sparsity", 0);
+    c->seed = (long)numfield(L, idx, "seed", 1);
+    c->target = numfield(L, idx, "target", 0);
+    c->ntrain = (int)numfield(L, idx, "ntrain", 0);
+    if (lua_getfield(L, idx, "hidden") == LUA_TTABLE) {
+        int n = (int)luaL_len(L, -1);
+        for (int i = 0; i < n && i < PB_MAX_HIDDEN; i++) {
+            lua_geti(L, -1, i + 1);
+            c->hidden[c->nhidden++] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "proto") == LUA_TUSERDATA) {
+        model_ud *u = luaL_testudata(L, -1, MODEL_MT);
+        c->proto = u ? u->m : NULL;
+    }
+    lua_pop(L, 1);
+    /* the canonical model description: a Lua model's layer list, or the name */
+    char *canon = NULL;
+    if (lua_getfield(L, idx, "model_canon") == LUA_TSTRING)
+        canon = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "model_ud") == LUA_TUSERDATA) {
+        model_ud *u = luaL_testudata(L, -1, MODEL_MT);
+        if (u && u->m) {
+            size_t total, nz;
+            double fe;
+            pb_model_count_params(u->m, &total, &nz);
+            pb_model_flops(u->m, &c->flops, &fe);
+            c->params = (double)total;
+            c->train_flops_ex = pb_model_train_flops(u->m);
+        }
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "args") == LUA_TTABLE) {
+        int n = (int)luaL_len(L, -1);
+        size_t total = 1;
+        for (int i = 0; i < n && i < PB_JOB_MAX_ARGS; i++) {
+            lua_geti(L, -1, i + 1);
+            c->args[c->nargs++] = strdup(lua_tostring(L, -1));
+            total += strlen(c->args[c->nargs - 1]) + 1;
+            lua_pop(L, 1);
+        }
+        c->args_joined = calloc(total, 1);
+        for (int i = 0; c->args_joined && i < c->nargs; i++) {
+            if (i)
+                strcat(c->args_joined, " ");
+            strcat(c->args_joined, c->args[i]);
+        }
+    }
+    lua_pop(L, 1);
+    read_recipe(r, idx, "train", &c->train);
+    read_recipe(r, idx, "finetune", &c->finetune);
+    c->train.seed = c->finetune.seed = (uint64_t)c->seed;
+    c->train.target_acc = c->finetune.target_acc = c->target;
+    c->train.log_epochs = c->finetune.log_epochs = 0;
+    c->train.progress = c->finetune.progress = 0;
+    /* model_canon is kept in config through the arch/proto description */
+    c->config = canon; /* replaced by pb_cell_finish */
+    if (r->rc == PB_OK)
+        r->rc = pb_cell_finish(c, r->err, r->errlen);
+}
+
+static void recipe_canon(char *buf, size_t n, const pb_train_cfg *c)
+{
+    snprintf(buf, n,
+             "epochs=%d,batch=%d,opt=%s,lr=%.17g,momentum=%.17g,wd=%.17g,nesterov=%d,"
+             "beta1=%.17g,beta2=%.17g,eps=%.17g,schedule=%s,step_epochs=%d,gamma=%.17g,"
+             "warmup=%ld,max_steps=%ld",
+             c->epochs, c->batch, pb_opt_names[c->opt.kind], c->opt.lr, c->opt.momentum, c->opt.wd,
+             c->opt.nesterov, c->opt.beta1, c->opt.beta2, c->opt.eps, pb_sched_names[c->opt.sched],
+             c->opt.step_epochs, c->opt.gamma, c->opt.warmup_steps, c->max_steps);
+}
+
+static void hex64(char out[17], uint64_t h) { snprintf(out, 17, "%016llx", (unsigned long long)h); }
+
+int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
+{
+    char model[2048], hidden[256] = "", train[512], ft[512], dense[4096];
+    const char *canon = c->config; /* the Lua model's description, if any */
+    if (c->arch)
+        snprintf(model, sizeof model, "%s", c->arch);
+    else
+        snprintf(model, sizeof model, "%s", canon ? canon : c->model);
+    for (int i = 0; i < c->nhidden; i++) {
+        size_t k = strlen(hidden);
+        snprintf(hidden + k, sizeof hidden - k, "%s%d", i ? "," : "", c->hidden[i]);
+    }
+    recipe_canon(train, sizeof train, &c->train);
+    recipe_canon(ft, sizeof ft, &c->finetune);
+    snprintf(dense, sizeof dense,
+             "pbdense/1|model=%s|width=%.17g|hidden=%s|dataset=%s|subset=%d|val=%d|seed=%ld|train=%s",
+             model, c->width, hidden, c->dataset, c->subset, c->val, c->seed, train);
+    hex64(c->dense_key, pb_hash64(dense, strlen(dense), PB_HASH_INIT));
+    size_t n = strlen(dense) + strlen(ft) + strlen(c->method) + strlen(c->label) +
+               (c->args_joined ? strlen(c->args_joined) : 0) + 256;
+    char *cfg = malloc(n);
+    if (!cfg)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    snprintf(cfg, n, "pbcell/1|%s|method=%s|args=%s|sparsity=%.17g|finetune=%s|target=%.17g|label=%s",
+             dense + strlen("pbdense/1|"), c->method, c->args_joined ? c->args_joined : "", c->sparsity,
+             ft, c->target, c->label);
+    hex64(c->hash, pb_hash64(cfg, strlen(cfg), PB_HASH_INIT));
+    free(c->config);
+    c->config = cfg;
+    return PB_OK;
+}
+
+static void free_cell(pb_cell *c)
+{
+    free(c->config);
+    free(c->model);
+    free(c->arch);
+    free(c->dataset);
+    free(c->method);
+    free(c->label);
+    free(c->when);
+    for (int i = 0; i < c->nargs; i++)
+        free(c->args[i]);
+    free(c->args_joined);
+}
+
+void pb_lua_free_experiments(pb_experiment *exps, int nexp)
+{
+    for (int e = 0; exps && e < nexp; e++) {
+        for (int i = 0; i < exps[e].ncells; i++)
+            free_cell(&exps[e].cells[i]);
+        free(exps[e].cells);
+        for (int i = 0; i < exps[e].nplots; i++)
+            free(exps[e].plots[i]);
+        free(exps[e].plots);
+        free(exps[e].name);
+        free(exps[e].where);
+    }
+    free(exps);
+}
+
+static int read_experiments(lua_State *L, pb_experiment **out, int *nout, char *err, size_t errlen)
+{
+    reader r = {.L = L, .rc = PB_OK, .err = err, .errlen = errlen};
+    int list = lua_gettop(L);
+    int n = (int)luaL_len(L, list);
+    pb_experiment *exps = calloc((size_t)(n ? n : 1), sizeof *exps);
+    if (!exps)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    for (int e = 0; e < n && r.rc == PB_OK; e++) {
+        pb_experiment *x = &exps[e];
+        lua_geti(L, list, e + 1);
+        int t = lua_gettop(L);
+        x->name = dupfield(&r, t, "name");
+        x->where = dupfield(&r, t, "where");
+        lua_getfield(L, t, "plots");
+        x->nplots = (int)luaL_len(L, -1);
+        x->plots = calloc((size_t)x->nplots + 1, sizeof(char *));
+        for (int i = 0; x->plots && i < x->nplots; i++) {
+            lua_geti(L, -1, i + 1);
+            x->plots[i] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, t, "cells");
+        int nc = (int)luaL_len(L, -1);
+        x->cells = calloc((size_t)nc, sizeof *x->cells);
+        if (!x->cells || !x->plots) {
+            r.rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        }
+        for (int i = 0; i < nc && r.rc == PB_OK; i++) {
+            lua_geti(L, -1, i + 1);
+            read_cell(&r, lua_gettop(L), &x->cells[i]);
+            x->ncells++;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    /* two cells with one configuration would share a result file */
+    for (int e = 0; e < n && r.rc == PB_OK; e++)
+        for (int i = 0; i < exps[e].ncells && r.rc == PB_OK; i++)
+            for (int k = 0; k < i; k++)
+                if (!strcmp(exps[e].cells[i].hash, exps[e].cells[k].hash)) {
+                    r.rc = pb_err(err, errlen, PB_EUSAGE,
+                                  "%s: experiment '%s': cells %d and %d have the same configuration "
+                                  "(%s %s sparsity %g seed %ld); give one method a different label",
+                                  exps[e].where, exps[e].name, k + 1, i + 1, exps[e].cells[i].model,
+                                  exps[e].cells[i].label, exps[e].cells[i].sparsity, exps[e].cells[i].seed);
+                    break;
+                }
+    if (r.rc != PB_OK) {
+        pb_lua_free_experiments(exps, n);
+        return r.rc;
+    }
+    *out = exps;
+    *nout = n;
+    return PB_OK;
+}
+
+int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, char *err,
+               size_t errlen)
+{
+    lua_State *L = s->L;
+    *exps = NULL;
+    *nexp = 0;
+    int top = lua_gettop(L);
+    if (luaL_loadfilex(L, script, "t") != LUA_OK) {
+        int rc = pb_err(err, errlen, PB_EUSAGE, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return rc;
+    }
+    /* the script's _ENV: the prelude's functions over the standard globals */
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -5);
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_setupvalue(L, -2, 1);
+    int rc = pcall_tb(L, 0, 0, err, errlen);
+    if (rc == PB_OK) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "pb.experiments");
+        rc = pcall_tb(L, 0, 1, err, errlen);
+    }
+    if (rc == PB_OK) {
+        if (luaL_len(L, -1) == 0)
+            rc = pb_err(err, errlen, PB_EUSAGE, "%s: declares no experiment (use experiment \"name\" { ... })", script);
+        else
+            rc = read_experiments(L, exps, nexp, err, errlen);
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+void pb_cell_job(const pb_cell *c, pb_job *j)
+{
+    pb_job_defaults(j);
+    j->model = c->arch;
+    j->width = c->width;
+    j->hidden = c->nhidden ? c->hidden : NULL;
+    j->nhidden = c->nhidden;
+    j->proto = c->proto;
+    j->dataset = c->dataset;
+    j->subset = c->subset;
+    j->val = c->val;
+    j->train = c->train;
+    j->finetune = c->finetune;
+    j->method = c->method;
+    for (int i = 0; i < c->nargs; i++)
+        j->args[i] = c->args[i];
+    j->nargs = c->nargs;
+    j->sparsity = c->sparsity;
+}

@@ -1,0 +1,298 @@
+#include "pb_plugin.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "pb_util.h"
+
+static const char *const kind_names[] = {
+    [PB_KIND_UNSTRUCTURED] = "unstructured", [PB_KIND_SEMISTRUCTURED] = "semi-structured",
+    [PB_KIND_STRUCTURED] = "structured",     [PB_KIND_POSTTRAIN] = "post-training",
+    [PB_KIND_DATA] = "data",                 [PB_KIND_SHARING] = "sharing",
+    [PB_KIND_DELTA] = "delta"};
+static const char *const when_names[] = {[PB_WHEN_TRAINED] = "trained", [PB_WHEN_INIT] = "init",
+                                         [PB_WHEN_TRAINING] = "training", [PB_WHEN_RUN] = "run"};
+
+const char *pb_plugin_kind_name(int k)
+{
+    return k >= 0 && k < (int)(sizeof kind_names / sizeof *kind_names) ? kind_names[k] : "?";
+}
+
+const char *pb_plugin_when_name(int w)
+{
+    return w >= 0 && w < (int)(sizeof when_names / sizeof *when_names) ? when_names[w] : "?";
+}
+
+/* The smallest descriptor a plugin of ABI 1.0 can declare: up to and including attach. */
+#define MIN_DESC_SIZE (offsetof(pb_plugin, attach) + sizeof(((pb_plugin *)0)->attach))
+
+int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl)
+        return pb_err(err, errlen, PB_EPLUGIN, "%s: cannot load: %s", path, dlerror());
+    pb_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(dl, PB_PLUGIN_ENTRY);
+    const pb_plugin *d = entry ? entry() : NULL;
+    int rc = PB_OK;
+    if (!entry)
+        rc = pb_err(err, errlen, PB_EPLUGIN, "%s: no entry symbol '%s' (not a prunebench plugin)", path,
+                    PB_PLUGIN_ENTRY);
+    else if (!d)
+        rc = pb_err(err, errlen, PB_EPLUGIN, "%s: %s() returned no descriptor", path, PB_PLUGIN_ENTRY);
+    else if (d->abi_major != PB_ABI_MAJOR)
+        rc = pb_err(err, errlen, PB_EPLUGIN,
+                    "%s: plugin ABI %d.%d, host ABI %d.%d: rebuild the plugin against this "
+                    "prunebench's <prunebench/plugin.h>",
+                    path, d->abi_major, d->abi_minor, PB_ABI_MAJOR, PB_ABI_MINOR);
+    else if (d->size < MIN_DESC_SIZE)
+        rc = pb_err(err, errlen, PB_EPLUGIN,
+                    "%s: descriptor size %zu is smaller than ABI %d needs (%zu); plugin ABI %d.%d, host ABI %d.%d",
+                    path, d->size, PB_ABI_MAJOR, (size_t)MIN_DESC_SIZE, d->abi_major, d->abi_minor,
+                    PB_ABI_MAJOR, PB_ABI_MINOR);
+    if (rc == PB_OK) {
+        memcpy(&out->desc, d, d->size < sizeof out->desc ? d->size : sizeof out->desc);
+        const pb_plugin *c = &out->desc;
+        if (!c->name || !c->name[0] || !c->description)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: the descriptor has no name or description", path);
+        else if ((int)c->when < PB_WHEN_TRAINED || c->when > PB_WHEN_RUN)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s: unknown 'when' %d", path, c->name, c->when);
+        else if ((c->when == PB_WHEN_TRAINED || c->when == PB_WHEN_INIT) && !c->prune)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s acts on a %s model but has no prune hook",
+                        path, c->name, pb_plugin_when_name(c->when));
+        else if (c->when == PB_WHEN_RUN && !c->run)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s has when=run but no run hook", path, c->name);
+        else
+            for (const pb_param_spec *s = c->params; s && s->name && rc == PB_OK; s++)
+                if (s->type > PB_PT_CHOICE || (s->type == PB_PT_CHOICE && !s->choices) || s->lo > s->hi)
+                    rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s: malformed parameter '%s'", path,
+                                c->name, s->name);
+    }
+    if (rc != PB_OK) {
+        dlclose(dl);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    out->dl = dl;
+    snprintf(out->path, sizeof out->path, "%s", path);
+    return PB_OK;
+}
+
+void pb_plugin_close(pb_loaded *p)
+{
+    if (p->dl)
+        dlclose(p->dl);
+    memset(p, 0, sizeof *p);
+}
+
+/* The directories searched, in order, as one colon-separated string. */
+static void search_path(const char *extra, char *buf, size_t n)
+{
+    const char *env = getenv("PRUNEBENCH_PLUGIN_PATH");
+    snprintf(buf, n, "%s%s%s%s%s:%s", extra ? extra : "", extra ? ":" : "", env ? env : "",
+             env ? ":" : "", PB_BUILD_PLUGINDIR, PB_PLUGINDIR);
+}
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int collect(const char *extra, char names[][64], int max)
+{
+    char sp[8192];
+    int n = 0;
+    search_path(extra, sp, sizeof sp);
+    for (char *save, *dir = strtok_r(sp, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(d)) && n < max) {
+            size_t len = strlen(e->d_name);
+            if (len < 4 || len > 60 || strcmp(e->d_name + len - 3, ".so") || e->d_name[0] == '.')
+                continue;
+            char nm[64];
+            snprintf(nm, sizeof nm, "%.*s", (int)(len - 3), e->d_name);
+            int dup = 0;
+            for (int i = 0; i < n && !dup; i++)
+                dup = !strcmp(names[i], nm);
+            if (!dup)
+                snprintf(names[n++], 64, "%s", nm);
+        }
+        closedir(d);
+    }
+    return n;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+
+int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen)
+{
+    size_t len = strlen(name);
+    if (strchr(name, '/') || (len > 3 && !strcmp(name + len - 3, ".so")))
+        return pb_plugin_open(name, out, err, errlen);
+    char sp[8192], path[4096];
+    search_path(extra_dir, sp, sizeof sp);
+    for (char *save, *dir = strtok_r(sp, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/%s.so", dir, name);
+        if (is_file(path))
+            return pb_plugin_open(path, out, err, errlen);
+    }
+    char names[128][64], list[2048] = "";
+    int n = collect(extra_dir, names, 128);
+    qsort(names, (size_t)n, sizeof names[0], cmp_name);
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
+    search_path(extra_dir, sp, sizeof sp);
+    return pb_err(err, errlen, PB_EUSAGE, "unknown method '%s' (valid: %s; searched %s)", name,
+                  n ? list : "none found", sp);
+}
+
+int pb_plugin_list(const char *extra_dir, pb_loaded **out, int *nout, char *err, size_t errlen)
+{
+    char names[128][64];
+    int n = collect(extra_dir, names, 128);
+    qsort(names, (size_t)n, sizeof names[0], cmp_name);
+    pb_loaded *v = calloc((size_t)(n ? n : 1), sizeof *v);
+    if (!v)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        char e[PB_ERRLEN];
+        if (pb_plugin_find(names[i], extra_dir, &v[k], e, sizeof e) == PB_OK)
+            k++;
+        else
+            fprintf(stderr, "prunebench: skipping %s\n", e);
+    }
+    *out = v;
+    *nout = k;
+    return PB_OK;
+}
+
+int pb_plugin_nparams(const pb_plugin *d)
+{
+    int n = 0;
+    while (d->params && d->params[n].name)
+        n++;
+    return n;
+}
+
+static int choice_index(const char *choices, const char *v)
+{
+    int i = 0;
+    size_t vl = strlen(v);
+    for (const char *p = choices; *p; i++) {
+        const char *bar = strchr(p, '|');
+        size_t l = bar ? (size_t)(bar - p) : strlen(p);
+        if (l == vl && !strncmp(p, v, l))
+            return i;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+int pb_plugin_parse_args(const pb_plugin *d, const char *const *args, int nargs, double *values,
+                         char *err, size_t errlen)
+{
+    int np = pb_plugin_nparams(d);
+    for (int k = 0; k < np; k++)
+        values[k] = d->params[k].def;
+    for (int a = 0; a < nargs; a++) {
+        const char *eq = strchr(args[a], '=');
+        if (!eq)
+            return pb_err(err, errlen, PB_EUSAGE, "method %s: parameter '%s' is not name=value", d->name, args[a]);
+        size_t kl = (size_t)(eq - args[a]);
+        const char *v = eq + 1;
+        int k;
+        for (k = 0; k < np; k++)
+            if (strlen(d->params[k].name) == kl && !strncmp(d->params[k].name, args[a], kl))
+                break;
+        if (k == np) {
+            char list[1024] = "";
+            size_t used = 0;
+            for (int i = 0; i < np && used < sizeof list; i++)
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", d->params[i].name);
+            return pb_err(err, errlen, PB_EUSAGE, "method %s has no parameter '%.*s' (valid: %s)", d->name,
+                          (int)kl, args[a], np ? list : "none");
+        }
+        const pb_param_spec *s = &d->params[k];
+        double x;
+        char *end;
+        switch (s->type) {
+        case PB_PT_CHOICE:
+            x = choice_index(s->choices, v);
+            if (x < 0)
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s='%s' is not one of %s", d->name, s->name, v,
+                              s->choices);
+            break;
+        case PB_PT_BOOL:
+            if (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes"))
+                x = 1;
+            else if (!strcasecmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no"))
+                x = 0;
+            else
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s='%s' is not a boolean (true/false)", d->name,
+                              s->name, v);
+            break;
+        default:
+            errno = 0;
+            x = strtod(v, &end);
+            if (errno || end == v || *end || !isfinite(x))
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s='%s' is not a number", d->name, s->name, v);
+            if (s->type == PB_PT_INT && x != floor(x))
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s='%s' is not an integer", d->name, s->name, v);
+            if (x < s->lo || x > s->hi)
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s=%s is out of range [%g, %g]", d->name,
+                              s->name, v, s->lo, s->hi);
+        }
+        values[k] = x;
+    }
+    return PB_OK;
+}
+
+static const char *const type_names[] = {[PB_PT_REAL] = "real", [PB_PT_INT] = "int",
+                                         [PB_PT_BOOL] = "bool", [PB_PT_CHOICE] = "choice"};
+
+void pb_plugin_describe(const pb_loaded *p, void *file)
+{
+    FILE *f = file;
+    const pb_plugin *d = &p->desc;
+    fprintf(f, "%s: %s\n  kind: %s; prunes: %s; ABI %d.%d; file: %s\n", d->name, d->description,
+            pb_plugin_kind_name(d->kind), pb_plugin_when_name(d->when), d->abi_major, d->abi_minor, p->path);
+    int np = pb_plugin_nparams(d);
+    if (!np) {
+        fprintf(f, "  no parameters\n");
+        return;
+    }
+    fprintf(f, "  parameters:\n");
+    for (int k = 0; k < np; k++) {
+        const pb_param_spec *s = &d->params[k];
+        char range[160];
+        if (s->type == PB_PT_CHOICE) {
+            int i = 0;
+            const char *q = s->choices;
+            for (; i < (int)s->def && strchr(q, '|'); i++)
+                q = strchr(q, '|') + 1;
+            const char *bar = strchr(q, '|');
+            snprintf(range, sizeof range, "default %.*s, one of %s", bar ? (int)(bar - q) : (int)strlen(q), q,
+                     s->choices);
+        } else if (s->type == PB_PT_BOOL)
+            snprintf(range, sizeof range, "default %s", s->def != 0 ? "true" : "false");
+        else
+            snprintf(range, sizeof range, "default %g, range [%g, %g]", s->def, s->lo, s->hi);
+        fprintf(f, "    %-16s %-6s %s\n      %s\n", s->name, type_names[s->type], range, s->help ? s->help : "");
+    }
+}

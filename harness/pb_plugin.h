@@ -1,0 +1,44 @@
+/* pb_plugin: finding, loading, validating and describing method plugins. */
+#ifndef PB_PLUGIN_H
+#define PB_PLUGIN_H
+
+#include <stddef.h>
+
+#include "prunebench/plugin.h"
+
+typedef struct pb_loaded {
+    void *dl;
+    pb_plugin desc;        /* the plugin's descriptor, zero-filled past its declared size */
+    char path[1024];
+} pb_loaded;
+
+/* Loads one shared object and validates its descriptor: entry symbol, ABI
+ * major, size, name, required hooks. A refused plugin is dlclose()d; the
+ * error names the file, the plugin's ABI and the host's. */
+int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen);
+
+/* Finds a method by name, or by an explicit path to a .so. Search order:
+ * extra_dir, $PRUNEBENCH_PLUGIN_PATH (colon-separated), the build tree, the
+ * installed plugin directory. Unknown names list the valid ones. */
+int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen);
+
+/* All plugins on the search path (first of each name wins), sorted by name.
+ * *out is malloc'd; close each with pb_plugin_close, then free(*out). */
+int pb_plugin_list(const char *extra_dir, pb_loaded **out, int *n, char *err, size_t errlen);
+
+void pb_plugin_close(pb_loaded *p);
+
+/* Parses "name=value" strings against the plugin's parameter table into
+ * values[] (one per table entry, defaults first). Unknown names, values out of
+ * range and bad choices are errors that list what is valid. */
+int pb_plugin_parse_args(const pb_plugin *d, const char *const *args, int nargs, double *values,
+                         char *err, size_t errlen);
+int pb_plugin_nparams(const pb_plugin *d);
+
+const char *pb_plugin_kind_name(int kind);
+const char *pb_plugin_when_name(int when);
+
+/* Prints a plugin's parameters (name, type, default, range, help). */
+void pb_plugin_describe(const pb_loaded *p, void *file);
+
+#endif
