@@ -1,0 +1,134 @@
+/* grasp: GraSP (Wang, Zhang & Grosse 2020), pruning at initialization by
+ * preserving gradient flow. With the logits divided by `temperature`,
+ * g = dL/dw on `examples` training examples, Hg = the Hessian of the same loss
+ * times g (the host's hvp), and the paper's score is S(-w) = -w * Hg: the
+ * first-order change of the gradient norm when w is removed. GraSP removes the
+ * s*N weights with the HIGHEST S(-w), ranked globally.
+ *
+ * Sign: the reference code (alecwangcq/GraSP, pruner/GraSP.py) computes
+ * -weight * grad(g^T stop_grad(g)) and keeps `score <= threshold` of the top
+ * s*N, i.e. it keeps the lowest -w*Hg. Keeping the lowest -w*Hg is keeping the
+ * highest w*Hg, so w*Hg is what goes to mask_topk (which keeps the highest).
+ * The reference code's division by |sum of scores| does not change the ranking
+ * and is skipped. Weights already pruned (mask 0) stay pruned. */
+#include <prunebench/plugin.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ARG_EXAMPLES, ARG_TEMPERATURE };
+
+static const pb_param_spec params[] = {
+    {.name = "examples", .type = PB_PT_INT, .def = 128, .lo = 1, .hi = 1000000,
+     .help = "training examples for g and Hg (the same draw for both)"},
+    {.name = "temperature", .type = PB_PT_REAL, .def = 200, .lo = 1e-3, .hi = 1e6,
+     .help = "logits are divided by this before the loss (the paper's T = 200)"},
+    {.name = NULL},
+};
+
+typedef struct state {
+    int examples;
+    double temperature;
+} state;
+
+static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
+{
+    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, hvp) || !PB_HOST_HAS(h, mask_topk))
+        return h->fail(c, "grasp: the host lacks grad(), hvp() or mask_topk()");
+    state *st = calloc(1, sizeof *st);
+    if (!st)
+        return h->fail(c, "out of memory");
+    st->examples = (int)args[ARG_EXAMPLES];
+    st->temperature = args[ARG_TEMPERATURE];
+    *out = st;
+    return PB_PLUGIN_OK;
+}
+
+static void destroy(void *p) { free(p); }
+
+static void free_arrays(float **a, int nw)
+{
+    if (!a)
+        return;
+    for (int i = 0; i < nw; i++)
+        free(a[i]);
+    free(a);
+}
+
+static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
+{
+    const state *st = p;
+    int nw = h->nweights(c), rc;
+    if (nw <= 0)
+        return h->fail(c, "the model has no prunable weights");
+    if (!(sparsity >= 0 && sparsity <= 1))
+        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    double loss = 0;
+    if ((rc = h->grad(c, st->examples, st->temperature, &loss)) != PB_PLUGIN_OK)
+        return rc;
+    /* g is overwritten by hvp(): v keeps a copy, hg receives H v and then the scores */
+    float **v = calloc((size_t)nw, sizeof *v), **hg = calloc((size_t)nw, sizeof *hg);
+    if (!v || !hg) {
+        rc = h->fail(c, "out of memory");
+        goto out;
+    }
+    double gnorm2 = 0;
+    for (int i = 0; i < nw; i++) {
+        pb_weights wt = {.size = sizeof wt};
+        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
+            goto out;
+        size_t bytes = (wt.n ? wt.n : 1) * sizeof(float);
+        if (!(v[i] = malloc(bytes)) || !(hg[i] = calloc(1, bytes))) {
+            rc = h->fail(c, "out of memory");
+            goto out;
+        }
+        memcpy(v[i], wt.g, wt.n * sizeof(float));
+        for (size_t j = 0; j < wt.n; j++)
+            gnorm2 += (double)wt.g[j] * wt.g[j];
+    }
+    if ((rc = h->hvp(c, (const float *const *)v, hg)) != PB_PLUGIN_OK)
+        goto out;
+    double gHg = 0;
+    for (int i = 0; i < nw; i++) {
+        pb_weights wt = {.size = sizeof wt};
+        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
+            goto out;
+        for (size_t j = 0; j < wt.n; j++) {
+            gHg += (double)v[i][j] * hg[i][j];
+            hg[i][j] *= wt.w[j]; /* w * Hg: keep the highest (see the top comment) */
+            if (!isfinite(hg[i][j])) {
+                rc = h->fail(c, "grasp: the score of %s[%zu] is not finite (%g)", wt.name, j,
+                             (double)hg[i][j]);
+                goto out;
+            }
+        }
+    }
+    h->log(c, "grasp: T=%g, %d examples, loss %.6f, |g|^2 %.4g, g^T H g %.4g", st->temperature,
+           st->examples, loss, gnorm2, gHg);
+    rc = h->mask_topk(c, hg, sparsity, 0, 0);
+out:
+    free_arrays(v, nw);
+    free_arrays(hg, nw);
+    return rc;
+}
+
+const pb_plugin *prunebench_plugin(void);
+
+const pb_plugin *prunebench_plugin(void)
+{
+    static const pb_plugin desc = {
+        .abi_major = PB_ABI_MAJOR,
+        .abi_minor = PB_ABI_MINOR,
+        .size = sizeof(pb_plugin),
+        .name = "grasp",
+        .description = "GraSP at initialization: remove the s*N weights with the highest -w*Hg (gradient flow)",
+        .kind = PB_KIND_UNSTRUCTURED,
+        .when = PB_WHEN_INIT,
+        .params = params,
+        .create = create,
+        .destroy = destroy,
+        .prune = prune,
+    };
+    return &desc;
+}

@@ -1,0 +1,82 @@
+/* random: zero a uniformly random fraction of the prunable weights, globally or
+ * in each layer — the control every comparison needs. */
+#include <prunebench/plugin.h>
+
+#include <stdlib.h>
+
+enum { ARG_SCOPE };
+
+static const pb_param_spec params[] = {
+    {.name = "scope", .type = PB_PT_CHOICE, .def = 0, .lo = 0, .hi = 1, .choices = "global|layer",
+     .help = "global: the fraction s of all prunable weights; layer: the fraction s of each layer"},
+    {.name = NULL},
+};
+
+typedef struct state {
+    int scope;   /* mask_topk scope: 0 global, 1 per tensor */
+} state;
+
+static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
+{
+    state *st = calloc(1, sizeof *st);
+    if (!st)
+        return h->fail(c, "out of memory");
+    st->scope = args[ARG_SCOPE] != 0;
+    *out = st;
+    return PB_PLUGIN_OK;
+}
+
+static void destroy(void *p) { free(p); }
+
+/* 24 random bits: every value is exact in a float, so the score is uniform. */
+static float uniform01(const pb_host *h, pb_ctx *c)
+{
+    return (float)(h->random(c) >> 40) * (1.0f / 16777216.0f);
+}
+
+static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
+{
+    const state *st = p;
+    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
+    float **scores = calloc(nw > 0 ? (size_t)nw : 1, sizeof *scores);
+    if (!scores)
+        return h->fail(c, "out of memory");
+    for (int i = 0; i < nw && rc == PB_PLUGIN_OK; i++) {
+        pb_weights wt = {.size = sizeof wt};
+        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
+            break;
+        scores[i] = malloc((wt.n ? wt.n : 1) * sizeof(float));
+        if (!scores[i]) {
+            rc = h->fail(c, "out of memory");
+            break;
+        }
+        for (size_t j = 0; j < wt.n; j++)
+            scores[i][j] = uniform01(h, c);
+    }
+    if (rc == PB_PLUGIN_OK)
+        rc = h->mask_topk(c, scores, sparsity, st->scope, 0);
+    for (int i = 0; i < nw; i++)
+        free(scores[i]);
+    free(scores);
+    return rc;
+}
+
+const pb_plugin *prunebench_plugin(void);
+
+const pb_plugin *prunebench_plugin(void)
+{
+    static const pb_plugin desc = {
+        .abi_major = PB_ABI_MAJOR,
+        .abi_minor = PB_ABI_MINOR,
+        .size = sizeof(pb_plugin),
+        .name = "random",
+        .description = "Random pruning: zero a uniformly random fraction s of weights, globally or per layer",
+        .kind = PB_KIND_UNSTRUCTURED,
+        .when = PB_WHEN_TRAINED,
+        .params = params,
+        .create = create,
+        .destroy = destroy,
+        .prune = prune,
+    };
+    return &desc;
+}

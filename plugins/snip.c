@@ -1,0 +1,98 @@
+/* snip: SNIP (Lee et al. 2019), pruning at initialization by connection
+ * sensitivity. One gradient of the mean loss on `examples` training examples
+ * (plain logits), score |dL/dw * w|, keep the top (1-s)*N scores globally
+ * over all prunable tensors.
+ *
+ * The paper normalises the scores by their sum; that does not change the
+ * ranking and is skipped. Weights already pruned (mask 0) stay pruned. */
+#include <prunebench/plugin.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+enum { ARG_EXAMPLES };
+
+static const pb_param_spec params[] = {
+    {.name = "examples", .type = PB_PT_INT, .def = 128, .lo = 1, .hi = 1000000,
+     .help = "training examples in the one batch the gradient is taken on"},
+    {.name = NULL},
+};
+
+typedef struct state {
+    int examples;
+} state;
+
+static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
+{
+    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, mask_topk))
+        return h->fail(c, "snip: the host lacks grad() or mask_topk()");
+    state *st = calloc(1, sizeof *st);
+    if (!st)
+        return h->fail(c, "out of memory");
+    st->examples = (int)args[ARG_EXAMPLES];
+    *out = st;
+    return PB_PLUGIN_OK;
+}
+
+static void destroy(void *p) { free(p); }
+
+static void free_scores(float **scores, int nw)
+{
+    if (!scores)
+        return;
+    for (int i = 0; i < nw; i++)
+        free(scores[i]);
+    free(scores);
+}
+
+static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
+{
+    const state *st = p;
+    int nw = h->nweights(c), rc;
+    if (nw <= 0)
+        return h->fail(c, "the model has no prunable weights");
+    if (!(sparsity >= 0 && sparsity <= 1))
+        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    double loss = 0;
+    if ((rc = h->grad(c, st->examples, 1.0, &loss)) != PB_PLUGIN_OK)
+        return rc;
+    float **scores = calloc((size_t)nw, sizeof *scores);
+    if (!scores)
+        return h->fail(c, "out of memory");
+    for (int i = 0; i < nw; i++) {
+        pb_weights wt = {.size = sizeof wt};
+        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
+            goto out;
+        if (!(scores[i] = malloc((wt.n ? wt.n : 1) * sizeof(float)))) {
+            rc = h->fail(c, "out of memory");
+            goto out;
+        }
+        for (size_t j = 0; j < wt.n; j++)
+            scores[i][j] = fabsf(wt.g[j] * wt.w[j]);
+    }
+    h->log(c, "snip: gradient on %d examples, loss %.4f", st->examples, loss);
+    rc = h->mask_topk(c, scores, sparsity, 0, 0);
+out:
+    free_scores(scores, nw);
+    return rc;
+}
+
+const pb_plugin *prunebench_plugin(void);
+
+const pb_plugin *prunebench_plugin(void)
+{
+    static const pb_plugin desc = {
+        .abi_major = PB_ABI_MAJOR,
+        .abi_minor = PB_ABI_MINOR,
+        .size = sizeof(pb_plugin),
+        .name = "snip",
+        .description = "SNIP at initialization: keep the top (1-s)*N of |dL/dw * w| over all layers",
+        .kind = PB_KIND_UNSTRUCTURED,
+        .when = PB_WHEN_INIT,
+        .params = params,
+        .create = create,
+        .destroy = destroy,
+        .prune = prune,
+    };
+    return &desc;
+}
