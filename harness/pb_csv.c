@@ -202,6 +202,12 @@ static int parse_record(char **pp, char **fields, int maxf)
     return nf;
 }
 
+int pb_csv_split(char *line, char **fields, int maxf)
+{
+    char *p = line;
+    return parse_record(&p, fields, maxf);
+}
+
 int pb_csv_read(const char *path, pb_csv_table *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);

@@ -33,6 +33,10 @@ typedef struct pb_csv_table {
     char ***rows;       /* [nrows][ncols]; short rows are padded with "" */
 } pb_csv_table;
 
+/* Splits the first record of line in place (unquoting); returns the number of
+ * fields, of which at most maxf are stored. */
+int pb_csv_split(char *line, char **fields, int maxf);
+
 int pb_csv_read(const char *path, pb_csv_table *t, char *err, size_t errlen);
 void pb_csv_table_free(pb_csv_table *t);
 int pb_csv_col(const pb_csv_table *t, const char *name);   /* index or -1 */

@@ -205,7 +205,8 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
                 rc = pb_ctx_train(&ctx, -1, "train", NULL);
             break;
         case PB_WHEN_TRAINING:
-            rc = pb_ctx_train(&ctx, -1, "train", NULL);
+            if (!plugin.desc.prune || (rc = pb_ctx_prune(&ctx, j->sparsity)) == PB_OK)
+                rc = pb_ctx_train(&ctx, -1, "train", NULL);
             break;
         case PB_WHEN_RUN:
             rc = pb_ctx_run(&ctx, j->sparsity);

@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "pb_cli.h"
+#include "pb_run.h"
 
 typedef struct command {
     const char *name;
@@ -16,6 +17,8 @@ static const command commands[] = {
     {.name = "eval", .fn = pb_cmd_eval, .help = "evaluate a checkpoint"},
     {.name = "prune", .fn = pb_cmd_prune, .help = "run one pruning method and print its result line"},
     {.name = "plugins", .fn = pb_cmd_plugins, .help = "list the method plugins, or show one's parameters"},
+    {.name = "run", .fn = pb_cmd_run, .help = "run the experiment matrix of a Lua script (cells.csv, charts)"},
+    {.name = "plot", .fn = pb_cmd_plot, .help = "redraw the charts of a results directory from its CSV files"},
     {.name = NULL},
 };
 

@@ -62,7 +62,9 @@ typedef struct pb_param_spec {
 typedef enum pb_when {
     PB_WHEN_TRAINED = 0,  /* on a trained dense model, then fine-tune (magnitude, Wanda) */
     PB_WHEN_INIT,         /* at initialization, then train the sparse model (SNIP, SynFlow) */
-    PB_WHEN_TRAINING,     /* train from scratch with step/epoch hooks (gradual, ISS-P, RS2, sharing) */
+    PB_WHEN_TRAINING,     /* train from scratch with step/epoch hooks (gradual, ISS-P, RS2, sharing);
+                           * prune(), if present, is called once at initialization with the
+                           * target sparsity (it may prune then, or only record the target) */
     PB_WHEN_RUN           /* the plugin's run() drives training itself (lottery tickets) */
 } pb_when;
 

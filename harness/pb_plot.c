@@ -1,0 +1,592 @@
+/* pb_plot: aggregation of results and gnuplot scripts. */
+#include "pb_plot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "pb_csv.h"
+#include "pb_util.h"
+
+const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
+                                     "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity", NULL};
+
+#define MAXS 64      /* series per chart */
+#define MAXG 4096    /* groups (series x target sparsity) */
+
+typedef struct results {
+    pb_csv_table cells, curves, layers;
+    int have_curves, have_layers;
+    int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
+        c_flops, c_method;
+    int multi;                 /* more than one (model, dataset): series names carry them */
+    char *series[MAXS];        /* series names, in order of first appearance */
+    int nseries;
+    int *row_series;           /* per cells row: series index, -1 if not ok */
+    double sparsities[256];    /* distinct target sparsities > 0, ascending */
+    int nsp;
+} results;
+
+typedef struct chart {
+    const char *dir;           /* DIR/plots */
+    int gnuplot_missing;
+    int drawn, verbose;
+} chart;
+
+static void series_name(const results *r, int row, char *buf, size_t n)
+{
+    const char *label = pb_csv_get(&r->cells, row, r->c_label);
+    if (r->multi)
+        snprintf(buf, n, "%s (%s, %s)", label, pb_csv_get(&r->cells, row, r->c_model),
+                 pb_csv_get(&r->cells, row, r->c_dataset));
+    else
+        snprintf(buf, n, "%s", label);
+}
+
+static int is_dense_row(const results *r, int row)
+{
+    return !strcmp(pb_csv_get(&r->cells, row, r->c_method), "dense");
+}
+
+static int prepare(results *r)
+{
+    const pb_csv_table *t = &r->cells;
+    r->c_cell = pb_csv_col(t, "cell");
+    r->c_label = pb_csv_col(t, "label");
+    r->c_model = pb_csv_col(t, "model");
+    r->c_dataset = pb_csv_col(t, "dataset");
+    r->c_method = pb_csv_col(t, "method");
+    r->c_sparsity = pb_csv_col(t, "sparsity");
+    r->c_seed = pb_csv_col(t, "seed");
+    r->c_status = pb_csv_col(t, "status");
+    r->c_acc = pb_csv_col(t, "test_acc");
+    r->c_comp = pb_csv_col(t, "compression");
+    r->c_nonzero = pb_csv_col(t, "nonzero");
+    r->c_flops = pb_csv_col(t, "flops_eff");
+    if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
+        return -1;
+    r->row_series = malloc(sizeof(int) * (size_t)(t->nrows ? t->nrows : 1));
+    if (!r->row_series)
+        return -1;
+    for (int i = 1; i < t->nrows; i++)
+        if (strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) ||
+            strcmp(pb_csv_get(t, i, r->c_dataset), pb_csv_get(t, 0, r->c_dataset)))
+            r->multi = 1;
+    for (int i = 0; i < t->nrows; i++) {
+        r->row_series[i] = -1;
+        if (strcmp(pb_csv_get(t, i, r->c_status), "ok"))
+            continue;
+        char name[256];
+        series_name(r, i, name, sizeof name);
+        int s = 0;
+        while (s < r->nseries && strcmp(r->series[s], name))
+            s++;
+        if (s == r->nseries) {
+            if (r->nseries == MAXS)
+                continue;
+            r->series[r->nseries++] = strdup(name);
+        }
+        r->row_series[i] = s;
+        double sp = pb_csv_getnum(t, i, r->c_sparsity);
+        if (sp > 0 && !is_dense_row(r, i)) {
+            int k = 0;
+            while (k < r->nsp && fabs(r->sparsities[k] - sp) > 1e-12)
+                k++;
+            if (k == r->nsp && r->nsp < 256)
+                r->sparsities[r->nsp++] = sp;
+        }
+    }
+    for (int a = 0; a < r->nsp; a++)
+        for (int b = a + 1; b < r->nsp; b++)
+            if (r->sparsities[b] < r->sparsities[a]) {
+                double tmp = r->sparsities[a];
+                r->sparsities[a] = r->sparsities[b];
+                r->sparsities[b] = tmp;
+            }
+    return 0;
+}
+
+static void free_results(results *r)
+{
+    pb_csv_table_free(&r->cells);
+    if (r->have_curves)
+        pb_csv_table_free(&r->curves);
+    if (r->have_layers)
+        pb_csv_table_free(&r->layers);
+    for (int i = 0; i < r->nseries; i++)
+        free(r->series[i]);
+    free(r->row_series);
+}
+
+/* gnuplot single-quoted string: '' inside */
+static void gp_quote(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputc('\'', f);
+        fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
+static FILE *open_gp(const chart *ch, const char *name, const char *title, const char *xlabel,
+                     const char *ylabel)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s.gp", ch->dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return NULL;
+    fprintf(f, "# Written by prunebench %s from the results CSV files; edit and rerun with\n"
+               "#   cd %s && gnuplot %s.gp\n", PACKAGE_VERSION, ch->dir, name);
+    fprintf(f, "set terminal pngcairo size 960,600 font ',10' noenhanced\nset output '%s.png'\n", name);
+    fprintf(f, "set title ");
+    gp_quote(f, title);
+    fprintf(f, "\nset xlabel ");
+    gp_quote(f, xlabel);
+    fprintf(f, "\nset ylabel ");
+    gp_quote(f, ylabel);
+    fprintf(f, "\nset grid\nset key outside right top\n");
+    return f;
+}
+
+/* Closes the script with the SVG copy of the same plot. */
+static void close_gp(FILE *f, const char *name)
+{
+    fprintf(f, "\nset terminal svg size 960,600 dynamic font 'sans,10' noenhanced\nset output '%s.svg'\nreplot\n"
+               "unset output\n", name);
+    fclose(f);
+}
+
+static void draw(chart *ch, const char *name)
+{
+    if (ch->gnuplot_missing)
+        return;
+    pid_t pid = fork();
+    if (pid < 0)
+        return;
+    if (pid == 0) {
+        char gp[512], log[4400];
+        snprintf(gp, sizeof gp, "%s.gp", name);
+        snprintf(log, sizeof log, "%s/gnuplot.log", ch->dir);
+        if (chdir(ch->dir) != 0)
+            _exit(126);
+        int fd = open("gnuplot.log", O_WRONLY | O_CREAT | O_APPEND, 0666);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+            close(fd);
+        }
+        execlp(PB_GNUPLOT, "gnuplot", gp, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+        ch->gnuplot_missing = 1;
+        if (ch->verbose)
+            fprintf(stderr, "prunebench: gnuplot (%s) not found: wrote the .gp scripts and data under %s; "
+                            "install the Debian package gnuplot-nox to draw them\n", PB_GNUPLOT, ch->dir);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        ch->drawn++;
+    else if (ch->verbose)
+        fprintf(stderr, "prunebench: gnuplot failed on %s/%s.gp (see %s/gnuplot.log)\n", ch->dir, name, ch->dir);
+}
+
+/* ---- accuracy against a per-cell x (compression, nonzero, FLOPs), mean ± std over seeds ---- */
+
+typedef struct group {
+    int series;
+    double sp;
+    int n;
+    double sx, sy, syy;
+} group;
+
+static int cmp_group(const void *a, const void *b)
+{
+    const group *x = a, *y = b;
+    if (x->series != y->series)
+        return x->series - y->series;
+    double mx = x->sx / x->n, my = y->sx / y->n;
+    return (mx > my) - (mx < my);
+}
+
+static int chart_scatter(chart *ch, const results *r, const char *name, int xcol, const char *xlabel,
+                         int logbase)
+{
+    const pb_csv_table *t = &r->cells;
+    if (xcol < 0)
+        return 0;
+    group *g = calloc(MAXG, sizeof *g);
+    if (!g)
+        return -1;
+    int ng = 0;
+    for (int i = 0; i < t->nrows; i++) {
+        int s = r->row_series[i];
+        double x = pb_csv_getnum(t, i, xcol), y = pb_csv_getnum(t, i, r->c_acc);
+        double sp = pb_csv_getnum(t, i, r->c_sparsity);
+        if (s < 0 || !isfinite(x) || !isfinite(y) || x <= 0)
+            continue;
+        int k = 0;
+        while (k < ng && !(g[k].series == s && fabs(g[k].sp - sp) < 1e-12))
+            k++;
+        if (k == ng) {
+            if (ng == MAXG)
+                continue;
+            g[ng++] = (group){.series = s, .sp = sp};
+        }
+        g[k].n++;
+        g[k].sx += x;
+        g[k].sy += y;
+        g[k].syy += y * y;
+    }
+    if (ng == 0) {
+        free(g);
+        return 0;
+    }
+    qsort(g, (size_t)ng, sizeof *g, cmp_group);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
+    FILE *d = fopen(path, "w");
+    FILE *f = d ? open_gp(ch, name, "test accuracy (mean ± std over seeds)", xlabel, "test accuracy") : NULL;
+    if (!d || !f) {
+        if (d)
+            fclose(d);
+        free(g);
+        return -1;
+    }
+    if (logbase)
+        fprintf(f, "set logscale x %d\n", logbase);
+    fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity; one block per series\n");
+    int block = -1, prev = -1;
+    fprintf(f, "plot ");
+    for (int k = 0; k < ng; k++) {
+        if (g[k].series != prev) {
+            if (block >= 0)
+                fprintf(d, "\n\n");
+            block++;
+            prev = g[k].series;
+            fprintf(d, "# %s\n", r->series[prev]);
+            fprintf(f, "%s'%s.dat' index %d using 1:2:3 with yerrorlines pointsize 0.8 title ", block ? ", \\\n     " : "",
+                    name, block);
+            gp_quote(f, r->series[prev]);
+        }
+        double m = g[k].sy / g[k].n;
+        double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
+        fprintf(d, "%.8g %.6f %.6f %d %g\n", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp);
+    }
+    fprintf(f, "\n");
+    fclose(d);
+    close_gp(f, name);
+    free(g);
+    draw(ch, name);
+    return 0;
+}
+
+/* ---- accuracy over time and epochs, per target sparsity (dense runs as reference) ---- */
+
+static int cell_row_of(const results *r, const char *hash)
+{
+    for (int i = 0; i < r->cells.nrows; i++)
+        if (!strcmp(pb_csv_get(&r->cells, i, r->c_cell), hash))
+            return i;
+    return -1;
+}
+
+typedef struct point {
+    int n;
+    double sx, sy;
+} point;
+
+static int chart_curves(chart *ch, const results *r, int by_time)
+{
+    if (!r->have_curves)
+        return 0;
+    const pb_csv_table *c = &r->curves;
+    int cc = pb_csv_col(c, "cell"), cp = pb_csv_col(c, "phase"), cw = pb_csv_col(c, "wall_s"),
+        ca = pb_csv_col(c, "test_acc");
+    if (cc < 0 || cp < 0 || cw < 0 || ca < 0)
+        return 0;
+    int *crow = malloc(sizeof(int) * (size_t)(c->nrows ? c->nrows : 1));
+    if (!crow)
+        return -1;
+    for (int i = 0; i < c->nrows; i++)
+        crow[i] = (i > 0 && !strcmp(pb_csv_get(c, i, cc), pb_csv_get(c, i - 1, cc))) ? crow[i - 1]
+                                                                                   : cell_row_of(r, pb_csv_get(c, i, cc));
+    enum { MAXP = 512 };
+    int rc = 0;
+    for (int k = 0; k < r->nsp; k++) {
+        double sp = r->sparsities[k];
+        char name[128];
+        snprintf(name, sizeof name, "%s_s%g", by_time ? "accuracy_vs_time" : "accuracy_vs_epochs", sp);
+        /* per series, per position in the cell's curve: sums over seeds */
+        point *pts = calloc((size_t)MAXS * MAXP, sizeof *pts);
+        int len[MAXS] = {0};
+        if (!pts) {
+            rc = -1;
+            break;
+        }
+        int pos = 0, epochs = 0;
+        for (int i = 0; i < c->nrows; i++) {
+            int row = crow[i];
+            if (i == 0 || crow[i] != crow[i - 1])
+                pos = 0, epochs = 0;
+            if (row < 0 || r->row_series[row] < 0)
+                continue;
+            double csp = pb_csv_getnum(&r->cells, row, r->c_sparsity);
+            if (!(fabs(csp - sp) < 1e-12 || is_dense_row(r, row)))
+                continue;
+            double acc = pb_csv_getnum(c, i, ca);
+            int is_prune = !strcmp(pb_csv_get(c, i, cp), "prune");
+            if (!is_prune)
+                epochs++;
+            if (!(acc >= 0) || pos >= MAXP)
+                continue;
+            point *pt = &pts[r->row_series[row] * MAXP + pos];
+            pt->n++;
+            pt->sx += by_time ? pb_csv_getnum(c, i, cw) : epochs;
+            pt->sy += acc;
+            pos++;
+            if (pos > len[r->row_series[row]])
+                len[r->row_series[row]] = pos;
+        }
+        int any = 0;
+        for (int s = 0; s < r->nseries; s++)
+            any |= len[s] > 0;
+        if (!any) {
+            free(pts);
+            continue;
+        }
+        char path[4400], title[256];
+        snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
+        snprintf(title, sizeof title, "test accuracy during training and fine-tuning, sparsity %g (dense for reference)", sp);
+        FILE *d = fopen(path, "w");
+        FILE *f = d ? open_gp(ch, name, title, by_time ? "wall seconds of the cell" : "epochs (training + fine-tuning + rounds)",
+                              "test accuracy") : NULL;
+        if (!d || !f) {
+            if (d)
+                fclose(d);
+            free(pts);
+            rc = -1;
+            break;
+        }
+        fprintf(d, "# %s, test_acc; mean over seeds; one block per series\n", by_time ? "wall_s" : "epoch");
+        fprintf(f, "plot ");
+        int block = 0;
+        for (int s = 0; s < r->nseries; s++) {
+            if (!len[s])
+                continue;
+            fprintf(d, "%s# %s\n", block ? "\n\n" : "", r->series[s]);
+            for (int q = 0; q < len[s]; q++) {
+                point *pt = &pts[s * MAXP + q];
+                if (pt->n)
+                    fprintf(d, "%.6g %.6f\n", pt->sx / pt->n, pt->sy / pt->n);
+            }
+            fprintf(f, "%s'%s.dat' index %d using 1:2 with linespoints pointsize 0.6 title ", block ? ", \\\n     " : "",
+                    name, block);
+            gp_quote(f, r->series[s]);
+            block++;
+        }
+        fprintf(f, "\n");
+        fclose(d);
+        close_gp(f, name);
+        free(pts);
+        draw(ch, name);
+    }
+    free(crow);
+    return rc;
+}
+
+/* ---- per-layer sparsity: one clustered histogram per target sparsity ---- */
+
+static int chart_layers(chart *ch, const results *r)
+{
+    if (!r->have_layers)
+        return 0;
+    const pb_csv_table *l = &r->layers;
+    int lc = pb_csv_col(l, "cell"), ll = pb_csv_col(l, "layer"), ls = pb_csv_col(l, "sparsity");
+    if (lc < 0 || ll < 0 || ls < 0)
+        return 0;
+    enum { MAXL = 128 };
+    char *layers[MAXL];
+    int nl = 0;
+    for (int i = 0; i < l->nrows && nl < MAXL; i++) {
+        const char *name = pb_csv_get(l, i, ll);
+        int k = 0;
+        while (k < nl && strcmp(layers[k], name))
+            k++;
+        if (k == nl)
+            layers[nl++] = strdup(name);
+    }
+    int rc = 0;
+    for (int k = 0; k < r->nsp && nl > 0; k++) {
+        double sp = r->sparsities[k];
+        double *sum = calloc((size_t)MAXS * MAXL, sizeof(double));
+        int *cnt = calloc((size_t)MAXS * MAXL, sizeof(int));
+        if (!sum || !cnt) {
+            free(sum), free(cnt);
+            rc = -1;
+            break;
+        }
+        int row = -1;
+        for (int i = 0; i < l->nrows; i++) {
+            if (i == 0 || strcmp(pb_csv_get(l, i, lc), pb_csv_get(l, i - 1, lc)))
+                row = cell_row_of(r, pb_csv_get(l, i, lc));
+            if (row < 0 || r->row_series[row] < 0 || is_dense_row(r, row) ||
+                fabs(pb_csv_getnum(&r->cells, row, r->c_sparsity) - sp) > 1e-12)
+                continue;
+            const char *name = pb_csv_get(l, i, ll);
+            int q = 0;
+            while (q < nl && strcmp(layers[q], name))
+                q++;
+            if (q == nl)
+                continue;
+            sum[r->row_series[row] * MAXL + q] += pb_csv_getnum(l, i, ls);
+            cnt[r->row_series[row] * MAXL + q]++;
+        }
+        int used[MAXS], nu = 0;
+        for (int s = 0; s < r->nseries; s++) {
+            int any = 0;
+            for (int q = 0; q < nl; q++)
+                any |= cnt[s * MAXL + q] > 0;
+            if (any)
+                used[nu++] = s;
+        }
+        if (nu == 0) {
+            free(sum), free(cnt);
+            continue;
+        }
+        char name[128], path[4400], title[128];
+        snprintf(name, sizeof name, "layer_sparsity_s%g", sp);
+        snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
+        snprintf(title, sizeof title, "sparsity of each layer at overall target sparsity %g", sp);
+        FILE *d = fopen(path, "w");
+        FILE *f = d ? open_gp(ch, name, title, "layer", "fraction of weights pruned") : NULL;
+        if (!d || !f) {
+            if (d)
+                fclose(d);
+            free(sum), free(cnt);
+            rc = -1;
+            break;
+        }
+        fprintf(d, "# layer");
+        for (int u = 0; u < nu; u++)
+            fprintf(d, " | %s", r->series[used[u]]);
+        fprintf(d, "   (mean over seeds)\n");
+        for (int q = 0; q < nl; q++) {
+            fprintf(d, "\"%s\"", layers[q]);
+            for (int u = 0; u < nu; u++) {
+                int n = cnt[used[u] * MAXL + q];
+                if (n)
+                    fprintf(d, " %.6f", sum[used[u] * MAXL + q] / n);
+                else
+                    fprintf(d, " NaN");
+            }
+            fprintf(d, "\n");
+        }
+        fprintf(f, "set style data histograms\nset style histogram clustered gap 1\n"
+                   "set style fill solid 0.8 border -1\nset yrange [0:1.05]\nset xtics rotate by -30\n"
+                   "plot ");
+        for (int u = 0; u < nu; u++) {
+            fprintf(f, "%s'%s.dat' using %d%s title ", u ? ", \\\n     " : "", name, u + 2, u ? "" : ":xtic(1)");
+            gp_quote(f, r->series[used[u]]);
+        }
+        fprintf(f, "\n");
+        fclose(d);
+        close_gp(f, name);
+        free(sum), free(cnt);
+        draw(ch, name);
+    }
+    for (int q = 0; q < nl; q++)
+        free(layers[q]);
+    return rc;
+}
+
+/* ---- the directory ---- */
+
+static int wanted(char **list, int n, const char *name)
+{
+    if (n == 0)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(list[i], name))
+            return 1;
+    return 0;
+}
+
+int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
+{
+    char path[4400], plots[4200];
+    results r;
+    memset(&r, 0, sizeof r);
+    snprintf(path, sizeof path, "%s/cells.csv", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return pb_err(err, errlen, PB_EUSAGE, "%s is not a results directory", dir);
+    int rc = pb_csv_read(path, &r.cells, err, errlen);
+    if (rc != PB_OK)
+        return pb_err(err, errlen, rc == PB_EIO ? PB_EUSAGE : rc,
+                      "%s has no readable cells.csv: is it a results/<experiment> directory?", dir);
+    snprintf(path, sizeof path, "%s/curves.csv", dir);
+    r.have_curves = pb_csv_read(path, &r.curves, NULL, 0) == PB_OK;
+    snprintf(path, sizeof path, "%s/layers.csv", dir);
+    r.have_layers = pb_csv_read(path, &r.layers, NULL, 0) == PB_OK;
+    if (prepare(&r) != 0) {
+        free_results(&r);
+        return pb_err(err, errlen, PB_EIO, "%s/cells.csv lacks the columns of a prunebench results file", dir);
+    }
+    /* which families: the script's list, when the run recorded one */
+    char *list[16];
+    int nlist = 0;
+    snprintf(path, sizeof path, "%s/plots.list", dir);
+    FILE *lf = fopen(path, "r");
+    if (lf) {
+        char line[128];
+        while (nlist < 16 && fgets(line, sizeof line, lf)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            if (line[0])
+                list[nlist++] = strdup(line);
+        }
+        fclose(lf);
+    }
+    snprintf(plots, sizeof plots, "%s/plots", dir);
+    if (mkdir(plots, 0777) != 0 && errno != EEXIST) {
+        rc = pb_err(err, errlen, PB_EIO, "cannot create %s: %s", plots, strerror(errno));
+        goto out;
+    }
+    chart ch = {.dir = plots, .verbose = verbose};
+    int bad = 0;
+    if (wanted(list, nlist, "accuracy_vs_compression"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_compression", r.c_comp,
+                             "compression ratio (parameters / nonzero parameters)", 2);
+    if (wanted(list, nlist, "accuracy_vs_params"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10);
+    if (wanted(list, nlist, "accuracy_vs_flops"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_flops", r.c_flops,
+                             "effective inference FLOPs per example (nonzero weights)", 10);
+    if (wanted(list, nlist, "accuracy_vs_time"))
+        bad |= chart_curves(&ch, &r, 1);
+    if (wanted(list, nlist, "accuracy_vs_epochs"))
+        bad |= chart_curves(&ch, &r, 0);
+    if (wanted(list, nlist, "layer_sparsity"))
+        bad |= chart_layers(&ch, &r);
+    if (bad)
+        rc = pb_err(err, errlen, PB_EIO, "cannot write the chart files under %s", plots);
+    else if (verbose && ch.drawn)
+        fprintf(stderr, "prunebench: %d charts under %s\n", ch.drawn, plots);
+out:
+    for (int i = 0; i < nlist; i++)
+        free(list[i]);
+    free_results(&r);
+    return rc;
+}
