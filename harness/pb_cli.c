@@ -76,8 +76,16 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         c->nhidden = 0;
         char buf[256];
         snprintf(buf, sizeof buf, "%s", arg);
+        if (strlen(arg) >= sizeof buf) {
+            fprintf(stderr, "prunebench: --hidden: list too long\n");
+            return -1;
+        }
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            if (c->nhidden >= PB_MAX_HIDDEN || parse_int("hidden", tok, 1, 1 << 20, &iv))
+            if (c->nhidden >= PB_MAX_HIDDEN) {
+                fprintf(stderr, "prunebench: --hidden: at most %d hidden layers\n", PB_MAX_HIDDEN);
+                return -1;
+            }
+            if (parse_int("hidden", tok, 1, 1 << 20, &iv))
                 return -1;
             c->hidden[c->nhidden++] = (int)iv;
         }

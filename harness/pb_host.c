@@ -258,12 +258,34 @@ static int h_grad_output_sum(pb_ctx *c, double *R)
         x[j] = 1.0f;
     for (int k = 0; k < m->ncls; k++)
         dl[k] = 1.0f;
+    /* SynFlow linearizes the network on |theta|: biases and BN parameters too
+     * (prunable weights are the plugin's to set, since it needs their signs). */
+    float **saved = calloc((size_t)m->nparams, sizeof *saved);
+    if (!saved) {
+        free(x);
+        free(dl);
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        pb_param *p = m->params[i];
+        if (p->prunable || p->layer < 0 || !(saved[i] = malloc(p->n * sizeof(float))))
+            continue;
+        memcpy(saved[i], p->w, p->n * sizeof(float));
+        for (size_t j = 0; j < p->n; j++)
+            p->w[j] = fabsf(p->w[j]);
+    }
     pb_model_zero_grad(m);
     const float *out = pb_model_forward(m, x, 1, 0);
     double s = 0;
     for (int k = 0; k < m->ncls; k++)
         s += out[k];
     pb_model_backward(m, x, 1, dl, NULL);
+    for (int i = 0; i < m->nparams; i++)
+        if (saved[i]) {
+            memcpy(m->params[i]->w, saved[i], m->params[i]->n * sizeof(float));
+            free(saved[i]);
+        }
+    free(saved);
     free(x);
     free(dl);
     if (R)

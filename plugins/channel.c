@@ -7,10 +7,12 @@
  * The sparsity s is the fraction of units removed. Every prunable tensor
  * except the last (the output layer keeps its classes) takes part.
  * scope=layer: each tensor keeps its ceil((1-s)*rows) units (at least 1) with
- * the largest norms. scope=global: row norms are made comparable across
- * layers by the row length (L1 / cols = mean |w|, L2 / sqrt(cols) = RMS), the
- * ceil((1-s)*units) largest over all those tensors are kept, and every tensor
- * keeps at least one unit.
+ * the largest norms. scope=global: raw norms are not comparable across layers
+ * (they scale with fan-in and init), so each unit's norm is divided by the
+ * mean norm of its layer, as Torch-Pruning's global ranking does
+ * (normalizer "mean"); the ceil((1-s)*units) largest over all those tensors
+ * are kept, and every tensor keeps at least one unit. A layer whose norms are
+ * spread out thus loses more units than one whose units are all alike.
  *
  * All norms are computed on the model as given, before any removal (Li et
  * al.'s "independent" strategy): removing a layer's inputs does not re-rank
@@ -29,7 +31,7 @@ static const pb_param_spec params[] = {
     {.name = "norm", .type = PB_PT_CHOICE, .def = 0, .lo = 0, .hi = 1, .choices = "l1|l2",
      .help = "rank a unit by the L1 or L2 norm of its weights"},
     {.name = "scope", .type = PB_PT_CHOICE, .def = 0, .lo = 0, .hi = 1, .choices = "layer|global",
-     .help = "remove the fraction s of units in each layer, or of all units ranked by length-normalised norm"},
+     .help = "remove the fraction s of units in each layer, or of all units ranked by norm / layer mean norm"},
     {.name = NULL},
 };
 
@@ -40,7 +42,7 @@ typedef struct state {
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
     if (!PB_HOST_HAS(h, remove_units))
-        return h->fail(c, "channel: the host lacks remove_units()");
+        return h->fail(c, "the host lacks remove_units()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -94,7 +96,7 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
     int nt = nw - 1; /* the output layer is left alone */
     if (nt == 0) {
-        h->log(c, "channel: only one prunable tensor (the output layer); nothing to remove");
+        h->log(c, "only one prunable tensor (the output layer); nothing to remove");
         return PB_PLUGIN_OK;
     }
     size_t before = total_weights(h, c, nw), nunits = 0;
@@ -132,9 +134,15 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
                 s += st->norm == NORM_L1 ? fabs((double)row[j]) : (double)row[j] * row[j];
             if (st->norm == NORM_L2)
                 s = sqrt(s);
-            if (st->scope == SCOPE_GLOBAL && wt.cols > 0)
-                s /= st->norm == NORM_L1 ? (double)wt.cols : sqrt((double)wt.cols);
             U[u++] = (unit){s, i, r};
+        }
+        if (st->scope == SCOPE_GLOBAL && wt.rows > 0) {
+            double mean = 0;
+            for (int r = 0; r < wt.rows; r++)
+                mean += U[u - 1 - r].score;
+            mean /= wt.rows;
+            for (int r = 0; r < wt.rows && mean > 0; r++)
+                U[u - 1 - r].score /= mean;
         }
     }
 
@@ -170,14 +178,14 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK) /* earlier removals invalidated views */
             goto out;
-        h->log(c, "channel: %s keeps %d of %d units", wt.name, nkeep[i], rows[i]);
+        h->log(c, "%s keeps %d of %d units", wt.name, nkeep[i], rows[i]);
         if (nkeep[i] == rows[i])
             continue;
         if ((rc = h->remove_units(c, i, keep[i], nkeep[i])) != PB_PLUGIN_OK)
             goto out;
     }
     size_t after = total_weights(h, c, nw);
-    h->log(c, "channel: %s norm, %s scope, %.4g of the units removed: prunable weights %zu -> %zu (%.2f%% fewer)",
+    h->log(c, "%s norm, %s scope, %.4g of the units removed: prunable weights %zu -> %zu (%.2f%% fewer)",
            st->norm == NORM_L1 ? "L1" : "L2", st->scope == SCOPE_LAYER ? "layer" : "global", sparsity,
            before, after, before ? 100.0 * (1.0 - (double)after / (double)before) : 0.0);
 out:

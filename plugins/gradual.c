@@ -8,9 +8,9 @@
  * at zero), also through any later training such as fine-tuning. If a step of
  * the schedule is skipped, the next step catches up to where it should be.
  *
- * s_f is the run's target sparsity, which the host passes through prune():
- * for this plugin prune() only records it (see the report: the ABI needs a way
- * to hand the target to training-time plugins). */
+ * s_f is the run's target sparsity. ABI 1.0 hands it to a plugin only through
+ * prune(), so here prune() records it and prunes nothing; the host must call
+ * it before training (after_step fails with a clear message otherwise). */
 #include <prunebench/plugin.h>
 
 #include <math.h>

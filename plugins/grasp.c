@@ -35,7 +35,7 @@ typedef struct state {
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
     if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, hvp) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "grasp: the host lacks grad(), hvp() or mask_topk()");
+        return h->fail(c, "the host lacks grad(), hvp() or mask_topk()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -98,13 +98,13 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
             gHg += (double)v[i][j] * hg[i][j];
             hg[i][j] *= wt.w[j]; /* w * Hg: keep the highest (see the top comment) */
             if (!isfinite(hg[i][j])) {
-                rc = h->fail(c, "grasp: the score of %s[%zu] is not finite (%g)", wt.name, j,
+                rc = h->fail(c, "the score of %s[%zu] is not finite (%g)", wt.name, j,
                              (double)hg[i][j]);
                 goto out;
             }
         }
     }
-    h->log(c, "grasp: T=%g, %d examples, loss %.6f, |g|^2 %.4g, g^T H g %.4g", st->temperature,
+    h->log(c, "T=%g, %d examples, loss %.6f, |g|^2 %.4g, g^T H g %.4g", st->temperature,
            st->examples, loss, gnorm2, gHg);
     rc = h->mask_topk(c, hg, sparsity, 0, 0);
 out:

@@ -14,8 +14,9 @@
  * In each layer k = round(pr*n) weights are shrunk; ties in |w| shrink the
  * higher index first (the host's top-k keeps the lower index).
  *
- * s is the run's target sparsity, which the host passes through prune(): for
- * this plugin prune() only records it. */
+ * s is the run's target sparsity. ABI 1.0 hands it to a plugin only through
+ * prune(), so here prune() records it and prunes nothing; the host must call
+ * it before training (after_step fails with a clear message otherwise). */
 #include <prunebench/plugin.h>
 
 #include <math.h>

@@ -67,7 +67,7 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
     if (!PB_HOST_HAS(h, train) || !PB_HOST_HAS(h, evaluate) || !PB_HOST_HAS(h, snapshot) ||
         !PB_HOST_HAS(h, rewind) || !PB_HOST_HAS(h, reinit) || !PB_HOST_HAS(h, record))
-        return h->fail(c, "lottery: the host lacks the training functions (train, evaluate, snapshot, "
+        return h->fail(c, "the host lacks the training functions (train, evaluate, snapshot, "
                           "rewind, reinit, record)");
     state *st = calloc(1, sizeof *st);
     if (!st)
@@ -237,7 +237,7 @@ static int train_and_record(const pb_host *h, pb_ctx *c, const state *st, int ro
     if (rc == PB_PLUGIN_OK)
         rc = h->record(c, "round", round, acc, loss);
     if (rc == PB_PLUGIN_OK)
-        h->log(c, "lottery: round %d: %zu of %zu weights (%.3f%%), test accuracy %.4f, loss %.4f", round,
+        h->log(c, "round %d: %zu of %zu weights (%.3f%%), test accuracy %.4f, loss %.4f", round,
                kept, N, N ? 100.0 * (double)kept / (double)N : 0.0, acc, loss);
     return rc;
 }
@@ -297,13 +297,13 @@ static int run(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         }
         free(sim);
         if (kept > K) {
-            rc = h->fail(c, "lottery: the rates (%g dense, %g conv, %g output) cannot reach sparsity %g",
+            rc = h->fail(c, "the rates (%g dense, %g conv, %g output) cannot reach sparsity %g",
                          st->rate, st->rate_conv, st->rate_output, sparsity);
             goto out;
         }
     }
     int slot = st->rewind_step > 0 ? SLOT_LATE : SLOT_INIT;
-    h->log(c, "lottery: %d rounds to %zu of %zu weights (sparsity %g), rewinding to %s, control %s", R, K, N,
+    h->log(c, "%d rounds to %zu of %zu weights (sparsity %g), rewinding to %s, control %s", R, K, N,
            sparsity, slot == SLOT_LATE ? "a late step" : "initialization",
            st->control == CONTROL_REINIT   ? "reinit"
            : st->control == CONTROL_RANDOM ? "random"
@@ -318,7 +318,7 @@ static int run(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         if ((rc = train_and_record(h, c, st, r, kept, N)) != PB_PLUGIN_OK)
             goto out;
         if (slot == SLOT_LATE && !st->have_late) {
-            rc = h->fail(c, "lottery: the first training took %ld optimizer steps, fewer than rewind_step = %ld",
+            rc = h->fail(c, "the first training took %ld optimizer steps, fewer than rewind_step = %ld",
                          PB_HOST_HAS(h, steps) ? h->steps(c) - st->step0 : -1L, st->rewind_step);
             goto out;
         }
@@ -330,7 +330,7 @@ static int run(void *p, const pb_host *h, pb_ctx *c, double sparsity)
                                  : (size_t)llround((double)S0 * pow((double)K / (double)S0,
                                                                     (double)(r + 1) / (double)R));
             if (!plan_exact(T, nw, target)) {
-                rc = h->fail(c, "lottery: %zu weights cannot be reached with a zero rate in some tensor", target);
+                rc = h->fail(c, "%zu weights cannot be reached with a zero rate in some tensor", target);
                 goto out;
             }
         }

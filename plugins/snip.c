@@ -25,7 +25,7 @@ typedef struct state {
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
     if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "snip: the host lacks grad() or mask_topk()");
+        return h->fail(c, "the host lacks grad() or mask_topk()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -70,7 +70,7 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         for (size_t j = 0; j < wt.n; j++)
             scores[i][j] = fabsf(wt.g[j] * wt.w[j]);
     }
-    h->log(c, "snip: gradient on %d examples, loss %.4f", st->examples, loss);
+    h->log(c, "gradient on %d examples, loss %.4f", st->examples, loss);
     rc = h->mask_topk(c, scores, sparsity, 0, 0);
 out:
     free_scores(scores, nw);

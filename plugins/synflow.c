@@ -41,7 +41,7 @@ typedef struct state {
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
     if (!PB_HOST_HAS(h, grad_output_sum) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "synflow: the host lacks grad_output_sum() or mask_topk()");
+        return h->fail(c, "the host lacks grad_output_sum() or mask_topk()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -116,7 +116,7 @@ static int round_scores(const pb_host *h, pb_ctx *c, int nw, int *shift, float *
         }
         if (*shift <= over || *shift >= under)
             return h->fail(c,
-                           "synflow: R = sum of outputs is not representable in float: it overflows "
+                           "R = sum of outputs is not representable in float: it overflows "
                            "with the weights scaled by 2^-%d and is below 2^-60 (or overflows) at "
                            "2^-%d; the host would have to compute R in double",
                            over, under > MAX_SHIFT ? MAX_SHIFT : under);
@@ -168,10 +168,10 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         if ((rc = h->mask_topk(c, scores, sk, 0, 0)) != PB_PLUGIN_OK)
             goto out;
     }
-    h->log(c, "synflow: %d rounds to sparsity %g; R %.6g in round 1, %.6g in the last (weights scaled by 2^-%d)",
+    h->log(c, "%d rounds to sparsity %g; R %.6g in round 1, %.6g in the last (weights scaled by 2^-%d)",
            st->rounds, sparsity, R0, R, shift);
     if (max_shift > 0)
-        h->log(c, "synflow: R overflowed float, so every prunable weight was scaled by the same power "
+        h->log(c, "R overflowed float, so every prunable weight was scaled by the same power "
                   "of two (at most 2^-%d) while scoring; the ranking is exact only for bias-free "
                   "networks whose paths all cross the same number of prunable layers",
                max_shift);

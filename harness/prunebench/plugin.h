@@ -125,6 +125,7 @@ typedef struct pb_host {
     /* Keeps the top (1 - sparsity) fraction of scores (highest first; ties
      * broken by index), globally over all tensors (scope 0) or in each tensor
      * (scope 1); scores[i] has weights(i).n entries; writes masks and applies them.
+     * Kept count: llround((1 - sparsity) * n) over the total (scope 0) or per tensor.
      * Already-pruned weights (mask 0) compete only if allow_regrow. */
     int (*mask_topk)(pb_ctx *c, float *const *scores, double sparsity, int scope, int allow_regrow);
     uint64_t (*random)(pb_ctx *c);          /* seeded by the run's seed */
@@ -137,7 +138,8 @@ typedef struct pb_host {
      * same examples as the last grad() call (central differences of gradients). */
     int (*hvp)(pb_ctx *c, const float *const *v, float *const *out);
     /* SynFlow's objective: all-ones input, R = sum of outputs, dR/dw into g,
-     * with BN in eval mode. The plugin sets |w| itself. */
+     * with BN in eval mode and biases / BN parameters replaced by their absolute
+     * values for the call. The plugin sets |w| of the prunable tensors itself. */
     int (*grad_output_sum)(pb_ctx *c, double *R);
 
     /* -- calibration (post-training) -- */
@@ -198,11 +200,13 @@ typedef struct pb_plugin {
     void (*destroy)(void *state);
 
     /* Prune the model now to the target sparsity (required unless when is
-     * PB_WHEN_TRAINING or PB_WHEN_RUN). */
+     * PB_WHEN_TRAINING or PB_WHEN_RUN). For PB_WHEN_TRAINING it is called once
+     * before training, at initialization, and may only record the target. */
     int (*prune)(void *state, const pb_host *h, pb_ctx *c, double sparsity);
     /* PB_WHEN_RUN: the whole schedule, through host->train/rewind/record. */
     int (*run)(void *state, const pb_host *h, pb_ctx *c, double sparsity);
-    /* Training events (any PB_WHEN_*; called during every host training). */
+    /* Training events (any PB_WHEN_*; called during every host training).
+     * step is 1-based after the step and counts across all training of the run. */
     int (*before_step)(void *state, const pb_host *h, pb_ctx *c, long step);
     int (*after_step)(void *state, const pb_host *h, pb_ctx *c, long step);
     int (*epoch_end)(void *state, const pb_host *h, pb_ctx *c, int epoch, double test_acc);
