@@ -192,9 +192,11 @@ static int parse_record(char **pp, char **fields, int maxf)
             p++;
             continue;
         }
-        if (c == '\r')
+        if (c == '\r') {
             p++;
-        if (*p == '\n')
+            c = *p;
+        }
+        if (c == '\n')
             p++;
         break;
     }

@@ -131,6 +131,85 @@ static size_t conv_ws_per_example(const pb_layer *l)
 /* Examples per conv chunk; derived from ws_n so no extra field is needed. */
 static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_example(l)); }
 
+/* Thin convolutions: stride 1, few output channels and short columns, like
+ * LeNet-5's (6 and 16 channels, 25 and 150 rows). A batched SGEMM with 6 or
+ * 16 rows and 100k columns, plus im2col and the copies into and out of its
+ * layout, runs far from peak, so these layers go one example at a time
+ * through three small kernels that keep a block of outputs in vector
+ * registers and need no im2col: the example is copied once into a zero-padded
+ * plane of width pw = iw + 2*pad, outputs are computed on that wide grid
+ * (output q = y*pw + x; the columns x >= ow are computed and dropped), and
+ * the im2col row of tap (c, ki, kj) is then the plane itself shifted by
+ * ki*pw + kj. The kernels use GCC vector extensions and are cloned for
+ * AVX-512 and AVX2, because the build targets baseline x86-64 (SSE2) and
+ * gcc -O2 does not vectorize loops. */
+#define THIN_MAX_OC 16
+#define THIN_MAX_ROWS 256
+#define VL 16 /* floats per vector: one AVX-512 register, two AVX2 ones */
+#define OB 8  /* output channels (or taps) kept in registers at once;
+               * the kernels' "#pragma GCC unroll 8" must match */
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+/* The same for loads from any float address (shifted planes, odd rows). */
+typedef float vf_unaligned __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#else
+#define CLONES
+#endif
+
+static int conv_is_thin(const pb_layer *l)
+{
+    return l->stride == 1 && l->oc <= THIN_MAX_OC && conv_cols_rows(l) <= THIN_MAX_ROWS;
+}
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* The thin workspace, for one example. Padding (the border of the planes,
+ * grid columns x >= ow, channels oc..ocp, taps rows..rowsp) is zeroed by
+ * pb_alloc and never written, so the kernels run whole vectors and whole
+ * register blocks without tails. */
+typedef struct thin_ws {
+    size_t pw;     /* padded input width: the grid's row length */
+    size_t nq;     /* grid outputs computed: oh*pw rounded up to VL */
+    size_t plane;  /* floats per padded input channel, with room for the last shift */
+    size_t rows, rowsp, ocp;
+    size_t shift[THIN_MAX_ROWS]; /* tap r = (c, ki, kj): c*plane + ki*pw + kj */
+    float *xpad;   /* [ic, plane] the example, zero-padded */
+    float *dxpad;  /* [ic, plane] its gradient */
+    float *grid;   /* [ocp, nq] outputs on the grid (forward) */
+    float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
+    float *wt;     /* [rows, ocp] weights transposed (forward) */
+    float *wr;     /* [oc, rowsp] weights with padded taps (dx) */
+    float *bias;   /* [ocp] */
+    float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients */
+} thin_ws;
+
+/* Returns the floats the workspace needs; sets the pointers when ws != NULL. */
+static size_t thin_layout(const pb_layer *l, float *ws, thin_ws *t)
+{
+    const size_t k = (size_t)l->k;
+    t->pw = (size_t)l->iw + 2 * (size_t)l->pad;
+    t->nq = round_up((size_t)l->oh * t->pw, VL);
+    t->plane = round_up(t->nq + (k - 1) * (t->pw + 1), VL);
+    t->rows = conv_cols_rows(l);
+    t->rowsp = round_up(t->rows, OB);
+    t->ocp = round_up((size_t)l->oc, OB);
+    for (size_t r = 0; r < t->rows; r++)
+        t->shift[r] = r / (k * k) * t->plane + r / k % k * t->pw + r % k;
+    const size_t ic = (size_t)l->ic, oc = (size_t)l->oc;
+    const size_t n[8] = {ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
+                         t->rows * t->ocp, oc * t->rowsp, t->ocp, oc * (t->rows + 1) * VL};
+    float **dst[8] = {&t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->wt, &t->wr, &t->bias, &t->gacc};
+    size_t at = 0;
+    for (int i = 0; i < 8; i++) {
+        *dst[i] = ws ? ws + at : NULL;
+        at += round_up(n[i], VL); /* keeps every array aligned for vf */
+    }
+    return at;
+}
+
 static int check_param(const pb_layer *l, const pb_param *p, const char *what, size_t n, char *err,
                        size_t errlen)
 {
@@ -203,6 +282,11 @@ int pb_layer_alloc(pb_layer *l, int max_batch, char *err, size_t errlen)
     fail |= !l->out || !l->dout;
     switch (l->kind) {
     case PB_CONV: {
+        if (conv_is_thin(l)) {
+            thin_ws t;
+            l->ws_n = thin_layout(l, NULL, &t);
+            break;
+        }
         size_t per = conv_ws_per_example(l);
         size_t cb = CONV_WS_BYTES / (per * sizeof(float));
         if (cb < 1)
@@ -300,11 +384,52 @@ static void conv_xrange(const pb_layer *l, int kj, int *xlo, int *xhi)
     *xhi = hi;
 }
 
-/* cols [ic*k*k, nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
-static void im2col(const pb_layer *l, const float *restrict x, int nb, float *restrict cols)
+/* Short-row copy and add for im2col and col2im with stride 1: rows are 10 to
+ * 32 floats in the models here, too short for memcpy's call and too long to
+ * leave to scalar code (gcc -O2 does not vectorize loops). */
+typedef float v8f_unaligned __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
+typedef float v4f_unaligned __attribute__((vector_size(4 * sizeof(float)), aligned(sizeof(float))));
+
+static inline void row_copy(float *restrict d, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        *(vf_unaligned *)(d + i) = *(const vf_unaligned *)(src + i);
+    if (i + 8 <= n) {
+        *(v8f_unaligned *)(d + i) = *(const v8f_unaligned *)(src + i);
+        i += 8;
+    }
+    if (i + 4 <= n) {
+        *(v4f_unaligned *)(d + i) = *(const v4f_unaligned *)(src + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        d[i] = src[i];
+}
+
+static inline void row_add(float *restrict d, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        *(vf_unaligned *)(d + i) += *(const vf_unaligned *)(src + i);
+    if (i + 8 <= n) {
+        *(v8f_unaligned *)(d + i) += *(const v8f_unaligned *)(src + i);
+        i += 8;
+    }
+    if (i + 4 <= n) {
+        *(v4f_unaligned *)(d + i) += *(const v4f_unaligned *)(src + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        d[i] += src[i];
+}
+
+/* cols [ic*k*k, ld >= nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
+CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, size_t ld,
+                   float *restrict cols)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = (size_t)nb * ohw;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
@@ -325,7 +450,7 @@ static void im2col(const pb_layer *l, const float *restrict x, int nb, float *re
                         for (int xo = 0; xo < xlo; xo++)
                             d[xo] = 0.0f;
                         if (s == 1)
-                            memcpy(d + xlo, src + xlo + off, (size_t)(xhi - xlo) * sizeof(float));
+                            row_copy(d + xlo, src + xlo + off, xhi - xlo);
                         else
                             for (int xo = xlo; xo < xhi; xo++)
                                 d[xo] = src[xo * s + off];
@@ -337,10 +462,11 @@ static void im2col(const pb_layer *l, const float *restrict x, int nb, float *re
 }
 
 /* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped. */
-static void col2im(const pb_layer *l, const float *restrict dcols, int nb, float *restrict dx)
+CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb, size_t ld,
+                   float *restrict dx)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = (size_t)nb * ohw;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
@@ -357,10 +483,7 @@ static void col2im(const pb_layer *l, const float *restrict dcols, int nb, float
                         const float *restrict d = row + b * ohw + (size_t)y * ow;
                         float *restrict dst = xc + (size_t)iy * iw;
                         if (s == 1) {
-                            float *restrict dd = dst + xlo + off;
-                            const float *restrict ds = d + xlo;
-                            for (int xo = 0; xo < xhi - xlo; xo++)
-                                dd[xo] += ds[xo];
+                            row_add(dst + xlo + off, d + xlo, xhi - xlo);
                         } else {
                             for (int xo = xlo; xo < xhi; xo++)
                                 dst[xo * s + off] += d[xo];
@@ -370,8 +493,161 @@ static void col2im(const pb_layer *l, const float *restrict dcols, int nb, float
             }
 }
 
+/* grid[o, q] = bias[o] + sum_r wt[r, o] * xpad[shift[r] + q]. */
+CLONES static void thin_forward(const thin_ws *t, int oc)
+{
+    const size_t nq = t->nq, ocp = t->ocp, rows = t->rows;
+    for (int o0 = 0; o0 < oc; o0 += OB)
+        for (size_t q = 0; q < nq; q += VL) {
+            vf acc[OB];
+#pragma GCC unroll 8
+            for (int j = 0; j < OB; j++)
+                acc[j] = (vf){0} + t->bias[o0 + j];
+            for (size_t r = 0; r < rows; r++) {
+                const vf x = *(const vf_unaligned *)(t->xpad + t->shift[r] + q);
+                const float *restrict w = t->wt + r * ocp + o0;
+#pragma GCC unroll 8
+                for (int j = 0; j < OB; j++)
+                    acc[j] += w[j] * x;
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < OB; j++)
+                *(vf *)(t->grid + (o0 + j) * nq + q) = acc[j];
+        }
+}
+
+/* Lanes of the weight gradient sum_q dgrid[o, q] * xpad[shift[r] + q] and of
+ * the bias gradient sum_q dgrid[o, q], added to gacc[o, r] and gacc[o, rows]:
+ * summing the lanes once per batch instead of once per example saves a
+ * dependent chain of 16 additions per weight and example. */
+CLONES static void thin_wgrad(const thin_ws *t, int oc)
+{
+    const size_t nq = t->nq, rows = t->rows;
+    vf *restrict gacc = (vf *)t->gacc;
+    for (int o0 = 0; o0 < oc; o0 += OB) {
+        const int no = oc - o0 < OB ? oc - o0 : OB;
+        const float *restrict d = t->dgrid + o0 * nq;
+        for (size_t r = 0; r < rows; r++) {
+            vf acc[OB];
+#pragma GCC unroll 8
+            for (int j = 0; j < OB; j++)
+                acc[j] = (vf){0};
+            const float *restrict x = t->xpad + t->shift[r];
+            for (size_t q = 0; q < nq; q += VL) {
+                const vf xv = *(const vf_unaligned *)(x + q);
+#pragma GCC unroll 8
+                for (int j = 0; j < OB; j++)
+                    acc[j] += *(const vf *)(d + j * nq + q) * xv;
+            }
+            for (int j = 0; j < no; j++)
+                gacc[(o0 + j) * (rows + 1) + r] += acc[j];
+        }
+        for (int j = 0; j < no; j++)
+            for (size_t q = 0; q < nq; q += VL)
+                gacc[(o0 + j) * (rows + 1) + rows] += *(const vf *)(d + j * nq + q);
+    }
+}
+
+/* dxpad[shift[r] + q] += sum_o wr[o, r] * dgrid[o, q], tap after tap: the
+ * shifted ranges of different taps overlap. */
+CLONES static void thin_dx(const thin_ws *t, int oc)
+{
+    const size_t nq = t->nq, rowsp = t->rowsp, rows = t->rows;
+    for (size_t r0 = 0; r0 < rows; r0 += OB) {
+        const size_t nr = rows - r0 < OB ? rows - r0 : OB;
+        for (size_t q = 0; q < nq; q += VL) {
+            vf acc[OB];
+#pragma GCC unroll 8
+            for (int j = 0; j < OB; j++)
+                acc[j] = (vf){0};
+            for (int o = 0; o < oc; o++) {
+                const vf d = *(const vf *)(t->dgrid + o * nq + q);
+                const float *restrict w = t->wr + o * rowsp + r0;
+#pragma GCC unroll 8
+                for (int j = 0; j < OB; j++)
+                    acc[j] += w[j] * d;
+            }
+            for (size_t j = 0; j < nr; j++)
+                *(vf_unaligned *)(t->dxpad + t->shift[r0 + j] + q) += acc[j];
+        }
+    }
+}
+
+/* Copies one example into the interior of its zero-padded planes. */
+static void thin_load_example(const pb_layer *l, const thin_ws *t, const float *x)
+{
+    for (int c = 0; c < l->ic; c++)
+        for (int y = 0; y < l->ih; y++)
+            row_copy(t->xpad + c * t->plane + (y + l->pad) * t->pw + l->pad,
+                     x + ((size_t)c * l->ih + y) * l->iw, l->iw);
+}
+
+static void thin_conv_forward(pb_layer *l, const float *x, int B)
+{
+    thin_ws t;
+    thin_layout(l, l->ws, &t);
+    const int oc = l->oc, oh = l->oh, ow = l->ow;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    for (int o = 0; o < oc; o++) {
+        for (size_t r = 0; r < t.rows; r++)
+            t.wt[r * t.ocp + o] = l->w->w[o * t.rows + r];
+        t.bias[o] = l->has_bias ? l->b->w[o] : 0.0f;
+    }
+    for (int b = 0; b < B; b++) {
+        thin_load_example(l, &t, x + b * isz);
+        thin_forward(&t, oc);
+        for (int o = 0; o < oc; o++)
+            for (int y = 0; y < oh; y++)
+                row_copy(l->out + b * osz + ((size_t)o * oh + y) * ow, t.grid + o * t.nq + y * t.pw,
+                         ow);
+    }
+}
+
+static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B)
+{
+    thin_ws t;
+    thin_layout(l, l->ws, &t);
+    const int oc = l->oc, oh = l->oh, ow = l->ow;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    for (int o = 0; o < oc; o++)
+        memcpy(t.wr + o * t.rowsp, l->w->w + o * t.rows, t.rows * sizeof(float));
+    memset(t.gacc, 0, (size_t)oc * (t.rows + 1) * VL * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        thin_load_example(l, &t, x + b * isz);
+        /* dgrid columns x >= ow stay zero, so the dropped outputs add nothing */
+        for (int o = 0; o < oc; o++)
+            for (int y = 0; y < oh; y++)
+                row_copy(t.dgrid + o * t.nq + y * t.pw, l->dout + b * osz + ((size_t)o * oh + y) * ow,
+                         ow);
+        thin_wgrad(&t, oc);
+        if (!dx)
+            continue;
+        memset(t.dxpad, 0, (size_t)l->ic * t.plane * sizeof(float));
+        thin_dx(&t, oc);
+        for (int c = 0; c < l->ic; c++)
+            for (int y = 0; y < l->ih; y++)
+                row_add(dx + b * isz + ((size_t)c * l->ih + y) * l->iw,
+                        t.dxpad + c * t.plane + (y + l->pad) * t.pw + l->pad, l->iw);
+    }
+    for (int o = 0; o < oc; o++)
+        for (size_t r = 0; r <= t.rows; r++) {
+            const float *lanes = t.gacc + ((size_t)o * (t.rows + 1) + r) * VL;
+            float sum = 0.0f;
+            for (int i = 0; i < VL; i++)
+                sum += lanes[i];
+            if (r < t.rows)
+                l->w->g[o * t.rows + r] += sum;
+            else if (l->has_bias)
+                l->b->g[o] += sum;
+        }
+}
+
 static void conv_forward(pb_layer *l, const float *x, int B)
 {
+    if (conv_is_thin(l)) {
+        thin_conv_forward(l, x, B);
+        return;
+    }
     const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
     const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
     float *cols = l->ws;
@@ -379,7 +655,7 @@ static void conv_forward(pb_layer *l, const float *x, int B)
     for (int b0 = 0; b0 < B; b0 += cb) {
         const int nb = B - b0 < cb ? B - b0 : cb;
         const size_t n = (size_t)nb * ohw;
-        im2col(l, x + b0 * isz, nb, cols);
+        im2col(l, x + b0 * isz, nb, n, cols);
         /* one GEMM over the whole chunk: tiny per-example GEMMs (6 x 25 x 784
          * for LeNet's conv1) leave OpenBLAS far from peak */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)n, rows, 1.0f, l->w->w, rows,
@@ -397,6 +673,10 @@ static void conv_forward(pb_layer *l, const float *x, int B)
 
 static void conv_backward(pb_layer *l, const float *x, float *dx, int B)
 {
+    if (conv_is_thin(l)) {
+        thin_conv_backward(l, x, dx, B);
+        return;
+    }
     const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
     const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
     float *cols = l->ws;
@@ -408,7 +688,7 @@ static void conv_backward(pb_layer *l, const float *x, float *dx, int B)
         /* A batch that fit in one chunk still has its columns from forward
          * (backward is given the same x); otherwise rebuild this chunk's. */
         if (B > cb)
-            im2col(l, x + b0 * isz, nb, cols);
+            im2col(l, x + b0 * isz, nb, n, cols);
         for (int b = 0; b < nb; b++)
             for (int o = 0; o < oc; o++)
                 memcpy(tmp + (size_t)o * n + b * ohw, l->dout + (b0 + b) * osz + (size_t)o * ohw,
@@ -426,14 +706,14 @@ static void conv_backward(pb_layer *l, const float *x, float *dx, int B)
         if (dx) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, (int)n, oc, 1.0f, l->w->w, rows,
                         tmp, (int)n, 0.0f, dcols, (int)n);
-            col2im(l, dcols, nb, dx + b0 * isz);
+            col2im(l, dcols, nb, n, dx + b0 * isz);
         }
     }
 }
 
 /* ----------------------------------------------------------------- pools */
 
-static void maxpool_forward(pb_layer *l, const float *x, int B)
+static void maxpool_forward_any(pb_layer *l, const float *x, int B)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
@@ -461,6 +741,54 @@ static void maxpool_forward(pb_layer *l, const float *x, int B)
                     ix[y * ow + xo] = cbase + best;
                 }
         }
+}
+
+/* Takes candidate v at index at if it beats *bv (NaN wins, as in PyTorch, so
+ * divergence shows up in the loss). Bit selects instead of a branch, which
+ * mispredicts on about half of the comparisons and made pooling cost more
+ * than LeNet-5's convolutions. */
+static inline void pool_take(float *bv, int32_t *best, float v, int32_t at)
+{
+    const int32_t take = -(int32_t)((v > *bv) | (v != v)); /* all ones or zero */
+    int32_t vb, bb;
+    memcpy(&vb, &v, sizeof vb);
+    memcpy(&bb, bv, sizeof bb);
+    bb = (vb & take) | (bb & ~take);
+    memcpy(bv, &bb, sizeof bb);
+    *best = (at & take) | (*best & ~take);
+}
+
+/* The 2x2 window with stride 2 of LeNet and VGG-style nets. */
+static void maxpool2_forward(pb_layer *l, const float *x, int B)
+{
+    const int ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < l->ic; c++) {
+            const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
+            float *restrict o = l->out + b * osz + (size_t)c * oh * ow;
+            int32_t *restrict ix = l->idx + b * osz + (size_t)c * oh * ow;
+            const int32_t cbase = c * ih * iw;
+            for (int y = 0; y < oh; y++)
+                for (int xo = 0; xo < ow; xo++) {
+                    const int32_t at = 2 * y * iw + 2 * xo;
+                    float bv = xc[at];
+                    int32_t best = at;
+                    pool_take(&bv, &best, xc[at + 1], at + 1);
+                    pool_take(&bv, &best, xc[at + iw], at + iw);
+                    pool_take(&bv, &best, xc[at + iw + 1], at + iw + 1);
+                    o[y * ow + xo] = bv;
+                    ix[y * ow + xo] = cbase + best;
+                }
+        }
+}
+
+static void maxpool_forward(pb_layer *l, const float *x, int B)
+{
+    if (l->k == 2 && l->stride == 2)
+        maxpool2_forward(l, x, B);
+    else
+        maxpool_forward_any(l, x, B);
 }
 
 static void maxpool_backward(pb_layer *l, float *dx, int B)
@@ -541,17 +869,33 @@ static void gap_backward(pb_layer *l, float *dx, int B)
 
 /* ------------------------------------------------------- elementwise kinds */
 
-static void relu_forward(float *restrict o, const float *restrict x, size_t n)
+/* ReLU runs on the largest activations (LeNet-5's conv1: 600k floats a
+ * batch), so it is vectorized by hand like the thin convolutions: a float
+ * compare gives a lane mask of all ones or zeros that selects by bitwise and. */
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+
+CLONES static void relu_forward(float *restrict o, const float *restrict x, size_t n)
 {
-    /* written so that NaN passes through instead of becoming 0 */
-    for (size_t i = 0; i < n; i++)
+    /* written so that NaN passes through instead of becoming 0 (NaN < 0 is false) */
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vf v = *(const vf_unaligned *)(x + i);
+        *(vf_unaligned *)(o + i) = (vf)((vi)v & ~(v < (vf){0}));
+    }
+    for (; i < n; i++)
         o[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
-static void relu_backward(float *restrict dx, const float *restrict out, const float *restrict d,
-                          size_t n)
+CLONES static void relu_backward(float *restrict dx, const float *restrict out,
+                                 const float *restrict d, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vf g = *(const vf_unaligned *)(d + i);
+        const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+        *(vf_unaligned *)(dx + i) += (vf)((vi)g & pass);
+    }
+    for (; i < n; i++)
         dx[i] += out[i] > 0.0f ? d[i] : 0.0f;
 }
 

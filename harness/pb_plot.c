@@ -145,8 +145,10 @@ static FILE *open_gp(const chart *ch, const char *name, const char *title, const
     FILE *f = fopen(path, "w");
     if (!f)
         return NULL;
+    char *abs = realpath(ch->dir, NULL);
     fprintf(f, "# Written by prunebench %s from the results CSV files; edit and rerun with\n"
-               "#   cd %s && gnuplot %s.gp\n", PACKAGE_VERSION, ch->dir, name);
+               "#   cd %s && gnuplot %s.gp\n", PACKAGE_VERSION, abs ? abs : ch->dir, name);
+    free(abs);
     fprintf(f, "set terminal pngcairo size 960,600 font ',10' noenhanced\nset output '%s.png'\n", name);
     fprintf(f, "set title ");
     gp_quote(f, title);
@@ -265,8 +267,18 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         free(g);
         return -1;
     }
+    /* room around the extreme points (the dense baseline sits on an edge) */
+    double xmin = INFINITY, xmax = -INFINITY;
+    for (int k = 0; k < ng; k++) {
+        double x = g[k].sx / g[k].n;
+        xmin = x < xmin ? x : xmin;
+        xmax = x > xmax ? x : xmax;
+    }
     if (logbase)
-        fprintf(f, "set logscale x %d\n", logbase);
+        fprintf(f, "set logscale x %d\nset xrange [%g:%g]\nset offsets 0, 0, graph 0.04, graph 0.04\n",
+                logbase, xmin / 1.3, xmax * 1.3);
+    else
+        fprintf(f, "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n");
     fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity; one block per series\n");
     int block = -1, prev = -1;
     fprintf(f, "plot ");
@@ -323,6 +335,31 @@ static int chart_curves(chart *ch, const results *r, int by_time)
     for (int i = 0; i < c->nrows; i++)
         crow[i] = (i > 0 && !strcmp(pb_csv_get(c, i, cc), pb_csv_get(c, i - 1, cc))) ? crow[i - 1]
                                                                                    : cell_row_of(r, pb_csv_get(c, i, cc));
+    /* A cell that started from the cached dense model is shifted by that
+     * model's pre-training (its epochs, and the time its producer spent in
+     * "train" rows), so time-to-accuracy compares whole pipelines. */
+    const pb_csv_table *t = &r->cells;
+    int c_hit = pb_csv_col(t, "dense_cache_hit"), c_key = pb_csv_col(t, "dense_key"),
+        c_ep = pb_csv_col(t, "epochs");
+    double *off_t = calloc((size_t)t->nrows + 1, sizeof(double)), *off_e = calloc((size_t)t->nrows + 1, sizeof(double));
+    if (!off_t || !off_e) {
+        free(off_t), free(off_e), free(crow);
+        return -1;
+    }
+    for (int i = 0; i < c->nrows; i++) {
+        int row = crow[i];
+        if (row >= 0 && pb_csv_getnum(t, row, c_hit) == 0 && !strcmp(pb_csv_get(c, i, cp), "train")) {
+            /* a producer: its train rows time the dense model of its key */
+            double w = pb_csv_getnum(c, i, cw);
+            for (int q = 0; q < t->nrows; q++)
+                if (pb_csv_getnum(t, q, c_hit) == 1 && !strcmp(pb_csv_get(t, q, c_key), pb_csv_get(t, row, c_key)) &&
+                    w > off_t[q])
+                    off_t[q] = w;
+        }
+    }
+    for (int q = 0; q < t->nrows; q++)
+        if (pb_csv_getnum(t, q, c_hit) == 1)
+            off_e[q] = pb_csv_getnum(t, q, c_ep);
     enum { MAXP = 512 };
     int rc = 0;
     for (int k = 0; k < r->nsp; k++) {
@@ -354,7 +391,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
                 continue;
             point *pt = &pts[r->row_series[row] * MAXP + pos];
             pt->n++;
-            pt->sx += by_time ? pb_csv_getnum(c, i, cw) : epochs;
+            pt->sx += by_time ? pb_csv_getnum(c, i, cw) + off_t[row] : epochs + off_e[row];
             pt->sy += acc;
             pos++;
             if (pos > len[r->row_series[row]])
@@ -367,11 +404,13 @@ static int chart_curves(chart *ch, const results *r, int by_time)
             free(pts);
             continue;
         }
-        char path[4400], title[256];
+        char path[4400], title[320];
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "test accuracy during training and fine-tuning, sparsity %g (dense for reference)", sp);
+        snprintf(title, sizeof title, "test accuracy over %s at sparsity %g (dense for reference)",
+                 by_time ? "time" : "epochs", sp);
         FILE *d = fopen(path, "w");
-        FILE *f = d ? open_gp(ch, name, title, by_time ? "wall seconds of the cell" : "epochs (training + fine-tuning + rounds)",
+        FILE *f = d ? open_gp(ch, name, title, by_time ? "wall seconds (pruning a trained model includes its pre-training)"
+                                                     : "epochs (pruning a trained model includes its pre-training)",
                               "test accuracy") : NULL;
         if (!d || !f) {
             if (d)
@@ -404,6 +443,8 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         draw(ch, name);
     }
     free(crow);
+    free(off_t);
+    free(off_e);
     return rc;
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -29,7 +30,7 @@ int openblas_get_num_threads(void);
 
 /* Effective training throughput assumed by --dry-run's time estimate, per
  * worker: small layers run far below the BLAS peak (measured on LeNet-300-100). */
-#define EST_GFLOPS 2.0
+#define EST_GFLOPS 10.0
 
 #define MAX_JOBS 64
 
@@ -110,7 +111,7 @@ static char *read_text(const char *path, size_t *n)
     return s;
 }
 
-/* Removes files in dir whose names end with one of the suffixes, or contain ".tmp." if tmp_only. */
+/* Removes the files of dir, or only temporary ones (".tmp" in the name) if tmp_only. */
 static void clean_dir(const char *dir, int tmp_only)
 {
     DIR *d = opendir(dir);
@@ -121,7 +122,7 @@ static void clean_dir(const char *dir, int tmp_only)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        if (tmp_only && !strstr(e->d_name, ".tmp."))
+        if (tmp_only && !strstr(e->d_name, ".tmp"))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         unlink(path);
@@ -166,11 +167,21 @@ double pb_run_cell_cost(const pb_cell *c, int *needs_dense)
     if (!strcmp(c->when, "trained"))
         return per_epoch * c->finetune.epochs;
     if (!strcmp(c->when, "run")) {
-        int rounds = 3;
-        for (int i = 0; i < c->nargs; i++)
+        /* iterative methods (lottery tickets): rounds x epochs per round, and
+         * the final training of the ticket; without `rounds`, as many rounds
+         * as a 20% rate needs */
+        int rounds = 0, epochs = 0;
+        for (int i = 0; i < c->nargs; i++) {
             if (!strncmp(c->args[i], "rounds=", 7))
                 rounds = atoi(c->args[i] + 7);
-        return per_epoch * c->train.epochs * (rounds > 0 ? rounds : 1);
+            if (!strncmp(c->args[i], "epochs=", 7))
+                epochs = atoi(c->args[i] + 7);
+        }
+        if (rounds <= 0)
+            rounds = c->sparsity > 0 ? (int)ceil(log(1 - c->sparsity) / log(0.8)) : 1;
+        if (epochs <= 0)
+            epochs = c->train.epochs;
+        return per_epoch * (double)(rounds + 1) * epochs;
     }
     return per_epoch * c->train.epochs;
 }
@@ -549,7 +560,9 @@ static void show_progress(const progress *p, const run_ctx *ctx, const slot *slo
     char line[512];
     snprintf(line, sizeof line, "[%d/%d done, %d failed] %s | %s elapsed, ETA %s", p->done + p->skipped,
              p->total, p->failed, running, e, eta);
-    fprintf(stderr, "\r\033[K%.*s", 200, line);
+    struct winsize ws;
+    int cols = ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col - 1 : 159;
+    fprintf(stderr, "\r\033[K%.*s", cols, line);
     fflush(stderr);
 }
 

@@ -142,6 +142,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     long total_steps = per_epoch * cfg->epochs;
     int show = cfg->progress && isatty(2);
     for (int ep = 1; ep <= cfg->epochs; ep++) {
+        const double ep_t0 = pb_now();
         int n = train->n;
         if (hooks->select) {
             if ((rc = hooks->select(hooks->ud, m, ep, train->n, idx, &n, err, errlen)) != PB_OK)
@@ -187,7 +188,8 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                 break;
         }
         pb_epoch_rec rec = {.epoch = ep, .step = step, .train_flops = res->train_flops,
-                            .train_loss = nb ? eloss / nb : 0, .test_acc = -1, .test_loss = -1};
+                            .train_loss = nb ? eloss / nb : 0, .test_acc = -1, .test_loss = -1,
+                            .train_s = pb_now() - ep_t0};
         rec.sparsity = sparsity_of(m);
         int last = ep == cfg->epochs || (cfg->max_steps && step >= cfg->max_steps);
         if (test && ((cfg->eval_every > 0 && ep % cfg->eval_every == 0) || last)) {
@@ -208,7 +210,8 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                     cfg->label ? " " : "", ep, cfg->epochs, rec.train_loss);
             if (rec.test_acc >= 0)
                 fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
-            fprintf(stderr, " sparsity=%.4f wall_s=%.2f\n", rec.sparsity, rec.wall_s);
+            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f\n", rec.sparsity, rec.wall_s,
+                    rec.train_s);
         }
         res->epochs_done = ep;
         res->steps = step;

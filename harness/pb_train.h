@@ -33,6 +33,7 @@ typedef struct pb_epoch_rec {
     double train_loss;      /* mean over the epoch */
     double test_acc;        /* -1 when not evaluated */
     double test_loss;
+    double train_s;         /* this epoch's training loop alone (steps and step hooks), without evaluation */
 } pb_epoch_rec;
 
 /* Hooks: any may be NULL. Each returns PB_OK or an error code (with err filled),

@@ -1,0 +1,141 @@
+#!/bin/sh
+# bench_train.sh: training speed of prunebench against PyTorch on Fashion-MNIST.
+#
+# Trains LeNet-300-100 and LeNet-5 for EPOCHS epochs with `prunebench train`
+# and with benchmarks/torch_peer.py (Debian's python3-torch), same batch (128),
+# optimizer (SGD lr 0.05 momentum 0.9) and data handling (whole set in memory
+# as bytes, random permutation, normalized per batch). The runs alternate
+# (prunebench, torch, prunebench, torch, ...) RUNS times each, so a burst of
+# load on this shared machine hits both sides, and the table quotes medians.
+#
+# Only training is timed on both sides: prunebench's per-epoch train_s (the
+# epoch's training loop, without the test evaluation that wall_s includes) and
+# torch_peer's train_s (the same loop in PyTorch). Data loading happens before
+# either clock starts.
+#
+# Each side first gets its fastest thread setting from a one-epoch trial:
+# prunebench -t 1 or 2; PyTorch 1 or 2 threads, each with OMP_WAIT_POLICY
+# PASSIVE and the default policy (OPENBLAS_NUM_THREADS follows the thread count
+# on both sides). Override with PB_THREADS, TORCH_THREADS and TORCH_WAIT
+# (PASSIVE, ACTIVE or default).
+#
+# It also prints prunebench's sustained training GFLOP/s (pb_model_train_flops
+# per example, 3 x the forward FLOPs of `flops=`, times 60000 examples over
+# the median seconds per epoch) next to single-thread cblas_sgemm GFLOP/s
+# measured in the same run by benchmarks/sgemm_peak.
+#
+# usage: benchmarks/bench_train.sh           (from the build directory)
+# environment: RUNS (3), EPOCHS (2), MODELS ("lenet300 lenet5"),
+#              PYTHON (/usr/bin/python3), PRUNEBENCH_DATA
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top_builddir=${top_builddir:-$(pwd)}
+PB=$top_builddir/prunebench
+PEAK=$top_builddir/benchmarks/sgemm_peak
+PEER=$here/torch_peer.py
+PYTHON=${PYTHON:-/usr/bin/python3}
+RUNS=${RUNS:-3}
+EPOCHS=${EPOCHS:-2}
+MODELS=${MODELS:-lenet300 lenet5}
+EXAMPLES=60000
+
+for f in "$PB" "$PEAK"; do
+    [ -x "$f" ] || { echo "bench_train.sh: $f not built (run make in $top_builddir)" >&2; exit 2; }
+done
+"$PYTHON" -c 'import torch' 2>/dev/null ||
+    { echo "bench_train.sh: $PYTHON has no torch (apt-get install python3-torch)" >&2; exit 2; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# prints mean train_s per epoch of one prunebench run (and keeps its output)
+pb_run() { # model threads epochs out
+    OPENBLAS_NUM_THREADS=$2 "$PB" train --model "$1" --epochs "$3" -t "$2" >"$4" 2>&1 ||
+        { cat "$4" >&2; exit 1; }
+    awk '/^epoch /{for(i=1;i<=NF;i++) if($i ~ /^train_s=/){sub("train_s=","",$i); s+=$i; n++}}
+         END{if(!n) exit 1; printf "%.3f\n", s/n}' "$4"
+}
+
+torch_run() { # model threads wait epochs out
+    if [ "$3" = default ]; then
+        OPENBLAS_NUM_THREADS=$2 "$PYTHON" "$PEER" --model "$1" --threads "$2" --epochs "$4" >"$5" 2>&1 ||
+            { cat "$5" >&2; exit 1; }
+    else
+        OMP_WAIT_POLICY=$3 OPENBLAS_NUM_THREADS=$2 "$PYTHON" "$PEER" --model "$1" --threads "$2" \
+            --epochs "$4" >"$5" 2>&1 || { cat "$5" >&2; exit 1; }
+    fi
+    awk '/^epoch /{for(i=1;i<=NF;i++) if($i ~ /^train_s=/){sub("train_s=","",$i); s+=$i; n++}}
+         END{if(!n) exit 1; printf "%.3f\n", s/n}' "$5"
+}
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "== single-thread SGEMM (benchmarks/sgemm_peak)"
+"$PEAK" | tee "$tmp/peak"
+core=$(awk '$1=="openblas_core"{print $2}' "$tmp/peak")
+g_mlp=$(awk '$1=="sgemm" && $2==128 && $3==300 {print $5}' "$tmp/peak")
+g_cube=$(awk '$1=="sgemm" && $2==1024 {print $5}' "$tmp/peak")
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+
+table=$tmp/table
+: >"$table"
+for model in $MODELS; do
+    echo "== $model: choosing thread settings (one epoch each)"
+    if [ -n "${PB_THREADS:-}" ]; then
+        pbt=$PB_THREADS
+    else
+        best=
+        for t in 1 2; do
+            s=$(pb_run "$model" $t 1 "$tmp/cal")
+            echo "  prunebench -t $t: $s s"
+            if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; pbt=$t; fi
+        done
+    fi
+    if [ -n "${TORCH_THREADS:-}" ]; then
+        tt=$TORCH_THREADS
+        tw=${TORCH_WAIT:-PASSIVE}
+    else
+        best=
+        for t in 1 2; do
+            for w in PASSIVE default; do
+                s=$(torch_run "$model" $t $w 1 "$tmp/cal")
+                echo "  pytorch threads=$t OMP_WAIT_POLICY=$w: $s s"
+                if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; tt=$t; tw=$w; fi
+            done
+        done
+    fi
+    echo "== $model: $RUNS alternated runs of $EPOCHS epochs (prunebench -t $pbt, pytorch threads=$tt OMP_WAIT_POLICY=$tw)"
+    pbs= ; ths=
+    i=1
+    while [ $i -le "$RUNS" ]; do
+        s=$(pb_run "$model" "$pbt" "$EPOCHS" "$tmp/pb.out"); pbs="$pbs $s"
+        flops=$(sed -n 's/^result:.* flops=\([0-9]*\) .*/\1/p' "$tmp/pb.out")
+        s2=$(torch_run "$model" "$tt" "$tw" "$EPOCHS" "$tmp/th.out"); ths="$ths $s2"
+        echo "  run $i: prunebench $s s/epoch, pytorch $s2 s/epoch"
+        i=$((i + 1))
+    done
+    mp=$(echo "$pbs" | median)
+    mt=$(echo "$ths" | median)
+    echo "$model $pbt $mp $tt $tw $mt $flops$pbs |$ths" >>"$table"
+    echo
+done
+
+echo "== results: seconds per training epoch, median of $RUNS alternated runs (training only)"
+printf '%-9s %-22s %-22s %-8s %-8s %-9s %s\n' model "prunebench s/epoch" "pytorch s/epoch" ratio target \
+    "GFLOP/s" "% of SGEMM 1-thread x threads (128x300x784 / 1024^3)"
+while read -r model pbt mp tt tw mt flops rest; do
+    target=0.85
+    [ "$model" = lenet5 ] && target=0.40
+    awk -v m="$model" -v pbt="$pbt" -v mp="$mp" -v tt="$tt" -v tw="$tw" -v mt="$mt" -v f="$flops" \
+        -v n=$EXAMPLES -v tg="$target" -v gm="$g_mlp" -v gc="$g_cube" 'BEGIN{
+        gf = 3 * f * n / mp / 1e9
+        printf "%-9s %-22s %-22s %-8.2f %-8s %-9.1f %.0f%% / %.0f%%\n", m, sprintf("%.3f (-t %d)", mp, pbt),
+            sprintf("%.3f (%d thr, %s)", mt, tt, tw), mp / mt, "<= " tg, gf, 100 * gf / (gm * pbt), 100 * gf / (gc * pbt)
+    }'
+done <"$table"
+echo
+echo "single-thread SGEMM GFLOP/s: 128x300x784 $g_mlp, 1024^3 $g_cube (OpenBLAS kernels: $core)"
+echo "all runs (s/epoch, prunebench | pytorch):"
+while read -r model pbt mp tt tw mt flops rest; do echo "  $model: $rest"; done <"$table"

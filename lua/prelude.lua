@@ -1,0 +1,444 @@
+-- prelude.lua: the language of experiment scripts.
+--
+-- Loaded by `prunebench run` with one argument, the table of C bindings (pb);
+-- returns the functions a script sees (its environment) and a function that
+-- hands the declared experiments to C. Every cell is expanded, resolved and
+-- validated when its `experiment "name" { ... }` statement runs, so errors name
+-- that statement's line and nothing trains before the whole script is valid.
+local pb = ...
+
+local api = {}
+local declared = {}
+
+local RECIPE_KEYS = {
+  epochs = "int", batch = "int", opt = "optimizer", lr = "real", momentum = "real",
+  wd = "real", nesterov = "bool", schedule = "schedule", step_epochs = "int",
+  gamma = "real", warmup = "int", max_steps = "int",
+}
+local EXPERIMENT_KEYS = {
+  models = true, datasets = true, methods = true, sparsity = true, seeds = true,
+  train = true, finetune = true, filter = true, exclude = true, target = true,
+  plots = true, description = true,
+}
+local METHOD_RESERVED = { label = true, train = true, finetune = true, sparsity = true }
+local PLOTS = {
+  "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
+  "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
+}
+
+local function list_words(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = tostring(v) end
+  return table.concat(s, ", ")
+end
+
+local function contains(t, v)
+  for _, x in ipairs(t) do if x == v then return true end end
+  return false
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function fmtnum(v)
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  for _, f in ipairs({ "%.15g", "%.16g" }) do
+    local s = string.format(f, v)
+    if tonumber(s) == v then return s end
+  end
+  return string.format("%.17g", v)
+end
+
+---------------------------------------------------------------------------
+-- layers and models
+---------------------------------------------------------------------------
+local layer_mt = { __name = "pb.layer" }
+local model_mt = { __name = "pb.modelspec" }
+
+local function layer(op, fields)
+  fields.op = op
+  return setmetatable(fields, layer_mt)
+end
+
+local function posint(v, what, level)
+  if math.type(v) ~= "integer" or v < 1 then
+    error(string.format("%s must be a positive integer (got %s)", what, tostring(v)), level + 1)
+  end
+  return v
+end
+
+function api.dense(out, opts)
+  opts = opts or {}
+  return layer("dense", { out = posint(out, "dense(out)", 2), bias = opts.bias ~= false })
+end
+
+function api.conv(oc, k, opts)
+  opts = opts or {}
+  local stride, pad = opts.stride or 1, opts.pad
+  posint(oc, "conv(channels)", 2); posint(k, "conv(kernel)", 2); posint(stride, "conv stride", 2)
+  if pad == nil then pad = k // 2 end
+  if math.type(pad) ~= "integer" or pad < 0 then error("conv pad must be an integer >= 0", 2) end
+  return layer("conv", { oc = oc, k = k, stride = stride, pad = pad, bias = opts.bias ~= false })
+end
+
+function api.maxpool(k, stride)
+  posint(k, "maxpool(k)", 2)
+  return layer("maxpool", { k = k, stride = posint(stride or k, "maxpool stride", 2) })
+end
+
+function api.avgpool(k, stride)
+  posint(k, "avgpool(k)", 2)
+  return layer("avgpool", { k = k, stride = posint(stride or k, "avgpool stride", 2) })
+end
+
+function api.relu() return layer("relu", {}) end
+function api.gap() return layer("gap", {}) end
+function api.flatten() return layer("flatten", {}) end
+function api.bn() return layer("bn", {}) end
+
+function api.dropout(p)
+  if type(p) ~= "number" or p < 0 or p >= 1 then error("dropout(p): p must be in [0, 1)", 2) end
+  return layer("dropout", { p = p })
+end
+
+-- residual{ ... }: the block's output is added to its input (shapes must match).
+function api.residual(body)
+  if type(body) ~= "table" then error("residual{...} takes a list of layers", 2) end
+  for i, l in ipairs(body) do
+    if getmetatable(l) ~= layer_mt then error("residual: element " .. i .. " is not a layer", 2) end
+  end
+  return layer("residual", { body = body })
+end
+
+local function canon_layers(layers)
+  local parts = {}
+  for _, l in ipairs(layers) do
+    local s
+    if l.op == "dense" then s = string.format("dense(%d,%d)", l.out, l.bias and 1 or 0)
+    elseif l.op == "conv" then
+      s = string.format("conv(%d,%d,%d,%d,%d)", l.oc, l.k, l.stride, l.pad, l.bias and 1 or 0)
+    elseif l.op == "maxpool" or l.op == "avgpool" then s = string.format("%s(%d,%d)", l.op, l.k, l.stride)
+    elseif l.op == "dropout" then s = "dropout(" .. fmtnum(l.p) .. ")"
+    elseif l.op == "residual" then s = "residual[" .. canon_layers(l.body) .. "]"
+    else s = l.op end
+    parts[#parts + 1] = s
+  end
+  return table.concat(parts, ";")
+end
+
+-- model{ name = "mlp_small", dense(300), relu(), dense(10) }
+function api.model(t)
+  if type(t) ~= "table" then error("model{...} takes a table of layers", 2) end
+  local layers = {}
+  for i, l in ipairs(t) do
+    if getmetatable(l) ~= layer_mt then
+      error(string.format("model: element %d is not a layer (use dense(), conv(), relu() ...)", i), 2)
+    end
+    layers[i] = l
+  end
+  if #layers == 0 then error("model{...} has no layers", 2) end
+  local name = t.name or "custom"
+  if type(name) ~= "string" or not name:match("^[%w_%-%.]+$") then
+    error("model name must be a word of letters, digits, _ - .", 2)
+  end
+  return setmetatable({ name = name, layers = layers, canon = canon_layers(layers) }, model_mt)
+end
+
+local function add_layers(m, layers)
+  for _, l in ipairs(layers) do
+    if l.op == "dense" then m:dense(l.out, l.bias)
+    elseif l.op == "conv" then m:conv(l.oc, l.k, l.stride, l.pad, l.bias)
+    elseif l.op == "maxpool" or l.op == "avgpool" then m:pool(l.op, l.k, l.stride)
+    elseif l.op == "dropout" then m:dropout(l.p)
+    elseif l.op == "bn" then m:bn()
+    elseif l.op == "residual" then
+      local before = m:last()
+      add_layers(m, l.body)
+      m:add(before, m:last())
+    else m:simple(l.op) end
+  end
+end
+
+-- Builds the C model (a pb.model userdata) for a data set's input shape.
+local function build_spec(spec, ds)
+  local m = pb.model_new(spec.name, ds.c, ds.h, ds.w, ds.ncls)
+  add_layers(m, spec.layers)
+  m:finalize()
+  return m
+end
+
+---------------------------------------------------------------------------
+-- experiments
+---------------------------------------------------------------------------
+local function resolve(v, cell)
+  if type(v) == "function" then return v(cell) end
+  return v
+end
+
+local function check_value(fail, where, key, kind, v)
+  if kind == "int" then
+    if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
+      fail("%s.%s: %s is not an integer", where, key, tostring(v))
+    end
+    if v < 0 then fail("%s.%s: %s is negative", where, key, tostring(v)) end
+    return math.tointeger(v)
+  elseif kind == "real" then
+    if type(v) ~= "number" or v ~= v or v < 0 then
+      fail("%s.%s: %s is not a non-negative number", where, key, tostring(v))
+    end
+    return v + 0.0
+  elseif kind == "bool" then
+    if type(v) ~= "boolean" then fail("%s.%s: %s is not true/false", where, key, tostring(v)) end
+    return v
+  elseif kind == "optimizer" then
+    if not contains(pb.optimizers, v) then
+      fail("%s.%s: unknown optimizer '%s' (valid: %s)", where, key, tostring(v), list_words(pb.optimizers))
+    end
+    return v
+  elseif kind == "schedule" then
+    if not contains(pb.schedules, v) then
+      fail("%s.%s: unknown schedule '%s' (valid: %s)", where, key, tostring(v), list_words(pb.schedules))
+    end
+    return v
+  end
+end
+
+local function check_recipe_keys(fail, where, t)
+  if t == nil then return end
+  if type(t) ~= "table" then fail("%s must be a table", where) end
+  for k in pairs(t) do
+    if not RECIPE_KEYS[k] then
+      fail("%s: unknown key '%s' (valid: %s)", where, tostring(k), list_words(sorted_keys(RECIPE_KEYS)))
+    end
+  end
+end
+
+-- Merges recipe layers (later wins), resolving functions with the cell.
+local function recipe(fail, where, cell, ...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local t = select(i, ...)
+    if t then
+      for k, v in pairs(t) do
+        local r = resolve(v, cell)
+        if r ~= nil then out[k] = check_value(fail, where, k, RECIPE_KEYS[k], r) end
+      end
+    end
+  end
+  return out
+end
+
+local function as_list(fail, what, v, default)
+  if v == nil then return default end
+  if type(v) ~= "table" or getmetatable(v) == model_mt then return { v } end
+  if #v == 0 then fail("%s: the list is empty", what) end
+  return v
+end
+
+local function norm_model(fail, i, m)
+  if type(m) == "string" then m = { m } end
+  if getmetatable(m) == model_mt then
+    return { spec = m, name = m.name, width = 1.0, canon = "lua:" .. m.name .. "[" .. m.canon .. "]" }
+  end
+  if type(m) ~= "table" or type(m[1]) ~= "string" then
+    fail("models[%d]: expected a name, {name, width=...} or model{...}", i)
+  end
+  local name = m[1]
+  if not contains(pb.models, name) then
+    fail("models[%d]: unknown model '%s' (valid: %s)", i, name, list_words(pb.models))
+  end
+  local width = m.width or 1.0
+  if type(width) ~= "number" or width <= 0 or width > 1000 then
+    fail("models[%d]: width %s is not a number in (0, 1000]", i, tostring(width))
+  end
+  local hidden = m.hidden or (name == "mlp" and { 300, 100 }) or {}
+  for j, h in ipairs(hidden) do
+    if math.type(h) ~= "integer" or h < 1 then fail("models[%d]: hidden[%d] is not a positive integer", i, j) end
+  end
+  local display = m.label or name
+  if not m.label and width ~= 1.0 then display = string.format("%s@w%g", name, width) end
+  return { arch = name, name = display, width = width + 0.0, hidden = hidden }
+end
+
+local function norm_dataset(fail, i, d)
+  if type(d) == "string" then d = { d } end
+  if type(d) ~= "table" or type(d[1]) ~= "string" then fail("datasets[%d]: expected a name", i) end
+  if not contains(pb.datasets, d[1]) then
+    fail("datasets[%d]: unknown dataset '%s' (valid: %s)", i, d[1], list_words(pb.datasets))
+  end
+  local subset, val = d.subset or 0, d.val or 0
+  if math.type(subset) ~= "integer" or subset < 0 then fail("datasets[%d]: subset must be an integer >= 0", i) end
+  if math.type(val) ~= "integer" or val < 0 then fail("datasets[%d]: val must be an integer >= 0", i) end
+  return { name = d[1], subset = subset, val = val }
+end
+
+local function norm_method(fail, i, m)
+  if type(m) == "string" then m = { m } end
+  if type(m) ~= "table" or type(m[1]) ~= "string" then
+    fail("methods[%d]: expected a name or {name, param = value, label = ...}", i)
+  end
+  local name = m[1]
+  local args = {}
+  for _, k in ipairs(sorted_keys(m)) do
+    if type(k) == "string" and not METHOD_RESERVED[k] then
+      local v = m[k]
+      if type(v) == "boolean" then v = v and "1" or "0"
+      elseif type(v) == "number" then v = fmtnum(v)
+      elseif type(v) ~= "string" then fail("methods[%d] (%s): parameter %s must be a number, string or boolean", i, name, k) end
+      args[#args + 1] = k .. "=" .. v
+    elseif type(k) ~= "string" and k ~= 1 then
+      fail("methods[%d] (%s): unexpected positional value %s", i, name, tostring(m[k]))
+    end
+  end
+  local ok, info = pcall(pb.check_method, name, args)
+  if not ok then fail("methods[%d]: %s", i, tostring(info)) end
+  local label = m.label or name
+  if type(label) ~= "string" then fail("methods[%d]: label must be a string", i) end
+  check_recipe_keys(fail, "methods[" .. i .. "].train", m.train)
+  check_recipe_keys(fail, "methods[" .. i .. "].finetune", m.finetune)
+  return { name = name, label = label, args = args, when = info, train = m.train,
+           finetune = m.finetune, sparsity = m.sparsity }
+end
+
+local function check_sparsity(fail, what, s)
+  if type(s) ~= "number" or s ~= s or s < 0 or s >= 1 then
+    fail("%s: %s is not a number in [0, 1)", what, tostring(s))
+  end
+  return s + 0.0
+end
+
+local function matches(pattern, cell)
+  for k, v in pairs(pattern) do
+    local cv = cell[k]
+    if type(v) == "table" then
+      if not contains(v, cv) then return false end
+    elseif type(v) == "number" and type(cv) == "number" then
+      if math.abs(v - cv) > 1e-12 then return false end
+    elseif cv ~= v then return false end
+  end
+  return true
+end
+
+local function declare(name, spec, where)
+  local function fail(fmt, ...)
+    error(string.format("%s: experiment '%s': " .. fmt, where, name, ...), 0)
+  end
+  if type(spec) ~= "table" then fail("expected a table: experiment \"%s\" { ... }", name) end
+  for k in pairs(spec) do
+    if not EXPERIMENT_KEYS[k] then
+      fail("unknown key '%s' (valid: %s)", tostring(k), list_words(sorted_keys(EXPERIMENT_KEYS)))
+    end
+  end
+  for _, e in ipairs(declared) do
+    if e.name == name then fail("declared twice") end
+  end
+
+  local models = {}
+  for i, m in ipairs(as_list(fail, "models", spec.models, { "lenet300" })) do models[i] = norm_model(fail, i, m) end
+  local datasets = {}
+  for i, d in ipairs(as_list(fail, "datasets", spec.datasets, { "fashion-mnist" })) do
+    datasets[i] = norm_dataset(fail, i, d)
+  end
+  local methods = {}
+  for i, m in ipairs(as_list(fail, "methods", spec.methods, { "dense" })) do methods[i] = norm_method(fail, i, m) end
+  local sparsity = as_list(fail, "sparsity", spec.sparsity, { 0.9 })
+  for i, s in ipairs(sparsity) do sparsity[i] = check_sparsity(fail, "sparsity[" .. i .. "]", s) end
+  local seeds = as_list(fail, "seeds", spec.seeds, { 1 })
+  for i, s in ipairs(seeds) do
+    if math.type(s) ~= "integer" or s < 0 then fail("seeds[%d]: %s is not an integer >= 0", i, tostring(s)) end
+  end
+  check_recipe_keys(fail, "train", spec.train)
+  check_recipe_keys(fail, "finetune", spec.finetune)
+  if spec.filter ~= nil and type(spec.filter) ~= "function" then fail("filter must be a function(cell)") end
+  local exclude = spec.exclude or {}
+  if type(exclude) ~= "table" then fail("exclude must be a list of tables") end
+  for i, x in ipairs(exclude) do
+    if type(x) ~= "table" then fail("exclude[%d] must be a table such as {method = \"snip\", sparsity = 0.98}", i) end
+  end
+  local plots = spec.plots or PLOTS
+  if type(plots) ~= "table" then fail("plots must be a list of names") end
+  for i, p in ipairs(plots) do
+    if not contains(PLOTS, p) then fail("plots[%d]: unknown chart '%s' (valid: %s)", i, tostring(p), list_words(PLOTS)) end
+  end
+
+  local cells = {}
+  local built = {}
+  for _, d in ipairs(datasets) do
+    local ok, ds = pcall(pb.dataset_info, d.name, d.subset)
+    if not ok then fail("datasets: %s", tostring(ds)) end
+    for mi, m in ipairs(models) do
+      local key = mi .. "/" .. d.name
+      if not built[key] then
+        local ok2, ud
+        if m.spec then ok2, ud = pcall(build_spec, m.spec, ds)
+        else ok2, ud = pcall(pb.model_build, m.arch, m.width, m.hidden, ds.c, ds.h, ds.w, ds.ncls) end
+        if not ok2 then fail("model '%s' on %s: %s", m.name, d.name, tostring(ud)) end
+        built[key] = ud
+      end
+      for _, seed in ipairs(seeds) do
+        for _, me in ipairs(methods) do
+          local sps = me.sparsity or sparsity
+          if type(sps) == "number" then sps = { sps } end
+          if me.name == "dense" then sps = { 0.0 } end
+          for _, s in ipairs(sps) do
+            local cell = {
+              experiment = name, model = m.name, arch = m.arch, width = m.width, dataset = d.name,
+              method = me.name, label = me.label, sparsity = check_sparsity(fail, "sparsity", s),
+              seed = seed, when = me.when,
+            }
+            local keep = true
+            for _, x in ipairs(exclude) do
+              if matches(x, cell) then keep = false break end
+            end
+            if keep and spec.filter then
+              local r = spec.filter(cell)
+              if type(r) ~= "boolean" then fail("filter must return true or false (got %s)", tostring(r)) end
+              keep = r
+            end
+            if keep then
+              local where_c = string.format("cell %s/%s/%s/s=%g/seed=%d", m.name, d.name, me.label, s, seed)
+              local train = recipe(fail, where_c .. ": train", cell, spec.train, me.train)
+              local ft = recipe(fail, where_c .. ": finetune", cell, spec.train, spec.finetune, me.finetune)
+              local target = resolve(spec.target, cell)
+              if target ~= nil and (type(target) ~= "number" or target <= 0 or target > 1) then
+                fail("target: %s is not an accuracy in (0, 1]", tostring(target))
+              end
+              cell.model_canon = m.canon
+              cell.hidden = m.hidden
+              cell.proto = m.spec and built[key] or nil
+              cell.model_ud = built[key]
+              cell.subset, cell.val = d.subset, d.val
+              cell.ntrain = ds.ntrain
+              cell.args = me.args
+              cell.train, cell.finetune = train, ft
+              cell.target = target or 0.0
+              cells[#cells + 1] = cell
+            end
+          end
+        end
+      end
+    end
+  end
+  if #cells == 0 then fail("every cell was filtered out") end
+  declared[#declared + 1] = { name = name, cells = cells, plots = plots, where = where }
+end
+
+function api.experiment(name)
+  local info = debug.getinfo(2, "Sl")
+  local where = string.format("%s:%d", info.short_src, info.currentline)
+  if type(name) ~= "string" or not name:match("^[%w_][%w_%-%.]*$") then
+    error("experiment name must be a word of letters, digits, _ - . not starting with . or - (it names the results directory)", 2)
+  end
+  return function(spec) declare(name, spec, where) end
+end
+
+-- Available to scripts for filters: the list of method plugins on the search path.
+api.methods = pb.methods
+
+local function experiments() return declared end
+
+return api, experiments

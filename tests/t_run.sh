@@ -1,0 +1,124 @@
+#!/bin/sh
+# `prunebench run` and `plot`: script errors, the results files and their column
+# contract, the dense cache, resuming after kill -9, a crashing plugin, charts.
+PB=${top_builddir:-.}/prunebench
+SRC=${top_srcdir:-.}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=0 failed=0
+check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
+    desc=$1; shift
+    n=$((n + 1))
+    if "$@" >"$tmp/check.out" 2>&1; then echo "ok $n - $desc"; else
+        echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
+}
+export OPENBLAS_NUM_THREADS=1
+echo 1..22
+
+# A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
+cat > "$tmp/small.lua" <<'LUA'
+experiment "small" {
+  models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
+  datasets = { "synthetic" },
+  methods  = { "dense", "magnitude", { "global_magnitude", label = "gmp" } },
+  sparsity = { 0.5, 0.9 },
+  train    = { epochs = 2, batch = 64, lr = 0.05 },
+  finetune = { epochs = 1, lr = 0.01 },
+  target   = 0.3,
+}
+LUA
+printf 'experiment "bad" {\n  models = { "lenet300" },\n  sparsity = { 0.5 0.9 },\n}\n' > "$tmp/syntax.lua"
+printf 'experiment "bad" { datasets = { "synthetic" }, methods = { "magnitude" }, sparsity = { 2 } }\n' > "$tmp/axis.lua"
+printf 'experiment "bad" { datasets = { "synthetic" }, methods = { "frobnicate" } }\n' > "$tmp/method.lua"
+
+check "run --help shows the options" sh -c "'$PB' run --help | grep -q -- --dry-run"
+check "a Lua syntax error prints file:line and exits 2" sh -c \
+    "'$PB' run '$tmp/syntax.lua' --out '$tmp/r' 2>'$tmp/e'; test \$? -eq 2 && grep -q 'syntax.lua:3:' '$tmp/e' && test ! -d '$tmp/r/bad'"
+check "an invalid axis value names the axis, exit 2" sh -c \
+    "'$PB' run '$tmp/axis.lua' --out '$tmp/r' 2>'$tmp/e'; test \$? -eq 2 && grep -q 'axis.lua:1:.*sparsity' '$tmp/e'"
+check "an unknown method lists the valid ones, exit 2" sh -c \
+    "'$PB' run '$tmp/method.lua' --out '$tmp/r' 2>'$tmp/e'; test \$? -eq 2 && grep -q 'frobnicate' '$tmp/e' && grep -q 'magnitude' '$tmp/e'"
+check "--dry-run lists 5 cells and a cost, trains nothing" sh -c \
+    "'$PB' run '$tmp/small.lua' --dry-run --out '$tmp/r' > '$tmp/o' && test \$(grep -c ' tiny ' '$tmp/o') -eq 5 && grep -q 'estimated training cost' '$tmp/o' && test ! -d '$tmp/r/small'"
+touch "$tmp/file"
+check "an unwritable output directory is reported before training" sh -c \
+    "! '$PB' run '$tmp/small.lua' --out '$tmp/file/sub' 2>'$tmp/e' && grep -q 'file/sub' '$tmp/e'"
+
+# the run
+check "the small matrix runs with -j 2" "$PB" run "$tmp/small.lua" -j 2 --out "$tmp/r" --no-plot -q
+R=$tmp/r/small
+check "cells.csv starts with the documented columns" sh -c \
+    "head -1 '$R/cells.csv' | grep -q '^experiment,cell,model,dataset,method,label,sparsity,seed,status,reason,test_acc,test_loss,params,nonzero,compression,flops_dense,flops_eff,speedup,wall_s,train_flops,time_to_target_s'"
+check "one ok row per cell" sh -c "test \$(tail -n +2 '$R/cells.csv' | grep -c ',ok,') -eq 5"
+check "curves.csv has per-epoch rows with the documented columns" sh -c \
+    "head -1 '$R/curves.csv' | grep -q '^experiment,cell,phase,epoch,step,wall_s,train_flops,sparsity,test_acc,test_loss' && grep -q ',finetune,1,' '$R/curves.csv'"
+check "layers.csv has per-layer sparsity" sh -c "grep -q 'fc1.weight' '$R/layers.csv'"
+check "metadata records version, git revision, OpenBLAS, host, date and the script" sh -c \
+    "grep -q '^prunebench_version:' '$R/metadata.txt' && grep -q '^git_revision:' '$R/metadata.txt' && grep -q '^openblas_config:' '$R/metadata.txt' && grep -q '^host:' '$R/metadata.txt' && grep -q '^date:' '$R/metadata.txt' && grep -q 'global_magnitude' '$R/metadata.txt'"
+# column 23 is dense_cache_hit; the dense model is trained once, by one cell
+check "the dense model is trained once and reused by the other methods" sh -c \
+    "test \$(ls '$R'/dense/*.pb | wc -l) -eq 1 && test \$(grep -l 'dense model from cache' '$R'/cells/*.log | wc -l) -eq 4 && test \$(awk -F, 'NR > 1 && \$23 == 1' '$R/cells.csv' | wc -l) -eq 4"
+check "time to the target accuracy is recorded" sh -c "awk -F, 'NR > 1 && \$21 != \"\"' '$R/cells.csv' | grep -q ."
+check "a second run resumes: nothing runs again" sh -c \
+    "'$PB' run '$tmp/small.lua' --out '$tmp/r' --no-plot > '$tmp/o' 2>&1 && grep -q '0 run now, 5 from earlier runs' '$tmp/o' && test \$(tail -n +2 '$R/cells.csv' | wc -l) -eq 5"
+if command -v gnuplot >/dev/null 2>&1; then
+    check "prunebench plot draws PNG (and SVG) charts from the CSV files" sh -c \
+        "'$PB' plot '$R' 2>/dev/null && test -s '$R/plots/accuracy_vs_compression.png' && test -s '$R/plots/accuracy_vs_compression.svg' && test -s '$R/plots/accuracy_vs_compression.gp' && ls '$R'/plots/layer_sparsity_s0.9.png '$R'/plots/accuracy_vs_time_s0.9.png"
+else
+    n=$((n + 1)); echo "ok $n - # SKIP gnuplot not installed"
+fi
+
+# kill -9 mid-matrix, then resume: every cell exactly once
+cat > "$tmp/long.lua" <<'LUA'
+experiment "long" {
+  models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
+  datasets = { "synthetic" },
+  methods  = { "dense", "magnitude", "random" },
+  sparsity = { 0.3, 0.5, 0.7, 0.8, 0.9 },
+  train    = { epochs = 2, batch = 64 },
+  finetune = { epochs = 1, lr = 0.01 },
+}
+LUA
+"$PB" run "$tmp/long.lua" --out "$tmp/r" --no-plot -q &
+pid=$!
+i=0
+while [ "$(ls "$tmp/r/long/cells/" 2>/dev/null | grep -c '\.row$')" -lt 3 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+before=$(ls "$tmp/r/long/cells/" | grep -c '\.row$')
+check "the runner was killed mid-matrix ($before of 11 cells recorded)" test "$before" -ge 3 -a "$before" -lt 11
+check "the rerun completes the matrix" "$PB" run "$tmp/long.lua" --out "$tmp/r" --no-plot -q
+check "every cell exactly once after kill -9 and rerun" sh -c \
+    "test \$(tail -n +2 '$tmp/r/long/cells.csv' | wc -l) -eq 11 && test \$(tail -n +2 '$tmp/r/long/cells.csv' | cut -d, -f2 | sort -u | wc -l) -eq 11 && test \$(grep -c ',ok,' '$tmp/r/long/cells.csv') -eq 11"
+
+# a crashing plugin fails only its own cell
+mkdir -p "$tmp/plugins"
+cc -shared -fPIC -I"$SRC/harness" -o "$tmp/plugins/crash.so" "$SRC/tests/crash_plugin.c" 2>"$tmp/cc.err"
+cat > "$tmp/crash.lua" <<'LUA'
+experiment "crash" {
+  models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
+  datasets = { "synthetic" },
+  methods  = { "magnitude", "crash", "random" },
+  sparsity = { 0.5 },
+  train    = { epochs = 1, batch = 64 },
+  finetune = { epochs = 1 },
+}
+LUA
+"$PB" run "$tmp/crash.lua" --out "$tmp/r" --plugin-path "$tmp/plugins" --no-plot -j 2 >"$tmp/o" 2>"$tmp/e"
+st=$?
+check "a run with a crashed cell finishes with exit 1" test $st -eq 1
+check "the crashing cell is failed with the signal, the others are ok" sh -c \
+    "grep ',crash,' '$tmp/r/crash/cells.csv' | grep -q ',failed,.*SIGSEGV' && test \$(grep -c ',ok,' '$tmp/r/crash/cells.csv') -eq 2"
+
+# a NaN loss fails its cell with the message
+cat > "$tmp/nan.lua" <<'LUA'
+experiment "nan" {
+  models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
+  datasets = { "synthetic" },
+  methods  = { "dense" },
+  train    = { epochs = 1, batch = 64, lr = 1e6 },
+}
+LUA
+"$PB" run "$tmp/nan.lua" --out "$tmp/r" --no-plot -q 2>/dev/null
+check "a NaN loss fails the cell with its reason" sh -c "grep -qi ',failed,.*nan' '$tmp/r/nan/cells.csv'"
+exit $failed
