@@ -1,9 +1,12 @@
 /* pb_layer: forward and backward of each layer kind.
  *
- * Dense and conv layers run on OpenBLAS SGEMM; the other kinds are plain loops
- * over restrict pointers so gcc can vectorize them at -O2. Nothing here
- * allocates after pb_layer_alloc, and nothing starts threads of its own, so a
- * run is as deterministic as OpenBLAS is. */
+ * Dense and conv layers run on OpenBLAS SGEMM, except thin convolutions (see
+ * "Thin convolutions" below), which have kernels of their own; the other kinds
+ * are plain loops. gcc -O2 does not vectorize loops, so the hot ones (thin
+ * convolutions, ReLU, short-row copies) use GCC vector extensions and are
+ * cloned for AVX-512 and AVX2. Nothing here allocates after pb_layer_alloc,
+ * and nothing starts threads of its own, so a run is as deterministic as
+ * OpenBLAS is. */
 #include "pb_layer.h"
 
 #include <assert.h>
@@ -139,8 +142,8 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
  * registers and need no im2col: the example is copied once into a zero-padded
  * plane of width pw = iw + 2*pad, outputs are computed on that wide grid
  * (output q = y*pw + x; the columns x >= ow are computed and dropped), and
- * the im2col row of tap (c, ki, kj) is then the plane itself shifted by
- * ki*pw + kj. The kernels use GCC vector extensions and are cloned for
+ * the im2col row of tap (c, ki, kj) is then the planes shifted by
+ * c*plane + ki*pw + kj. The kernels use GCC vector extensions and are cloned for
  * AVX-512 and AVX2, because the build targets baseline x86-64 (SSE2) and
  * gcc -O2 does not vectorize loops. */
 #define THIN_MAX_OC 16
@@ -153,8 +156,16 @@ typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 /* The same for loads from any float address (shifted planes, odd rows). */
 typedef float vf_unaligned __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
 
+/* Each function marked CLONES is compiled for x86-64-v4 (AVX-512), v3 (AVX2,
+ * FMA) and the baseline, and the loader picks one for the CPU (GNU ifunc).
+ * -std=c11 forbids contracting a*b + c into one FMA; the kernels allow it
+ * again, for twice the multiply-adds per instruction. So results differ in
+ * the last bits between CPUs of different levels, but never between runs on
+ * one machine. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#define CLONES                                                                           \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),      \
+                   optimize("fp-contract=fast")))
 #else
 #define CLONES
 #endif
@@ -180,6 +191,7 @@ typedef struct thin_ws {
     float *dxpad;  /* [ic, plane] its gradient */
     float *grid;   /* [ocp, nq] outputs on the grid (forward) */
     float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
+    float *dtaps;  /* [OB, nq] gradient of a block of taps (dx) */
     float *wt;     /* [rows, ocp] weights transposed (forward) */
     float *wr;     /* [oc, rowsp] weights with padded taps (dx) */
     float *bias;   /* [ocp] */
@@ -199,11 +211,13 @@ static size_t thin_layout(const pb_layer *l, float *ws, thin_ws *t)
     for (size_t r = 0; r < t->rows; r++)
         t->shift[r] = r / (k * k) * t->plane + r / k % k * t->pw + r % k;
     const size_t ic = (size_t)l->ic, oc = (size_t)l->oc;
-    const size_t n[8] = {ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
-                         t->rows * t->ocp, oc * t->rowsp, t->ocp, oc * (t->rows + 1) * VL};
-    float **dst[8] = {&t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->wt, &t->wr, &t->bias, &t->gacc};
+    const size_t n[9] = {ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
+                         OB * t->nq,    t->rows * t->ocp, oc * t->rowsp, t->ocp,
+                         oc * (t->rows + 1) * VL};
+    float **dst[9] = {&t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->dtaps,
+                      &t->wt,   &t->wr,    &t->bias, &t->gacc};
     size_t at = 0;
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         *dst[i] = ws ? ws + at : NULL;
         at += round_up(n[i], VL); /* keeps every array aligned for vf */
     }
@@ -548,8 +562,10 @@ CLONES static void thin_wgrad(const thin_ws *t, int oc)
     }
 }
 
-/* dxpad[shift[r] + q] += sum_o wr[o, r] * dgrid[o, q], tap after tap: the
- * shifted ranges of different taps overlap. */
+/* dxpad[shift[r] + q] += sum_o wr[o, r] * dgrid[o, q], for a block of taps
+ * into dtaps first, then tap after tap: the shifted ranges of neighbouring
+ * taps overlap, and adding them in the first loop made every load wait for
+ * the unaligned store just before it. */
 CLONES static void thin_dx(const thin_ws *t, int oc)
 {
     const size_t nq = t->nq, rowsp = t->rowsp, rows = t->rows;
@@ -567,9 +583,13 @@ CLONES static void thin_dx(const thin_ws *t, int oc)
                 for (int j = 0; j < OB; j++)
                     acc[j] += w[j] * d;
             }
-            for (size_t j = 0; j < nr; j++)
-                *(vf_unaligned *)(t->dxpad + t->shift[r0 + j] + q) += acc[j];
+#pragma GCC unroll 8
+            for (int j = 0; j < OB; j++)
+                *(vf *)(t->dtaps + j * nq + q) = acc[j];
         }
+        for (size_t j = 0; j < nr; j++)
+            for (size_t q = 0; q < nq; q += VL)
+                *(vf_unaligned *)(t->dxpad + t->shift[r0 + j] + q) += *(const vf *)(t->dtaps + j * nq + q);
     }
 }
 
@@ -743,22 +763,18 @@ static void maxpool_forward_any(pb_layer *l, const float *x, int B)
         }
 }
 
-/* Takes candidate v at index at if it beats *bv (NaN wins, as in PyTorch, so
- * divergence shows up in the loss). Bit selects instead of a branch, which
- * mispredicts on about half of the comparisons and made pooling cost more
- * than LeNet-5's convolutions. */
-static inline void pool_take(float *bv, int32_t *best, float v, int32_t at)
+/* Index of the larger of x[i] and x[j] (j after i): NaN wins, as in PyTorch,
+ * so divergence shows up in the loss; on a tie or two NaNs the scan order of
+ * the generic loop decides (first maximum, last NaN). */
+static inline int32_t pool_pick(const float *x, int32_t i, int32_t j)
 {
-    const int32_t take = -(int32_t)((v > *bv) | (v != v)); /* all ones or zero */
-    int32_t vb, bb;
-    memcpy(&vb, &v, sizeof vb);
-    memcpy(&bb, bv, sizeof bb);
-    bb = (vb & take) | (bb & ~take);
-    memcpy(bv, &bb, sizeof bb);
-    *best = (at & take) | (*best & ~take);
+    return (x[j] > x[i]) | (x[j] != x[j]) ? j : i;
 }
 
-/* The 2x2 window with stride 2 of LeNet and VGG-style nets. */
+/* The 2x2 window with stride 2 of LeNet and VGG-style nets, as a tournament
+ * ((a, b), (c, d)) that picks what the generic scan (a, b, c, d) picks, with
+ * two independent comparisons first and no window loops: twice as fast as
+ * the generic loop on LeNet-5's pools, which cost as much as its convs. */
 static void maxpool2_forward(pb_layer *l, const float *x, int B)
 {
     const int ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
@@ -772,12 +788,10 @@ static void maxpool2_forward(pb_layer *l, const float *x, int B)
             for (int y = 0; y < oh; y++)
                 for (int xo = 0; xo < ow; xo++) {
                     const int32_t at = 2 * y * iw + 2 * xo;
-                    float bv = xc[at];
-                    int32_t best = at;
-                    pool_take(&bv, &best, xc[at + 1], at + 1);
-                    pool_take(&bv, &best, xc[at + iw], at + iw);
-                    pool_take(&bv, &best, xc[at + iw + 1], at + iw + 1);
-                    o[y * ow + xo] = bv;
+                    const int32_t top = pool_pick(xc, at, at + 1);
+                    const int32_t bottom = pool_pick(xc, at + iw, at + iw + 1);
+                    const int32_t best = pool_pick(xc, top, bottom);
+                    o[y * ow + xo] = xc[best];
                     ix[y * ow + xo] = cbase + best;
                 }
         }
