@@ -1,6 +1,9 @@
 /* prunebench: the command-line front end; the only place that decides to exit. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "pb_cli.h"
@@ -22,6 +25,34 @@ static const command commands[] = {
     {.name = NULL},
 };
 
+char *openblas_get_corename(void);
+
+/* OpenBLAS picks its kernels when it loads, before main. Debian 12's 0.3.21 does
+ * not know recent Intel CPUs and falls back to its slowest (SSE3 "Prescott")
+ * kernels on them, 4x slower than the AVX-512 ones the CPU can run. In that
+ * case only, name the right kernels and start again; an OPENBLAS_CORETYPE the
+ * user set is always left alone. */
+static void choose_blas_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || getenv("PRUNEBENCH_BLAS_CHOSEN"))
+        return;
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") != 0)
+        return;
+    __builtin_cpu_init();
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+    if (!want)
+        return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    setenv("PRUNEBENCH_BLAS_CHOSEN", "1", 1);
+    execv("/proc/self/exe", argv); /* on failure, carry on with the slow kernels */
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: prunebench COMMAND [options]   (prunebench COMMAND --help for its options)\n\n"
@@ -33,6 +64,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    choose_blas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -42,7 +74,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("prunebench %s\n", PACKAGE_VERSION);
+        printf("prunebench %s (OpenBLAS kernels: %s)\n", PACKAGE_VERSION, openblas_get_corename());
         return 0;
     }
     for (const command *c = commands; c->name; c++)
