@@ -39,6 +39,13 @@ static int plugin_status(pb_ctx *c, int rc, const char *hook)
     return rc == PB_ENUM || rc == PB_ENOMEM ? rc : PB_EPLUGIN;
 }
 
+static void free_scratch(pb_ctx *c)
+{
+    for (int i = 0; i < c->nscratch; i++)
+        free(c->scratch[i]);
+    c->nscratch = 0;
+}
+
 /* ---------- model access ---------- */
 
 static int h_nweights(pb_ctx *c) { return pb_model_nprunable(c->m); }
@@ -666,6 +673,7 @@ static int h_remove_units(pb_ctx *c, int i, const int *keep, int nkeep)
     }
     free_copy(c->init, m->nparams);
     c->init = NULL;
+    free_scratch(c);
     pb_model_free(m);
     *m = nm;
     return PB_OK;
@@ -745,6 +753,23 @@ static int h_set_generator(pb_ctx *c, int i, const pb_generator *gen)
     return PB_OK;
 }
 
+static float *const *h_scores(pb_ctx *c)
+{
+    if (c->nscratch == 0) {
+        int np = pb_model_nprunable(c->m);
+        for (int i = 0; i < np; i++) {
+            c->scratch[i] = malloc(pb_model_prunable(c->m, i)->n * sizeof(float));
+            c->nscratch = i + 1;
+            if (!c->scratch[i]) {
+                free_scratch(c);
+                pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory for scores");
+                return NULL;
+            }
+        }
+    }
+    return c->scratch;
+}
+
 const pb_host pb_host_table = {
     .size = sizeof(pb_host),
     .abi_major = PB_ABI_MAJOR,
@@ -773,6 +798,7 @@ const pb_host pb_host_table = {
     .add_array = h_add_array,
     .set_generator = h_set_generator,
     .total_steps = h_total_steps,
+    .scores = h_scores,
 };
 
 /* ---------- context ---------- */
@@ -807,6 +833,7 @@ void pb_ctx_free(pb_ctx *c)
     for (int s = 0; s < PB_SNAPSHOTS; s++)
         free_copy(c->snap[s], c->m ? c->m->nparams : 0);
     free_copy(c->init, c->m ? c->m->nparams : 0);
+    free_scratch(c);
     free(c->grad_idx);
     memset(c, 0, sizeof *c);
 }

@@ -37,6 +37,8 @@ struct pb_ctx {
     long total_steps;               /* of the training in progress */
     double t0, train_flops;         /* job clock and accumulated training FLOPs */
     pb_gen_slot gens[PB_MAX_PARAMS];
+    float *scratch[PB_MAX_PARAMS];  /* host->scores(), sized to the prunable tensors */
+    int nscratch;
     void (*on_curve)(void *ud, const pb_curve_rec *r);
     void *curve_ud;
 };

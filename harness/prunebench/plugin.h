@@ -179,6 +179,13 @@ typedef struct pb_host {
     /* Optimizer steps the current training will take in all (for schedules
      * such as gradual pruning); 0 outside training. */
     long (*total_steps)(pb_ctx *c);
+
+    /* -- scratch -- */
+    /* One float array per prunable tensor (scores[i] has weights(i).n entries),
+     * owned by the host, contents unspecified: the place to compute scores for
+     * mask_topk without allocating. Valid until the hook returns or
+     * remove_units() is called; every call returns the same arrays. */
+    float *const *(*scores)(pb_ctx *c);
 } pb_host;
 
 #define PB_HOST_HAS(h, fn) ((h)->size >= offsetof(pb_host, fn) + sizeof((h)->fn) && (h)->fn)
