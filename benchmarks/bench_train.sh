@@ -21,6 +21,13 @@
 # Override with PB_THREADS, TORCH_THREADS and TORCH_WAIT (PASSIVE, ACTIVE or
 # default).
 #
+# Both sides run on the same OpenBLAS kernels: prunebench re-execs itself
+# with OPENBLAS_CORETYPE when Debian's OpenBLAS falls back to its slow
+# generic (Prescott) kernels on this CPU, so the script reads the kernel set
+# from `prunebench --version` and exports it as OPENBLAS_CORETYPE for
+# PyTorch and sgemm_peak as well (PyTorch's convolutions run on oneDNN
+# either way). An OPENBLAS_CORETYPE already in the environment wins.
+#
 # It also prints prunebench's sustained training GFLOP/s (pb_model_train_flops
 # per example, 3 x the forward FLOPs of `flops=`, times 60000 examples over
 # the median seconds per epoch) next to single-thread cblas_sgemm GFLOP/s
@@ -49,6 +56,12 @@ done
 "$PYTHON" -c 'import torch' 2>/dev/null ||
     { echo "bench_train.sh: $PYTHON has no torch (apt-get install python3-torch)" >&2; exit 2; }
 
+# "prunebench 0.1.0 (OpenBLAS kernels: SkylakeX)"
+blas_core=$("$PB" --version | sed -n 's/.*OpenBLAS kernels: \([A-Za-z0-9_]*\)).*/\1/p')
+[ -n "$blas_core" ] || { echo "bench_train.sh: cannot read the OpenBLAS kernels from '$PB --version'" >&2; exit 2; }
+OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$blas_core}
+export OPENBLAS_CORETYPE
+
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -74,6 +87,7 @@ torch_run() { # model threads wait epochs out
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+echo "OpenBLAS kernels: prunebench chose $blas_core; every run here uses OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
 echo "== single-thread SGEMM (benchmarks/sgemm_peak)"
 "$PEAK" | tee "$tmp/peak"
 core=$(awk '$1=="openblas_core"{print $2}' "$tmp/peak")

@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "pb_ckpt.h"
+#include "pb_par.h"
 
 void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
 
 void pb_common_defaults(pb_common *c)
 {
@@ -169,6 +171,9 @@ void pb_set_threads(int threads)
 {
     if (threads > 0)
         openblas_set_num_threads(threads);
+    /* without --threads, our kernels follow OpenBLAS's default (all cores, or
+     * OPENBLAS_NUM_THREADS) */
+    pb_par_set_threads(threads > 0 ? threads : openblas_get_num_threads());
 }
 
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,

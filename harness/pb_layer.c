@@ -4,8 +4,10 @@
  * "Thin convolutions" below), which have kernels of their own; the other kinds
  * are plain loops. gcc -O2 does not vectorize loops, so the hot ones (thin
  * convolutions, ReLU, short-row copies) use GCC vector extensions and are
- * cloned for AVX-512 and AVX2. Nothing here allocates after pb_layer_alloc,
- * and nothing starts threads of its own, so a run is as deterministic as
+ * cloned for AVX-512 and AVX2. Nothing here allocates after pb_layer_alloc.
+ * Thin convolutions, max pooling and ReLU split the batch across pb_par's
+ * threads; each part writes its own examples or its own partial sums, added
+ * in part order, so a run with a given thread count is as deterministic as
  * OpenBLAS is. */
 #include "pb_layer.h"
 
@@ -15,6 +17,8 @@
 #include <string.h>
 
 #include <cblas.h>
+
+#include "pb_par.h"
 
 const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
     [PB_DENSE] = "dense",
@@ -177,10 +181,12 @@ static int conv_is_thin(const pb_layer *l)
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-/* The thin workspace, for one example. Padding (the border of the planes,
- * grid columns x >= ow, channels oc..ocp, taps rows..rowsp) is zeroed by
- * pb_alloc and never written, so the kernels run whole vectors and whole
- * register blocks without tails. */
+/* The thin workspace: the weights in the kernels' layouts, shared, then one
+ * block per part of the batch (see pb_par.h) for the example in flight and
+ * the part's gradient lanes. Padding (the border of the planes, grid columns
+ * x >= ow, channels oc..ocp, taps rows..rowsp) is zeroed by pb_alloc and never
+ * written, so the kernels run whole vectors and whole register blocks without
+ * tails. */
 typedef struct thin_ws {
     size_t pw;     /* padded input width: the grid's row length */
     size_t nq;     /* grid outputs computed: oh*pw rounded up to VL */
@@ -192,14 +198,16 @@ typedef struct thin_ws {
     float *grid;   /* [ocp, nq] outputs on the grid (forward) */
     float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
     float *dtaps;  /* [OB, nq] gradient of a block of taps (dx) */
-    float *wt;     /* [rows, ocp] weights transposed (forward) */
-    float *wr;     /* [oc, rowsp] weights with padded taps (dx) */
-    float *bias;   /* [ocp] */
     float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients */
+    float *wt;     /* [rows, ocp] weights transposed (forward), shared */
+    float *wr;     /* [oc, rowsp] weights with padded taps (dx), shared */
+    float *bias;   /* [ocp], shared */
+    size_t shared_n, part_n; /* floats of the shared arrays and of one part's */
 } thin_ws;
 
-/* Returns the floats the workspace needs; sets the pointers when ws != NULL. */
-static size_t thin_layout(const pb_layer *l, float *ws, thin_ws *t)
+/* Computes the layout and sets the pointers to part `part`'s arrays when
+ * ws != NULL. The workspace of nparts parts is shared_n + nparts * part_n. */
+static void thin_layout(const pb_layer *l, float *ws, int part, thin_ws *t)
 {
     const size_t k = (size_t)l->k;
     t->pw = (size_t)l->iw + 2 * (size_t)l->pad;
@@ -211,17 +219,30 @@ static size_t thin_layout(const pb_layer *l, float *ws, thin_ws *t)
     for (size_t r = 0; r < t->rows; r++)
         t->shift[r] = r / (k * k) * t->plane + r / k % k * t->pw + r % k;
     const size_t ic = (size_t)l->ic, oc = (size_t)l->oc;
-    const size_t n[9] = {ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
-                         OB * t->nq,    t->rows * t->ocp, oc * t->rowsp, t->ocp,
-                         oc * (t->rows + 1) * VL};
-    float **dst[9] = {&t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->dtaps,
-                      &t->wt,   &t->wr,    &t->bias, &t->gacc};
+    const size_t n[9] = {t->rows * t->ocp, oc * t->rowsp, t->ocp,
+                         ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
+                         OB * t->nq,    oc * (t->rows + 1) * VL};
+    float **dst[9] = {&t->wt, &t->wr, &t->bias,
+                      &t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->dtaps, &t->gacc};
     size_t at = 0;
     for (int i = 0; i < 9; i++) {
+        if (i == 3)
+            t->shared_n = at;
         *dst[i] = ws ? ws + at : NULL;
         at += round_up(n[i], VL); /* keeps every array aligned for vf */
     }
-    return at;
+    t->part_n = at - t->shared_n;
+    if (ws)
+        for (int i = 3; i < 9; i++)
+            *dst[i] += (size_t)part * t->part_n;
+}
+
+/* Parts of the batch the thin workspace has room for. */
+static int thin_parts(const pb_layer *l)
+{
+    thin_ws t;
+    thin_layout(l, NULL, 0, &t);
+    return (int)((l->ws_n - t.shared_n) / t.part_n);
 }
 
 static int check_param(const pb_layer *l, const pb_param *p, const char *what, size_t n, char *err,
@@ -298,7 +319,8 @@ int pb_layer_alloc(pb_layer *l, int max_batch, char *err, size_t errlen)
     case PB_CONV: {
         if (conv_is_thin(l)) {
             thin_ws t;
-            l->ws_n = thin_layout(l, NULL, &t);
+            thin_layout(l, NULL, 0, &t);
+            l->ws_n = t.shared_n + (size_t)pb_par_threads() * t.part_n;
             break;
         }
         size_t per = conv_ws_per_example(l);
@@ -367,7 +389,7 @@ static void bias_grad_rows(float *restrict g, const float *restrict dout, int ro
     }
 }
 
-static void dense_backward(pb_layer *l, const float *x, float *dx, int B)
+static void dense_backward(pb_layer *l, const float *x, float *dx, int B, int write)
 {
     const int in = (int)pb_layer_isize(l), oc = l->oc;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, in, B, 1.0f, l->dout, oc, x, in, 1.0f,
@@ -376,7 +398,7 @@ static void dense_backward(pb_layer *l, const float *x, float *dx, int B)
         bias_grad_rows(l->b->g, l->dout, B, oc);
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, oc, 1.0f, l->dout, oc,
-                    l->w->w, in, 1.0f, dx, in);
+                    l->w->w, in, write ? 0.0f : 1.0f, dx, in);
 }
 
 /* ------------------------------------------------------------------ conv */
@@ -602,19 +624,41 @@ static void thin_load_example(const pb_layer *l, const thin_ws *t, const float *
                      x + ((size_t)c * l->ih + y) * l->iw, l->iw);
 }
 
-static void thin_conv_forward(pb_layer *l, const float *x, int B)
+/* A layer's work on a batch, split into parts by examples (see pb_par.h). */
+typedef struct batch_job {
+    pb_layer *l;
+    const float *x;
+    float *dx;
+    int B;
+    int write; /* backward: overwrite dx instead of adding to it */
+} batch_job;
+
+/* Parts to split a batch of B examples into, when the layer reads or writes
+ * `floats` floats in all: one below PAR_MIN_FLOATS, where waking a worker
+ * costs more than it saves. */
+#define PAR_MIN_FLOATS 16384
+
+static int batch_parts(int B, size_t floats, int most)
 {
+    int n = pb_par_threads();
+    if (n > most)
+        n = most;
+    if (n > B)
+        n = B;
+    return floats < PAR_MIN_FLOATS || n < 1 ? 1 : n;
+}
+
+static void thin_forward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const pb_layer *l = j->l;
     thin_ws t;
-    thin_layout(l, l->ws, &t);
+    thin_layout(l, l->ws, part, &t);
     const int oc = l->oc, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    for (int o = 0; o < oc; o++) {
-        for (size_t r = 0; r < t.rows; r++)
-            t.wt[r * t.ocp + o] = l->w->w[o * t.rows + r];
-        t.bias[o] = l->has_bias ? l->b->w[o] : 0.0f;
-    }
-    for (int b = 0; b < B; b++) {
-        thin_load_example(l, &t, x + b * isz);
+    const int b1 = pb_par_begin(j->B, part + 1, nparts);
+    for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
+        thin_load_example(l, &t, j->x + b * isz);
         thin_forward(&t, oc);
         for (int o = 0; o < oc; o++)
             for (int y = 0; y < oh; y++)
@@ -623,17 +667,34 @@ static void thin_conv_forward(pb_layer *l, const float *x, int B)
     }
 }
 
-static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B)
+static void thin_conv_forward(pb_layer *l, const float *x, int B)
 {
     thin_ws t;
-    thin_layout(l, l->ws, &t);
+    thin_layout(l, l->ws, 0, &t);
+    const int oc = l->oc;
+    for (int o = 0; o < oc; o++) {
+        for (size_t r = 0; r < t.rows; r++)
+            t.wt[r * t.ocp + o] = l->w->w[o * t.rows + r];
+        t.bias[o] = l->has_bias ? l->b->w[o] : 0.0f;
+    }
+    batch_job j = {l, x, NULL, B, 0};
+    pb_par_run(thin_forward_part, &j,
+               batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l)));
+}
+
+static void thin_backward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const pb_layer *l = j->l;
+    thin_ws t;
+    thin_layout(l, l->ws, part, &t);
     const int oc = l->oc, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    for (int o = 0; o < oc; o++)
-        memcpy(t.wr + o * t.rowsp, l->w->w + o * t.rows, t.rows * sizeof(float));
+    float *dx = j->dx;
     memset(t.gacc, 0, (size_t)oc * (t.rows + 1) * VL * sizeof(float));
-    for (int b = 0; b < B; b++) {
-        thin_load_example(l, &t, x + b * isz);
+    const int b1 = pb_par_begin(j->B, part + 1, nparts);
+    for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
+        thin_load_example(l, &t, j->x + b * isz);
         /* dgrid columns x >= ow stay zero, so the dropped outputs add nothing */
         for (int o = 0; o < oc; o++)
             for (int y = 0; y < oh; y++)
@@ -645,9 +706,35 @@ static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B)
         memset(t.dxpad, 0, (size_t)l->ic * t.plane * sizeof(float));
         thin_dx(&t, oc);
         for (int c = 0; c < l->ic; c++)
-            for (int y = 0; y < l->ih; y++)
-                row_add(dx + b * isz + ((size_t)c * l->ih + y) * l->iw,
-                        t.dxpad + c * t.plane + (y + l->pad) * t.pw + l->pad, l->iw);
+            for (int y = 0; y < l->ih; y++) {
+                float *dst = dx + b * isz + ((size_t)c * l->ih + y) * l->iw;
+                const float *src = t.dxpad + c * t.plane + (y + l->pad) * t.pw + l->pad;
+                if (j->write)
+                    row_copy(dst, src, l->iw);
+                else
+                    row_add(dst, src, l->iw);
+            }
+    }
+}
+
+static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
+{
+    thin_ws t;
+    thin_layout(l, l->ws, 0, &t);
+    const int oc = l->oc;
+    for (int o = 0; o < oc; o++)
+        memcpy(t.wr + o * t.rowsp, l->w->w + o * t.rows, t.rows * sizeof(float));
+    batch_job j = {l, x, dx, B, write};
+    const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l));
+    pb_par_run(thin_backward_part, &j, nparts);
+    /* the parts' lanes are added in part order, so the sums do not depend on
+     * which part finished first */
+    const size_t nlanes = (size_t)oc * (t.rows + 1);
+    for (int p = 1; p < nparts; p++) {
+        thin_ws tp;
+        thin_layout(l, l->ws, p, &tp);
+        for (size_t i = 0; i < nlanes; i++)
+            ((vf *)t.gacc)[i] += ((const vf *)tp.gacc)[i];
     }
     for (int o = 0; o < oc; o++)
         for (size_t r = 0; r <= t.rows; r++) {
@@ -691,12 +778,14 @@ static void conv_forward(pb_layer *l, const float *x, int B)
     }
 }
 
-static void conv_backward(pb_layer *l, const float *x, float *dx, int B)
+static void conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
 {
     if (conv_is_thin(l)) {
-        thin_conv_backward(l, x, dx, B);
+        thin_conv_backward(l, x, dx, B, write);
         return;
     }
+    if (dx && write)
+        memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
     const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
     const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
     float *cols = l->ws;
@@ -733,11 +822,12 @@ static void conv_backward(pb_layer *l, const float *x, float *dx, int B)
 
 /* ----------------------------------------------------------------- pools */
 
-static void maxpool_forward_any(pb_layer *l, const float *x, int B)
+/* Max pooling of examples [b0, b1). */
+static void maxpool_forward_any(pb_layer *l, const float *x, int b0, int b1)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    for (int b = 0; b < B; b++)
+    for (int b = b0; b < b1; b++)
         for (int c = 0; c < l->ic; c++) {
             const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
             float *restrict o = l->out + b * osz + (size_t)c * oh * ow;
@@ -765,56 +855,125 @@ static void maxpool_forward_any(pb_layer *l, const float *x, int B)
 
 /* Index of the larger of x[i] and x[j] (j after i): NaN wins, as in PyTorch,
  * so divergence shows up in the loss; on a tie or two NaNs the scan order of
- * the generic loop decides (first maximum, last NaN). */
+ * the generic loop decides (first maximum, last NaN). Computed without a
+ * branch: which of two activations is larger is a coin toss that a branch
+ * predictor gets wrong half the time. */
 static inline int32_t pool_pick(const float *x, int32_t i, int32_t j)
 {
-    return (x[j] > x[i]) | (x[j] != x[j]) ? j : i;
+    const int32_t take = (x[j] > x[i]) | (x[j] != x[j]);
+    return i + ((j - i) & -take);
 }
 
 /* The 2x2 window with stride 2 of LeNet and VGG-style nets, as a tournament
  * ((a, b), (c, d)) that picks what the generic scan (a, b, c, d) picks, with
- * two independent comparisons first and no window loops: twice as fast as
- * the generic loop on LeNet-5's pools, which cost as much as its convs. */
-static void maxpool2_forward(pb_layer *l, const float *x, int B)
+ * two independent comparisons first and no window loops. */
+static inline void pool2_one(const float *restrict xc, int iw, int32_t at, int32_t cbase,
+                             float *restrict o, int32_t *restrict ix)
+{
+    const int32_t top = pool_pick(xc, at, at + 1);
+    const int32_t bottom = pool_pick(xc, at + iw, at + iw + 1);
+    const int32_t best = pool_pick(xc, top, bottom);
+    *o = xc[best];
+    *ix = cbase + best;
+}
+
+/* Eight outputs of the tournament at once, from 16 inputs of each row: the
+ * even and odd columns are split by shuffles, and a compare's lane mask
+ * (all ones or zeros) selects by bitwise and/or, the index too
+ * (2 * lane - mask adds 1 where the odd column won). */
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* always_inline: compiled into each clone of the caller for its vector ISA */
+__attribute__((always_inline)) static inline void pool2_eight(const float *restrict row, int iw,
+                                                              int32_t at, float *restrict o,
+                                                              int32_t *restrict ix)
+{
+    const vf t = *(const vf_unaligned *)row, u = *(const vf_unaligned *)(row + iw);
+    const v8f a = __builtin_shufflevector(t, t, 0, 2, 4, 6, 8, 10, 12, 14);
+    const v8f b = __builtin_shufflevector(t, t, 1, 3, 5, 7, 9, 11, 13, 15);
+    const v8f c = __builtin_shufflevector(u, u, 0, 2, 4, 6, 8, 10, 12, 14);
+    const v8f d = __builtin_shufflevector(u, u, 1, 3, 5, 7, 9, 11, 13, 15);
+    const v8i even = (v8i){0, 2, 4, 6, 8, 10, 12, 14} + at;
+    /* take = the later of two wins, as in pool_pick */
+    const v8i tt = (b > a) | (b != b), tb = (d > c) | (d != d);
+    const v8i top = ((v8i)b & tt) | ((v8i)a & ~tt), bottom = ((v8i)d & tb) | ((v8i)c & ~tb);
+    const v8i itop = even - tt, ibottom = even + iw - tb;
+    const v8i tk = ((v8f)bottom > (v8f)top) | ((v8f)bottom != (v8f)bottom);
+    const v8i best = (bottom & tk) | (top & ~tk), ibest = (ibottom & tk) | (itop & ~tk);
+    memcpy(o, &best, sizeof best); /* the bits of floats; o and ix need no alignment */
+    memcpy(ix, &ibest, sizeof ibest);
+}
+
+CLONES static void maxpool2_forward(pb_layer *l, const float *x, int b0, int b1)
 {
     const int ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    for (int b = 0; b < B; b++)
+    for (int b = b0; b < b1; b++)
         for (int c = 0; c < l->ic; c++) {
             const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
             float *restrict o = l->out + b * osz + (size_t)c * oh * ow;
             int32_t *restrict ix = l->idx + b * osz + (size_t)c * oh * ow;
             const int32_t cbase = c * ih * iw;
-            for (int y = 0; y < oh; y++)
-                for (int xo = 0; xo < ow; xo++) {
-                    const int32_t at = 2 * y * iw + 2 * xo;
-                    const int32_t top = pool_pick(xc, at, at + 1);
-                    const int32_t bottom = pool_pick(xc, at + iw, at + iw + 1);
-                    const int32_t best = pool_pick(xc, top, bottom);
-                    o[y * ow + xo] = xc[best];
-                    ix[y * ow + xo] = cbase + best;
+            for (int y = 0; y < oh; y++) {
+                float *restrict orow = o + y * ow;
+                int32_t *restrict irow = ix + y * ow;
+                int xo = 0;
+                if (ow >= 8) {
+                    /* the last block of eight may overlap the one before */
+                    for (;; xo += 8) {
+                        if (xo > ow - 8)
+                            xo = ow - 8;
+                        const int32_t at = 2 * y * iw + 2 * xo;
+                        pool2_eight(xc + at, iw, cbase + at, orow + xo, irow + xo);
+                        if (xo == ow - 8)
+                            break;
+                    }
+                    continue;
                 }
+                for (; xo < ow; xo++)
+                    pool2_one(xc, iw, 2 * y * iw + 2 * xo, cbase, orow + xo, irow + xo);
+            }
         }
+}
+
+static void maxpool_forward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const int b0 = pb_par_begin(j->B, part, nparts), b1 = pb_par_begin(j->B, part + 1, nparts);
+    if (j->l->k == 2 && j->l->stride == 2)
+        maxpool2_forward(j->l, j->x, b0, b1);
+    else
+        maxpool_forward_any(j->l, j->x, b0, b1);
+}
+
+static void maxpool_backward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const pb_layer *l = j->l;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const int b1 = pb_par_begin(j->B, part + 1, nparts);
+    for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
+        const float *restrict d = l->dout + b * osz;
+        const int32_t *restrict ix = l->idx + b * osz;
+        float *restrict g = j->dx + b * isz;
+        if (j->write) /* zeroed here, in cache, instead of by the model */
+            memset(g, 0, isz * sizeof(float));
+        for (size_t i = 0; i < osz; i++)
+            g[ix[i]] += d[i];
+    }
 }
 
 static void maxpool_forward(pb_layer *l, const float *x, int B)
 {
-    if (l->k == 2 && l->stride == 2)
-        maxpool2_forward(l, x, B);
-    else
-        maxpool_forward_any(l, x, B);
+    batch_job j = {l, x, NULL, B, 0};
+    pb_par_run(maxpool_forward_part, &j, batch_parts(B, (size_t)B * pb_layer_isize(l), INT_MAX));
 }
 
-static void maxpool_backward(pb_layer *l, float *dx, int B)
+static void maxpool_backward(pb_layer *l, float *dx, int B, int write)
 {
-    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    for (int b = 0; b < B; b++) {
-        const float *restrict d = l->dout + b * osz;
-        const int32_t *restrict ix = l->idx + b * osz;
-        float *restrict g = dx + b * isz;
-        for (size_t j = 0; j < osz; j++)
-            g[ix[j]] += d[j];
-    }
+    batch_job j = {l, NULL, dx, B, write};
+    pb_par_run(maxpool_backward_part, &j, batch_parts(B, (size_t)B * pb_layer_isize(l), INT_MAX));
 }
 
 static void avgpool_forward(pb_layer *l, const float *x, int B)
@@ -900,10 +1059,21 @@ CLONES static void relu_forward(float *restrict o, const float *restrict x, size
         o[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
+/* dx += (or, when write, dx =) the gradient passed where out > 0 */
 CLONES static void relu_backward(float *restrict dx, const float *restrict out,
-                                 const float *restrict d, size_t n)
+                                 const float *restrict d, size_t n, int write)
 {
     size_t i = 0;
+    if (write) {
+        for (; i + VL <= n; i += VL) {
+            const vf g = *(const vf_unaligned *)(d + i);
+            const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+            *(vf_unaligned *)(dx + i) = (vf)((vi)g & pass);
+        }
+        for (; i < n; i++)
+            dx[i] = out[i] > 0.0f ? d[i] : 0.0f;
+        return;
+    }
     for (; i + VL <= n; i += VL) {
         const vf g = *(const vf_unaligned *)(d + i);
         const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
@@ -911,6 +1081,46 @@ CLONES static void relu_backward(float *restrict dx, const float *restrict out,
     }
     for (; i < n; i++)
         dx[i] += out[i] > 0.0f ? d[i] : 0.0f;
+}
+
+/* ReLU on n floats, split into parts of whole vectors. */
+typedef struct relu_job {
+    float *dst;       /* out (forward) or dx (backward) */
+    const float *src; /* x (forward) or out (backward) */
+    const float *d;   /* dout (backward) */
+    size_t n;
+    int write;        /* backward: overwrite dx */
+} relu_job;
+
+static void relu_span(const relu_job *j, int part, int nparts, size_t *i0, size_t *len)
+{
+    const size_t chunk = round_up((j->n + (size_t)nparts - 1) / (size_t)nparts, VL);
+    const size_t lo = (size_t)part * chunk < j->n ? (size_t)part * chunk : j->n;
+    *i0 = lo;
+    *len = j->n - lo < chunk ? j->n - lo : chunk;
+}
+
+static void relu_forward_part(void *ctx, int part, int nparts)
+{
+    const relu_job *j = ctx;
+    size_t i0, len;
+    relu_span(j, part, nparts, &i0, &len);
+    relu_forward(j->dst + i0, j->src + i0, len);
+}
+
+static void relu_backward_part(void *ctx, int part, int nparts)
+{
+    const relu_job *j = ctx;
+    size_t i0, len;
+    relu_span(j, part, nparts, &i0, &len);
+    relu_backward(j->dst + i0, j->src + i0, j->d + i0, len, j->write);
+}
+
+static void relu_run(pb_par_fn fn, float *dst, const float *src, const float *d, size_t n,
+                     int write)
+{
+    relu_job j = {dst, src, d, n, write};
+    pb_par_run(fn, &j, batch_parts(INT_MAX, n, INT_MAX));
 }
 
 static void add_forward(float *restrict o, const float *x, const float *x2, size_t n)
@@ -1058,7 +1268,7 @@ void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int t
     case PB_MAXPOOL: maxpool_forward(l, x, B); break;
     case PB_AVGPOOL: avgpool_forward(l, x, B); break;
     case PB_GAP: gap_forward(l, x, B); break;
-    case PB_RELU: relu_forward(l->out, x, n); break;
+    case PB_RELU: relu_run(relu_forward_part, l->out, x, NULL, n, 0); break;
     case PB_BN: bn_forward(l, x, B, train); break;
     case PB_FLATTEN: memcpy(l->out, x, n * sizeof(float)); break;
     case PB_ADD: add_forward(l->out, x, x2, n); break;
@@ -1067,35 +1277,66 @@ void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int t
     }
 }
 
-void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B)
+static void backward(pb_layer *l, const float *x, float *dx, float *dx2, int B, int write)
 {
     assert(B >= 1 && B <= l->max_batch);
     const size_t n = (size_t)B * pb_layer_osize(l);
     switch (l->kind) {
-    case PB_DENSE: dense_backward(l, x, dx, B); break;
-    case PB_CONV: conv_backward(l, x, dx, B); break;
-    case PB_BN: bn_backward(l, dx, B); break;
-    case PB_ADD:
-        /* separate calls: dx and dx2 are the same buffer when a layer is added to itself */
+    case PB_DENSE: dense_backward(l, x, dx, B, write); break;
+    case PB_CONV: conv_backward(l, x, dx, B, write); break;
+    case PB_MAXPOOL:
         if (dx)
+            maxpool_backward(l, dx, B, write);
+        break;
+    case PB_RELU:
+        if (dx)
+            relu_run(relu_backward_part, dx, l->out, l->dout, n, write);
+        break;
+    case PB_FLATTEN:
+        if (dx && write)
+            memcpy(dx, l->dout, n * sizeof(float));
+        else if (dx)
             add_into(dx, l->dout, n);
-        if (dx2)
-            add_into(dx2, l->dout, n);
         break;
     default:
-        if (!dx)
-            break;
+        if (dx && write)
+            memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
         switch (l->kind) {
-        case PB_MAXPOOL: maxpool_backward(l, dx, B); break;
-        case PB_AVGPOOL: avgpool_backward(l, dx, B); break;
-        case PB_GAP: gap_backward(l, dx, B); break;
-        case PB_RELU: relu_backward(dx, l->out, l->dout, n); break;
-        case PB_FLATTEN: add_into(dx, l->dout, n); break;
-        case PB_DROPOUT: dropout_backward(l, dx, n); break;
+        case PB_BN: bn_backward(l, dx, B); break;
+        case PB_ADD:
+            /* separate calls: dx and dx2 are the same buffer when a layer is added to itself */
+            if (dx)
+                add_into(dx, l->dout, n);
+            if (dx2)
+                add_into(dx2, l->dout, n);
+            break;
+        case PB_AVGPOOL:
+            if (dx)
+                avgpool_backward(l, dx, B);
+            break;
+        case PB_GAP:
+            if (dx)
+                gap_backward(l, dx, B);
+            break;
+        case PB_DROPOUT:
+            if (dx)
+                dropout_backward(l, dx, n);
+            break;
         default: assert(!"unknown layer kind"); break;
         }
         break;
     }
+}
+
+void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B)
+{
+    backward(l, x, dx, dx2, B, 0);
+}
+
+void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B)
+{
+    assert(l->kind != PB_ADD);
+    backward(l, x, dx, NULL, B, 1);
 }
 
 /* ----------------------------------------------------------------- FLOPs */

@@ -89,6 +89,11 @@ void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int t
  * x is the same input given to forward. dx may be NULL (first layer). */
 void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B);
 
+/* The same for a layer with one input, except that dx is overwritten instead
+ * of added to: the model uses it where l is the only consumer of its input,
+ * which saves zeroing the largest gradient buffers before every backward. */
+void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B);
+
 /* Floating-point operations (2 per multiply-accumulate, plus bias adds) of one
  * example's forward pass through a DENSE or CONV layer (0 for other kinds); a weight counts only
  * where its mask is nonzero when effective=1 (for convolutions per output position). */

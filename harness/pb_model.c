@@ -519,10 +519,30 @@ void pb_model_zero_grad(pb_model *m)
         memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
 }
 
+/* The layer whose backward alone writes layer i's output gradient: the only
+ * reader of that output, unless it is a residual add (which accumulates);
+ * -1 when there is no such layer. */
+static int sole_consumer(const pb_model *m, int i)
+{
+    int n = 0, who = -1;
+    for (int j = i + 1; j < m->nlayers; j++) {
+        const pb_layer *l = &m->layers[j];
+        const int reads = (l->in == i) + (l->kind == PB_ADD && l->in2 == i);
+        n += reads;
+        if (reads)
+            who = j;
+    }
+    return n == 1 && m->layers[who].kind != PB_ADD ? who : -1;
+}
+
 void pb_model_backward(pb_model *m, const float *x, int B, const float *dlogits, float *dx)
 {
+    /* A gradient buffer with a sole consumer is written by that consumer's
+     * backward (pb_layer_backward_write); the others (two consumers, as at a
+     * residual add) are zeroed and accumulated into. */
     for (int i = 0; i < m->nlayers - 1; i++)
-        memset(m->layers[i].dout, 0, (size_t)B * pb_layer_osize(&m->layers[i]) * sizeof(float));
+        if (sole_consumer(m, i) < 0)
+            memset(m->layers[i].dout, 0, (size_t)B * pb_layer_osize(&m->layers[i]) * sizeof(float));
     pb_layer *last = &m->layers[m->nlayers - 1];
     memcpy(last->dout, dlogits ? dlogits : m->dlogits, (size_t)B * m->ncls * sizeof(float));
     if (dx)
@@ -537,7 +557,10 @@ void pb_model_backward(pb_model *m, const float *x, int B, const float *dlogits,
             (void)in2;
             din2 = l->in2 < 0 ? dx : m->layers[l->in2].dout;
         }
-        pb_layer_backward(l, in, din, din2, B);
+        if (l->in >= 0 && sole_consumer(m, l->in) == i)
+            pb_layer_backward_write(l, in, din, B);
+        else
+            pb_layer_backward(l, in, din, din2, B);
     }
     for (int i = 0; i < m->nparams; i++)
         if (m->gens[i].backprop)

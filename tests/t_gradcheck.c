@@ -2,6 +2,7 @@
  * of loss = sum(out * R), plus conv against a direct convolution, BN running
  * statistics, dropout masks, accumulation and FLOP counts. Prints TAP. */
 #include "pb_layer.h"
+#include "pb_par.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -630,6 +631,112 @@ static int t_conv_chunked(void)
     return ok;
 }
 
+/* The 2x2 max pool's vector path (rows of 8 and more outputs) picks what the
+ * generic scan picks, ties (first maximum) and NaN (last NaN) included. */
+static int t_maxpool2_scan(void)
+{
+    fixture f;
+    const int B = 2;
+    if (!fx_setup(&f, mk_pool(PB_MAXPOOL, 3, 20, 18, 2, 2), B)) {
+        fx_free(&f);
+        return 0;
+    }
+    pb_layer *l = &f.l;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    float *x = falloc(B * isz);
+    for (size_t i = 0; i < B * isz; i++)
+        x[i] = pb_rng_below(&g_rng, 50) == 0 ? NAN : (float)pb_rng_below(&g_rng, 3);
+    pb_layer_forward(l, x, NULL, B, 1, NULL);
+    int ok = 1;
+    for (int b = 0; b < B && ok; b++)
+        for (int c = 0; c < l->ic; c++)
+            for (int y = 0; y < l->oh; y++)
+                for (int xo = 0; xo < l->ow; xo++) {
+                    const float *xc = x + b * isz + (size_t)c * l->ih * l->iw;
+                    int best = 2 * y * l->iw + 2 * xo;
+                    for (int k = 1; k < 4; k++) {
+                        const int at = (2 * y + k / 2) * l->iw + 2 * xo + k % 2;
+                        if (xc[at] > xc[best] || xc[at] != xc[at])
+                            best = at;
+                    }
+                    const size_t o = b * osz + ((size_t)c * l->oh + y) * l->ow + xo;
+                    if (l->idx[o] != c * l->ih * l->iw + best) {
+                        printf("# example %d channel %d (%d,%d): index %d, scan picks %d\n", b, c,
+                               y, xo, (int)l->idx[o], c * l->ih * l->iw + best);
+                        ok = 0;
+                    }
+                }
+    pb_free(x);
+    fx_free(&f);
+    return ok;
+}
+
+/* Split across two threads, forward outputs and dx are the same as on one
+ * thread (each example is computed alike) and weight gradients agree to
+ * rounding (partial sums per part); backward_write overwrites dx. */
+static int t_threads(void)
+{
+    const pb_layer protos[3] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+                                mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2)};
+    const int B = 16;
+    int ok = 1;
+    for (int t = 0; t < 3 && ok; t++) {
+        fixture f;
+        if (!fx_setup(&f, protos[t], B)) {
+            fx_free(&f);
+            return 0;
+        }
+        pb_layer *l = &f.l;
+        const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+        const size_t nw = l->w ? l->w->n : 0;
+        float *x = falloc(B * isz), *R = falloc(B * osz), *out[2], *dx[2], *gw[2];
+        fill(x, B * isz, protos[t].kind == PB_MAXPOOL ? GEN_DISTINCT : GEN_NORMAL);
+        fill(R, B * osz, GEN_NORMAL);
+        for (int run = 0; run < 2; run++) {
+            out[run] = falloc(B * osz);
+            dx[run] = falloc(B * isz);
+            gw[run] = falloc(nw + 1);
+            /* run 1: two threads, and a dx full of garbage that must be overwritten */
+            pb_par_set_threads(run + 1);
+            pb_layer_free(l);
+            char err[PB_ERRLEN];
+            if (pb_layer_alloc(l, B, err, sizeof err) != PB_OK) {
+                printf("# %s\n", err);
+                ok = 0;
+                break;
+            }
+            zero_grads(l);
+            pb_layer_forward(l, x, NULL, B, 1, NULL);
+            memcpy(out[run], l->out, B * osz * sizeof(float));
+            memcpy(l->dout, R, B * osz * sizeof(float));
+            if (run == 0) {
+                pb_layer_backward(l, x, dx[run], NULL, B);
+            } else {
+                for (size_t i = 0; i < B * isz; i++)
+                    dx[run][i] = 1e6f;
+                pb_layer_backward_write(l, x, dx[run], B);
+            }
+            if (nw)
+                memcpy(gw[run], l->w->g, nw * sizeof(float));
+        }
+        pb_par_set_threads(1);
+        if (ok) {
+            ok &= near_all("out", out[1], out[0], B * osz, 0.0);
+            ok &= near_all("dx", dx[1], dx[0], B * isz, 0.0);
+            ok &= near_all("dW", gw[1], gw[0], nw, 1e-4);
+        }
+        for (int run = 0; run < 2; run++) {
+            pb_free(out[run]);
+            pb_free(dx[run]);
+            pb_free(gw[run]);
+        }
+        pb_free(x);
+        pb_free(R);
+        fx_free(&f);
+    }
+    return ok;
+}
+
 /* Backward adds to dx and to parameter gradients: twice doubles them. */
 static int t_accumulates(void)
 {
@@ -802,6 +909,8 @@ static const test tests[] = {
     {"conv forward matches direct convolution", t_conv_naive},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
+    {"maxpool k2s2 vector path picks what the scan picks (ties, NaN)", t_maxpool2_scan},
+    {"conv and maxpool on two threads match one thread; backward_write overwrites dx", t_threads},
     {"avgpool k2s2 and k3s1: dx", t_avgpool},
     {"global average pooling: dx", t_gap},
     {"relu: dx", t_relu},
