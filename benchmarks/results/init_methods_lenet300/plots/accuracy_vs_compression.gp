@@ -1,0 +1,21 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   cd /work/main/benchmarks/results/init_methods_lenet300/plots && gnuplot accuracy_vs_compression.gp
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_compression.png'
+set title 'test accuracy (mean ± std over seeds)'
+set xlabel 'compression ratio (parameters / nonzero parameters)'
+set ylabel 'test accuracy'
+set grid
+set key outside right top
+set logscale x 2
+set xrange [7.5873:512.711]
+set offsets 0, 0, graph 0.04, graph 0.04
+plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 title 'snip', \
+     'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 title 'grasp', \
+     'accuracy_vs_compression.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 title 'synflow', \
+     'accuracy_vs_compression.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 title 'random'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_compression.svg'
+replot
+unset output

@@ -1,0 +1,53 @@
+-- init_methods.lua: pruning at initialization at extreme sparsity (SNIP, GraSP,
+-- SynFlow; METHODS.md "Pruning at initialization"), with random as control.
+--
+--   ./prunebench run benchmarks/init_methods.lua -j 2 --out benchmarks/results
+--
+-- LeNet-300-100 and LeNet-5 on Fashion-MNIST, pruned at initialization to
+-- s in {0.9, 0.98, 0.99, 0.995, 0.998, 0.999}, then the sparse network is
+-- trained from scratch. SynFlow's claim (Tanaka et al. 2020): it avoids layer
+-- collapse (a layer pruned away entirely, or so far that it disconnects the
+-- network) at extreme sparsity, where SNIP and GraSP collapse. The
+-- layer_sparsity chart and layers.csv show the weights each method leaves per
+-- layer; a layer with 0 nonzero weights is a collapse (accuracy 0.10).
+--
+-- random: uniform random pruning over all prunable weights (scope = global,
+-- so every layer keeps about 1-s of its weights) at initialization. The
+-- `random` plugin prunes a "trained" model, so its dense model is trained for
+-- 0 epochs (= the initialization) and its "fine-tuning" is the full training
+-- recipe: the same as training a randomly pruned network from scratch.
+--
+-- Budget cuts (all four paper scripts share ~60 min on two shared cores):
+-- 4 epochs (LeNet-300-100) / 2 epochs (LeNet-5) of SGD (lr 0.05, momentum 0.9,
+-- batch 128), 2 seeds instead of 3. The recipes equal global_mp.lua's, so the SNIP and
+-- SynFlow cells at the sparsities both scripts share have the same
+-- configuration hash as there (they are the same computation): their per-cell
+-- files were copied from the global_mp results' cells/ (experiment
+-- column rewritten) instead of training them a second time.
+
+local function epochs(lenet300, lenet5)
+  return function(cell) return cell.arch == "lenet5" and lenet5 or lenet300 end
+end
+
+-- One experiment per model (results in benchmarks/results/init_methods_lenet300/
+-- and .../init_methods_lenet5/), so each chart compares the methods on one network.
+local SEEDS = { lenet300 = { 1, 2 }, lenet5 = { 1, 2 } }
+
+for _, arch in ipairs({ "lenet300", "lenet5" }) do
+  experiment("init_methods_" .. arch) {
+    models   = { arch },
+    datasets = { "fashion-mnist" },
+    methods  = {
+      "snip",
+      "grasp",
+      "synflow",
+      { "random", scope = "global", train = { epochs = 0 },
+        finetune = { epochs = epochs(4, 2), lr = 0.05 } },
+    },
+    sparsity = { 0.9, 0.98, 0.99, 0.995, 0.998, 0.999 },
+    seeds    = SEEDS[arch],
+    train    = { epochs = epochs(4, 2), batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
+    finetune = { epochs = epochs(2, 1), lr = 0.01 },  -- unused by the init methods; as in global_mp.lua
+    plots    = { "accuracy_vs_compression", "accuracy_vs_params", "layer_sparsity" },
+  }
+end

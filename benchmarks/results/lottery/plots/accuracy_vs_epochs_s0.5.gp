@@ -1,0 +1,18 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   cd /work/main/benchmarks/results/lottery/plots && gnuplot accuracy_vs_epochs_s0.5.gp
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_epochs_s0.5.png'
+set title 'test accuracy over epochs at sparsity 0.5 (dense for reference)'
+set xlabel 'epochs (pruning a trained model includes its pre-training)'
+set ylabel 'test accuracy'
+set grid
+set key outside right top
+plot 'accuracy_vs_epochs_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 title 'dense', \
+     'accuracy_vs_epochs_s0.5.dat' index 1 using 1:2 with linespoints pointsize 0.6 title 'lottery', \
+     'accuracy_vs_epochs_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 title 'lottery_reinit', \
+     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 title 'lottery_random'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_epochs_s0.5.svg'
+replot
+unset output

@@ -1,0 +1,20 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   cd /work/main/benchmarks/results/sparse_vs_dense_lenet300/plots && gnuplot accuracy_vs_epochs_s0.9.gp
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_epochs_s0.9.png'
+set title 'test accuracy over epochs at sparsity 0.9 (dense for reference)'
+set xlabel 'epochs (pruning a trained model includes its pre-training)'
+set ylabel 'test accuracy'
+set grid
+set key outside right top
+plot 'accuracy_vs_epochs_s0.9.dat' index 0 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet300, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.9.dat' index 1 using 1:2 with linespoints pointsize 0.6 title 'gradual (lenet300, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.9.dat' index 2 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet300@w0.2193, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.9.dat' index 3 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet300@w0.1111, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.9.dat' index 4 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet300@w0.056, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.9.dat' index 5 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet300@w0.0225, fashion-mnist)'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_epochs_s0.9.svg'
+replot
+unset output

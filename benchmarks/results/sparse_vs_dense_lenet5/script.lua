@@ -1,0 +1,83 @@
+-- sparse_vs_dense.lua: large-sparse vs small-dense (Zhu & Gupta 2017),
+-- METHODS.md "Gradual magnitude".
+--
+--   ./prunebench run benchmarks/sparse_vs_dense.lua -j 2 --out benchmarks/results
+--
+-- (results: benchmarks/results/sparse_vs_dense_lenet300/ and sparse_vs_dense_lenet5/)
+--
+-- LeNet-300-100 trained from scratch while pruned gradually (method `gradual`,
+-- cubic schedule, s_i = 0, dt = 100 steps, pruning from 10 % to 65 % of the
+-- steps, mask frozen afterwards) to s_f in {0.8, 0.9, 0.95, 0.98}, against the
+-- dense LeNet-300-100 narrowed by a width multiplier w so that its weights
+-- match the large-sparse model's nonzero prunable weights:
+--     784*300w + 300w*100w + 100w*10 = (1 - s) * 266200
+-- (hidden sizes round(300w), round(100w); w is solved below, then nudged so the
+-- rounded layer sizes come closest to the target count). The same with LeNet-5
+-- (conv 6w, conv 16w, fc 120w, fc 84w; prunable weights 61470):
+--     25*6w + 6w*16w*25 + 400w*120w + 120w*84w + 84w*10 = (1 - s) * 61470.
+-- Every cell uses the same recipe (SGD 0.05, momentum 0.9, batch 128) and the
+-- same epochs; the full-width dense model is the reference.
+--
+-- Budget cuts (all four paper scripts share ~60 min on two shared cores):
+-- LeNet-300-100 trains 5 epochs with 3 seeds; LeNet-5 trains 2 epochs with
+-- 2 seeds (Zhu & Gupta train to convergence).
+
+local SPARSITIES = { 0.8, 0.9, 0.95, 0.98 }
+
+local function round(x) return math.floor(x + 0.5) end  -- lround for x >= 0
+
+-- weights of the width-scaled models, with the harness's rounding of layer sizes
+local function lenet300_weights(w)
+  local h1, h2 = round(300 * w), round(100 * w)
+  return 784 * h1 + h1 * h2 + h2 * 10
+end
+local function lenet5_weights(w)
+  local c1, c2, f1, f2 = round(6 * w), round(16 * w), round(120 * w), round(84 * w)
+  return 25 * c1 + 25 * c1 * c2 + 25 * c2 * f1 + f1 * f2 + f2 * 10
+end
+
+-- positive root of a*w^2 + b*w = target, then the w nearby (step 1e-4, within
+-- +-15 %) whose rounded layer sizes give the count closest to target
+local function solve_width(a, b, target, count)
+  local w0 = (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)
+  local best, berr = w0, math.abs(count(w0) - target)
+  for i = -1500, 1500 do
+    local w = w0 * (1 + i * 1e-4)
+    local err = math.abs(count(w) - target)
+    if err < berr or (err == berr and math.abs(w - w0) < math.abs(best - w0)) then best, berr = w, err end
+  end
+  return tonumber(string.format("%.4f", best)), w0
+end
+
+-- One experiment per network (results in benchmarks/results/sparse_vs_dense_lenet300/
+-- and .../sparse_vs_dense_lenet5/): the full-width model (dense and gradual)
+-- and its four narrowed dense counterparts.
+local models = { lenet300 = { "lenet300" }, lenet5 = { "lenet5" } }
+for _, s in ipairs(SPARSITIES) do
+  local t300 = (1 - s) * 266200
+  local w, w0 = solve_width(30000, 236200, t300, lenet300_weights)
+  print(string.format("lenet300 s=%.2f: target %.0f weights, w=%.4f (root %.4f) -> %d weights",
+                      s, t300, w, w0, lenet300_weights(w)))
+  table.insert(models.lenet300, { "lenet300", width = w })
+  local t5 = (1 - s) * 61470
+  local w5, w50 = solve_width(60480, 990, t5, lenet5_weights)
+  print(string.format("lenet5   s=%.2f: target %.0f weights, w=%.4f (root %.4f) -> %d weights",
+                      s, t5, w5, w50, lenet5_weights(w5)))
+  table.insert(models.lenet5, { "lenet5", width = w5 })
+end
+
+local SEEDS = { lenet300 = { 1, 2, 3 }, lenet5 = { 1, 2 } }
+local EPOCHS = { lenet300 = 5, lenet5 = 2 }
+
+for _, arch in ipairs({ "lenet300", "lenet5" }) do
+  experiment("sparse_vs_dense_" .. arch) {
+    models   = models[arch],
+    datasets = { "fashion-mnist" },
+    methods  = { "dense", { "gradual", sparsity = SPARSITIES } },
+    seeds    = SEEDS[arch],
+    -- gradual only on the full-width model
+    filter   = function(cell) return cell.method == "dense" or cell.width == 1.0 end,
+    train    = { epochs = EPOCHS[arch], batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
+    plots    = { "accuracy_vs_params", "accuracy_vs_flops", "accuracy_vs_epochs" },
+  }
+end
