@@ -758,7 +758,7 @@ static float *const *h_scores(pb_ctx *c)
     if (c->nscratch == 0) {
         int np = pb_model_nprunable(c->m);
         for (int i = 0; i < np; i++) {
-            c->scratch[i] = malloc(pb_model_prunable(c->m, i)->n * sizeof(float));
+            c->scratch[i] = malloc((pb_model_prunable(c->m, i)->n + 1) * sizeof(float));
             c->nscratch = i + 1;
             if (!c->scratch[i]) {
                 free_scratch(c);

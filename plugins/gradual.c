@@ -41,13 +41,12 @@ typedef struct state {
     long t0, n;
     long last_k;     /* last schedule point applied, -1 none */
     int frozen;
-    int nbuf;
-    float **buf;     /* per-tensor score buffers, kept across steps */
-    size_t *cap;
 } state;
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
+    if (!PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks scores()");
     if (args[ARG_END] < args[ARG_START])
         return h->fail(c, "end=%g is before start=%g", args[ARG_END], args[ARG_START]);
     state *st = calloc(1, sizeof *st);
@@ -63,17 +62,7 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     return PB_PLUGIN_OK;
 }
 
-static void destroy(void *p)
-{
-    state *st = p;
-    if (!st)
-        return;
-    for (int i = 0; i < st->nbuf; i++)
-        free(st->buf[i]);
-    free(st->buf);
-    free(st->cap);
-    free(st);
-}
+static void destroy(void *p) { free(p); }
 
 /* Records the target sparsity; the schedule prunes during training. */
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
@@ -88,41 +77,21 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return PB_PLUGIN_OK;
 }
 
-/* Scores = |w| into buffers that live as long as the plugin. */
-static int fill_scores(state *st, const pb_host *h, pb_ctx *c)
+/* Every layer to sparsity s by |w| of its surviving weights. */
+static int prune_layers(const pb_host *h, pb_ctx *c, double s)
 {
-    int nw = h->nweights(c);
-    if (nw > st->nbuf) {
-        float **b = realloc(st->buf, (size_t)nw * sizeof *b);
-        if (!b)
-            return h->fail(c, "out of memory");
-        st->buf = b;
-        size_t *cp = realloc(st->cap, (size_t)nw * sizeof *cp);
-        if (!cp)
-            return h->fail(c, "out of memory");
-        st->cap = cp;
-        for (int i = st->nbuf; i < nw; i++) {
-            st->buf[i] = NULL;
-            st->cap[i] = 0;
-        }
-        st->nbuf = nw;
-    }
+    float *const *scores = h->scores(c);
+    if (!scores)
+        return PB_PLUGIN_FAIL;
+    int nw = h->nweights(c), rc;
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
-        int rc = h->weights(c, i, &wt);
-        if (rc != PB_PLUGIN_OK)
+        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
             return rc;
-        if (st->cap[i] < wt.n) {
-            float *b = realloc(st->buf[i], wt.n * sizeof(float));
-            if (!b)
-                return h->fail(c, "out of memory");
-            st->buf[i] = b;
-            st->cap[i] = wt.n;
-        }
         for (size_t j = 0; j < wt.n; j++)
-            st->buf[i][j] = fabsf(wt.w[j]);
+            scores[i][j] = fabsf(wt.w[j]);
     }
-    return PB_PLUGIN_OK;
+    return h->mask_topk(c, scores, s, 1, 0);
 }
 
 /* Fixes the schedule at the first step of training. The host counts steps
@@ -170,12 +139,8 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
         double r = 1.0 - (double)k / (double)st->n;
         s = st->sf + (st->si - st->sf) * r * r * r;
     }
-    if (s > 0) {
-        if ((rc = fill_scores(st, h, c)) != PB_PLUGIN_OK)
-            return rc;
-        if ((rc = h->mask_topk(c, st->buf, s, 1, 0)) != PB_PLUGIN_OK)
-            return rc;
-    }
+    if (s > 0 && (rc = prune_layers(h, c, s)) != PB_PLUGIN_OK)
+        return rc;
     if (k == st->n) {
         st->frozen = 1;
         h->log(c, "step %ld: sparsity %.4f reached, mask frozen", step, s);

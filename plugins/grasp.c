@@ -34,8 +34,9 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, hvp) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "the host lacks grad(), hvp() or mask_topk()");
+    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, hvp) || !PB_HOST_HAS(h, mask_topk) ||
+        !PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks grad(), hvp(), mask_topk() or scores()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -46,15 +47,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 }
 
 static void destroy(void *p) { free(p); }
-
-static void free_arrays(float **a, int nw)
-{
-    if (!a)
-        return;
-    for (int i = 0; i < nw; i++)
-        free(a[i]);
-    free(a);
-}
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
@@ -67,19 +59,20 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     double loss = 0;
     if ((rc = h->grad(c, st->examples, st->temperature, &loss)) != PB_PLUGIN_OK)
         return rc;
-    /* g is overwritten by hvp(): v keeps a copy, hg receives H v and then the scores */
-    float **v = calloc((size_t)nw, sizeof *v), **hg = calloc((size_t)nw, sizeof *hg);
-    if (!v || !hg) {
-        rc = h->fail(c, "out of memory");
-        goto out;
-    }
+    /* g is overwritten by hvp(): v keeps a copy; hg (the host's scores) receives
+     * H v and then the scores */
+    float *const *hg = h->scores(c);
+    if (!hg)
+        return PB_PLUGIN_FAIL;
+    float **v = calloc((size_t)nw, sizeof *v);
+    if (!v)
+        return h->fail(c, "out of memory");
     double gnorm2 = 0;
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
             goto out;
-        size_t bytes = (wt.n ? wt.n : 1) * sizeof(float);
-        if (!(v[i] = malloc(bytes)) || !(hg[i] = calloc(1, bytes))) {
+        if (!(v[i] = malloc((wt.n ? wt.n : 1) * sizeof(float)))) {
             rc = h->fail(c, "out of memory");
             goto out;
         }
@@ -108,8 +101,9 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
            st->examples, loss, gnorm2, gHg);
     rc = h->mask_topk(c, hg, sparsity, 0, 0);
 out:
-    free_arrays(v, nw);
-    free_arrays(hg, nw);
+    for (int i = 0; i < nw; i++)
+        free(v[i]);
+    free(v);
     return rc;
 }
 

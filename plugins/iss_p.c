@@ -44,15 +44,12 @@ typedef struct state {
     long base;       /* host step count before this training's first step */
     long kstep, rstep;   /* K_p and R in steps */
     int frozen;
-    float *buf;          /* |w| of one layer, reused every step */
-    size_t cap;
-    int nbuf;
-    float **scores;      /* per-tensor |w| for the final mask */
-    size_t *scap;
 } state;
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
+    if (!PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks scores()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -64,18 +61,7 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     return PB_PLUGIN_OK;
 }
 
-static void destroy(void *p)
-{
-    state *st = p;
-    if (!st)
-        return;
-    free(st->buf);
-    for (int i = 0; i < st->nbuf; i++)
-        free(st->scores[i]);
-    free(st->scores);
-    free(st->scap);
-    free(st);
-}
+static void destroy(void *p) { free(p); }
 
 /* Records the target sparsity; shrinking happens during training. */
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
@@ -175,37 +161,18 @@ static int plan(state *st, const pb_host *h, pb_ctx *c, long step)
 
 static int freeze(state *st, const pb_host *h, pb_ctx *c, long step)
 {
+    float *const *scores = h->scores(c);
+    if (!scores)
+        return PB_PLUGIN_FAIL;
     int nw = h->nweights(c), rc;
-    if (nw > st->nbuf) {
-        float **sc = realloc(st->scores, (size_t)nw * sizeof *sc);
-        if (!sc)
-            return h->fail(c, "out of memory");
-        st->scores = sc;
-        size_t *cp = realloc(st->scap, (size_t)nw * sizeof *cp);
-        if (!cp)
-            return h->fail(c, "out of memory");
-        st->scap = cp;
-        for (int i = st->nbuf; i < nw; i++) {
-            st->scores[i] = NULL;
-            st->scap[i] = 0;
-        }
-        st->nbuf = nw;
-    }
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
             return rc;
-        if (st->scap[i] < wt.n) {
-            float *b = realloc(st->scores[i], wt.n * sizeof(float));
-            if (!b)
-                return h->fail(c, "out of memory");
-            st->scores[i] = b;
-            st->scap[i] = wt.n;
-        }
         for (size_t j = 0; j < wt.n; j++)
-            st->scores[i][j] = fabsf(wt.w[j]);
+            scores[i][j] = fabsf(wt.w[j]);
     }
-    if ((rc = h->mask_topk(c, st->scores, st->s, 1, 0)) != PB_PLUGIN_OK)
+    if ((rc = h->mask_topk(c, scores, st->s, 1, 0)) != PB_PLUGIN_OK)
         return rc;
     st->frozen = 1;
     h->log(c, "step %ld: hard mask frozen at sparsity %g", step, st->s);
@@ -228,19 +195,15 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
         double r = 1.0 - (double)step / (double)st->rstep;
         pr = st->s * (1.0 - r * r * r);
     }
+    float *const *scratch = h->scores(c); /* shrink() selects on a copy of |w| */
+    if (!scratch)
+        return PB_PLUGIN_FAIL;
     int nw = h->nweights(c);
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
             return rc;
-        if (st->cap < wt.n) {
-            float *b = realloc(st->buf, wt.n * sizeof(float));
-            if (!b)
-                return h->fail(c, "out of memory");
-            st->buf = b;
-            st->cap = wt.n;
-        }
-        shrink(wt.w, wt.n, (size_t)llround(pr * (double)wt.n), st->alpha, st->buf);
+        shrink(wt.w, wt.n, (size_t)llround(pr * (double)wt.n), st->alpha, scratch[i]);
     }
     return PB_PLUGIN_OK;
 }

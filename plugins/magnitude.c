@@ -3,7 +3,6 @@
 #include <prunebench/plugin.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 static const pb_param_spec params[] = {
     {.name = NULL},
@@ -12,28 +11,20 @@ static const pb_param_spec params[] = {
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     (void)p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    float **scores = calloc(nw > 0 ? (size_t)nw : 1, sizeof *scores);
+    if (!PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks scores()");
+    float *const *scores = h->scores(c);
     if (!scores)
-        return h->fail(c, "out of memory");
+        return PB_PLUGIN_FAIL;
+    int nw = h->nweights(c), rc;
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            break;
-        scores[i] = malloc((wt.n ? wt.n : 1) * sizeof(float));
-        if (!scores[i]) {
-            rc = h->fail(c, "out of memory");
-            break;
-        }
+            return rc;
         for (size_t j = 0; j < wt.n; j++)
             scores[i][j] = fabsf(wt.w[j]);
     }
-    if (rc == PB_PLUGIN_OK)
-        rc = h->mask_topk(c, scores, sparsity, 1, 0);
-    for (int i = 0; i < nw; i++)
-        free(scores[i]);
-    free(scores);
-    return rc;
+    return h->mask_topk(c, scores, sparsity, 1, 0);
 }
 
 const pb_plugin *prunebench_plugin(void);

@@ -18,6 +18,8 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
+    if (!PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks scores()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -37,28 +39,18 @@ static float uniform01(const pb_host *h, pb_ctx *c)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    float **scores = calloc(nw > 0 ? (size_t)nw : 1, sizeof *scores);
+    float *const *scores = h->scores(c);
     if (!scores)
-        return h->fail(c, "out of memory");
-    for (int i = 0; i < nw && rc == PB_PLUGIN_OK; i++) {
+        return PB_PLUGIN_FAIL;
+    int nw = h->nweights(c), rc;
+    for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            break;
-        scores[i] = malloc((wt.n ? wt.n : 1) * sizeof(float));
-        if (!scores[i]) {
-            rc = h->fail(c, "out of memory");
-            break;
-        }
+            return rc;
         for (size_t j = 0; j < wt.n; j++)
             scores[i][j] = uniform01(h, c);
     }
-    if (rc == PB_PLUGIN_OK)
-        rc = h->mask_topk(c, scores, sparsity, st->scope, 0);
-    for (int i = 0; i < nw; i++)
-        free(scores[i]);
-    free(scores);
-    return rc;
+    return h->mask_topk(c, scores, sparsity, st->scope, 0);
 }
 
 const pb_plugin *prunebench_plugin(void);

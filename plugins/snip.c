@@ -24,8 +24,8 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "the host lacks grad() or mask_topk()");
+    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, mask_topk) || !PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks grad(), mask_topk() or scores()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -35,15 +35,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 }
 
 static void destroy(void *p) { free(p); }
-
-static void free_scores(float **scores, int nw)
-{
-    if (!scores)
-        return;
-    for (int i = 0; i < nw; i++)
-        free(scores[i]);
-    free(scores);
-}
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
@@ -56,25 +47,18 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     double loss = 0;
     if ((rc = h->grad(c, st->examples, 1.0, &loss)) != PB_PLUGIN_OK)
         return rc;
-    float **scores = calloc((size_t)nw, sizeof *scores);
+    float *const *scores = h->scores(c);
     if (!scores)
-        return h->fail(c, "out of memory");
+        return PB_PLUGIN_FAIL;
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            goto out;
-        if (!(scores[i] = malloc((wt.n ? wt.n : 1) * sizeof(float)))) {
-            rc = h->fail(c, "out of memory");
-            goto out;
-        }
+            return rc;
         for (size_t j = 0; j < wt.n; j++)
             scores[i][j] = fabsf(wt.g[j] * wt.w[j]);
     }
     h->log(c, "gradient on %d examples, loss %.4f", st->examples, loss);
-    rc = h->mask_topk(c, scores, sparsity, 0, 0);
-out:
-    free_scores(scores, nw);
-    return rc;
+    return h->mask_topk(c, scores, sparsity, 0, 0);
 }
 
 const pb_plugin *prunebench_plugin(void);

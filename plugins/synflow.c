@@ -40,8 +40,8 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad_output_sum) || !PB_HOST_HAS(h, mask_topk))
-        return h->fail(c, "the host lacks grad_output_sum() or mask_topk()");
+    if (!PB_HOST_HAS(h, grad_output_sum) || !PB_HOST_HAS(h, mask_topk) || !PB_HOST_HAS(h, scores))
+        return h->fail(c, "the host lacks grad_output_sum(), mask_topk() or scores()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -60,8 +60,8 @@ enum { EVAL_OK = 0, EVAL_OVERFLOW, EVAL_UNDERFLOW };
 /* One SynFlow evaluation with every |w| scaled by 2^-shift: fills scores,
  * restores the signed weights from saved. *verdict says whether R and the
  * scores are usable. Returns a host status. */
-static int eval_scores(const pb_host *h, pb_ctx *c, int nw, int shift, float **saved, float **scores,
-                       double *R, int *verdict)
+static int eval_scores(const pb_host *h, pb_ctx *c, int nw, int shift, float **saved,
+                       float *const *scores, double *R, int *verdict)
 {
     int rc = PB_PLUGIN_OK;
     for (int i = 0; i < nw; i++) {
@@ -93,8 +93,8 @@ static int eval_scores(const pb_host *h, pb_ctx *c, int nw, int shift, float **s
 }
 
 /* Scores for one round, searching the shift when float overflows. */
-static int round_scores(const pb_host *h, pb_ctx *c, int nw, int *shift, float **saved, float **scores,
-                        double *R)
+static int round_scores(const pb_host *h, pb_ctx *c, int nw, int *shift, float **saved,
+                        float *const *scores, double *R)
 {
     int over = -1, under = MAX_SHIFT + 1; /* largest shift known to overflow, smallest to underflow */
     for (;;) {
@@ -123,15 +123,6 @@ static int round_scores(const pb_host *h, pb_ctx *c, int nw, int *shift, float *
     }
 }
 
-static void free_arrays(float **a, int nw)
-{
-    if (!a)
-        return;
-    for (int i = 0; i < nw; i++)
-        free(a[i]);
-    free(a);
-}
-
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
@@ -140,17 +131,17 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
         return h->fail(c, "the model has no prunable weights");
     if (!(sparsity >= 0 && sparsity <= 1))
         return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
-    float **saved = calloc((size_t)nw, sizeof *saved), **scores = calloc((size_t)nw, sizeof *scores);
-    if (!saved || !scores) {
-        rc = h->fail(c, "out of memory");
-        goto out;
-    }
+    float *const *scores = h->scores(c);
+    if (!scores)
+        return PB_PLUGIN_FAIL;
+    float **saved = calloc((size_t)nw, sizeof *saved);
+    if (!saved)
+        return h->fail(c, "out of memory");
     for (int i = 0; i < nw; i++) {
         pb_weights wt = {.size = sizeof wt};
         if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
             goto out;
-        size_t bytes = (wt.n ? wt.n : 1) * sizeof(float);
-        if (!(saved[i] = malloc(bytes)) || !(scores[i] = malloc(bytes))) {
+        if (!(saved[i] = malloc((wt.n ? wt.n : 1) * sizeof(float)))) {
             rc = h->fail(c, "out of memory");
             goto out;
         }
@@ -176,8 +167,9 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
                   "networks whose paths all cross the same number of prunable layers",
                max_shift);
 out:
-    free_arrays(saved, nw);
-    free_arrays(scores, nw);
+    for (int i = 0; i < nw; i++)
+        free(saved[i]);
+    free(saved);
     return rc;
 }
 
