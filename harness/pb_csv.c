@@ -13,7 +13,8 @@ const char *const pb_csv_cells_cols[] = {
     "flops_eff", "speedup", "wall_s", "train_flops", "time_to_target_s",
     /* appended after the first contract */
     "width", "dense_cache_hit", "dense_key", "args", "epochs", "finetune_epochs",
-    "prunable", "prunable_nonzero", "achieved_sparsity", NULL};
+    "prunable", "prunable_nonzero", "achieved_sparsity",
+    "build", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",

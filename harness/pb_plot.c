@@ -25,11 +25,13 @@ typedef struct results {
     pb_csv_table cells, curves, layers;
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
-        c_flops, c_method;
-    int multi;                 /* more than one (model, dataset): series names carry them */
-    char *series[MAXS];        /* series names, in order of first appearance */
+        c_flops, c_method, c_params;
+    int multi;                 /* more than one (base model, dataset): series names carry them */
+    char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
-    int *row_series;           /* per cells row: series index, -1 if not ok */
+    int *row_series;           /* per cells row: series of the accuracy charts, -1 if not ok */
+    int *row_cseries;          /* per cells row: series of the curves (one per width), -1 if not ok */
+    int *row_narrowed;         /* per cells row: 1 for a dense cell joined into "dense (narrowed)" */
     double sparsities[256];    /* distinct target sparsities > 0, ascending */
     int nsp;
 } results;
@@ -40,19 +42,66 @@ typedef struct chart {
     int drawn, verbose;
 } chart;
 
-static void series_name(const results *r, int row, char *buf, size_t n)
+/* Length of the base model's name: a width-scaled model is NAME@wX. */
+static size_t base_len(const char *model)
 {
-    const char *label = pb_csv_get(&r->cells, row, r->c_label);
-    if (r->multi)
-        snprintf(buf, n, "%s (%s, %s)", label, pb_csv_get(&r->cells, row, r->c_model),
-                 pb_csv_get(&r->cells, row, r->c_dataset));
-    else
-        snprintf(buf, n, "%s", label);
+    const char *at = strstr(model, "@w");
+    return at ? (size_t)(at - model) : strlen(model);
+}
+
+static int same_base(const char *a, const char *b)
+{
+    size_t n = base_len(a);
+    return n == base_len(b) && !strncmp(a, b, n);
 }
 
 static int is_dense_row(const results *r, int row)
 {
     return !strcmp(pb_csv_get(&r->cells, row, r->c_method), "dense");
+}
+
+/* The series of a row; a narrowed dense cell is named after its base model so
+ * that every width of it lands in one series. */
+static void series_name(const results *r, int row, int narrowed, char *buf, size_t n)
+{
+    const char *label = narrowed ? "dense" : pb_csv_get(&r->cells, row, r->c_label);
+    const char *model = pb_csv_get(&r->cells, row, r->c_model);
+    int mlen = narrowed ? (int)base_len(model) : (int)strlen(model);
+    if (r->multi)
+        snprintf(buf, n, "%s (%s%.*s, %s)", label, narrowed ? "narrowed " : "", mlen, model,
+                 pb_csv_get(&r->cells, row, r->c_dataset));
+    else if (narrowed)
+        snprintf(buf, n, "dense (narrowed)");
+    else if (!narrowed && model[base_len(model)])
+        snprintf(buf, n, "%s (%s)", label, model);
+    else
+        snprintf(buf, n, "%s", label);
+}
+
+static int series_index(results *r, const char *name)
+{
+    int s = 0;
+    while (s < r->nseries && strcmp(r->series[s], name))
+        s++;
+    if (s == r->nseries) {
+        if (r->nseries == MAXS)
+            return -1;
+        r->series[r->nseries++] = strdup(name);
+    }
+    return s;
+}
+
+/* Whether dense cells of row's base model and data set were run at more than one width. */
+static int has_narrowed(const results *r, int row)
+{
+    const pb_csv_table *t = &r->cells;
+    const char *model = pb_csv_get(t, row, r->c_model), *ds = pb_csv_get(t, row, r->c_dataset);
+    for (int i = 0; i < t->nrows; i++)
+        if (is_dense_row(r, i) && !strcmp(pb_csv_get(t, i, r->c_status), "ok") &&
+            !strcmp(pb_csv_get(t, i, r->c_dataset), ds) && same_base(pb_csv_get(t, i, r->c_model), model) &&
+            strcmp(pb_csv_get(t, i, r->c_model), model))
+            return 1;
+    return 0;
 }
 
 static int prepare(results *r)
@@ -70,30 +119,27 @@ static int prepare(results *r)
     r->c_comp = pb_csv_col(t, "compression");
     r->c_nonzero = pb_csv_col(t, "nonzero");
     r->c_flops = pb_csv_col(t, "flops_eff");
+    r->c_params = pb_csv_col(t, "params");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
-    r->row_series = malloc(sizeof(int) * (size_t)(t->nrows ? t->nrows : 1));
-    if (!r->row_series)
+    size_t n = (size_t)(t->nrows ? t->nrows : 1);
+    r->row_series = malloc(sizeof(int) * n);
+    r->row_cseries = malloc(sizeof(int) * n);
+    r->row_narrowed = calloc(n, sizeof(int));
+    if (!r->row_series || !r->row_cseries || !r->row_narrowed)
         return -1;
     for (int i = 1; i < t->nrows; i++)
-        if (strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) ||
+        if (!same_base(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) ||
             strcmp(pb_csv_get(t, i, r->c_dataset), pb_csv_get(t, 0, r->c_dataset)))
             r->multi = 1;
     for (int i = 0; i < t->nrows; i++) {
-        r->row_series[i] = -1;
+        r->row_series[i] = r->row_cseries[i] = -1;
         if (strcmp(pb_csv_get(t, i, r->c_status), "ok"))
             continue;
         char name[256];
-        series_name(r, i, name, sizeof name);
-        int s = 0;
-        while (s < r->nseries && strcmp(r->series[s], name))
-            s++;
-        if (s == r->nseries) {
-            if (r->nseries == MAXS)
-                continue;
-            r->series[r->nseries++] = strdup(name);
-        }
-        r->row_series[i] = s;
+        r->row_narrowed[i] = is_dense_row(r, i) && has_narrowed(r, i);
+        series_name(r, i, r->row_narrowed[i], name, sizeof name);
+        r->row_series[i] = series_index(r, name);
         double sp = pb_csv_getnum(t, i, r->c_sparsity);
         if (sp > 0 && !is_dense_row(r, i)) {
             int k = 0;
@@ -102,6 +148,15 @@ static int prepare(results *r)
             if (k == r->nsp && r->nsp < 256)
                 r->sparsities[r->nsp++] = sp;
         }
+    }
+    /* the curves' own series (one per width) after those of the accuracy charts,
+     * so that the first colours go to the series most charts show */
+    for (int i = 0; i < t->nrows; i++) {
+        if (r->row_series[i] < 0)
+            continue;
+        char name[256];
+        series_name(r, i, 0, name, sizeof name);
+        r->row_cseries[i] = series_index(r, name);
     }
     for (int a = 0; a < r->nsp; a++)
         for (int b = a + 1; b < r->nsp; b++)
@@ -123,6 +178,8 @@ static void free_results(results *r)
     for (int i = 0; i < r->nseries; i++)
         free(r->series[i]);
     free(r->row_series);
+    free(r->row_cseries);
+    free(r->row_narrowed);
 }
 
 /* gnuplot single-quoted string: '' inside */
@@ -135,6 +192,27 @@ static void gp_quote(FILE *f, const char *s)
         fputc(*s, f);
     }
     fputc('\'', f);
+}
+
+/* The style of series k: 8 colours, and from the 9th series on other dash
+ * types; the point type cycles with a period prime to both, so no two of the
+ * MAXS series look alike. The same series keeps its style in every chart. */
+static const char *const colours[] = {"#0072b2", "#d55e00", "#009e73", "#cc79a7",
+                                      "#e69f00", "#56b4e9", "#000000", "#999933"};
+static const int point_types[] = {7, 5, 9, 13, 11, 6, 4, 8, 12, 10, 1, 2, 3};
+
+static void style(FILE *f, int k)
+{
+    fprintf(f, " lc rgb '%s' pt %d dt %d", colours[k % 8], point_types[k % 13], 1 + k / 8 % 5);
+}
+
+/* A bar's fill: solid for the first 8 series, then hatched patterns. */
+static void bar_style(FILE *f, int k)
+{
+    if (k < 8)
+        fprintf(f, " lc rgb '%s' fs solid 0.85 border -1", colours[k]);
+    else
+        fprintf(f, " lc rgb '%s' fs pattern %d border -1", colours[k % 8], 1 + (k / 8 - 1) % 7);
 }
 
 static FILE *open_gp(const chart *ch, const char *name, const char *title, const char *xlabel,
@@ -209,9 +287,11 @@ static void draw(chart *ch, const char *name)
 
 typedef struct group {
     int series;
+    int row;                   /* the first cells row of the group (its model) */
     double sp;
     int n;
-    double sx, sy, syy;
+    double sx, sy, syy, snz;
+    double key;                /* order along the series' line */
 } group;
 
 static int cmp_group(const void *a, const void *b)
@@ -219,12 +299,28 @@ static int cmp_group(const void *a, const void *b)
     const group *x = a, *y = b;
     if (x->series != y->series)
         return x->series - y->series;
-    double mx = x->sx / x->n, my = y->sx / y->n;
-    return (mx > my) - (mx < my);
+    return (x->key > y->key) - (x->key < y->key);
 }
 
+/* Parameters of the full-width model a narrowed row was cut from (NaN when
+ * the experiment has no cell of it). */
+static double full_params(const results *r, int row)
+{
+    const pb_csv_table *t = &r->cells;
+    const char *model = pb_csv_get(t, row, r->c_model), *ds = pb_csv_get(t, row, r->c_dataset);
+    for (int i = 0; i < t->nrows; i++) {
+        const char *m = pb_csv_get(t, i, r->c_model);
+        if (r->row_series[i] >= 0 && !m[base_len(m)] && same_base(m, model) &&
+            !strcmp(pb_csv_get(t, i, r->c_dataset), ds))
+            return pb_csv_getnum(t, i, r->c_params);
+    }
+    return NAN;
+}
+
+/* rel_full: x of a narrowed dense cell is the full-width model's parameters
+ * over its nonzero ones (its own compression is 1). */
 static int chart_scatter(chart *ch, const results *r, const char *name, int xcol, const char *xlabel,
-                         int logbase)
+                         int logbase, int rel_full)
 {
     const pb_csv_table *t = &r->cells;
     if (xcol < 0)
@@ -236,26 +332,36 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
     for (int i = 0; i < t->nrows; i++) {
         int s = r->row_series[i];
         double x = pb_csv_getnum(t, i, xcol), y = pb_csv_getnum(t, i, r->c_acc);
-        double sp = pb_csv_getnum(t, i, r->c_sparsity);
+        double sp = pb_csv_getnum(t, i, r->c_sparsity), nz = pb_csv_getnum(t, i, r->c_nonzero);
+        if (s >= 0 && rel_full && r->row_narrowed[i] && nz > 0) {
+            double full = full_params(r, i);
+            if (full > 0)
+                x = full / nz;
+        }
         if (s < 0 || !isfinite(x) || !isfinite(y) || x <= 0)
             continue;
         int k = 0;
-        while (k < ng && !(g[k].series == s && fabs(g[k].sp - sp) < 1e-12))
+        while (k < ng && !(g[k].series == s && fabs(g[k].sp - sp) < 1e-12 &&
+                           !strcmp(pb_csv_get(t, g[k].row, r->c_model), pb_csv_get(t, i, r->c_model))))
             k++;
         if (k == ng) {
             if (ng == MAXG)
                 continue;
-            g[ng++] = (group){.series = s, .sp = sp};
+            g[ng++] = (group){.series = s, .sp = sp, .row = i};
         }
         g[k].n++;
         g[k].sx += x;
         g[k].sy += y;
         g[k].syy += y * y;
+        g[k].snz += nz;
     }
     if (ng == 0) {
         free(g);
         return 0;
     }
+    /* a narrowed dense series is a line over widths, by nonzero parameters */
+    for (int k = 0; k < ng; k++)
+        g[k].key = r->row_narrowed[g[k].row] ? g[k].snz / g[k].n : g[k].sx / g[k].n;
     qsort(g, (size_t)ng, sizeof *g, cmp_group);
     char path[4400];
     snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
@@ -279,7 +385,8 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
                 logbase, xmin / 1.3, xmax * 1.3);
     else
         fprintf(f, "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n");
-    fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity; one block per series\n");
+    fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity, nonzero mean, model; "
+               "one block per series\n");
     int block = -1, prev = -1;
     fprintf(f, "plot ");
     for (int k = 0; k < ng; k++) {
@@ -289,13 +396,16 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
             block++;
             prev = g[k].series;
             fprintf(d, "# %s\n", r->series[prev]);
-            fprintf(f, "%s'%s.dat' index %d using 1:2:3 with yerrorlines pointsize 0.8 title ", block ? ", \\\n     " : "",
+            fprintf(f, "%s'%s.dat' index %d using 1:2:3 with yerrorlines pointsize 0.8", block ? ", \\\n     " : "",
                     name, block);
+            style(f, prev);
+            fprintf(f, " title ");
             gp_quote(f, r->series[prev]);
         }
         double m = g[k].sy / g[k].n;
         double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
-        fprintf(d, "%.8g %.6f %.6f %d %g\n", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp);
+        fprintf(d, "%.8g %.6f %.6f %d %g %.8g %s\n", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp,
+                g[k].snz / g[k].n, pb_csv_get(t, g[k].row, r->c_model));
     }
     fprintf(f, "\n");
     fclose(d);
@@ -326,7 +436,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         return 0;
     const pb_csv_table *c = &r->curves;
     int cc = pb_csv_col(c, "cell"), cp = pb_csv_col(c, "phase"), cw = pb_csv_col(c, "wall_s"),
-        ca = pb_csv_col(c, "test_acc");
+        ca = pb_csv_col(c, "test_acc"), cs = pb_csv_col(c, "step");
     if (cc < 0 || cp < 0 || cw < 0 || ca < 0)
         return 0;
     int *crow = malloc(sizeof(int) * (size_t)(c->nrows ? c->nrows : 1));
@@ -376,26 +486,34 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         int pos = 0, epochs = 0;
         for (int i = 0; i < c->nrows; i++) {
             int row = crow[i];
-            if (i == 0 || crow[i] != crow[i - 1])
+            int first = i == 0 || crow[i] != crow[i - 1];
+            if (first)
                 pos = 0, epochs = 0;
-            if (row < 0 || r->row_series[row] < 0)
+            if (row < 0 || r->row_cseries[row] < 0)
                 continue;
             double csp = pb_csv_getnum(&r->cells, row, r->c_sparsity);
             if (!(fabs(csp - sp) < 1e-12 || is_dense_row(r, row)))
                 continue;
             double acc = pb_csv_getnum(c, i, ca);
-            int is_prune = !strcmp(pb_csv_get(c, i, cp), "prune");
-            if (!is_prune)
+            /* Only training epochs advance the x axis: a lottery "round" row
+             * marks the end of a round whose epochs were already counted, and
+             * repeats the last evaluation when it is at the same step. */
+            const char *phase = pb_csv_get(c, i, cp);
+            if (!strcmp(phase, "train") || !strcmp(phase, "finetune"))
                 epochs++;
+            else if (!strcmp(phase, "round") && !first && cs >= 0 &&
+                     !strcmp(pb_csv_get(c, i, cs), pb_csv_get(c, i - 1, cs)))
+                continue;
             if (!(acc >= 0) || pos >= MAXP)
                 continue;
-            point *pt = &pts[r->row_series[row] * MAXP + pos];
+            int s = r->row_cseries[row];
+            point *pt = &pts[s * MAXP + pos];
             pt->n++;
             pt->sx += by_time ? pb_csv_getnum(c, i, cw) + off_t[row] : epochs + off_e[row];
             pt->sy += acc;
             pos++;
-            if (pos > len[r->row_series[row]])
-                len[r->row_series[row]] = pos;
+            if (pos > len[s])
+                len[s] = pos;
         }
         int any = 0;
         for (int s = 0; s < r->nseries; s++)
@@ -431,8 +549,10 @@ static int chart_curves(chart *ch, const results *r, int by_time)
                 if (pt->n)
                     fprintf(d, "%.6g %.6f\n", pt->sx / pt->n, pt->sy / pt->n);
             }
-            fprintf(f, "%s'%s.dat' index %d using 1:2 with linespoints pointsize 0.6 title ", block ? ", \\\n     " : "",
+            fprintf(f, "%s'%s.dat' index %d using 1:2 with linespoints pointsize 0.6", block ? ", \\\n     " : "",
                     name, block);
+            style(f, s);
+            fprintf(f, " title ");
             gp_quote(f, r->series[s]);
             block++;
         }
@@ -448,28 +568,79 @@ static int chart_curves(chart *ch, const results *r, int by_time)
     return rc;
 }
 
-/* ---- per-layer sparsity: one clustered histogram per target sparsity ---- */
+/* ---- weights kept per layer: one clustered bar chart per target sparsity ----
+ *
+ * Kept counts on a log axis, so that 200 weights and 0 weights look different
+ * at 99.9 % sparsity; a layer with none left is drawn at ZERO_AT with the tic
+ * "0". A cluster is one layer of one network (and data set), bars are methods. */
+
+#define ZERO_AT 0.25
+
+typedef struct lcluster {
+    char *model, *dataset, *layer;
+    double params;
+} lcluster;
+
+/* A layer's tic: prefixed with its network (and data set) when the experiment has several. */
+static void cluster_name(const lcluster *q, int models_differ, int datasets_differ, char *buf, size_t n)
+{
+    if (models_differ && datasets_differ)
+        snprintf(buf, n, "%s/%s:%s", q->model, q->dataset, q->layer);
+    else if (models_differ || datasets_differ)
+        snprintf(buf, n, "%s:%s", models_differ ? q->model : q->dataset, q->layer);
+    else
+        snprintf(buf, n, "%s", q->layer);
+}
 
 static int chart_layers(chart *ch, const results *r)
 {
     if (!r->have_layers)
         return 0;
-    const pb_csv_table *l = &r->layers;
-    int lc = pb_csv_col(l, "cell"), ll = pb_csv_col(l, "layer"), ls = pb_csv_col(l, "sparsity");
-    if (lc < 0 || ll < 0 || ls < 0)
+    const pb_csv_table *l = &r->layers, *t = &r->cells;
+    int lc = pb_csv_col(l, "cell"), ll = pb_csv_col(l, "layer"), lp = pb_csv_col(l, "params"),
+        lz = pb_csv_col(l, "nonzero");
+    if (lc < 0 || ll < 0 || lp < 0 || lz < 0)
         return 0;
-    enum { MAXL = 128 };
-    char *layers[MAXL];
+    enum { MAXL = 256 };
+    lcluster cl[MAXL];
     int nl = 0;
-    for (int i = 0; i < l->nrows && nl < MAXL; i++) {
-        const char *name = pb_csv_get(l, i, ll);
-        int k = 0;
-        while (k < nl && strcmp(layers[k], name))
-            k++;
-        if (k == nl)
-            layers[nl++] = strdup(name);
+    const char *labels[MAXS];  /* bars: method labels, each styled as its first series */
+    int lstyle[MAXS], nlab = 0;
+    int *lrow = malloc(sizeof(int) * (size_t)(l->nrows ? l->nrows : 1)); /* layers row -> cells row */
+    int *lcl = malloc(sizeof(int) * (size_t)(l->nrows ? l->nrows : 1));  /* layers row -> cluster */
+    int *llab = malloc(sizeof(int) * (size_t)(l->nrows ? l->nrows : 1)); /* layers row -> label */
+    if (!lrow || !lcl || !llab) {
+        free(lrow), free(lcl), free(llab);
+        return -1;
     }
-    int rc = 0;
+    int models_differ = 0, datasets_differ = 0, rc = 0;
+    for (int i = 0; i < l->nrows; i++) {
+        lrow[i] = (i > 0 && !strcmp(pb_csv_get(l, i, lc), pb_csv_get(l, i - 1, lc))) ? lrow[i - 1]
+                                                                                   : cell_row_of(r, pb_csv_get(l, i, lc));
+        lcl[i] = llab[i] = -1;
+        int row = lrow[i];
+        if (row < 0 || r->row_series[row] < 0 || is_dense_row(r, row))
+            continue;
+        const char *model = pb_csv_get(t, row, r->c_model), *ds = pb_csv_get(t, row, r->c_dataset),
+                   *layer = pb_csv_get(l, i, ll), *label = pb_csv_get(t, row, r->c_label);
+        int q = 0;
+        while (q < nl && (strcmp(cl[q].model, model) || strcmp(cl[q].dataset, ds) || strcmp(cl[q].layer, layer)))
+            q++;
+        if (q == nl && nl < MAXL) {
+            cl[nl++] = (lcluster){strdup(model), strdup(ds), strdup(layer), pb_csv_getnum(l, i, lp)};
+            models_differ |= strcmp(cl[q].model, cl[0].model) != 0;
+            datasets_differ |= strcmp(cl[q].dataset, cl[0].dataset) != 0;
+        }
+        int u = 0;
+        while (u < nlab && strcmp(labels[u], label))
+            u++;
+        if (u == nlab && nlab < MAXS) {
+            labels[nlab] = label;
+            lstyle[nlab++] = r->row_series[row];
+        }
+        lcl[i] = q < nl ? q : -1;
+        llab[i] = u < nlab ? u : -1;
+    }
     for (int k = 0; k < r->nsp && nl > 0; k++) {
         double sp = r->sparsities[k];
         double *sum = calloc((size_t)MAXS * MAXL, sizeof(double));
@@ -479,40 +650,37 @@ static int chart_layers(chart *ch, const results *r)
             rc = -1;
             break;
         }
-        int row = -1;
         for (int i = 0; i < l->nrows; i++) {
-            if (i == 0 || strcmp(pb_csv_get(l, i, lc), pb_csv_get(l, i - 1, lc)))
-                row = cell_row_of(r, pb_csv_get(l, i, lc));
-            if (row < 0 || r->row_series[row] < 0 || is_dense_row(r, row) ||
-                fabs(pb_csv_getnum(&r->cells, row, r->c_sparsity) - sp) > 1e-12)
+            if (lcl[i] < 0 || llab[i] < 0 || fabs(pb_csv_getnum(t, lrow[i], r->c_sparsity) - sp) > 1e-12)
                 continue;
-            const char *name = pb_csv_get(l, i, ll);
-            int q = 0;
-            while (q < nl && strcmp(layers[q], name))
-                q++;
-            if (q == nl)
-                continue;
-            sum[r->row_series[row] * MAXL + q] += pb_csv_getnum(l, i, ls);
-            cnt[r->row_series[row] * MAXL + q]++;
+            sum[llab[i] * MAXL + lcl[i]] += pb_csv_getnum(l, i, lz);
+            cnt[llab[i] * MAXL + lcl[i]]++;
         }
-        int used[MAXS], nu = 0;
-        for (int s = 0; s < r->nseries; s++) {
+        int used[MAXS], nu = 0, ncl = 0, clu[MAXL];
+        for (int u = 0; u < nlab; u++) {
             int any = 0;
             for (int q = 0; q < nl; q++)
-                any |= cnt[s * MAXL + q] > 0;
+                any |= cnt[u * MAXL + q] > 0;
             if (any)
-                used[nu++] = s;
+                used[nu++] = u;
+        }
+        for (int q = 0; q < nl; q++) {
+            int any = 0;
+            for (int u = 0; u < nlab; u++)
+                any |= cnt[u * MAXL + q] > 0;
+            if (any)
+                clu[ncl++] = q;
         }
         if (nu == 0) {
             free(sum), free(cnt);
             continue;
         }
-        char name[128], path[4400], title[128];
+        char name[128], path[4400], title[200];
         snprintf(name, sizeof name, "layer_sparsity_s%g", sp);
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "sparsity of each layer at overall target sparsity %g", sp);
+        snprintf(title, sizeof title, "weights kept in each layer at overall target sparsity %g (mean over seeds)", sp);
         FILE *d = fopen(path, "w");
-        FILE *f = d ? open_gp(ch, name, title, "layer", "fraction of weights pruned") : NULL;
+        FILE *f = d ? open_gp(ch, name, title, "layer", "weights kept (log scale; 0 drawn at the tic 0)") : NULL;
         if (!d || !f) {
             if (d)
                 fclose(d);
@@ -520,28 +688,58 @@ static int chart_layers(chart *ch, const results *r)
             rc = -1;
             break;
         }
-        fprintf(d, "# layer");
+        /* the .dat: one row per layer, its size, then the kept weights of each method */
+        fprintf(d, "# layer, weights in the layer, then weights kept (nonzero) per method, mean over seeds:\n"
+                   "# layer params");
         for (int u = 0; u < nu; u++)
-            fprintf(d, " | %s", r->series[used[u]]);
-        fprintf(d, "   (mean over seeds)\n");
-        for (int q = 0; q < nl; q++) {
-            fprintf(d, "\"%s\"", layers[q]);
+            fprintf(d, " | %s", labels[used[u]]);
+        fprintf(d, "\n");
+        double ymax = 1;
+        for (int c = 0; c < ncl; c++) {
+            const lcluster *q = &cl[clu[c]];
+            char cname[512];
+            cluster_name(q, models_differ, datasets_differ, cname, sizeof cname);
+            fputc('"', d);
+            for (const char *p = cname; *p; p++)
+                fputc(*p == '"' ? '\'' : *p, d);
+            fprintf(d, "\" %.0f", q->params);
+            ymax = q->params > ymax ? q->params : ymax;
             for (int u = 0; u < nu; u++) {
-                int n = cnt[used[u] * MAXL + q];
+                int n = cnt[used[u] * MAXL + clu[c]];
                 if (n)
-                    fprintf(d, " %.6f", sum[used[u] * MAXL + q] / n);
+                    fprintf(d, " %.6g", sum[used[u] * MAXL + clu[c]] / n);
                 else
                     fprintf(d, " NaN");
             }
             fprintf(d, "\n");
         }
-        fprintf(f, "set style data histograms\nset style histogram clustered gap 1\n"
-                   "set style fill solid 0.8 border -1\nset yrange [0:1.05]\nset xtics rotate by -30\n"
-                   "plot ");
-        for (int u = 0; u < nu; u++) {
-            fprintf(f, "%s'%s.dat' using %d%s title ", u ? ", \\\n     " : "", name, u + 2, u ? "" : ":xtic(1)");
-            gp_quote(f, r->series[used[u]]);
+        /* bar u of cluster c at x = c * (nu + 1) + u; the layer's size as a dashed line above its cluster */
+        int gap = nu + 1;
+        fprintf(f, "set logscale y 10\nset yrange [%g:%g]\nset ytics add ('0' %g)\n", ZERO_AT / 1.6, ymax * 4, ZERO_AT);
+        fprintf(f, "set grid noxtics\nset xrange [-1:%d]\nset xtics rotate by -30 scale 0 (", ncl * gap - 1);
+        for (int c = 0; c < ncl; c++) {
+            fprintf(f, "%s", c ? ", " : "");
+            const lcluster *q = &cl[clu[c]];
+            char cname[512];
+            cluster_name(q, models_differ, datasets_differ, cname, sizeof cname);
+            gp_quote(f, cname);
+            fprintf(f, " %g", c * gap + (nu - 1) / 2.0);
         }
+        fprintf(f, ")\nG = %d\nkept(v) = v > 0 ? v : %g\nfloor = %g\n", gap, ZERO_AT, ZERO_AT / 1.6);
+        fprintf(f, "plot '%s.dat' using ($0*G - 0.5):2:(G - 1):(0) with vectors nohead dt 2 lw 1.5 lc rgb '#555555' "
+                   "title 'weights in the layer'", name);
+        for (int u = 0; u < nu; u++) {
+            int col = u + 3;
+            fprintf(f, ", \\\n     '%s.dat' using ($0*G + %d):(kept($%d)):($0*G + %d - 0.42):($0*G + %d + 0.42):(floor):"
+                       "(kept($%d)) with boxxyerror", name, u, col, u, u, col);
+            bar_style(f, lstyle[used[u]]);
+            fprintf(f, " title ");
+            gp_quote(f, labels[used[u]]);
+        }
+        /* the kept counts, written on the bars */
+        for (int u = 0; u < nu; u++)
+            fprintf(f, ", \\\n     '%s.dat' using ($0*G + %d):(kept($%d)):(sprintf('%%g', $%d)) with labels "
+                       "rotate by 90 left offset 0,0.4 font ',7' notitle", name, u, u + 3, u + 3);
         fprintf(f, "\n");
         fclose(d);
         close_gp(f, name);
@@ -549,7 +747,8 @@ static int chart_layers(chart *ch, const results *r)
         draw(ch, name);
     }
     for (int q = 0; q < nl; q++)
-        free(layers[q]);
+        free(cl[q].model), free(cl[q].dataset), free(cl[q].layer);
+    free(lrow), free(lcl), free(llab);
     return rc;
 }
 
@@ -607,14 +806,21 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
     }
     chart ch = {.dir = plots, .verbose = verbose};
     int bad = 0;
-    if (wanted(list, nlist, "accuracy_vs_compression"))
-        bad |= chart_scatter(&ch, &r, "accuracy_vs_compression", r.c_comp,
-                             "compression ratio (parameters / nonzero parameters)", 2);
+    {
+        int narrowed = 0;
+        for (int i = 0; i < r.cells.nrows; i++)
+            narrowed |= r.row_narrowed[i];
+        if (wanted(list, nlist, "accuracy_vs_compression"))
+            bad |= chart_scatter(&ch, &r, "accuracy_vs_compression", r.c_comp,
+                                 narrowed ? "compression ratio (parameters / nonzero parameters; a narrowed "
+                                            "model: full-width parameters / its own)"
+                                          : "compression ratio (parameters / nonzero parameters)", 2, 1);
+    }
     if (wanted(list, nlist, "accuracy_vs_params"))
-        bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10);
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10, 0);
     if (wanted(list, nlist, "accuracy_vs_flops"))
         bad |= chart_scatter(&ch, &r, "accuracy_vs_flops", r.c_flops,
-                             "effective inference FLOPs per example (nonzero weights)", 10);
+                             "effective inference FLOPs per example (nonzero weights)", 10, 0);
     if (wanted(list, nlist, "accuracy_vs_time"))
         bad |= chart_curves(&ch, &r, 1);
     if (wanted(list, nlist, "accuracy_vs_epochs"))

@@ -200,9 +200,10 @@ static void row_prefix(pb_csv_row *r, const pb_experiment *x, const pb_cell *c)
     pb_csv_int(r, c->seed);
 }
 
-/* The cells.csv row of a cell: res NULL for a failed cell. */
+/* The cells.csv row of a cell: res NULL for a failed cell; build names the
+ * prunebench that ran it (not part of the cell's hash, so a new build resumes). */
 static int cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
-                    const pb_job_result *res)
+                    const pb_job_result *res, const char *build)
 {
     pb_csv_row_init(r);
     row_prefix(r, x, c);
@@ -245,6 +246,7 @@ static int cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, con
         for (int i = 0; i < 3; i++)
             pb_csv_empty(r);
     }
+    pb_csv_str(r, build);
     return pb_csv_end(r);
 }
 
@@ -254,6 +256,7 @@ typedef struct run_ctx {
     const pb_run_opts *o;
     const pb_experiment *x;
     char dir[4096], cells[4200], dense[4200];
+    const char *rev, *build;   /* git revision and build of this run */
     int threads;
     pid_t parent;
 } run_ctx;
@@ -371,7 +374,7 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
         pb_csv_row_free(&r);
     }
     pb_csv_row row;
-    int rrc = cell_row(&row, ctx->x, c, rc == PB_OK ? NULL : err, rc == PB_OK ? res : NULL);
+    int rrc = cell_row(&row, ctx->x, c, rc == PB_OK ? NULL : err, rc == PB_OK ? res : NULL, ctx->build);
     snprintf(path, sizeof path, "%s/%s.row", ctx->cells, c->hash);
     if (rrc != PB_OK || !ok || write_atomic(path, row.s, row.len, err, sizeof err) != PB_OK) {
         fprintf(stderr, "cannot record the cell: %s\n", err);
@@ -453,10 +456,76 @@ static void git_revision(char *buf, size_t n)
     }
 }
 
-static int write_metadata(const run_ctx *ctx, const char *script_text, char *err, size_t errlen)
+/* The git revision and the build (version + revision) of this run, asked of
+ * git once per process: a run is one process. */
+static void run_build(const char **rev, const char **build)
 {
-    char rev[128], date[64], host[512];
-    git_revision(rev, sizeof rev);
+    static char r[128], b[192];
+    if (!r[0]) {
+        git_revision(r, sizeof r);
+        snprintf(b, sizeof b, "%s+%s", PACKAGE_VERSION, r);
+    }
+    *rev = r;
+    *build = b;
+}
+
+#define META_HEAD "# prunebench metadata: one block per run of the experiment, oldest first " \
+                  "(--fresh starts the history over);\n# the script text of the latest run at the end."
+#define META_SCRIPT "--- script text ---\n"
+
+/* The value of "key: value" in text (up to the line's end), or "?" */
+static void meta_value(const char *text, const char *key, char *buf, size_t n)
+{
+    size_t k = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, key, k) && p[k] == ':' && p[k + 1] == ' ') {
+            snprintf(buf, n, "%.*s", (int)strcspn(p + k + 2, "\n"), p + k + 2);
+            return;
+        }
+    snprintf(buf, n, "?");
+}
+
+/* The earlier runs of metadata.txt as text to keep (malloc'd; NULL if none),
+ * and their number. A file from before the history becomes run 1. */
+static char *earlier_runs(const char *path, int *nruns)
+{
+    *nruns = 0;
+    char *old = read_text(path, NULL);
+    if (!old)
+        return NULL;
+    char *sep = strstr(old, META_SCRIPT);
+    if (sep)
+        *sep = '\0';
+    size_t len = strlen(old);
+    while (len && old[len - 1] == '\n')
+        old[--len] = '\0';
+    if (!len) {
+        free(old);
+        return NULL;
+    }
+    int k;
+    for (const char *p = old; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (sscanf(p, "run %d:", &k) == 1)
+            (*nruns)++;
+    if (*nruns > 0)
+        return old;
+    char date[64], rev[128];
+    meta_value(old, "date", date, sizeof date);
+    meta_value(old, "git_revision", rev, sizeof rev);
+    size_t n = len + sizeof META_HEAD + 256;
+    char *text = malloc(n);
+    if (text)
+        snprintf(text, n, "%s\n\nrun 1: %s, %s\n%s", META_HEAD, date, rev, old);
+    free(old);
+    *nruns = text ? 1 : 0;
+    return text;
+}
+
+/* metadata.txt: the earlier runs' blocks, this run's block, the script text;
+ * finished is the number of cells earlier runs had recorded. */
+static int write_metadata(const run_ctx *ctx, const char *script_text, int finished, char *err, size_t errlen)
+{
+    char date[64], host[512];
     time_t now = time(NULL);
     struct tm tm;
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S%z", localtime_r(&now, &tm));
@@ -466,13 +535,22 @@ static int write_metadata(const run_ctx *ctx, const char *script_text, char *err
     else
         snprintf(host, sizeof host, "unknown");
     const char *blas = openblas_get_config();
-    size_t n = strlen(script_text) + 8192;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/metadata.txt", ctx->dir);
+    int nruns = 0;
+    char *old = ctx->o->fresh ? NULL : earlier_runs(path, &nruns);
+    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
     char *text = malloc(n);
-    if (!text)
+    if (!text) {
+        free(old);
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    }
     int k = snprintf(text, n,
+                     "%s\n\n"
+                     "run %d: %s, %s\n"
                      "prunebench_version: %s\n"
                      "git_revision: %s\n"
+                     "build: %s\n"
                      "openblas_config: %s\n"
                      "openblas_threads_per_worker: %d\n"
                      "workers: %d\n"
@@ -482,13 +560,13 @@ static int write_metadata(const run_ctx *ctx, const char *script_text, char *err
                      "experiment: %s\n"
                      "declared_at: %s\n"
                      "cells: %d\n"
+                     "cells_finished_before: %d\n"
                      "script: %s\n"
-                     "--- script text ---\n%s",
-                     PACKAGE_VERSION, rev, blas ? blas : "unknown", ctx->threads, ctx->o->jobs, host,
-                     sysconf(_SC_NPROCESSORS_ONLN), date, ctx->x->name, ctx->x->where, ctx->x->ncells,
-                     ctx->o->script, script_text);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/metadata.txt", ctx->dir);
+                     "\n" META_SCRIPT "%s",
+                     old ? old : META_HEAD, nruns + 1, date, ctx->rev, PACKAGE_VERSION, ctx->rev, ctx->build,
+                     blas ? blas : "unknown", ctx->threads, ctx->o->jobs, host, sysconf(_SC_NPROCESSORS_ONLN), date,
+                     ctx->x->name, ctx->x->where, ctx->x->ncells, finished, ctx->o->script, script_text);
+    free(old);
     int rc = write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
     if (rc == PB_OK) {
         snprintf(path, sizeof path, "%s/script.lua", ctx->dir);
@@ -689,7 +767,7 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
             snprintf(why, sizeof why, "worker exited with status %d without a result%s%.200s",
                      WIFEXITED(status) ? WEXITSTATUS(status) : -1, last[0] ? "; last log line: " : "", last);
         pb_csv_row row;
-        int rc = cell_row(&row, ctx->x, c, why, NULL);
+        int rc = cell_row(&row, ctx->x, c, why, NULL, ctx->build);
         if (rc == PB_OK)
             rc = write_atomic(path, row.s, row.len, err, errlen);
         pb_csv_row_free(&row);
@@ -741,6 +819,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     ctx->o = o;
     ctx->x = x;
     ctx->parent = getpid();
+    run_build(&ctx->rev, &ctx->build);
     snprintf(ctx->dir, sizeof ctx->dir, "%s/%s", o->out_dir, x->name);
     snprintf(ctx->cells, sizeof ctx->cells, "%s/cells", ctx->dir);
     snprintf(ctx->dense, sizeof ctx->dense, "%s/dense", ctx->dir);
@@ -814,15 +893,14 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         clean_dir(ctx->cells, 1); /* temporary files of workers killed mid-write */
         clean_dir(ctx->dense, 1);
     }
-    if ((rc = write_metadata(ctx, script_text, err, errlen)) != PB_OK)
-        goto done;
-
     for (int i = 0; i < x->ncells; i++)
         if (cell_finished(ctx, &x->cells[i], o->retry_failed)) {
             state[i] = 2;
             sum->skipped++;
             total_cost -= cost[i];
         }
+    if ((rc = write_metadata(ctx, script_text, sum->skipped, err, errlen)) != PB_OK)
+        goto done;
     p.skipped = sum->skipped;
     p.cost_total = total_cost;
     if (sum->skipped && !o->quiet)

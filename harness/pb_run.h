@@ -7,7 +7,7 @@
  *   cells/<hash>.log      the worker's log (stderr)
  *   dense/<key>.pb        trained dense models shared by the cells that start from one
  *   cells.csv curves.csv layers.csv   regenerated from cells/ in matrix order
- *   metadata.txt script.lua plots/    run information, the script, the charts */
+ *   metadata.txt script.lua plots/    one block per run and the latest script, the script, the charts */
 #ifndef PB_RUN_H
 #define PB_RUN_H
 

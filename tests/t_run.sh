@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..22
+echo 1..27
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -58,15 +58,49 @@ check "metadata records version, git revision, OpenBLAS, host, date and the scri
 # column 23 is dense_cache_hit; the dense model is trained once, by one cell
 check "the dense model is trained once and reused by the other methods" sh -c \
     "test \$(ls '$R'/dense/*.pb | wc -l) -eq 1 && test \$(grep -l 'dense model from cache' '$R'/cells/*.log | wc -l) -eq 4 && test \$(awk -F, 'NR > 1 && \$23 == 1' '$R/cells.csv' | wc -l) -eq 4"
+check "cells.csv ends with the build column: version+git revision (or unknown)" sh -c \
+    "head -1 '$R/cells.csv' | grep -q ',achieved_sparsity,build\$' && test \$(tail -n +2 '$R/cells.csv' | grep -cE ',[0-9][0-9.]*\\+([0-9a-f]{40}(-dirty)?|unknown)\$') -eq 5"
 check "time to the target accuracy is recorded" sh -c "awk -F, 'NR > 1 && \$21 != \"\"' '$R/cells.csv' | grep -q ."
 check "a second run resumes: nothing runs again" sh -c \
     "'$PB' run '$tmp/small.lua' --out '$tmp/r' --no-plot > '$tmp/o' 2>&1 && grep -q '0 run now, 5 from earlier runs' '$tmp/o' && test \$(tail -n +2 '$R/cells.csv' | wc -l) -eq 5"
+check "metadata keeps both runs, the script text once" sh -c \
+    "test \$(grep -c '^run [0-9]*: ' '$R/metadata.txt') -eq 2 && grep -q '^run 2: ' '$R/metadata.txt' && grep -q '^cells_finished_before: 5' '$R/metadata.txt' && test \$(grep -c '^--- script text ---' '$R/metadata.txt') -eq 1 && test \$(grep -c '^build: ' '$R/metadata.txt') -eq 2"
 if command -v gnuplot >/dev/null 2>&1; then
     check "prunebench plot draws PNG (and SVG) charts from the CSV files" sh -c \
         "'$PB' plot '$R' 2>/dev/null && test -s '$R/plots/accuracy_vs_compression.png' && test -s '$R/plots/accuracy_vs_compression.svg' && test -s '$R/plots/accuracy_vs_compression.gp' && ls '$R'/plots/layer_sparsity_s0.9.png '$R'/plots/accuracy_vs_time_s0.9.png"
 else
     n=$((n + 1)); echo "ok $n - # SKIP gnuplot not installed"
 fi
+
+# Charts from hand-written results (the .dat files are written even without
+# gnuplot): a lottery cell of 3 training epochs with round markers between
+# them, dense baselines at three widths, and two networks' layers.
+P=$tmp/p
+mkdir -p "$P"
+{ head -1 "$R/cells.csv"
+  echo 'p,c0,net,syn,dense,dense,0,1,ok,,0.9,0.3,1000,1000,1,2000,2000,1,1,1,,1,0,k,,2,0,900,900,0,b'
+  echo 'p,c1,net@w0.5,syn,dense,dense,0,1,ok,,0.8,0.3,300,300,1,600,600,1,1,1,,0.5,0,k2,,2,0,250,250,0,b'
+  echo 'p,c2,net@w0.25,syn,dense,dense,0,1,ok,,0.7,0.3,100,100,1,200,200,1,1,1,,0.25,0,k3,,2,0,80,80,0,b'
+  echo 'p,c3,net,syn,lottery,lottery,0.9,1,ok,,0.85,0.3,1000,190,5.26,2000,380,5.26,1,1,,1,0,k,,1,0,900,90,0.9,b'
+  echo 'p,c4,other,syn,magnitude,magnitude,0.9,1,ok,,0.6,0.3,500,60,8.3,1000,120,8.3,1,1,,1,1,k4,,1,1,450,45,0.9,b'
+} > "$P/cells.csv"
+{ head -1 "$R/curves.csv"
+  echo 'p,c0,train,1,10,1,1,0,0.8,0.5'
+  echo 'p,c0,train,2,20,2,2,0,0.9,0.3'
+  for e in 1 2 3; do echo "p,c3,train,1,$((e * 10)),$e,$e,0.5,0.8,0.4"; [ $e -lt 3 ] && echo "p,c3,round,$((e - 1)),$((e * 10)),$e,$e,0.5,0.8,0.4"; done
+} > "$P/curves.csv"
+{ head -1 "$R/layers.csv"
+  echo 'p,c3,fc1.weight,800,90,0.8875'
+  echo 'p,c3,fc2.weight,100,0,1'
+  echo 'p,c4,fc1.weight,450,45,0.9'
+} > "$P/layers.csv"
+"$PB" plot "$P" >/dev/null 2>&1
+check "accuracy_vs_epochs counts training epochs only, not lottery round markers" sh -c \
+    "awk '/^#/ { b = /^# lottery/; next } b && NF { x = \$1; n++ } END { exit !(x == 3 && n == 3) }' '$P/plots/accuracy_vs_epochs_s0.9.dat'"
+check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefixed by network" sh -c \
+    "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
+check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
+    "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
 
 # kill -9 mid-matrix, then resume: every cell exactly once
 cat > "$tmp/long.lua" <<'LUA'

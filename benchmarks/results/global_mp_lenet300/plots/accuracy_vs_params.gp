@@ -10,12 +10,12 @@ set key outside right top
 set logscale x 10
 set xrange [520:346593]
 set offsets 0, 0, graph 0.04, graph 0.04
-plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense', \
-     'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 title 'global_mp', \
-     'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 title 'global_mp_mt', \
-     'accuracy_vs_params.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 title 'magnitude', \
-     'accuracy_vs_params.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 title 'snip', \
-     'accuracy_vs_params.dat' index 5 using 1:2:3 with yerrorlines pointsize 0.8 title 'synflow'
+plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
+     'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'global_mp', \
+     'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'global_mp_mt', \
+     'accuracy_vs_params.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'magnitude', \
+     'accuracy_vs_params.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 11 dt 1 title 'snip', \
+     'accuracy_vs_params.dat' index 5 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 6 dt 1 title 'synflow'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_params.svg'

@@ -10,10 +10,10 @@ set key outside right top
 set logscale x 2
 set xrange [7.5873:512.711]
 set offsets 0, 0, graph 0.04, graph 0.04
-plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 title 'snip', \
-     'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 title 'grasp', \
-     'accuracy_vs_compression.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 title 'synflow', \
-     'accuracy_vs_compression.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 title 'random'
+plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'snip', \
+     'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'grasp', \
+     'accuracy_vs_compression.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'synflow', \
+     'accuracy_vs_compression.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'random'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_compression.svg'

@@ -7,10 +7,10 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
-plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 title 'dense', \
-     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 title 'lottery', \
-     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 title 'lottery_reinit', \
-     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 title 'lottery_random'
+plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
+     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'lottery', \
+     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'lottery_reinit', \
+     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'lottery_random'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.95.svg'

@@ -10,12 +10,8 @@ set key outside right top
 set logscale x 10
 set xrange [8506.15:692653]
 set offsets 0, 0, graph 0.04, graph 0.04
-plot 'accuracy_vs_flops.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense (lenet300, fashion-mnist)', \
-     'accuracy_vs_flops.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 title 'gradual (lenet300, fashion-mnist)', \
-     'accuracy_vs_flops.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense (lenet300@w0.2193, fashion-mnist)', \
-     'accuracy_vs_flops.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense (lenet300@w0.1111, fashion-mnist)', \
-     'accuracy_vs_flops.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense (lenet300@w0.056, fashion-mnist)', \
-     'accuracy_vs_flops.dat' index 5 using 1:2:3 with yerrorlines pointsize 0.8 title 'dense (lenet300@w0.0225, fashion-mnist)'
+plot 'accuracy_vs_flops.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'dense (narrowed)', \
+     'accuracy_vs_flops.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'gradual'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_flops.svg'

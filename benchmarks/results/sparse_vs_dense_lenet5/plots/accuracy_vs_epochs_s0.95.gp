@@ -7,12 +7,12 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
-plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet5, fashion-mnist)', \
-     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 title 'gradual (lenet5, fashion-mnist)', \
-     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet5@w0.4427, fashion-mnist)', \
-     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet5@w0.3107, fashion-mnist)', \
-     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet5@w0.2188, fashion-mnist)', \
-     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 title 'dense (lenet5@w0.1375, fashion-mnist)'
+plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'gradual', \
+     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'dense', \
+     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'dense (lenet5@w0.4427)', \
+     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense (lenet5@w0.3107)', \
+     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (lenet5@w0.2188)', \
+     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (lenet5@w0.1375)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.95.svg'
