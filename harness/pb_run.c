@@ -21,16 +21,45 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "config.h"
 #include "pb_csv.h"
 #include "pb_plot.h"
 
 char *openblas_get_config(void);
 int openblas_get_num_threads(void);
+void openblas_set_num_threads(int);
 
-/* Effective training throughput assumed by --dry-run's time estimate, per
- * worker: small layers run far below the BLAS peak (measured on LeNet-300-100). */
-#define EST_GFLOPS 10.0
+/* --dry-run's time estimate: training runs at about this fraction of one
+ * thread's SGEMM speed on the layer shapes of LeNet-300-100 (bench_train.sh
+ * measured 0.3 to 1.0 of it, per worker, on LeNet-5 and LeNet-300-100). */
+#define EST_SGEMM_FRACTION 0.4
+
+/* Single-thread SGEMM GFLOP/s on a 128x784 by 784x300 product, timed ~0.1 s. */
+static double sgemm_gflops(void)
+{
+    enum { M = 128, K = 784, N = 300 };
+    float *a = calloc((size_t)M * K, sizeof(float)), *b = calloc((size_t)K * N, sizeof(float)),
+          *c = calloc((size_t)M * N, sizeof(float));
+    double gflops = 10.0;
+    if (a && b && c) {
+        int saved = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+        int reps = 0;
+        double t0 = pb_now(), t;
+        do {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+            reps++;
+        } while ((t = pb_now() - t0) < 0.1);
+        gflops = 2.0 * M * N * K * reps / t / 1e9;
+        openblas_set_num_threads(saved);
+    }
+    free(a);
+    free(b);
+    free(c);
+    return gflops;
+}
 
 #define MAX_JOBS 64
 
@@ -861,12 +890,13 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                    c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", exists(path) && !o->fresh ? " (done)" : "");
         }
-        double secs = total_cost / (EST_GFLOPS * 1e9 * jobs);
+        double peak = sgemm_gflops(), rate = EST_SGEMM_FRACTION * peak;
+        double secs = total_cost / (rate * 1e9 * jobs);
         char d[32];
         fmt_duration(d, sizeof d, secs);
         printf("estimated training cost: %.3f TFLOP (each dense model counted once); about %s with -j %d "
-               "at an assumed %.0f GFLOP/s per worker\n",
-               total_cost / 1e12, d, jobs, EST_GFLOPS);
+               "at %.0f GFLOP/s per worker (%.0f%% of the %.0f GFLOP/s one-thread SGEMM measured now)\n",
+               total_cost / 1e12, d, jobs, rate, 100 * EST_SGEMM_FRACTION, peak);
         goto done;
     }
 
