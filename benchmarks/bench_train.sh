@@ -13,9 +13,11 @@
 # torch_peer's train_s (the same loop in PyTorch). Data loading happens before
 # either clock starts.
 #
-# Each side first gets its fastest thread setting from a one-epoch trial:
-# prunebench -t 1 or 2, PyTorch 1 or 2 threads with OMP_WAIT_POLICY=PASSIVE
-# (OPENBLAS_NUM_THREADS follows the thread count on both sides). PyTorch with
+# Each side first gets its fastest thread setting: prunebench -t 1 or 2,
+# PyTorch 1 or 2 threads with OMP_WAIT_POLICY=PASSIVE (OPENBLAS_NUM_THREADS
+# follows the thread count on both sides), by the median of TRIALS one-epoch
+# runs of each setting, alternated (one epoch swings by a third on this
+# machine, so a single trial often picked the slower setting). PyTorch with
 # 2 threads and libgomp's default policy, whose threads spin, took 10 to 15
 # times longer on this shared 2-core machine, so the trial leaves it out.
 # Override with PB_THREADS, TORCH_THREADS and TORCH_WAIT (PASSIVE, ACTIVE or
@@ -35,7 +37,7 @@
 # so both see the same load.
 #
 # usage: benchmarks/bench_train.sh           (from the build directory)
-# environment: RUNS (3), EPOCHS (2), MODELS ("lenet300 lenet5"),
+# environment: RUNS (3), EPOCHS (2), TRIALS (3), MODELS ("lenet300 lenet5"),
 #              PYTHON (/usr/bin/python3), PRUNEBENCH_DATA
 set -eu
 
@@ -47,6 +49,7 @@ PEER=$here/torch_peer.py
 PYTHON=${PYTHON:-/usr/bin/python3}
 RUNS=${RUNS:-3}
 EPOCHS=${EPOCHS:-2}
+TRIALS=${TRIALS:-3}
 MODELS=${MODELS:-lenet300 lenet5}
 EXAMPLES=60000
 
@@ -97,27 +100,41 @@ echo
 table=$tmp/table
 : >"$table"
 for model in $MODELS; do
-    echo "== $model: choosing thread settings (one epoch each)"
+    echo "== $model: choosing thread settings (median of $TRIALS alternated one-epoch trials)"
+    p1= ; p2= ; q1= ; q2=
+    i=1
+    while [ $i -le "$TRIALS" ]; do
+        for t in 1 2; do
+            if [ -z "${PB_THREADS:-}" ]; then
+                s=$(pb_run "$model" $t 1 "$tmp/cal")
+                eval "p$t=\"\$p$t $s\""
+            fi
+            if [ -z "${TORCH_THREADS:-}" ]; then
+                s=$(torch_run "$model" $t PASSIVE 1 "$tmp/cal")
+                eval "q$t=\"\$q$t $s\""
+            fi
+        done
+        i=$((i + 1))
+    done
     if [ -n "${PB_THREADS:-}" ]; then
         pbt=$PB_THREADS
     else
-        best=
-        for t in 1 2; do
-            s=$(pb_run "$model" $t 1 "$tmp/cal")
-            echo "  prunebench -t $t: $s s"
-            if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; pbt=$t; fi
-        done
+        m1=$(echo "$p1" | median)
+        m2=$(echo "$p2" | median)
+        echo "  prunebench -t 1: $m1 s ($p1 ), -t 2: $m2 s ($p2 )"
+        pbt=1
+        awk "BEGIN{exit !($m2 < $m1)}" && pbt=2
     fi
     if [ -n "${TORCH_THREADS:-}" ]; then
         tt=$TORCH_THREADS
         tw=${TORCH_WAIT:-PASSIVE}
     else
-        best=
-        for t in 1 2; do
-            s=$(torch_run "$model" $t PASSIVE 1 "$tmp/cal")
-            echo "  pytorch threads=$t OMP_WAIT_POLICY=PASSIVE: $s s"
-            if [ -z "$best" ] || awk "BEGIN{exit !($s < $best)}"; then best=$s; tt=$t; tw=PASSIVE; fi
-        done
+        m1=$(echo "$q1" | median)
+        m2=$(echo "$q2" | median)
+        echo "  pytorch OMP_WAIT_POLICY=PASSIVE threads=1: $m1 s ($q1 ), threads=2: $m2 s ($q2 )"
+        tt=1
+        tw=PASSIVE
+        awk "BEGIN{exit !($m2 < $m1)}" && tt=2
     fi
     echo "== $model: $RUNS alternated runs of $EPOCHS epochs (prunebench -t $pbt, pytorch threads=$tt OMP_WAIT_POLICY=$tw)"
     pbs= ; ths= ; gms= ; gcs=

@@ -169,11 +169,13 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
 
 void pb_set_threads(int threads)
 {
-    if (threads > 0)
-        openblas_set_num_threads(threads);
-    /* without --threads, our kernels follow OpenBLAS's default (all cores, or
-     * OPENBLAS_NUM_THREADS) */
-    pb_par_set_threads(threads > 0 ? threads : openblas_get_num_threads());
+    /* without --threads, OpenBLAS's default (all cores, or OPENBLAS_NUM_THREADS) */
+    if (threads < 1)
+        threads = openblas_get_num_threads();
+    /* The layers split their SGEMMs over our pool (pb_layer.c's gemm), so
+     * OpenBLAS's own threads would only spin and take cores from it. */
+    openblas_set_num_threads(1);
+    pb_par_set_threads(threads);
 }
 
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,

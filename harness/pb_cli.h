@@ -60,7 +60,7 @@ typedef struct pb_common {
     "      --gamma G         step schedule: decay factor (default 0.1)\n"                        \
     "      --warmup K        linear warm-up over the first K steps\n"                            \
     "  -s, --seed S          seed for initialization, shuffling, dropout (default 1)\n"          \
-    "  -t, --threads T       OpenBLAS threads (default: all cores)\n"                             \
+    "  -t, --threads T       threads (default: all cores)\n"                                     \
     "  -q, --quiet           no per-epoch lines\n"
 
 void pb_common_defaults(pb_common *c);

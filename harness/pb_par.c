@@ -3,22 +3,53 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A run is published under mu by bumping gen; every worker takes part in
  * every run (those without a part just check in), so pending counts workers. */
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    unsigned gen;
+    unsigned gen;      /* written under mu, read by polling threads too */
     unsigned gen_at_start; /* gen when the workers were started */
     int quit;
     int nworkers; /* threads besides the caller */
-    int pending;  /* workers still in the current run */
+    unsigned pending; /* workers still in the current run; written under mu, polled too */
     pb_par_fn fn;
     void *ctx;
     int nparts;
     pthread_t tid[PB_PAR_MAX_THREADS];
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+
+/* A thread about to wait for the pool polls this long before it sleeps on
+ * the condition variable: the next run or the end of this one usually comes
+ * within microseconds, while a sleeping thread takes tens of them to wake
+ * (a dozen handoffs per training step). Only the pool's threads and its
+ * caller poll, so they take no core from a thread with work unless more
+ * threads than cores were asked for. */
+#define POLL_NS 50000
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Polls *v, without the lock, until (*v == val) == equal or POLL_NS pass. */
+static void poll_until(const unsigned *v, unsigned val, int equal)
+{
+    const int64_t t0 = now_ns();
+    do {
+        for (int i = 0; i < 64; i++) {
+            if ((__atomic_load_n(v, __ATOMIC_ACQUIRE) == val) == equal)
+                return;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    } while (now_ns() - t0 < POLL_NS);
+}
 
 static void run_parts(pb_par_fn fn, void *ctx, int nparts, int first, int stride)
 {
@@ -33,6 +64,11 @@ static void *worker(void *arg)
     /* not pool.gen: a run may have been published before this thread got here */
     unsigned seen = pool.gen_at_start;
     for (;;) {
+        if (pool.gen == seen && !pool.quit) {
+            pthread_mutex_unlock(&pool.mu);
+            poll_until(&pool.gen, seen, 0);
+            pthread_mutex_lock(&pool.mu);
+        }
         while (pool.gen == seen && !pool.quit)
             pthread_cond_wait(&pool.start, &pool.mu);
         if (pool.quit)
@@ -44,7 +80,8 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&pool.mu);
         run_parts(fn, ctx, nparts, id, stride);
         pthread_mutex_lock(&pool.mu);
-        if (--pool.pending == 0)
+        __atomic_store_n(&pool.pending, pool.pending - 1, __ATOMIC_RELEASE);
+        if (pool.pending == 0)
             pthread_cond_signal(&pool.done);
     }
     pthread_mutex_unlock(&pool.mu);
@@ -110,11 +147,12 @@ void pb_par_run(pb_par_fn fn, void *ctx, int nparts)
     pool.fn = fn;
     pool.ctx = ctx;
     pool.nparts = nparts;
-    pool.pending = pool.nworkers;
-    pool.gen++;
+    pool.pending = (unsigned)pool.nworkers;
+    __atomic_store_n(&pool.gen, pool.gen + 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pool.start);
     pthread_mutex_unlock(&pool.mu);
     run_parts(fn, ctx, nparts, 0, pool.nworkers + 1);
+    poll_until(&pool.pending, 0, 1);
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0)
         pthread_cond_wait(&pool.done, &pool.mu);

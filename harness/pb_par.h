@@ -1,13 +1,16 @@
 /* pb_par: a small pool of worker threads for the engine's own kernels
- * (OpenBLAS keeps its own threads for the SGEMMs).
+ * and the layers' SGEMMs (pb_layer.c splits them; OpenBLAS runs on one thread).
  *
  * pb_par_run(fn, ctx, n) calls fn(ctx, i, n) for every part i < n: part i
  * runs on thread i % threads, the caller being thread 0, and the call returns
  * when every part is done. A kernel gives each part its own slice of the
  * output, or its own partial sums that the caller adds in part order, so a
- * result depends on the number of parts, never on timing. Workers sleep on a
- * condition variable between runs instead of spinning: on a shared machine a
- * spinning thread takes the core from the thread doing the work.
+ * result depends on the number of parts, never on timing. Between runs a
+ * worker polls for the next one for a few tens of microseconds, then sleeps
+ * on a condition variable: the layers of a training step hand work over
+ * every few hundred microseconds, and a sleeping thread takes tens of them to
+ * wake, but a thread that kept spinning would take the core from a thread
+ * with work on a shared machine.
  *
  * One thread at a time may call pb_par_run, and never from inside a part. */
 #ifndef PB_PAR_H

@@ -1053,7 +1053,7 @@ static void run_usage(FILE *f)
             "  -n, --dry-run         print the expanded cells and a cost estimate; train nothing\n"
             "      --plugin-path DIR look for method plugins in DIR first\n"
             "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"
-            "  -t, --threads T       OpenBLAS threads per worker (default: cores / jobs)\n"
+            "  -t, --threads T       threads per worker (default: cores / jobs)\n"
             "      --no-plot         do not draw charts at the end\n"
             "  -q, --quiet           no progress or log lines\n"
             "  -h, --help            this help\n\n"
