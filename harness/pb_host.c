@@ -770,6 +770,19 @@ static float *const *h_scores(pb_ctx *c)
     return c->scratch;
 }
 
+static int h_mask_magnitude(pb_ctx *c, double sparsity, int scope, int regrow)
+{
+    float *const *scores = h_scores(c);
+    if (!scores)
+        return PB_ENOMEM;
+    for (int i = 0; i < c->nscratch; i++) {
+        const pb_param *p = pb_model_prunable(c->m, i);
+        for (size_t j = 0; j < p->n; j++)
+            scores[i][j] = fabsf(p->w[j]);
+    }
+    return h_mask_topk(c, scores, sparsity, scope, regrow);
+}
+
 const pb_host pb_host_table = {
     .size = sizeof(pb_host),
     .abi_major = PB_ABI_MAJOR,
@@ -799,6 +812,7 @@ const pb_host pb_host_table = {
     .set_generator = h_set_generator,
     .total_steps = h_total_steps,
     .scores = h_scores,
+    .mask_magnitude = h_mask_magnitude,
 };
 
 /* ---------- context ---------- */

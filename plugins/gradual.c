@@ -45,8 +45,8 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks scores()");
+    if (!PB_HOST_HAS(h, mask_magnitude))
+        return h->fail(c, "the host lacks mask_magnitude()");
     if (args[ARG_END] < args[ARG_START])
         return h->fail(c, "end=%g is before start=%g", args[ARG_END], args[ARG_START]);
     state *st = calloc(1, sizeof *st);
@@ -75,23 +75,6 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     st->sf = sparsity;
     st->have_sf = 1;
     return PB_PLUGIN_OK;
-}
-
-/* Every layer to sparsity s by |w| of its surviving weights. */
-static int prune_layers(const pb_host *h, pb_ctx *c, double s)
-{
-    float *const *scores = h->scores(c);
-    if (!scores)
-        return PB_PLUGIN_FAIL;
-    int nw = h->nweights(c), rc;
-    for (int i = 0; i < nw; i++) {
-        pb_weights wt = {.size = sizeof wt};
-        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            return rc;
-        for (size_t j = 0; j < wt.n; j++)
-            scores[i][j] = fabsf(wt.w[j]);
-    }
-    return h->mask_topk(c, scores, s, 1, 0);
 }
 
 /* Fixes the schedule at the first step of training. The host counts steps
@@ -139,7 +122,7 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
         double r = 1.0 - (double)k / (double)st->n;
         s = st->sf + (st->si - st->sf) * r * r * r;
     }
-    if (s > 0 && (rc = prune_layers(h, c, s)) != PB_PLUGIN_OK)
+    if (s > 0 && (rc = h->mask_magnitude(c, s, 1, 0)) != PB_PLUGIN_OK)
         return rc;
     if (k == st->n) {
         st->frozen = 1;

@@ -48,8 +48,8 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks scores()");
+    if (!PB_HOST_HAS(h, mask_magnitude))
+        return h->fail(c, "the host lacks mask_magnitude()");
     state *st = calloc(1, sizeof *st);
     if (!st)
         return h->fail(c, "out of memory");
@@ -161,18 +161,8 @@ static int plan(state *st, const pb_host *h, pb_ctx *c, long step)
 
 static int freeze(state *st, const pb_host *h, pb_ctx *c, long step)
 {
-    float *const *scores = h->scores(c);
-    if (!scores)
-        return PB_PLUGIN_FAIL;
-    int nw = h->nweights(c), rc;
-    for (int i = 0; i < nw; i++) {
-        pb_weights wt = {.size = sizeof wt};
-        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            return rc;
-        for (size_t j = 0; j < wt.n; j++)
-            scores[i][j] = fabsf(wt.w[j]);
-    }
-    if ((rc = h->mask_topk(c, scores, st->s, 1, 0)) != PB_PLUGIN_OK)
+    int rc = h->mask_magnitude(c, st->s, 1, 0);
+    if (rc != PB_PLUGIN_OK)
         return rc;
     st->frozen = 1;
     h->log(c, "step %ld: hard mask frozen at sparsity %g", step, st->s);

@@ -2,7 +2,6 @@
  * weights with the smallest |w| (ties: the lower index is kept). */
 #include <prunebench/plugin.h>
 
-#include <math.h>
 
 static const pb_param_spec params[] = {
     {.name = NULL},
@@ -11,20 +10,9 @@ static const pb_param_spec params[] = {
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     (void)p;
-    if (!PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks scores()");
-    float *const *scores = h->scores(c);
-    if (!scores)
-        return PB_PLUGIN_FAIL;
-    int nw = h->nweights(c), rc;
-    for (int i = 0; i < nw; i++) {
-        pb_weights wt = {.size = sizeof wt};
-        if ((rc = h->weights(c, i, &wt)) != PB_PLUGIN_OK)
-            return rc;
-        for (size_t j = 0; j < wt.n; j++)
-            scores[i][j] = fabsf(wt.w[j]);
-    }
-    return h->mask_topk(c, scores, sparsity, 1, 0);
+    if (!PB_HOST_HAS(h, mask_magnitude))
+        return h->fail(c, "the host lacks mask_magnitude()");
+    return h->mask_magnitude(c, sparsity, 1, 0);
 }
 
 const pb_plugin *prunebench_plugin(void);

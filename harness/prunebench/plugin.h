@@ -186,6 +186,10 @@ typedef struct pb_host {
      * mask_topk without allocating. Valid until the hook returns or
      * remove_units() is called; every call returns the same arrays. */
     float *const *(*scores)(pb_ctx *c);
+
+    /* mask_topk with |w| as the score: the magnitude criterion that many
+     * methods share (layerwise magnitude, gradual pruning, ISS-P's freeze). */
+    int (*mask_magnitude)(pb_ctx *c, double sparsity, int scope, int allow_regrow);
 } pb_host;
 
 #define PB_HOST_HAS(h, fn) ((h)->size >= offsetof(pb_host, fn) + sizeof((h)->fn) && (h)->fn)
