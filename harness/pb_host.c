@@ -366,25 +366,19 @@ static int h_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
         return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
     pb_model *m = c->m;
     int batch = m->max_batch;
-    size_t chw = (size_t)c->train->c * c->train->h * c->train->w;
-    float *x = malloc((size_t)batch * chw * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    }
+    pb_batch b;
+    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
+        return PB_ENOMEM;
     pb_input_hook old = m->input_hook;
     void *old_ud = m->input_hook_ud;
     pb_model_set_input_hook(m, calib_hook, &s);
     for (int i = 0; i < c->grad_n && !s.failed; i += batch) {
         int B = c->grad_n - i < batch ? c->grad_n - i : batch;
-        pb_data_batch(c->train, c->grad_idx + i, B, NULL, x, y);
-        pb_model_forward(m, x, B, 0);
+        pb_data_batch(c->train, c->grad_idx + i, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
     }
     pb_model_set_input_hook(m, old, old_ud);
-    free(x);
-    free(y);
+    pb_batch_free(&b);
     free(s.cols);
     return s.failed ? pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory during calibration") : PB_OK;
 }
@@ -687,31 +681,25 @@ static int h_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float
 {
     pb_model *m = c->m;
     int batch = m->max_batch;
-    size_t chw = (size_t)c->train->c * c->train->h * c->train->w;
-    float *x = malloc((size_t)batch * chw * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    }
+    pb_batch b;
+    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
+        return PB_ENOMEM;
     for (int s = 0; s < n; s += batch) {
         int B = n - s < batch ? n - s : batch;
-        pb_data_batch(c->train, idx + s, B, NULL, x, y);
-        pb_model_forward(m, x, B, 0);
-        pb_model_loss(m, y, B, 1.0f, loss ? loss + s : NULL, NULL);
+        pb_data_batch(c->train, idx + s, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
+        pb_model_loss(m, b.y, B, 1.0f, loss ? loss + s : NULL, NULL);
         if (el2n)
-            for (int b = 0; b < B; b++) {
+            for (int e = 0; e < B; e++) {
                 double acc = 0;
                 for (int k = 0; k < m->ncls; k++) {
-                    double d = m->probs[(size_t)b * m->ncls + k] - (k == y[b]);
+                    double d = m->probs[(size_t)e * m->ncls + k] - (k == b.y[e]);
                     acc += d * d;
                 }
-                el2n[s + b] = (float)sqrt(acc);
+                el2n[s + e] = (float)sqrt(acc);
             }
     }
-    free(x);
-    free(y);
+    pb_batch_free(&b);
     return PB_OK;
 }
 

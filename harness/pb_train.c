@@ -16,19 +16,38 @@ void pb_train_defaults(pb_train_cfg *c)
     c->log_epochs = 1;
 }
 
+int pb_batch_init(pb_batch *b, const pb_dataset *d, int cap, char *err, size_t errlen)
+{
+    b->cap = cap;
+    b->x = pb_alloc((size_t)cap * d->c * d->h * d->w * sizeof(float));
+    b->y = malloc((size_t)cap * sizeof(int));
+    if (!b->x || !b->y) {
+        pb_batch_free(b);
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory for a batch of %d", cap);
+    }
+    return PB_OK;
+}
+
+void pb_batch_free(pb_batch *b)
+{
+    pb_free(b->x);
+    free(b->y);
+    b->x = NULL;
+    b->y = NULL;
+}
+
 int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double *loss, char *err,
                 size_t errlen)
 {
     if (batch > m->max_batch)
         batch = m->max_batch;
-    size_t chw = (size_t)d->c * d->h * d->w;
-    float *x = pb_alloc((size_t)batch * chw * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int)), *idx = malloc((size_t)batch * sizeof(int));
-    if (!x || !y || !idx) {
-        pb_free(x);
-        free(y);
-        free(idx);
+    pb_batch b;
+    int *idx = malloc((size_t)batch * sizeof(int));
+    if (!idx)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    if (pb_batch_init(&b, d, batch, err, errlen) != PB_OK) {
+        free(idx);
+        return PB_ENOMEM;
     }
     long ok = 0;
     double tl = 0;
@@ -36,13 +55,12 @@ int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double
         int B = d->n - s < batch ? d->n - s : batch, c = 0;
         for (int i = 0; i < B; i++)
             idx[i] = s + i;
-        pb_data_batch(d, idx, B, NULL, x, y);
-        pb_model_forward(m, x, B, 0);
-        tl += pb_model_loss(m, y, B, 1.0f, NULL, &c) * B;
+        pb_data_batch(d, idx, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
+        tl += pb_model_loss(m, b.y, B, 1.0f, NULL, &c) * B;
         ok += c;
     }
-    pb_free(x);
-    free(y);
+    pb_batch_free(&b);
     free(idx);
     *acc = d->n ? (double)ok / d->n : 0;
     if (loss)
@@ -54,32 +72,23 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
                      double *loss, char *err, size_t errlen)
 {
     int batch = m->max_batch;
-    size_t chw = (size_t)d->c * d->h * d->w;
-    float *x = pb_alloc((size_t)batch * chw * sizeof(float));
-    int *y = malloc((size_t)batch * sizeof(int));
-    float *dl = pb_alloc((size_t)batch * m->ncls * sizeof(float));
-    if (!x || !y || !dl) {
-        pb_free(x);
-        free(y);
-        pb_free(dl);
-        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
-    }
+    pb_batch b;
+    if (pb_batch_init(&b, d, batch, err, errlen) != PB_OK)
+        return PB_ENOMEM;
     pb_model_zero_grad(m);
     double tl = 0;
     for (int s = 0; s < n; s += batch) {
         int B = n - s < batch ? n - s : batch;
-        pb_data_batch(d, idx + s, B, NULL, x, y);
-        pb_model_forward(m, x, B, 1);
-        tl += pb_model_loss(m, y, B, temperature, NULL, NULL) * B;
+        pb_data_batch(d, idx + s, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 1);
+        tl += pb_model_loss(m, b.y, B, temperature, NULL, NULL) * B;
         /* dlogits are per-batch means; reweight so the sum is the mean over all n */
         float sc = (float)B / (float)n;
         for (size_t j = 0; j < (size_t)B * m->ncls; j++)
-            dl[j] = m->dlogits[j] * sc;
-        pb_model_backward(m, x, B, dl, NULL);
+            m->dlogits[j] *= sc;
+        pb_model_backward(m, b.x, B, NULL, NULL);
     }
-    pb_free(x);
-    free(y);
-    pb_free(dl);
+    pb_batch_free(&b);
     if (loss)
         *loss = tl / n;
     return PB_OK;
@@ -121,11 +130,9 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     pb_optim opt;
     if ((rc = pb_optim_init(&opt, m, &cfg->opt, err, errlen)) != PB_OK)
         return rc;
-    size_t chw = (size_t)train->c * train->h * train->w;
-    float *x = pb_alloc((size_t)cfg->batch * chw * sizeof(float));
-    int *y = malloc((size_t)cfg->batch * sizeof(int));
+    pb_batch b = {0};
     int *idx = malloc((size_t)train->n * sizeof(int));
-    if (!x || !y || !idx) {
+    if (!idx || pb_batch_init(&b, train, cfg->batch, err, errlen) != PB_OK) {
         rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
         goto out;
     }
@@ -162,17 +169,17 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             int B = n - s < cfg->batch ? n - s : cfg->batch;
             if (hooks->before_step && (rc = hooks->before_step(hooks->ud, m, step, err, errlen)) != PB_OK)
                 goto out;
-            pb_data_batch(train, idx + s, B, &rng, x, y);
+            pb_data_batch(train, idx + s, B, &rng, b.x, b.y);
             pb_model_zero_grad(m);
-            pb_model_forward(m, x, B, 1);
-            double loss = pb_model_loss(m, y, B, 1.0f, NULL, NULL);
+            pb_model_forward(m, b.x, B, 1);
+            double loss = pb_model_loss(m, b.y, B, 1.0f, NULL, NULL);
             if (!isfinite(loss)) {
                 rc = pb_err(err, errlen, PB_ENUM,
                             "training diverged: loss is %s at epoch %d, step %ld (lower the learning rate %g?)",
                             isnan(loss) ? "NaN" : "infinite", ep, step + 1, cfg->opt.lr);
                 goto out;
             }
-            pb_model_backward(m, x, B, NULL, NULL);
+            pb_model_backward(m, b.x, B, NULL, NULL);
             pb_optim_step(&opt, m, pb_optim_lr(&cfg->opt, step, total_steps, per_epoch));
             step++;
             res->train_flops += flops_ex * B;
@@ -223,8 +230,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     }
     rc = PB_OK;
 out:
-    pb_free(x);
-    free(y);
+    pb_batch_free(&b);
     free(idx);
     return rc;
 }

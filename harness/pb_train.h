@@ -63,6 +63,16 @@ typedef struct pb_train_result {
 int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const pb_train_cfg *cfg,
              const pb_train_hooks *hooks, pb_train_result *res, char *err, size_t errlen);
 
+/* Input and label buffers for batches of up to `cap` examples of one data set. */
+typedef struct pb_batch {
+    float *x;   /* cap * c*h*w */
+    int *y;     /* cap */
+    int cap;
+} pb_batch;
+
+int pb_batch_init(pb_batch *b, const pb_dataset *d, int cap, char *err, size_t errlen);
+void pb_batch_free(pb_batch *b);
+
 /* Accuracy and mean loss of m on d (eval mode). */
 int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double *loss, char *err,
                 size_t errlen);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "pb_ckpt.h"
+#include "pb_host.h"
 #include "pb_data.h"
 #include "pb_model.h"
 #include "pb_optim.h"
@@ -101,7 +102,7 @@ static void count_inputs(void *ud, const pb_model *m, int layer, const float *x,
 
 int main(void)
 {
-    tap_plan(24);
+    tap_plan(25);
     /* Parameter counts of the named architectures (PyTorch gives the same). */
     ok(nparams_of("lenet300") == 266610, "lenet300 has 266610 parameters");
     ok(nparams_of("lenet5") == 61706, "lenet5 has 61706 parameters (got %zu)", nparams_of("lenet5"));
@@ -308,6 +309,32 @@ int main(void)
         pb_evaluate(&a, &te, 32, &acc, &loss, err, sizeof err);
         pb_model_set_input_hook(&a, NULL, NULL);
         ok(sn.rows == 3 * te.n, "input hook saw each of 3 dense layers for all %d test examples (%d rows)", te.n, sn.rows);
+    }
+
+    /* Per-example scores through the host table (data pruning): the loss of
+     * each example and EL2N = ||softmax - onehot|| match a direct computation. */
+    {
+        pb_ctx ctx;
+        pb_train_cfg c = quick_cfg(1);
+        rc = pb_ctx_init(&ctx, &a, &tr, &te, &c, 1, err, sizeof err);
+        int idx[5] = {3, 1, 4, 1, 5}, y[5];
+        float loss[5], el2n[5], direct[5], x[5 * 784];
+        if (rc == PB_OK)
+            rc = pb_host_table.example_scores(&ctx, idx, 5, loss, el2n);
+        pb_data_batch(&tr, idx, 5, NULL, x, y);
+        pb_model_forward(&a, x, 5, 0);
+        pb_model_loss(&a, y, 5, 1.0f, direct, NULL);
+        double worst = 0;
+        for (int i = 0; i < 5; i++) {
+            double e2 = 0;
+            for (int k = 0; k < 10; k++) {
+                double d = a.probs[i * 10 + k] - (k == y[i]);
+                e2 += d * d;
+            }
+            worst = fmax(worst, fabs(loss[i] - direct[i]) + fabs(el2n[i] - sqrt(e2)));
+        }
+        ok(rc == PB_OK && worst < 1e-5, "example_scores: per-example loss and EL2N (max error %.2g)", worst);
+        pb_ctx_free(&ctx);
     }
     /* Schedules. */
     {
