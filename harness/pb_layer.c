@@ -968,16 +968,6 @@ static inline int32_t pool_pick(const float *x, int32_t i, int32_t j)
 /* The 2x2 window with stride 2 of LeNet and VGG-style nets, as a tournament
  * ((a, b), (c, d)) that picks what the generic scan (a, b, c, d) picks, with
  * two independent comparisons first and no window loops. */
-static inline void pool2_one(const float *restrict xc, int iw, int32_t at, int32_t cbase,
-                             float *restrict o, int32_t *restrict ix)
-{
-    const int32_t top = pool_pick(xc, at, at + 1);
-    const int32_t bottom = pool_pick(xc, at + iw, at + iw + 1);
-    const int32_t best = pool_pick(xc, top, bottom);
-    *o = xc[best];
-    *ix = cbase + best;
-}
-
 /* Eight outputs of the tournament at once, from 16 inputs of each row: the
  * even and odd columns are split by shuffles, and a compare's lane mask
  * (all ones or zeros) selects by bitwise and/or, the index too
@@ -986,11 +976,12 @@ typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 
 /* always_inline: compiled into each clone of the caller for its vector ISA */
-__attribute__((always_inline)) static inline void pool2_eight(const float *restrict row, int iw,
-                                                              int32_t at, float *restrict o,
+__attribute__((always_inline)) static inline void pool2_eight(const float *restrict top_row,
+                                                              const float *restrict bottom_row,
+                                                              int iw, int32_t at, float *restrict o,
                                                               int32_t *restrict ix)
 {
-    const vf t = *(const vf_unaligned *)row, u = *(const vf_unaligned *)(row + iw);
+    const vf t = *(const vf_unaligned *)top_row, u = *(const vf_unaligned *)bottom_row;
     const v8f a = __builtin_shufflevector(t, t, 0, 2, 4, 6, 8, 10, 12, 14);
     const v8f b = __builtin_shufflevector(t, t, 1, 3, 5, 7, 9, 11, 13, 15);
     const v8f c = __builtin_shufflevector(u, u, 0, 2, 4, 6, 8, 10, 12, 14);
@@ -1010,6 +1001,7 @@ CLONES static void maxpool2_forward(pb_layer *l, const float *x, int b0, int b1)
 {
     const int ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const float *xend = x + b1 * isz, *oend = l->out + b1 * osz;
     for (int b = b0; b < b1; b++)
         for (int c = 0; c < l->ic; c++) {
             const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
@@ -1019,21 +1011,42 @@ CLONES static void maxpool2_forward(pb_layer *l, const float *x, int b0, int b1)
             for (int y = 0; y < oh; y++) {
                 float *restrict orow = o + y * ow;
                 int32_t *restrict irow = ix + y * ow;
-                int xo = 0;
-                if (ow >= 8) {
-                    /* the last block of eight may overlap the one before */
-                    for (;; xo += 8) {
-                        if (xo > ow - 8)
-                            xo = ow - 8;
-                        const int32_t at = 2 * y * iw + 2 * xo;
-                        pool2_eight(xc + at, iw, cbase + at, orow + xo, irow + xo);
-                        if (xo == ow - 8)
-                            break;
+                if (ow < 8) {
+                    /* one vector of eight, ow of them kept. The loads run
+                     * past the rows (from a copy near the end of the input),
+                     * the stores into the next rows, written after this one
+                     * (through a copy near the end of this part's output). */
+                    const int32_t at = 2 * y * iw;
+                    const float *top = xc + at, *bottom = top + iw;
+                    float pad[2][VL], ob[8];
+                    int32_t ib[8];
+                    if (bottom + VL > xend) {
+                        memset(pad, 0, sizeof pad);
+                        memcpy(pad[0], top, 2 * (size_t)ow * sizeof(float));
+                        memcpy(pad[1], bottom, 2 * (size_t)ow * sizeof(float));
+                        top = pad[0];
+                        bottom = pad[1];
+                    }
+                    if (orow + 8 <= oend) {
+                        pool2_eight(top, bottom, iw, cbase + at, orow, irow);
+                        continue;
+                    }
+                    pool2_eight(top, bottom, iw, cbase + at, ob, ib);
+                    for (int k = 0; k < ow; k++) {
+                        orow[k] = ob[k];
+                        irow[k] = ib[k];
                     }
                     continue;
                 }
-                for (; xo < ow; xo++)
-                    pool2_one(xc, iw, 2 * y * iw + 2 * xo, cbase, orow + xo, irow + xo);
+                /* the last block of eight may overlap the one before */
+                for (int xo = 0;; xo += 8) {
+                    if (xo > ow - 8)
+                        xo = ow - 8;
+                    const int32_t at = 2 * y * iw + 2 * xo;
+                    pool2_eight(xc + at, xc + at + iw, iw, cbase + at, orow + xo, irow + xo);
+                    if (xo == ow - 8)
+                        break;
+                }
             }
         }
 }
