@@ -198,7 +198,9 @@ typedef struct thin_ws {
     float *dxpad;  /* [ic, plane] its gradient */
     float *grid;   /* [ocp, nq] outputs on the grid (forward) */
     float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
-    float *dtaps;  /* [OB, nq] gradient of a block of taps (dx) */
+    size_t tpad;   /* zeros either side of a dtaps row: (k-1)*(pw+1) rounded up to VL */
+    size_t tld;    /* floats per dtaps row: tpad + nq + tpad */
+    float *dtaps;  /* [k*k, tld] gradient of one input channel's taps (dx) */
     float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients */
     float *wt;     /* [rows, ocp] weights transposed (forward), shared */
     float *wr;     /* [oc, rowsp] weights with padded taps (dx), shared */
@@ -219,10 +221,12 @@ static void thin_layout(const pb_layer *l, float *ws, int part, thin_ws *t)
     t->ocp = round_up((size_t)l->oc, OB);
     for (size_t r = 0; r < t->rows; r++)
         t->shift[r] = r / (k * k) * t->plane + r / k % k * t->pw + r % k;
+    t->tpad = round_up((k - 1) * (t->pw + 1), VL);
+    t->tld = 2 * t->tpad + t->nq;
     const size_t ic = (size_t)l->ic, oc = (size_t)l->oc;
     const size_t n[9] = {t->rows * t->ocp, oc * t->rowsp, t->ocp,
                          ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
-                         OB * t->nq,    oc * (t->rows + 1) * VL};
+                         k * k * t->tld, oc * (t->rows + 1) * VL};
     float **dst[9] = {&t->wt, &t->wr, &t->bias,
                       &t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->dtaps, &t->gacc};
     size_t at = 0;
@@ -655,7 +659,30 @@ KERNEL void wgrad_block(const thin_ws *t, int o0, const int nb)
     const size_t nq = t->nq, rows = t->rows;
     vf *restrict gacc = (vf *)t->gacc;
     const float *restrict d = t->dgrid + o0 * nq;
-    for (size_t r = 0; r < rows; r++) {
+    /* two taps at a time: each load of dgrid feeds two multiply-adds */
+    size_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0};
+        const float *restrict x = t->xpad + t->shift[r], *restrict x2 = t->xpad + t->shift[r + 1];
+        for (size_t q = 0; q < nq; q += VL) {
+            const vf xv = *(const vf_unaligned *)(x + q), xv2 = *(const vf_unaligned *)(x2 + q);
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                const vf dv = *(const vf *)(d + j * nq + q);
+                acc[j] += dv * xv;
+                acc2[j] += dv * xv2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            gacc[(o0 + j) * (rows + 1) + r] += acc[j];
+            gacc[(o0 + j) * (rows + 1) + r + 1] += acc2[j];
+        }
+    }
+    for (; r < rows; r++) {
         vf acc[OB];
 #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
@@ -685,34 +712,57 @@ CLONES static void thin_wgrad(const thin_ws *t, int oc)
     }
 }
 
-/* dxpad[shift[r] + q] += sum_o wr[o, r] * dgrid[o, q], for a block of taps
- * into dtaps first, then tap after tap: the shifted ranges of neighbouring
- * taps overlap, and adding them in the first loop made every load wait for
- * the unaligned store just before it. */
-CLONES static void thin_dx(const thin_ws *t, int oc)
+/* The gradient of taps r0 .. r0+nb-1, sum_o wr[o, r] * dgrid[o, q], into
+ * their dtaps rows (row r - r0 + j0). */
+KERNEL void dx_block(const thin_ws *t, int oc, size_t r0, size_t j0, const int nb)
 {
-    const size_t nq = t->nq, rowsp = t->rowsp, rows = t->rows;
-    for (size_t r0 = 0; r0 < rows; r0 += OB) {
-        const size_t nr = rows - r0 < OB ? rows - r0 : OB;
-        for (size_t q = 0; q < nq; q += VL) {
-            vf acc[OB];
+    const size_t nq = t->nq, rowsp = t->rowsp, tld = t->tld;
+    float *restrict dt = t->dtaps + j0 * tld + t->tpad;
+    for (size_t q = 0; q < nq; q += VL) {
+        vf acc[OB];
 #pragma GCC unroll 8
-            for (int j = 0; j < OB; j++)
-                acc[j] = (vf){0};
-            for (int o = 0; o < oc; o++) {
-                const vf d = *(const vf *)(t->dgrid + o * nq + q);
-                const float *restrict w = t->wr + o * rowsp + r0;
+        for (int j = 0; j < nb; j++)
+            acc[j] = (vf){0};
+        for (int o = 0; o < oc; o++) {
+            const vf d = *(const vf *)(t->dgrid + o * nq + q);
+            const float *restrict w = t->wr + o * rowsp + r0;
 #pragma GCC unroll 8
-                for (int j = 0; j < OB; j++)
-                    acc[j] += w[j] * d;
-            }
-#pragma GCC unroll 8
-            for (int j = 0; j < OB; j++)
-                *(vf *)(t->dtaps + j * nq + q) = acc[j];
+            for (int j = 0; j < nb; j++)
+                acc[j] += w[j] * d;
         }
-        for (size_t j = 0; j < nr; j++)
-            for (size_t q = 0; q < nq; q += VL)
-                *(vf_unaligned *)(t->dxpad + t->shift[r0 + j] + q) += *(const vf *)(t->dtaps + j * nq + q);
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            *(vf *)(dt + j * tld + q) = acc[j];
+    }
+}
+
+/* dxpad = the sum over taps r of their gradient shifted by shift[r], one
+ * input channel at a time: first the gradient of the channel's k*k taps into
+ * dtaps, whose rows have zeros either side, then each vector of the channel's
+ * plane as a sum of k*k loads from them, with no tap falling off a row and
+ * one store per vector. (Adding each tap's row into the plane instead made
+ * every load wait for the overlapping store of the tap just before.) */
+CLONES static void thin_dx(const thin_ws *t, int oc, int ic, int k)
+{
+    const size_t kk = (size_t)k * k, pw = t->pw, tld = t->tld;
+    for (int c = 0; c < ic; c++) {
+        for (size_t j0 = 0; j0 < kk; j0 += OB) {
+            const size_t r0 = c * kk + j0;
+#define DX(n) dx_block(t, oc, r0, j0, n)
+            BLOCKS((int)(kk - j0), DX)
+#undef DX
+        }
+        const float *restrict dt = t->dtaps + t->tpad;
+        float *restrict dst = t->dxpad + c * t->plane;
+        for (size_t p = 0; p < t->plane; p += VL) {
+            vf acc = (vf){0};
+            for (int ki = 0; ki < k; ki++) {
+                const float *restrict row = dt + (size_t)ki * k * tld + p - ki * pw;
+                for (int kj = 0; kj < k; kj++)
+                    acc += *(const vf_unaligned *)(row + kj * tld - kj);
+            }
+            *(vf *)(dst + p) = acc;
+        }
     }
 }
 
@@ -804,8 +854,7 @@ static void thin_backward_part(void *ctx, int part, int nparts)
         thin_wgrad(&t, oc);
         if (!dx)
             continue;
-        memset(t.dxpad, 0, (size_t)l->ic * t.plane * sizeof(float));
-        thin_dx(&t, oc);
+        thin_dx(&t, oc, l->ic, l->k);
         for (int c = 0; c < l->ic; c++)
             for (int y = 0; y < l->ih; y++) {
                 float *dst = dx + b * isz + ((size_t)c * l->ih + y) * l->iw;
