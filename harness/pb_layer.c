@@ -159,6 +159,9 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 /* The same for loads from any float address (shifted planes, odd rows). */
 typedef float vf_unaligned __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 
 /* Each function marked CLONES is compiled for x86-64-v4 (AVX-512), v3 (AVX2,
  * FMA) and the baseline, and the loader picks one for the CPU (GNU ifunc).
@@ -242,6 +245,8 @@ static void thin_layout(const pb_layer *l, float *ws, int part, thin_ws *t)
             *dst[i] += (size_t)part * t->part_n;
 }
 
+int pb_layer_fuses_relu(const pb_layer *l) { return l->kind == PB_CONV && conv_is_thin(l); }
+
 /* Parts of the batch the thin workspace has room for. */
 static int thin_parts(const pb_layer *l)
 {
@@ -266,8 +271,11 @@ static int check_param(const pb_layer *l, const pb_param *p, const char *what, s
 
 void pb_layer_free(pb_layer *l)
 {
-    pb_free(l->out);
-    pb_free(l->dout);
+    if (!l->in_place) {
+        pb_free(l->out);
+        pb_free(l->dout);
+    }
+    l->in_place = 0;
     pb_free(l->ws);
     pb_free(l->idx);
     pb_free(l->stat);
@@ -530,6 +538,25 @@ static inline void row_add(float *restrict d, const float *restrict src, int n)
         d[i] += src[i];
 }
 
+/* d = g where out > 0, else 0: a ReLU's backward, for a fused ReLU (see
+ * pb_layer.h) as a conv reads its output gradient. */
+static inline void row_relu_grad(float *restrict d, const float *restrict g, const float *restrict out,
+                                 int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+        *(vf_unaligned *)(d + i) = (vf)((vi) * (const vf_unaligned *)(g + i) & pass);
+    }
+    if (i + 8 <= n) {
+        const v8i pass = *(const v8f_unaligned *)(out + i) > (v8f){0};
+        *(v8f_unaligned *)(d + i) = (v8f)((v8i) * (const v8f_unaligned *)(g + i) & pass);
+        i += 8;
+    }
+    for (; i < n; i++)
+        d[i] = out[i] > 0.0f ? g[i] : 0.0f;
+}
+
 /* cols [ic*k*k, ld >= nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
 CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, size_t ld,
                    float *restrict cols)
@@ -619,8 +646,9 @@ CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb
     default: call(8); break;                                                             \
     }
 
-/* grid[o, q] = bias[o] + sum_r wt[r, o] * xpad[shift[r] + q], o0 <= o < o0 + nb. */
-KERNEL void forward_block(const thin_ws *t, int o0, const int nb)
+/* grid[o, q] = bias[o] + sum_r wt[r, o] * xpad[shift[r] + q], o0 <= o < o0 + nb,
+ * through a ReLU when relu is set (NaN passes, as in relu_forward). */
+KERNEL void forward_block(const thin_ws *t, int o0, const int nb, int relu)
 {
     const size_t nq = t->nq, ocp = t->ocp, rows = t->rows;
     for (size_t q = 0; q < nq; q += VL) {
@@ -637,14 +665,15 @@ KERNEL void forward_block(const thin_ws *t, int o0, const int nb)
         }
 #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
-            *(vf *)(t->grid + (o0 + j) * nq + q) = acc[j];
+            *(vf *)(t->grid + (o0 + j) * nq + q) =
+                relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
     }
 }
 
-CLONES static void thin_forward(const thin_ws *t, int oc)
+CLONES static void thin_forward(const thin_ws *t, int oc, int relu)
 {
     for (int o0 = 0; o0 < oc; o0 += OB) {
-#define FORWARD(n) forward_block(t, o0, n)
+#define FORWARD(n) forward_block(t, o0, n, relu)
         BLOCKS(oc - o0, FORWARD)
 #undef FORWARD
     }
@@ -810,7 +839,7 @@ static void thin_forward_part(void *ctx, int part, int nparts)
     const int b1 = pb_par_begin(j->B, part + 1, nparts);
     for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
         thin_load_example(l, &t, j->x + b * isz);
-        thin_forward(&t, oc);
+        thin_forward(&t, oc, l->relu_after);
         for (int o = 0; o < oc; o++)
             for (int y = 0; y < oh; y++)
                 row_copy(l->out + b * osz + ((size_t)o * oh + y) * ow, t.grid + o * t.nq + y * t.pw,
@@ -848,9 +877,14 @@ static void thin_backward_part(void *ctx, int part, int nparts)
         thin_load_example(l, &t, j->x + b * isz);
         /* dgrid columns x >= ow stay zero, so the dropped outputs add nothing */
         for (int o = 0; o < oc; o++)
-            for (int y = 0; y < oh; y++)
-                row_copy(t.dgrid + o * t.nq + y * t.pw, l->dout + b * osz + ((size_t)o * oh + y) * ow,
-                         ow);
+            for (int y = 0; y < oh; y++) {
+                float *dst = t.dgrid + o * t.nq + y * t.pw;
+                const size_t at = b * osz + ((size_t)o * oh + y) * ow;
+                if (l->relu_after)
+                    row_relu_grad(dst, l->dout + at, l->out + at, ow);
+                else
+                    row_copy(dst, l->dout + at, ow);
+            }
         thin_wgrad(&t, oc);
         if (!dx)
             continue;
@@ -1021,8 +1055,6 @@ static inline int32_t pool_pick(const float *x, int32_t i, int32_t j)
  * even and odd columns are split by shuffles, and a compare's lane mask
  * (all ones or zeros) selects by bitwise and/or, the index too
  * (2 * lane - mask adds 1 where the odd column won). */
-typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
-typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 
 /* always_inline: compiled into each clone of the caller for its vector ISA */
 __attribute__((always_inline)) static inline void pool2_eight(const float *restrict top_row,
@@ -1208,9 +1240,8 @@ static void gap_backward(pb_layer *l, float *dx, int B)
 /* ReLU runs on the largest activations (LeNet-5's conv1: 600k floats a
  * batch), so it is vectorized by hand like the thin convolutions: a float
  * compare gives a lane mask of all ones or zeros that selects by bitwise and. */
-typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
 
-CLONES static void relu_forward(float *restrict o, const float *restrict x, size_t n)
+CLONES static void relu_forward(float *o, const float *x, size_t n)
 {
     /* written so that NaN passes through instead of becoming 0 (NaN < 0 is false) */
     size_t i = 0;
@@ -1223,8 +1254,7 @@ CLONES static void relu_forward(float *restrict o, const float *restrict x, size
 }
 
 /* dx += (or, when write, dx =) the gradient passed where out > 0 */
-CLONES static void relu_backward(float *restrict dx, const float *restrict out,
-                                 const float *restrict d, size_t n, int write)
+CLONES static void relu_backward(float *dx, const float *out, const float *d, size_t n, int write)
 {
     size_t i = 0;
     if (write) {

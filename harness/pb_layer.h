@@ -66,6 +66,16 @@ typedef struct pb_layer {
     size_t ws_n;
     int32_t *idx;         /* MAXPOOL argmax per output element */
     float *stat;          /* BN: saved batch mean [oc] then inv-std [oc] */
+
+    /* ReLU fusion, set by the model (pb_model_finalize, pb_model_forward):
+     * a RELU that is the only reader of a layer that can apply it
+     * (pb_layer_fuses_relu) works in place on that layer's out and dout
+     * (in_place: they are not its own and are not freed with it). While the
+     * producer's relu_after is set, the producer applies the ReLU as it
+     * writes out and masks dout by out > 0 as it reads it, and the RELU's
+     * own forward and backward are skipped. */
+    int relu_after;       /* CONV: apply the ReLU that follows (see above) */
+    int in_place;         /* RELU: out and dout belong to the producer */
 } pb_layer;
 
 static inline size_t pb_layer_isize(const pb_layer *l) { return (size_t)l->ic * l->ih * l->iw; }
@@ -98,5 +108,9 @@ void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B);
  * example's forward pass through a DENSE or CONV layer (0 for other kinds); a weight counts only
  * where its mask is nonzero when effective=1 (for convolutions per output position). */
 double pb_layer_flops(const pb_layer *l, int effective);
+
+/* Whether the layer can apply a following ReLU itself (relu_after): a conv
+ * on the thin kernels, which copy every output and output gradient anyway. */
+int pb_layer_fuses_relu(const pb_layer *l);
 
 #endif

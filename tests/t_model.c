@@ -100,12 +100,92 @@ static void count_inputs(void *ud, const pb_model *m, int layer, const float *x,
     }
 }
 
+/* Counts the negative inputs the hook sees at one layer. */
+typedef struct neg_count {
+    int layer;
+    size_t neg;
+} neg_count;
+
+static void count_negatives(void *ud, const pb_model *m, int layer, const float *x, int B)
+{
+    neg_count *nc = ud;
+    if (layer != nc->layer)
+        return;
+    const pb_layer *l = &m->layers[layer];
+    for (size_t i = 0; i < (size_t)B * l->ic * l->ih * l->iw; i++)
+        nc->neg += x[i] < 0.0f;
+}
+
+/* LeNet-5's conv layers apply the ReLUs that follow them (pb_layer.h); with
+ * an input hook set the ReLUs run themselves, in place. Both give the same
+ * logits, weight gradients and input gradient, bit for bit, and the hook
+ * sees a ReLU's input before the ReLU. */
+static int relu_fusion_matches(void)
+{
+    pb_model m;
+    const int B = 7;
+    if (pb_model_build(&m, "lenet5", 1.0, NULL, 0, 1, 28, 28, 10, err, sizeof err) != PB_OK ||
+        pb_model_finalize(&m, B, err, sizeof err) != PB_OK)
+        return 0;
+    pb_model_init_weights(&m, 5);
+    int fused = 0, relu1 = -1;
+    for (int i = 0; i < m.nlayers; i++)
+        if (m.layers[i].in_place) {
+            fused++;
+            if (relu1 < 0)
+                relu1 = i;
+        }
+    float *x = pb_alloc((size_t)B * 784 * sizeof(float));
+    float *dx[2] = {pb_alloc((size_t)B * 784 * sizeof(float)), pb_alloc((size_t)B * 784 * sizeof(float))};
+    float *logits[2] = {pb_alloc((size_t)B * 10 * sizeof(float)), pb_alloc((size_t)B * 10 * sizeof(float))};
+    float *grads[2] = {pb_alloc(61706 * sizeof(float)), pb_alloc(61706 * sizeof(float))};
+    int y[7] = {0, 1, 2, 3, 4, 5, 6};
+    pb_rng r;
+    pb_rng_seed(&r, 9);
+    for (int i = 0; i < B * 784; i++)
+        x[i] = (float)pb_rng_uniform(&r) * 2.0f - 0.5f;
+    neg_count nc = {relu1, 0};
+    for (int run = 0; run < 2; run++) {
+        pb_model_set_input_hook(&m, run ? count_negatives : NULL, run ? &nc : NULL);
+        pb_model_zero_grad(&m);
+        memcpy(logits[run], pb_model_forward(&m, x, B, 1), (size_t)B * 10 * sizeof(float));
+        pb_model_loss(&m, y, B, 1.0f, NULL, NULL);
+        pb_model_backward(&m, x, B, NULL, dx[run]);
+        size_t at = 0;
+        for (int i = 0; i < m.nparams; i++) {
+            memcpy(grads[run] + at, m.params[i]->g, m.params[i]->n * sizeof(float));
+            at += m.params[i]->n;
+        }
+    }
+    pb_model_set_input_hook(&m, NULL, NULL);
+    const int same = !memcmp(logits[0], logits[1], (size_t)B * 10 * sizeof(float)) &&
+                     !memcmp(grads[0], grads[1], 61706 * sizeof(float)) &&
+                     !memcmp(dx[0], dx[1], (size_t)B * 784 * sizeof(float));
+    int nonzero = 0;
+    for (int i = 0; i < 61706; i++)
+        nonzero += grads[0][i] != 0.0f;
+    ok(fused == 2 && same && nc.neg > 0 && nonzero > 30000,
+       "lenet5: fused ReLUs (%d) give the same logits and gradients as unfused; the hook sees "
+       "pre-activations (%zu negative)",
+       fused, nc.neg);
+    for (int run = 0; run < 2; run++) {
+        pb_free(dx[run]);
+        pb_free(logits[run]);
+        pb_free(grads[run]);
+    }
+    pb_free(x);
+    pb_model_free(&m);
+    return 1;
+}
+
 int main(void)
 {
-    tap_plan(25);
+    tap_plan(26);
     /* Parameter counts of the named architectures (PyTorch gives the same). */
     ok(nparams_of("lenet300") == 266610, "lenet300 has 266610 parameters");
     ok(nparams_of("lenet5") == 61706, "lenet5 has 61706 parameters (got %zu)", nparams_of("lenet5"));
+    if (!relu_fusion_matches())
+        ok(0, "lenet5 for the ReLU fusion check: %s", err);
     ok(nparams_of("conv4") > 0, "conv4 builds (%zu parameters)", nparams_of("conv4"));
     {
         pb_model m;
