@@ -828,7 +828,7 @@ static int batch_parts(int B, size_t floats, int most)
     return floats < PAR_MIN_FLOATS || n < 1 ? 1 : n;
 }
 
-static void thin_forward_part(void *ctx, int part, int nparts)
+CLONES static void thin_forward_part(void *ctx, int part, int nparts)
 {
     const batch_job *j = ctx;
     const pb_layer *l = j->l;
@@ -862,7 +862,7 @@ static void thin_conv_forward(pb_layer *l, const float *x, int B)
                batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l)));
 }
 
-static void thin_backward_part(void *ctx, int part, int nparts)
+CLONES static void thin_backward_part(void *ctx, int part, int nparts)
 {
     const batch_job *j = ctx;
     const pb_layer *l = j->l;
