@@ -651,7 +651,32 @@ CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb
 KERNEL void forward_block(const thin_ws *t, int o0, const int nb, int relu)
 {
     const size_t nq = t->nq, ocp = t->ocp, rows = t->rows;
-    for (size_t q = 0; q < nq; q += VL) {
+    /* two vectors of outputs at a time: each weight loaded feeds two
+     * multiply-adds, and 2*nb independent sums hide the FMA latency */
+    size_t q = 0;
+    for (; q + 2 * VL <= nq; q += 2 * VL) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0} + t->bias[o0 + j];
+        for (size_t r = 0; r < rows; r++) {
+            const float *restrict xr = t->xpad + t->shift[r] + q;
+            const vf x = *(const vf_unaligned *)xr, x2 = *(const vf_unaligned *)(xr + VL);
+            const float *restrict w = t->wt + r * ocp + o0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                acc[j] += w[j] * x;
+                acc2[j] += w[j] * x2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            *(vf *)(t->grid + (o0 + j) * nq + q) = relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
+            *(vf *)(t->grid + (o0 + j) * nq + q + VL) =
+                relu ? (vf)((vi)acc2[j] & ~(acc2[j] < (vf){0})) : acc2[j];
+        }
+    }
+    for (; q < nq; q += VL) {
         vf acc[OB];
 #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
@@ -665,8 +690,7 @@ KERNEL void forward_block(const thin_ws *t, int o0, const int nb, int relu)
         }
 #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
-            *(vf *)(t->grid + (o0 + j) * nq + q) =
-                relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
+            *(vf *)(t->grid + (o0 + j) * nq + q) = relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
     }
 }
 
