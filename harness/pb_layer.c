@@ -168,12 +168,14 @@ typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
  * -std=c11 forbids contracting a*b + c into one FMA; the kernels allow it
  * again, for twice the multiply-adds per instruction. So results differ in
  * the last bits between CPUs of different levels, but never between runs on
- * one machine. */
+ * one machine. They also keep gcc from turning the short-row copy loops into
+ * calls of memcpy, which cost more than the copy for rows of 10 to 32 floats. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define CLONES_ENABLED 1
+#define KERNEL_OPTIMIZE optimize("fp-contract=fast", "no-tree-loop-distribute-patterns")
 #define CLONES                                                                           \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),      \
-                   optimize("fp-contract=fast")))
+                   KERNEL_OPTIMIZE))
 #else
 #define CLONES
 #endif
@@ -630,7 +632,7 @@ CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb
  * constant, so each block size gets its own unrolled code (through BLOCKS):
  * LeNet-5's 6 channels run 6 accumulators instead of 8 with two wasted. */
 #if defined(CLONES_ENABLED)
-#define KERNEL static inline __attribute__((always_inline, optimize("fp-contract=fast")))
+#define KERNEL static inline __attribute__((always_inline, KERNEL_OPTIMIZE))
 #else
 #define KERNEL static inline
 #endif
@@ -820,7 +822,7 @@ CLONES static void thin_dx(const thin_ws *t, int oc, int ic, int k)
 }
 
 /* Copies one example into the interior of its zero-padded planes. */
-static void thin_load_example(const pb_layer *l, const thin_ws *t, const float *x)
+CLONES static void thin_load_example(const pb_layer *l, const thin_ws *t, const float *x)
 {
     for (int c = 0; c < l->ic; c++)
         for (int y = 0; y < l->ih; y++)
