@@ -705,6 +705,121 @@ CLONES static void thin_forward(const thin_ws *t, int oc, int relu)
     }
 }
 
+/* The forward of a layer with more than OB channels (ocp = VL), a vector of
+ * all channels per output pixel: outT[p, o] at p = y*ow + x for rows y0 and
+ * y0 + 1 (a row past the last is computed and dropped) and columns x0 ..
+ * x0 + xb - 1, bias[o] + sum_r xpad[shift[r] + y*pw + x] * wt[r, o], into
+ * grid as [oh*ow, VL]. It computes no output of the grid's columns x >= ow,
+ * which are 40% of LeNet-5's conv2 grid, and adds the taps in the same order
+ * as forward_block, so the outputs are the same. */
+#define CV_XB 12
+KERNEL void cv_forward_tile(const thin_ws *t, int ow, int oh, int y0, int x0, const int xb, int relu)
+{
+    const size_t rows = t->rows, pw = t->pw;
+    vf acc[2][CV_XB];
+    const vf bias = *(const vf *)t->bias;
+#pragma GCC unroll 12
+    for (int j = 0; j < xb; j++)
+        acc[0][j] = acc[1][j] = bias;
+    const float *restrict base = t->xpad + (size_t)y0 * pw + x0;
+    for (size_t r = 0; r < rows; r++) {
+        const vf w = *(const vf *)(t->wt + r * VL);
+        const float *restrict x = base + t->shift[r], *restrict x1 = x + pw;
+#pragma GCC unroll 12
+        for (int j = 0; j < xb; j++) {
+            acc[0][j] += x[j] * w;
+            acc[1][j] += x1[j] * w;
+        }
+    }
+    float *restrict out = t->grid + ((size_t)y0 * ow + x0) * VL;
+#pragma GCC unroll 12
+    for (int j = 0; j < xb; j++)
+        *(vf *)(out + (size_t)j * VL) = relu ? (vf)((vi)acc[0][j] & ~(acc[0][j] < (vf){0})) : acc[0][j];
+    if (y0 + 1 < oh)
+#pragma GCC unroll 12
+        for (int j = 0; j < xb; j++)
+            *(vf *)(out + ((size_t)ow + j) * VL) =
+                relu ? (vf)((vi)acc[1][j] & ~(acc[1][j] < (vf){0})) : acc[1][j];
+}
+
+/* The columns go in chunks of at most CV_XB, as even as they can be. */
+CLONES static void thin_cv_forward(const thin_ws *t, int ow, int oh, int relu)
+{
+    const int nch = (ow + CV_XB - 1) / CV_XB, wide = (ow + nch - 1) / nch;
+    for (int y0 = 0; y0 < oh; y0 += 2)
+        for (int x0 = 0; x0 < ow; x0 += wide) {
+            const int xb = ow - x0 < wide ? ow - x0 : wide;
+#define CV(n) cv_forward_tile(t, ow, oh, y0, x0, n, relu)
+            switch (xb) {
+            case 1: CV(1); break;
+            case 2: CV(2); break;
+            case 3: CV(3); break;
+            case 4: CV(4); break;
+            case 5: CV(5); break;
+            case 6: CV(6); break;
+            case 7: CV(7); break;
+            case 8: CV(8); break;
+            case 9: CV(9); break;
+            case 10: CV(10); break;
+            case 11: CV(11); break;
+            default: CV(12); break;
+            }
+#undef CV
+        }
+}
+
+/* Transposes 16 vectors in place, v[i][j] becoming v[j][i]: four rounds of
+ * two-source shuffles that swap the blocks of h = 8, 4, 2, 1 lanes between
+ * rows h apart (the off-diagonal blocks of ever smaller blocks). */
+#define SWAP_ROWS(h, LO, HI)                                                                 \
+    _Pragma("GCC unroll 16") for (int i = 0; i < VL; i++)                                    \
+        if (!(i & (h))) {                                                                    \
+            const vf a = v[i], b = v[i + (h)];                                               \
+            v[i] = __builtin_shufflevector(a, b, LO);                                        \
+            v[i + (h)] = __builtin_shufflevector(a, b, HI);                                  \
+        }
+#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+static inline __attribute__((always_inline)) void transpose16(vf v[VL])
+{
+    SWAP_ROWS(8, LO8, HI8)
+    SWAP_ROWS(4, LO4, HI4)
+    SWAP_ROWS(2, LO2, HI2)
+    SWAP_ROWS(1, LO1, HI1)
+}
+#undef SWAP_ROWS
+#undef LO8
+#undef HI8
+#undef LO4
+#undef HI4
+#undef LO2
+#undef HI2
+#undef LO1
+#undef HI1
+
+/* out[o, p] = outT[p, o] for o < oc: the cv layout back to the layer's. */
+CLONES static void thin_cv_store(const float *outT, size_t ohw, int oc, float *out)
+{
+    vf v[VL];
+    for (size_t p0 = 0; p0 < ohw; p0 += VL) {
+        const size_t n = ohw - p0 < VL ? ohw - p0 : VL;
+        for (int i = 0; i < VL; i++) /* rows past ohw: whatever the grid holds, not stored */
+            v[i] = *(const vf *)(outT + (p0 + i) * VL);
+        transpose16(v);
+        for (int o = 0; o < oc; o++)
+            if (n == VL)
+                *(vf_unaligned *)(out + o * ohw + p0) = v[o];
+            else
+                row_copy(out + o * ohw + p0, (const float *)&v[o], (int)n);
+    }
+}
+
 /* Lanes of the weight gradient sum_q dgrid[o, q] * xpad[shift[r] + q] and of
  * the bias gradient sum_q dgrid[o, q], added to gacc[o, r] and gacc[o, rows]:
  * summing the lanes once per batch instead of once per example saves a
@@ -865,11 +980,16 @@ CLONES static void thin_forward_part(void *ctx, int part, int nparts)
     const int b1 = pb_par_begin(j->B, part + 1, nparts);
     for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
         thin_load_example(l, &t, j->x + b * isz);
+        float *out = l->out + b * osz;
+        if (t.ocp == VL) {
+            thin_cv_forward(&t, ow, oh, l->relu_after);
+            thin_cv_store(t.grid, (size_t)oh * ow, oc, out);
+            continue;
+        }
         thin_forward(&t, oc, l->relu_after);
         for (int o = 0; o < oc; o++)
             for (int y = 0; y < oh; y++)
-                row_copy(l->out + b * osz + ((size_t)o * oh + y) * ow, t.grid + o * t.nq + y * t.pw,
-                         ow);
+                row_copy(out + ((size_t)o * oh + y) * ow, t.grid + o * t.nq + y * t.pw, ow);
     }
 }
 

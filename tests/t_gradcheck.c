@@ -379,6 +379,7 @@ static int t_dense_bias(void) { return gradcheck(mk_dense(2, 3, 2, 5, 1), 3, GEN
 static int t_dense_nobias(void) { return gradcheck(mk_dense(7, 1, 1, 4, 0), 3, GEN_NORMAL, 1); }
 static int t_conv_k5s1p2(void) { return gradcheck(mk_conv(2, 6, 6, 3, 5, 1, 2, 1), 3, GEN_NORMAL, 1); }
 static int t_conv_k3s2p1(void) { return gradcheck(mk_conv(3, 7, 6, 4, 3, 2, 1, 1), 3, GEN_NORMAL, 1); }
+static int t_conv_channel_vector(void) { return gradcheck(mk_conv(2, 7, 9, 12, 3, 1, 1, 1), 2, GEN_NORMAL, 1); }
 static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0), 2, GEN_NORMAL, 1); }
 static int t_maxpool(void)
 {
@@ -540,6 +541,9 @@ static int t_conv_naive(void)
         mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
         mk_conv(3, 7, 9, 4, 3, 2, 1, 1),   mk_conv(2, 8, 7, 3, 3, 3, 2, 0),
         mk_conv(4, 5, 5, 5, 1, 1, 0, 1),   mk_conv(2, 4, 4, 3, 5, 1, 3, 1),
+        /* more than 8 channels: a vector of channels per pixel, rows in
+         * pairs (9 is odd) and columns in chunks (27 = 3 x 9) */
+        mk_conv(3, 9, 27, 12, 3, 1, 1, 1), mk_conv(2, 5, 5, 9, 3, 1, 0, 0),
     };
     int ok = 1;
     for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
@@ -914,6 +918,7 @@ static const test tests[] = {
     {"conv k5 stride 1 pad 2, ic 2 oc 3: gradients", t_conv_k5s1p2},
     {"conv k3 stride 2 pad 1, ic 3 oc 4: gradients", t_conv_k3s2p1},
     {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
+    {"conv with 12 channels (a vector of channels per pixel): gradients", t_conv_channel_vector},
     {"conv forward matches direct convolution", t_conv_naive},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
