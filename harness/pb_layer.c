@@ -152,6 +152,8 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
  * gcc -O2 does not vectorize loops. */
 #define THIN_MAX_OC 16
 #define THIN_MAX_ROWS 256
+#define CV_XB 12   /* output columns per register block of thin_cv_forward */
+#define CV_MAX_K 5 /* kernels up to 5x5 take thin_cv_wgrad */
 #define VL 16 /* floats per vector: one AVX-512 register, two AVX2 ones */
 #define OB 8  /* output channels (or taps) kept in registers at once;
                * the kernels' "#pragma GCC unroll 8" must match */
@@ -248,6 +250,10 @@ static void thin_layout(const pb_layer *l, float *ws, int part, thin_ws *t)
 }
 
 int pb_layer_fuses_relu(const pb_layer *l) { return l->kind == PB_CONV && conv_is_thin(l); }
+
+/* Whether the weight gradients take the cv layout (a vector of all output
+ * channels, see thin_cv_forward) too: gacc then holds [rows + 1, VL]. */
+static int thin_cv_grads(const pb_layer *l, const thin_ws *t) { return t->ocp == VL && l->k <= CV_MAX_K; }
 
 /* Parts of the batch the thin workspace has room for. */
 static int thin_parts(const pb_layer *l)
@@ -712,7 +718,6 @@ CLONES static void thin_forward(const thin_ws *t, int oc, int relu)
  * grid as [oh*ow, VL]. It computes no output of the grid's columns x >= ow,
  * which are 40% of LeNet-5's conv2 grid, and adds the taps in the same order
  * as forward_block, so the outputs are the same. */
-#define CV_XB 12
 KERNEL void cv_forward_tile(const thin_ws *t, int ow, int oh, int y0, int x0, const int xb, int relu)
 {
     const size_t rows = t->rows, pw = t->pw;
@@ -818,6 +823,86 @@ CLONES static void thin_cv_store(const float *outT, size_t ohw, int oc, float *o
             else
                 row_copy(out + o * ohw + p0, (const float *)&v[o], (int)n);
     }
+}
+
+/* dyT[p, o] = dout[o, p] for o < oc (0 for the other lanes), passed only
+ * where out[o, p] > 0 under a fused ReLU: the output gradient of one example
+ * in the cv layout, for thin_cv_wgrad. */
+CLONES static void thin_cv_load(const float *dout, const float *out, int relu, size_t ohw, int oc,
+                                float *dyT)
+{
+    vf v[VL];
+    for (size_t p0 = 0; p0 < ohw; p0 += VL) {
+        const int n = ohw - p0 < VL ? (int)(ohw - p0) : VL;
+        for (int o = 0; o < VL; o++) {
+            v[o] = (vf){0};
+            if (o >= oc)
+                continue;
+            if (relu)
+                row_relu_grad((float *)&v[o], dout + o * ohw + p0, out + o * ohw + p0, n);
+            else
+                row_copy((float *)&v[o], dout + o * ohw + p0, n);
+        }
+        transpose16(v);
+        for (int i = 0; i < n; i++)
+            *(vf *)(dyT + (p0 + i) * VL) = v[i];
+    }
+}
+
+/* gcv[r, o] += sum over the pixels p = (y, x) of xpad[shift[r] + y*pw + x] *
+ * dyT[p, o] for the k*k taps r of input channel c, all channels o at once:
+ * k*k sums in registers, each pixel's gradient loaded once and no grid
+ * columns past the output. */
+KERNEL void cv_wgrad_channel(const thin_ws *t, const float *restrict dyT, int c, int ow, int oh,
+                             const int k)
+{
+    const size_t pw = t->pw;
+    vf acc[CV_MAX_K][CV_MAX_K];
+#pragma GCC unroll 5
+    for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+        for (int kj = 0; kj < k; kj++)
+            acc[ki][kj] = (vf){0};
+    const float *restrict xc = t->xpad + c * t->plane;
+    for (int y = 0; y < oh; y++) {
+        const float *restrict row = xc + (size_t)y * pw;
+        const float *restrict d = dyT + (size_t)y * ow * VL;
+        for (int x = 0; x < ow; x++) {
+            const vf dv = *(const vf *)(d + (size_t)x * VL);
+#pragma GCC unroll 5
+            for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+                for (int kj = 0; kj < k; kj++)
+                    acc[ki][kj] += row[ki * pw + kj + x] * dv;
+        }
+    }
+    vf *restrict g = (vf *)t->gacc + (size_t)c * k * k;
+#pragma GCC unroll 5
+    for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+        for (int kj = 0; kj < k; kj++)
+            g[ki * k + kj] += acc[ki][kj];
+}
+
+/* The weight and bias gradients of one example in the cv layout:
+ * gacc[r, o] (as [rows + 1, VL], the bias last). */
+CLONES static void thin_cv_wgrad(const thin_ws *t, const float *dyT, int ic, int k, int ow, int oh)
+{
+    for (int c = 0; c < ic; c++) {
+#define CVW(n) cv_wgrad_channel(t, dyT, c, ow, oh, n)
+        switch (k) {
+        case 1: CVW(1); break;
+        case 2: CVW(2); break;
+        case 3: CVW(3); break;
+        case 4: CVW(4); break;
+        default: CVW(5); break;
+        }
+#undef CVW
+    }
+    vf sum = (vf){0};
+    for (size_t p = 0; p < (size_t)ow * oh; p++)
+        sum += *(const vf *)(dyT + p * VL);
+    ((vf *)t->gacc)[t->rows] += sum;
 }
 
 /* Lanes of the weight gradient sum_q dgrid[o, q] * xpad[shift[r] + q] and of
@@ -1021,6 +1106,13 @@ CLONES static void thin_backward_part(void *ctx, int part, int nparts)
     const int b1 = pb_par_begin(j->B, part + 1, nparts);
     for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
         thin_load_example(l, &t, j->x + b * isz);
+        if (thin_cv_grads(l, &t)) {
+            /* grid is free in backward: it holds the cv layout's dyT */
+            thin_cv_load(l->dout + b * osz, l->out + b * osz, l->relu_after, (size_t)oh * ow, oc, t.grid);
+            thin_cv_wgrad(&t, t.grid, l->ic, l->k, ow, oh);
+            if (!dx)
+                continue;
+        }
         /* dgrid columns x >= ow stay zero, so the dropped outputs add nothing */
         for (int o = 0; o < oc; o++)
             for (int y = 0; y < oh; y++) {
@@ -1031,7 +1123,8 @@ CLONES static void thin_backward_part(void *ctx, int part, int nparts)
                 else
                     row_copy(dst, l->dout + at, ow);
             }
-        thin_wgrad(&t, oc);
+        if (!thin_cv_grads(l, &t))
+            thin_wgrad(&t, oc);
         if (!dx)
             continue;
         thin_dx(&t, oc, l->ic, l->k);
@@ -1057,14 +1150,24 @@ static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B, in
     batch_job j = {l, x, dx, B, write};
     const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l));
     pb_par_run(thin_backward_part, &j, nparts);
-    /* the parts' lanes are added in part order, so the sums do not depend on
+    /* the parts' sums are added in part order, so the sums do not depend on
      * which part finished first */
-    const size_t nlanes = (size_t)oc * (t.rows + 1);
+    const int cv = thin_cv_grads(l, &t);
+    const size_t nlanes = cv ? t.rows + 1 : (size_t)oc * (t.rows + 1);
     for (int p = 1; p < nparts; p++) {
         thin_ws tp;
         thin_layout(l, l->ws, p, &tp);
         for (size_t i = 0; i < nlanes; i++)
             ((vf *)t.gacc)[i] += ((const vf *)tp.gacc)[i];
+    }
+    if (cv) {
+        for (int o = 0; o < oc; o++) {
+            for (size_t r = 0; r < t.rows; r++)
+                l->w->g[o * t.rows + r] += t.gacc[r * VL + o];
+            if (l->has_bias)
+                l->b->g[o] += t.gacc[t.rows * VL + o];
+        }
+        return;
     }
     for (int o = 0; o < oc; o++)
         for (size_t r = 0; r <= t.rows; r++) {
