@@ -147,9 +147,16 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
  * plane of width pw = iw + 2*pad, outputs are computed on that wide grid
  * (output q = y*pw + x; the columns x >= ow are computed and dropped), and
  * the im2col row of tap (c, ki, kj) is then the planes shifted by
- * c*plane + ki*pw + kj. The kernels use GCC vector extensions and are cloned for
- * AVX-512 and AVX2, because the build targets baseline x86-64 (SSE2) and
- * gcc -O2 does not vectorize loops. */
+ * c*plane + ki*pw + kj. A vector there holds 16 outputs of one channel.
+ * Layers with more than OB channels (LeNet-5's conv2) compute the forward
+ * and, for kernels up to CV_MAX_K, the weight gradient in the "cv" layout
+ * instead: a vector holds all the channels of one output pixel, so nothing is
+ * computed for the grid's columns x >= ow (4 of conv2's 14), and a 16x16
+ * transpose in registers converts to and from the layer's [oc, oh*ow]. The
+ * input gradient stays on the grid, where it is a sum of shifted vectors.
+ * The kernels use GCC vector extensions and are cloned for AVX-512 and AVX2,
+ * because the build targets baseline x86-64 (SSE2) and gcc -O2 does not
+ * vectorize loops. */
 #define THIN_MAX_OC 16
 #define THIN_MAX_ROWS 256
 #define CV_XB 12   /* output columns per register block of thin_cv_forward */
@@ -203,12 +210,14 @@ typedef struct thin_ws {
     size_t shift[THIN_MAX_ROWS]; /* tap r = (c, ki, kj): c*plane + ki*pw + kj */
     float *xpad;   /* [ic, plane] the example, zero-padded */
     float *dxpad;  /* [ic, plane] its gradient */
-    float *grid;   /* [ocp, nq] outputs on the grid (forward) */
+    float *grid;   /* [ocp, nq] outputs on the grid (forward); cv: outputs [oh*ow, VL]
+                    * in forward, their gradient in backward */
     float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
     size_t tpad;   /* zeros either side of a dtaps row: (k-1)*(pw+1) rounded up to VL */
     size_t tld;    /* floats per dtaps row: tpad + nq + tpad */
     float *dtaps;  /* [k*k, tld] gradient of one input channel's taps (dx) */
-    float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients */
+    float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients;
+                    * cv: [rows + 1, VL] the gradients themselves */
     float *wt;     /* [rows, ocp] weights transposed (forward), shared */
     float *wr;     /* [oc, rowsp] weights with padded taps (dx), shared */
     float *bias;   /* [ocp], shared */
