@@ -982,7 +982,29 @@ KERNEL void dx_block(const thin_ws *t, int oc, size_t r0, size_t j0, const int n
 {
     const size_t nq = t->nq, rowsp = t->rowsp, tld = t->tld;
     float *restrict dt = t->dtaps + j0 * tld + t->tpad;
-    for (size_t q = 0; q < nq; q += VL) {
+    /* two vectors of positions at a time (nq is even in vectors or not) */
+    size_t q = 0;
+    for (; q + 2 * VL <= nq; q += 2 * VL) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0};
+        for (int o = 0; o < oc; o++) {
+            const vf d = *(const vf *)(t->dgrid + o * nq + q), d2 = *(const vf *)(t->dgrid + o * nq + q + VL);
+            const float *restrict w = t->wr + o * rowsp + r0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                acc[j] += w[j] * d;
+                acc2[j] += w[j] * d2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            *(vf *)(dt + j * tld + q) = acc[j];
+            *(vf *)(dt + j * tld + q + VL) = acc2[j];
+        }
+    }
+    for (; q < nq; q += VL) {
         vf acc[OB];
 #pragma GCC unroll 8
         for (int j = 0; j < nb; j++)
@@ -1010,15 +1032,36 @@ CLONES static void thin_dx(const thin_ws *t, int oc, int ic, int k)
 {
     const size_t kk = (size_t)k * k, pw = t->pw, tld = t->tld;
     for (int c = 0; c < ic; c++) {
-        for (size_t j0 = 0; j0 < kk; j0 += OB) {
-            const size_t r0 = c * kk + j0;
+        /* blocks as even as they can be: 25 taps as 7, 6, 6, 6, not 8, 8, 8, 1,
+         * whose one chain of multiply-adds would wait on itself */
+        const size_t nblk = (kk + OB - 1) / OB;
+        for (size_t b = 0, j0 = 0; b < nblk; b++) {
+            const size_t nb = (kk - j0) / (nblk - b), r0 = c * kk + j0;
 #define DX(n) dx_block(t, oc, r0, j0, n)
-            BLOCKS((int)(kk - j0), DX)
+            assert(nb >= 1 && nb <= OB);
+            BLOCKS((int)nb, DX)
 #undef DX
+            j0 += nb;
         }
         const float *restrict dt = t->dtaps + t->tpad;
         float *restrict dst = t->dxpad + c * t->plane;
-        for (size_t p = 0; p < t->plane; p += VL) {
+        /* four vectors at a time: four chains of additions, not one waiting
+         * on itself k*k times */
+        size_t p = 0;
+        for (; p + 4 * VL <= t->plane; p += 4 * VL) {
+            vf acc[4] = {{0}};
+            for (int ki = 0; ki < k; ki++) {
+                const float *restrict row = dt + (size_t)ki * k * tld + p - ki * pw;
+                for (int kj = 0; kj < k; kj++)
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++)
+                        acc[i] += *(const vf_unaligned *)(row + kj * tld - kj + i * VL);
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                *(vf *)(dst + p + i * VL) = acc[i];
+        }
+        for (; p < t->plane; p += VL) {
             vf acc = (vf){0};
             for (int ki = 0; ki < k; ki++) {
                 const float *restrict row = dt + (size_t)ki * k * tld + p - ki * pw;
