@@ -1443,84 +1443,12 @@ static void maxpool_forward_part(void *ctx, int part, int nparts)
         maxpool_forward_any(j->l, j->x, b0, b1);
 }
 
-/* The 2x2 pool's backward when it writes dx: every input gets its window's
- * gradient where it was the maximum and 0 elsewhere, eight windows (16 inputs
- * of each row) at a time, so dx needs no zeroing first and no scattered
- * adds. Like maxpool2_forward, a block of fewer than 8 windows reads past its
- * row (from a copy near the end of this part's gradient) and writes past it
- * into inputs written after it (through a copy near the end of this part's
- * dx); inputs outside every window (an odd last row or column) are zeroed
- * after their rows. */
-CLONES static void maxpool2_backward(const pb_layer *l, float *dx, int b0, int b1)
-{
-    const int ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    const float *dend = l->dout + b1 * osz;
-    float *gend = dx + b1 * isz;
-    const vi iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    for (int b = b0; b < b1; b++)
-        for (int c = 0; c < l->ic; c++) {
-            const float *restrict dc = l->dout + b * osz + (size_t)c * oh * ow;
-            const int32_t *restrict ic = l->idx + b * osz + (size_t)c * oh * ow;
-            float *restrict g = dx + b * isz + (size_t)c * ih * iw;
-            const int32_t cbase = c * ih * iw;
-            for (int y = 0; y < oh; y++) {
-                for (int xo = 0;; xo += 8) {
-                    if (ow >= 8 && xo > ow - 8)
-                        xo = ow - 8;
-                    const float *d = dc + y * ow + xo;
-                    const int32_t *ix = ic + y * ow + xo;
-                    float dpad[8] = {0};
-                    int32_t ipad[8] = {0};
-                    if (d + 8 > dend) {
-                        for (int k = 0; k < ow - xo; k++) {
-                            dpad[k] = d[k];
-                            ipad[k] = ix[k];
-                        }
-                        d = dpad;
-                        ix = ipad;
-                    }
-                    v8f d8;
-                    v8i i8;
-                    memcpy(&d8, d, sizeof d8);
-                    memcpy(&i8, ix, sizeof i8);
-                    const vf de = __builtin_shufflevector(d8, d8, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5,
-                                                          6, 6, 7, 7);
-                    const vi ie = __builtin_shufflevector(i8, i8, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5,
-                                                          6, 6, 7, 7);
-                    const int32_t at = 2 * y * iw + 2 * xo;
-                    const vi pos = iota + (cbase + at);
-                    const vf top = (vf)((vi)de & (ie == pos)), bottom = (vf)((vi)de & (ie == pos + iw));
-                    float *gt = g + at;
-                    if (gt + iw + VL <= gend) {
-                        *(vf_unaligned *)gt = top;
-                        *(vf_unaligned *)(gt + iw) = bottom;
-                    } else {
-                        const int n = 2 * (ow - xo < 8 ? ow - xo : 8);
-                        row_copy(gt, (const float *)&top, n);
-                        row_copy(gt + iw, (const float *)&bottom, n);
-                    }
-                    if (xo + 8 >= ow)
-                        break;
-                }
-                for (int x = 2 * ow; x < iw; x++)
-                    g[2 * y * iw + x] = g[(2 * y + 1) * iw + x] = 0.0f;
-            }
-            for (int i = 2 * oh * iw; i < ih * iw; i++)
-                g[i] = 0.0f;
-        }
-}
-
 static void maxpool_backward_part(void *ctx, int part, int nparts)
 {
     const batch_job *j = ctx;
     const pb_layer *l = j->l;
     const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
     const int b1 = pb_par_begin(j->B, part + 1, nparts);
-    if (j->write && l->k == 2 && l->stride == 2) {
-        maxpool2_backward(l, j->dx, pb_par_begin(j->B, part, nparts), b1);
-        return;
-    }
     for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
         const float *restrict d = l->dout + b * osz;
         const int32_t *restrict ix = l->idx + b * osz;
