@@ -520,6 +520,8 @@ static void conv_xrange(const pb_layer *l, int kj, int *xlo, int *xhi)
  * leave to scalar code (gcc -O2 does not vectorize loops). */
 typedef float v8f_unaligned __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
 typedef float v4f_unaligned __attribute__((vector_size(4 * sizeof(float)), aligned(sizeof(float))));
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+typedef int32_t v4i __attribute__((vector_size(4 * sizeof(int32_t))));
 
 static inline void row_copy(float *restrict d, const float *restrict src, int n)
 {
@@ -569,6 +571,11 @@ static inline void row_relu_grad(float *restrict d, const float *restrict g, con
         const v8i pass = *(const v8f_unaligned *)(out + i) > (v8f){0};
         *(v8f_unaligned *)(d + i) = (v8f)((v8i) * (const v8f_unaligned *)(g + i) & pass);
         i += 8;
+    }
+    if (i + 4 <= n) {
+        const v4i pass = *(const v4f_unaligned *)(out + i) > (v4f){0};
+        *(v4f_unaligned *)(d + i) = (v4f)((v4i) * (const v4f_unaligned *)(g + i) & pass);
+        i += 4;
     }
     for (; i < n; i++)
         d[i] = out[i] > 0.0f ? g[i] : 0.0f;
