@@ -286,6 +286,17 @@ static int check_param(const pb_layer *l, const pb_param *p, const char *what, s
     return PB_OK;
 }
 
+void pb_layer_run_in_place(pb_layer *l, const pb_layer *producer)
+{
+    if (!l->in_place) {
+        pb_free(l->out);
+        pb_free(l->dout);
+    }
+    l->out = producer->out;
+    l->dout = producer->dout;
+    l->in_place = 1;
+}
+
 void pb_layer_free(pb_layer *l)
 {
     if (!l->in_place) {

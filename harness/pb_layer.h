@@ -113,4 +113,8 @@ double pb_layer_flops(const pb_layer *l, int effective);
  * on the thin kernels, which copy every output and output gradient anyway. */
 int pb_layer_fuses_relu(const pb_layer *l);
 
+/* Makes a RELU work in place on its producer's out and dout (in_place),
+ * freeing its own; both must be allocated for the same batch. */
+void pb_layer_run_in_place(pb_layer *l, const pb_layer *producer);
+
 #endif

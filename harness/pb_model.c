@@ -261,11 +261,7 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
         if (r->kind != PB_RELU || r->in < 0 || !pb_layer_fuses_relu(&m->layers[r->in]) ||
             sole_consumer(m, r->in) != i)
             continue;
-        pb_free(r->out);
-        pb_free(r->dout);
-        r->out = m->layers[r->in].out;
-        r->dout = m->layers[r->in].dout;
-        r->in_place = 1;
+        pb_layer_run_in_place(r, &m->layers[r->in]);
     }
     pb_free(m->dlogits);
     pb_free(m->probs);
