@@ -379,7 +379,13 @@ static int t_dense_bias(void) { return gradcheck(mk_dense(2, 3, 2, 5, 1), 3, GEN
 static int t_dense_nobias(void) { return gradcheck(mk_dense(7, 1, 1, 4, 0), 3, GEN_NORMAL, 1); }
 static int t_conv_k5s1p2(void) { return gradcheck(mk_conv(2, 6, 6, 3, 5, 1, 2, 1), 3, GEN_NORMAL, 1); }
 static int t_conv_k3s2p1(void) { return gradcheck(mk_conv(3, 7, 6, 4, 3, 2, 1, 1), 3, GEN_NORMAL, 1); }
-static int t_conv_channel_vector(void) { return gradcheck(mk_conv(2, 7, 9, 12, 3, 1, 1, 1), 2, GEN_NORMAL, 1); }
+/* More than 8 channels: forward and weight gradient in the cv layout, with
+ * 3x3 and LeNet-5's 5x5 kernels (each k is its own register block). */
+static int t_conv_channel_vector(void)
+{
+    return gradcheck(mk_conv(2, 7, 9, 12, 3, 1, 1, 1), 2, GEN_NORMAL, 1) &&
+           gradcheck(mk_conv(2, 8, 8, 16, 5, 1, 0, 1), 2, GEN_NORMAL, 1);
+}
 static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0), 2, GEN_NORMAL, 1); }
 static int t_maxpool(void)
 {
@@ -918,7 +924,7 @@ static const test tests[] = {
     {"conv k5 stride 1 pad 2, ic 2 oc 3: gradients", t_conv_k5s1p2},
     {"conv k3 stride 2 pad 1, ic 3 oc 4: gradients", t_conv_k3s2p1},
     {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
-    {"conv with 12 channels (a vector of channels per pixel): gradients", t_conv_channel_vector},
+    {"conv with 12 and 16 channels, 3x3 and 5x5 (a vector of channels per pixel): gradients", t_conv_channel_vector},
     {"conv forward matches direct convolution", t_conv_naive},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
