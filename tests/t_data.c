@@ -4,7 +4,7 @@
 #define _XOPEN_SOURCE 700 /* mkdtemp, nftw, setenv under -std=c11 */
 #endif
 
-#include "pb_data.h"
+#include "engine/pb_data.h"
 
 #include <ftw.h>
 #include <math.h>

@@ -1,8 +1,8 @@
 /* t_gradcheck: every layer kind's backward against central finite differences
  * of loss = sum(out * R), plus conv against a direct convolution, BN running
  * statistics, dropout masks, accumulation and FLOP counts. Prints TAP. */
-#include "pb_layer.h"
-#include "pb_par.h"
+#include "engine/pb_layer.h"
+#include "engine/pb_par.h"
 
 #include <math.h>
 #include <stdio.h>

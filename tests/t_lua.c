@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pb_csv.h"
-#include "pb_lua.h"
+#include "exp/pb_csv.h"
+#include "exp/pb_lua.h"
 #include "tap.h"
 
 static char tmpdir[] = "/tmp/pb_t_lua_XXXXXX";

@@ -4,12 +4,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pb_ckpt.h"
-#include "pb_host.h"
-#include "pb_data.h"
-#include "pb_model.h"
-#include "pb_optim.h"
-#include "pb_train.h"
+#include "engine/pb_ckpt.h"
+#include "host/pb_host.h"
+#include "engine/pb_data.h"
+#include "engine/pb_model.h"
+#include "engine/pb_optim.h"
+#include "engine/pb_train.h"
 #include "tap.h"
 
 static char err[PB_ERRLEN];

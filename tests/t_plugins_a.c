@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pb_data.h"
-#include "pb_host.h"
-#include "pb_job.h"
-#include "pb_model.h"
-#include "pb_plugin.h"
+#include "engine/pb_data.h"
+#include "host/pb_host.h"
+#include "exp/pb_job.h"
+#include "engine/pb_model.h"
+#include "host/pb_plugin.h"
 #include "tap.h"
 
 static pb_dataset train, test;

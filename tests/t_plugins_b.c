@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pb_cli.h"
-#include "pb_data.h"
-#include "pb_host.h"
-#include "pb_job.h"
-#include "pb_model.h"
-#include "pb_plugin.h"
-#include "pb_train.h"
+#include "engine/pb_par.h"
+#include "engine/pb_data.h"
+#include "host/pb_host.h"
+#include "exp/pb_job.h"
+#include "engine/pb_model.h"
+#include "host/pb_plugin.h"
+#include "engine/pb_train.h"
 #include "tap.h"
 
 static char err[PB_ERRLEN];
@@ -747,7 +747,7 @@ static void test_exact_sparsity(const char *method)
 int main(void)
 {
     tap_plan(31);
-    pb_set_threads(1);
+    pb_par_use_threads(1);
     test_snip_grasp();       /* 5 */
     test_synflow();          /* 3 */
     test_exact_sparsity("snip");

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pb_util.h"
+#include "engine/pb_util.h"
 
 const char *const pb_csv_cells_cols[] = {
     "experiment", "cell", "model", "dataset", "method", "label", "sparsity", "seed", "status",

@@ -7,7 +7,7 @@
 
 #include "config.h"
 #include "pb_cli.h"
-#include "pb_run.h"
+#include "exp/pb_run.h"
 
 typedef struct command {
     const char *name;

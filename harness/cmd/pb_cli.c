@@ -6,11 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pb_ckpt.h"
-#include "pb_par.h"
+#include "engine/pb_ckpt.h"
+#include "engine/pb_par.h"
 
-void openblas_set_num_threads(int);
-int openblas_get_num_threads(void);
 
 void pb_common_defaults(pb_common *c)
 {
@@ -167,55 +165,11 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
     }
 }
 
-void pb_set_threads(int threads)
-{
-    /* without --threads, OpenBLAS's default (all cores, or OPENBLAS_NUM_THREADS) */
-    if (threads < 1)
-        threads = openblas_get_num_threads();
-    /* The layers split their SGEMMs over our pool (pb_layer.c's gemm), so
-     * OpenBLAS's own threads would only spin and take cores from it. */
-    openblas_set_num_threads(1);
-    pb_par_set_threads(threads);
-}
-
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,
                    size_t errlen)
 {
-    pb_set_threads(c->threads);
-    memset(train, 0, sizeof *train);
-    memset(test, 0, sizeof *test);
-    if (val)
-        memset(val, 0, sizeof *val);
-    int rc = pb_data_load(c->dataset, c->data_dir, PB_SPLIT_TRAIN, train, err, errlen);
-    if (rc == PB_OK)
-        rc = pb_data_load(c->dataset, c->data_dir, PB_SPLIT_TEST, test, err, errlen);
-    if (rc == PB_OK && c->val > 0 && val) {
-        if (c->val >= train->n)
-            rc = pb_err(err, errlen, PB_EUSAGE, "--val %d leaves no training data (%d examples)", c->val, train->n);
-        else
-            rc = pb_data_split(train, val, c->val, c->train.seed, err, errlen);
-    }
-    if (rc == PB_OK && c->subset > 0 && c->subset < train->n) {
-        pb_dataset sub;
-        int *idx = malloc((size_t)c->subset * sizeof(int));
-        if (!idx)
-            return pb_err(err, errlen, PB_ENOMEM, "out of memory");
-        for (int i = 0; i < c->subset; i++)
-            idx[i] = i;
-        rc = pb_data_subset(train, idx, c->subset, &sub, err, errlen);
-        free(idx);
-        if (rc == PB_OK) {
-            pb_data_free(train);
-            *train = sub;
-        }
-    }
-    if (rc != PB_OK) {
-        pb_data_free(train);
-        pb_data_free(test);
-        if (val)
-            pb_data_free(val);
-    }
-    return rc;
+    pb_par_use_threads(c->threads);
+    return pb_data_open(c->dataset, c->data_dir, c->subset, c->val, c->train.seed, train, val, test, err, errlen);
 }
 
 int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, size_t errlen)
@@ -330,7 +284,7 @@ int pb_cmd_eval(int argc, char **argv)
     pb_model m;
     memset(&m, 0, sizeof m);
     memset(&test, 0, sizeof test);
-    pb_set_threads(c.threads);
+    pb_par_use_threads(c.threads);
     int rc = pb_ckpt_load(&m, c.load, c.train.batch, err, sizeof err);
     if (rc == PB_OK)
         rc = pb_data_load(c.dataset, c.data_dir, PB_SPLIT_TEST, &test, err, sizeof err);

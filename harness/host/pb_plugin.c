@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "pb_util.h"
+#include "engine/pb_util.h"
 
 static const char *const kind_names[] = {
     [PB_KIND_UNSTRUCTURED] = "unstructured", [PB_KIND_SEMISTRUCTURED] = "semi-structured",

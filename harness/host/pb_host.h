@@ -3,13 +3,24 @@
 #ifndef PB_HOST_H
 #define PB_HOST_H
 
-#include "pb_data.h"
-#include "pb_job.h"
-#include "pb_model.h"
+#include "engine/pb_data.h"
+#include "engine/pb_model.h"
 #include "pb_plugin.h"
-#include "pb_train.h"
+#include "engine/pb_train.h"
 
 #define PB_SNAPSHOTS 8
+
+/* One row of a run's curves: an evaluation after an epoch, a round or a prune. */
+typedef struct pb_curve_rec {
+    const char *phase;     /* "train", "finetune", "round" (iterative methods), "prune" */
+    int index;             /* epoch (1-based) or round */
+    long step;
+    double wall_s;         /* since the job started */
+    double train_flops;    /* accumulated over the job */
+    double sparsity;
+    double test_acc, test_loss;
+} pb_curve_rec;
+
 
 typedef struct pb_gen_slot {
     pb_ctx *ctx;

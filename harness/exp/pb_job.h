@@ -4,20 +4,11 @@
 #ifndef PB_JOB_H
 #define PB_JOB_H
 
-#include "pb_model.h"
-#include "pb_train.h"
+#include "engine/pb_model.h"
+#include "engine/pb_train.h"
+#include "host/pb_host.h"
 
 #define PB_JOB_MAX_ARGS 32
-
-typedef struct pb_curve_rec {
-    const char *phase;     /* "train", "finetune", "round" (iterative methods), "prune" */
-    int index;             /* epoch (1-based) or round */
-    long step;
-    double wall_s;         /* since the job started */
-    double train_flops;    /* accumulated over the job */
-    double sparsity;
-    double test_acc, test_loss;
-} pb_curve_rec;
 
 typedef struct pb_layer_stat {
     char name[48];

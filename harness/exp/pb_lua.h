@@ -7,10 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pb_cli.h"
 #include "pb_job.h"
-#include "pb_model.h"
-#include "pb_train.h"
+#include "engine/pb_model.h"
+#include "engine/pb_train.h"
 
 /* One cell of an experiment matrix, fully resolved. Strings are owned by the
  * experiment; proto is owned by the Lua state (alive until pb_lua_close). */

@@ -690,3 +690,42 @@ void pb_data_free(pb_dataset *d)
     free(d->y);
     memset(d, 0, sizeof *d);
 }
+
+int pb_data_open(const char *name, const char *dir, int subset, int nval, uint64_t seed, pb_dataset *train,
+                 pb_dataset *val, pb_dataset *test, char *err, size_t errlen)
+{
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    if (val)
+        memset(val, 0, sizeof *val);
+    int rc = pb_data_load(name, dir, PB_SPLIT_TRAIN, train, err, errlen);
+    if (rc == PB_OK)
+        rc = pb_data_load(name, dir, PB_SPLIT_TEST, test, err, errlen);
+    if (rc == PB_OK && nval > 0 && val) {
+        if (nval >= train->n)
+            rc = pb_err(err, errlen, PB_EUSAGE, "--val %d leaves no training data (%d examples)", nval, train->n);
+        else
+            rc = pb_data_split(train, val, nval, seed, err, errlen);
+    }
+    if (rc == PB_OK && subset > 0 && subset < train->n) {
+        pb_dataset sub;
+        int *idx = malloc((size_t)subset * sizeof(int));
+        if (!idx)
+            return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        for (int i = 0; i < subset; i++)
+            idx[i] = i;
+        rc = pb_data_subset(train, idx, subset, &sub, err, errlen);
+        free(idx);
+        if (rc == PB_OK) {
+            pb_data_free(train);
+            *train = sub;
+        }
+    }
+    if (rc != PB_OK) {
+        pb_data_free(train);
+        pb_data_free(test);
+        if (val)
+            pb_data_free(val);
+    }
+    return rc;
+}

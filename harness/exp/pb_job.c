@@ -7,10 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pb_ckpt.h"
-#include "pb_cli.h"
-#include "pb_host.h"
-#include "pb_plugin.h"
+#include "engine/pb_ckpt.h"
+#include "engine/pb_par.h"
+#include "host/pb_host.h"
+#include "host/pb_plugin.h"
 
 void pb_job_defaults(pb_job *j)
 {
@@ -135,21 +135,14 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
             return rc;
         }
     }
-    pb_set_threads(j->threads);
-    pb_common c;
-    pb_common_defaults(&c);
-    c.dataset = j->dataset;
-    c.data_dir = j->data_dir;
-    c.subset = j->subset;
-    c.val = j->val;
-    c.threads = j->threads;
-    c.train = j->train;
+    pb_par_use_threads(j->threads);
     pb_dataset train, val, test;
     pb_model m;
     memset(&m, 0, sizeof m);
     pb_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    if ((rc = pb_common_data(&c, &train, &val, &test, err, errlen)) != PB_OK) {
+    if ((rc = pb_data_open(j->dataset, j->data_dir, j->subset, j->val, j->train.seed, &train, &val, &test, err,
+                           errlen)) != PB_OK) {
         pb_plugin_close(&plugin);
         return rc;
     }

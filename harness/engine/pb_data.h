@@ -60,6 +60,12 @@ int pb_data_split(pb_dataset *train, pb_dataset *val, int nval, uint64_t seed,
 int pb_data_subset(const pb_dataset *src, const int *idx, int n, pb_dataset *out,
                    char *err, size_t errlen);
 
+/* The train and test splits of a data set, the first `subset` training
+ * examples only (0: all), `nval` of them (seeded) held out as val (may be
+ * NULL when nval is 0). On failure nothing is left to free. */
+int pb_data_open(const char *name, const char *dir, int subset, int nval, uint64_t seed, pb_dataset *train,
+                 pb_dataset *val, pb_dataset *test, char *err, size_t errlen);
+
 /* Fills x (B * c*h*w floats, normalized) and y (B ints) with examples idx[0..B-1].
  * With d->augment and rng non-NULL applies random crop + flip. */
 void pb_data_batch(const pb_dataset *d, const int *idx, int B, pb_rng *rng,

@@ -24,6 +24,9 @@ typedef void (*pb_par_fn)(void *ctx, int part, int nparts);
  * starting or stopping workers. Returns the number of threads now in use,
  * which is smaller than n only when the system refused to start a thread. */
 int pb_par_set_threads(int n);
+/* Threads for a run: the pool gets `threads` (< 1: OpenBLAS's default count)
+ * and OpenBLAS itself one, since the layers split their SGEMMs over the pool. */
+void pb_par_use_threads(int threads);
 
 /* Threads in use: 1 until pb_par_set_threads asks for more. */
 int pb_par_threads(void);

@@ -13,7 +13,7 @@
 
 #include "config.h"
 #include "pb_csv.h"
-#include "pb_util.h"
+#include "engine/pb_util.h"
 
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
                                      "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity", NULL};

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pb_data.h"
-#include "pb_optim.h"
-#include "pb_plugin.h"
+#include "engine/pb_data.h"
+#include "engine/pb_optim.h"
+#include "host/pb_plugin.h"
 
 struct pb_lua {
     lua_State *L;

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "pb_cli.h"
-#include "pb_job.h"
-#include "pb_plugin.h"
+#include "exp/pb_job.h"
+#include "host/pb_plugin.h"
 
 static void prune_usage(FILE *f)
 {

@@ -5,11 +5,9 @@
 
 #include <getopt.h>
 
-#include "pb_data.h"
-#include "pb_model.h"
-#include "pb_train.h"
-
-#define PB_MAX_HIDDEN 16
+#include "engine/pb_data.h"
+#include "engine/pb_model.h"
+#include "engine/pb_train.h"
 
 typedef struct pb_common {
     const char *model;         /* NULL until given */
@@ -72,7 +70,6 @@ int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset 
                    size_t errlen);
 /* Builds and initializes the model named in c for data set d (or loads c->load). */
 int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, size_t errlen);
-void pb_set_threads(int threads);
 
 typedef int (*pb_cmd_fn)(int argc, char **argv);
 int pb_cmd_train(int argc, char **argv);

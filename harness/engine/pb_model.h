@@ -11,6 +11,7 @@
 
 #define PB_MAX_LAYERS 128
 #define PB_MAX_PARAMS 256
+#define PB_MAX_HIDDEN 16     /* hidden layers of a named MLP */
 
 typedef struct pb_model pb_model;
 

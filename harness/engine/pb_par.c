@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <time.h>
 
+void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
+
 /* A run is published under mu by bumping gen; every worker takes part in
  * every run (those without a part just check in), so pending counts workers. */
 static struct {
@@ -157,4 +160,15 @@ void pb_par_run(pb_par_fn fn, void *ctx, int nparts)
     while (pool.pending > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
+}
+
+void pb_par_use_threads(int threads)
+{
+    /* without --threads, OpenBLAS's default (all cores, or OPENBLAS_NUM_THREADS) */
+    if (threads < 1)
+        threads = openblas_get_num_threads();
+    /* The layers split their SGEMMs over our pool (pb_layer.c's gemm), so
+     * OpenBLAS's own threads would only spin and take cores from it. */
+    openblas_set_num_threads(1);
+    pb_par_set_threads(threads);
 }
