@@ -94,6 +94,13 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
     return PB_OK;
 }
 
+/* Steps taken so far plus per_epoch for each epoch left, bounded by max_steps. */
+static long planned_steps(const pb_train_cfg *cfg, long done, long per_epoch, int epochs_left)
+{
+    long t = done + per_epoch * epochs_left;
+    return cfg->max_steps > 0 && cfg->max_steps < t ? cfg->max_steps : t;
+}
+
 static double sparsity_of(const pb_model *m)
 {
     size_t t, nz;
@@ -144,9 +151,11 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     double t0 = pb_now(), flops_ex = pb_model_train_flops(m), last_draw = 0;
     long step = 0;
     /* Steps of the whole run for per-iteration schedules; a data-pruning select
-     * hook may shrink epochs, so it is re-estimated after the first selection. */
+     * hook may shrink epochs, so it is counted again after every selection. */
     long per_epoch = (train->n + cfg->batch - 1) / cfg->batch;
-    long total_steps = per_epoch * cfg->epochs;
+    long total_steps = planned_steps(cfg, 0, per_epoch, cfg->epochs);
+    if (hooks->total_steps)
+        *hooks->total_steps = total_steps;
     int show = cfg->progress && isatty(2);
     for (int ep = 1; ep <= cfg->epochs; ep++) {
         const double ep_t0 = pb_now();
@@ -154,9 +163,12 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
         if (hooks->select) {
             if ((rc = hooks->select(hooks->ud, m, ep, train->n, idx, &n, err, errlen)) != PB_OK)
                 goto out;
-            if (ep == 1) {
-                per_epoch = (n + cfg->batch - 1) / cfg->batch;
-                total_steps = per_epoch * cfg->epochs;
+            long now = (n + cfg->batch - 1) / cfg->batch;
+            if (ep == 1 || now != per_epoch) {
+                per_epoch = now;
+                total_steps = planned_steps(cfg, step, per_epoch, cfg->epochs - ep + 1);
+                if (hooks->total_steps)
+                    *hooks->total_steps = total_steps;
             }
         } else {
             for (int i = 0; i < n; i++)

@@ -47,6 +47,11 @@ typedef struct pb_train_hooks {
     int (*before_step)(void *ud, pb_model *m, long step, char *err, size_t errlen);
     int (*after_step)(void *ud, pb_model *m, long step, char *err, size_t errlen);
     int (*epoch_end)(void *ud, pb_model *m, const pb_epoch_rec *rec, char *err, size_t errlen);
+    /* If set, receives the number of optimizer steps the training will take:
+     * before the first step and again after each select(), as the steps so far
+     * plus this epoch's batches times the epochs left, bounded by max_steps
+     * (exact when every epoch selects the same number of examples). */
+    long *total_steps;
 } pb_train_hooks;
 
 typedef struct pb_train_result {

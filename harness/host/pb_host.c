@@ -1,4 +1,7 @@
+/* pb_host: the plugin host table and the context (see pb_host.h). */
 #include "pb_host.h"
+
+#include <cblas.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -6,9 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/pb_par.h"
+#include "pb_mask.h"
+#include "pb_probe.h"
+#include "pb_surgery.h"
+
+#define h_fail pb_ctx_fail
+
 /* ---------- messages ---------- */
 
-static int h_fail(pb_ctx *c, const char *fmt, ...)
+int pb_ctx_fail(pb_ctx *c, const char *fmt, ...)
 {
     char msg[PB_ERRLEN];
     va_list ap;
@@ -39,13 +49,6 @@ static int plugin_status(pb_ctx *c, int rc, const char *hook)
     return rc == PB_ENUM || rc == PB_ENOMEM ? rc : PB_EPLUGIN;
 }
 
-static void free_scratch(pb_ctx *c)
-{
-    for (int i = 0; i < c->nscratch; i++)
-        free(c->scratch[i]);
-    c->nscratch = 0;
-}
-
 /* ---------- model access ---------- */
 
 static int h_nweights(pb_ctx *c) { return pb_model_nprunable(c->m); }
@@ -73,7 +76,7 @@ static int h_weights(pb_ctx *c, int i, pb_weights *out)
     int pi = 0;
     while (c->m->params[pi] != p)
         pi++;
-    v.w_init = c->init ? c->init[pi] : NULL;
+    v.w_init = c->init && pi < c->ninit ? c->init[pi] : NULL;
     memcpy(out, &v, sz);
     return PB_OK;
 }
@@ -81,307 +84,6 @@ static int h_weights(pb_ctx *c, int i, pb_weights *out)
 static void h_apply_masks(pb_ctx *c) { pb_model_apply_masks(c->m); }
 
 static uint64_t h_random(pb_ctx *c) { return pb_rng_next(&c->rng); }
-
-/* Keeps the k highest scores among candidates of one or more tensors: finds the
- * k-th largest by selection, then takes ties in index order so the count is exact. */
-static int keep_topk(pb_ctx *c, pb_param **ps, float *const *scores, int np, size_t k, int regrow)
-{
-    size_t ncand = 0;
-    for (int t = 0; t < np; t++)
-        for (size_t j = 0; j < ps[t]->n; j++)
-            ncand += regrow || ps[t]->mask[j] != 0.0f;
-    if (k > ncand)
-        k = ncand;
-    float *buf = malloc((ncand ? ncand : 1) * sizeof(float));
-    if (!buf)
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    size_t q = 0;
-    for (int t = 0; t < np; t++)
-        for (size_t j = 0; j < ps[t]->n; j++)
-            if (regrow || ps[t]->mask[j] != 0.0f) {
-                float s = scores[t][j];
-                buf[q++] = isnan(s) ? -INFINITY : -s; /* select the k-th smallest of -score */
-            }
-    float thr = INFINITY;
-    size_t above = 0;
-    if (k > 0) {
-        thr = -pb_select_kth(buf, ncand, k - 1); /* the k-th highest score */
-        above = 0;
-        for (int t = 0; t < np; t++)
-            for (size_t j = 0; j < ps[t]->n; j++)
-                if (regrow || ps[t]->mask[j] != 0.0f) {
-                    float s = isnan(scores[t][j]) ? -INFINITY : scores[t][j];
-                    above += s > thr;
-                }
-    }
-    size_t ties = k - above; /* scores equal to thr to keep, lowest index first */
-    for (int t = 0; t < np; t++)
-        for (size_t j = 0; j < ps[t]->n; j++) {
-            int cand = regrow || ps[t]->mask[j] != 0.0f;
-            float s = isnan(scores[t][j]) ? -INFINITY : scores[t][j];
-            int keep = 0;
-            if (cand && k > 0) {
-                if (s > thr)
-                    keep = 1;
-                else if (s == thr && ties > 0) {
-                    keep = 1;
-                    ties--;
-                }
-            }
-            ps[t]->mask[j] = keep ? 1.0f : 0.0f;
-        }
-    free(buf);
-    return PB_OK;
-}
-
-static int h_mask_topk(pb_ctx *c, float *const *scores, double sparsity, int scope, int regrow)
-{
-    if (!(sparsity >= 0.0 && sparsity <= 1.0))
-        return pb_err(c->err, c->errlen, PB_EPLUGIN, "method %s: sparsity %g not in [0, 1]",
-                      c->plugin ? c->plugin->desc.name : "?", sparsity);
-    int np = pb_model_nprunable(c->m);
-    pb_param *ps[PB_MAX_PARAMS];
-    size_t total = 0;
-    for (int t = 0; t < np; t++) {
-        ps[t] = pb_model_prunable(c->m, t);
-        total += ps[t]->n;
-    }
-    int rc = PB_OK;
-    if (scope == 0) {
-        size_t k = (size_t)llround((1.0 - sparsity) * (double)total);
-        rc = keep_topk(c, ps, scores, np, k, regrow);
-    } else {
-        for (int t = 0; t < np && rc == PB_OK; t++) {
-            size_t k = (size_t)llround((1.0 - sparsity) * (double)ps[t]->n);
-            rc = keep_topk(c, &ps[t], &scores[t], 1, k, regrow);
-        }
-    }
-    pb_model_apply_masks(c->m);
-    return rc;
-}
-
-/* ---------- gradients ---------- */
-
-static int draw_examples(pb_ctx *c, int n)
-{
-    if (n <= 0 || n > c->train->n)
-        n = c->train->n < 128 ? c->train->n : (n <= 0 ? 128 : c->train->n);
-    int *idx = realloc(c->grad_idx, (size_t)c->train->n * sizeof(int));
-    if (!idx)
-        return -1;
-    c->grad_idx = idx;
-    for (int i = 0; i < c->train->n; i++)
-        idx[i] = i;
-    /* partial Fisher-Yates: the first n are a uniform sample */
-    for (int i = 0; i < n; i++) {
-        int j = i + (int)pb_rng_below(&c->rng, (uint32_t)(c->train->n - i));
-        int t = idx[i];
-        idx[i] = idx[j];
-        idx[j] = t;
-    }
-    c->grad_n = n;
-    return n;
-}
-
-static int h_grad(pb_ctx *c, int n, double temperature, double *loss)
-{
-    if (draw_examples(c, n) < 0)
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    c->grad_temp = temperature > 0 ? temperature : 1.0;
-    return pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, loss, c->err,
-                            c->errlen);
-}
-
-static int h_hvp(pb_ctx *c, const float *const *v, float *const *out)
-{
-    if (!c->grad_n)
-        return pb_err(c->err, c->errlen, PB_EPLUGIN, "method %s: hvp() before grad()",
-                      c->plugin ? c->plugin->desc.name : "?");
-    int np = pb_model_nprunable(c->m);
-    double vn = 0, wn = 0;
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        for (size_t j = 0; j < p->n; j++) {
-            vn += (double)v[t][j] * v[t][j];
-            wn += (double)p->w[j] * p->w[j];
-        }
-    }
-    vn = sqrt(vn);
-    if (vn == 0) {
-        for (int t = 0; t < np; t++)
-            memset(out[t], 0, pb_model_prunable(c->m, t)->n * sizeof(float));
-        return PB_OK;
-    }
-    /* Central differences of gradients: H v ~ (g(w + r v) - g(w - r v)) / 2r, with the step
-     * a small fraction of the weights' norm so float32 rounding stays well below it. */
-    double r = 1e-2 * (sqrt(wn) > 0 ? sqrt(wn) : 1.0) / vn;
-    float *saved_g[PB_MAX_PARAMS];
-    int rc = PB_OK;
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        saved_g[t] = malloc(p->n * sizeof(float));
-        if (!saved_g[t])
-            return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-        memcpy(saved_g[t], p->g, p->n * sizeof(float));
-    }
-    for (int sign = 1; sign >= -1 && rc == PB_OK; sign -= 2) {
-        for (int t = 0; t < np; t++) {
-            pb_param *p = pb_model_prunable(c->m, t);
-            for (size_t j = 0; j < p->n; j++)
-                p->w[j] += (float)(sign * r) * v[t][j];
-        }
-        rc = pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, NULL, c->err,
-                              c->errlen);
-        for (int t = 0; t < np; t++) {
-            pb_param *p = pb_model_prunable(c->m, t);
-            for (size_t j = 0; j < p->n; j++) {
-                p->w[j] -= (float)(sign * r) * v[t][j];
-                if (sign > 0)
-                    out[t][j] = p->g[j];
-                else
-                    out[t][j] = (float)((out[t][j] - p->g[j]) / (2.0 * r));
-            }
-        }
-    }
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        memcpy(p->g, saved_g[t], p->n * sizeof(float));
-        free(saved_g[t]);
-    }
-    return rc;
-}
-
-static int h_grad_output_sum(pb_ctx *c, double *R)
-{
-    pb_model *m = c->m;
-    size_t in = (size_t)m->ic * m->ih * m->iw;
-    float *x = malloc(in * sizeof(float)), *dl = malloc((size_t)m->ncls * sizeof(float));
-    if (!x || !dl) {
-        free(x);
-        free(dl);
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    }
-    for (size_t j = 0; j < in; j++)
-        x[j] = 1.0f;
-    for (int k = 0; k < m->ncls; k++)
-        dl[k] = 1.0f;
-    /* SynFlow linearizes the network on |theta|: biases and BN parameters too
-     * (prunable weights are the plugin's to set, since it needs their signs). */
-    float **saved = calloc((size_t)m->nparams, sizeof *saved);
-    if (!saved) {
-        free(x);
-        free(dl);
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    }
-    for (int i = 0; i < m->nparams; i++) {
-        pb_param *p = m->params[i];
-        if (p->prunable || p->layer < 0 || !(saved[i] = malloc(p->n * sizeof(float))))
-            continue;
-        memcpy(saved[i], p->w, p->n * sizeof(float));
-        for (size_t j = 0; j < p->n; j++)
-            p->w[j] = fabsf(p->w[j]);
-    }
-    pb_model_zero_grad(m);
-    const float *out = pb_model_forward(m, x, 1, 0);
-    double s = 0;
-    for (int k = 0; k < m->ncls; k++)
-        s += out[k];
-    pb_model_backward(m, x, 1, dl, NULL);
-    for (int i = 0; i < m->nparams; i++)
-        if (saved[i]) {
-            memcpy(m->params[i]->w, saved[i], m->params[i]->n * sizeof(float));
-            free(saved[i]);
-        }
-    free(saved);
-    free(x);
-    free(dl);
-    if (R)
-        *R = s;
-    return PB_OK;
-}
-
-/* ---------- calibration ---------- */
-
-typedef struct calib_state {
-    pb_ctx *c;
-    pb_calib_fn fn;
-    void *ud;
-    int layer_to_param[PB_MAX_LAYERS];
-    float *cols;
-    size_t cols_n;
-    int failed;
-} calib_state;
-
-static void calib_hook(void *ud, const pb_model *m, int li, const float *x, int B)
-{
-    calib_state *s = ud;
-    int pi = s->layer_to_param[li];
-    if (pi < 0 || s->failed)
-        return;
-    const pb_layer *l = &m->layers[li];
-    if (l->kind == PB_DENSE) {
-        s->fn(s->ud, pi, x, B, (int)pb_layer_isize(l));
-        return;
-    }
-    /* conv: unfold to rows (example, output position) x cols (ic, kh, kw) */
-    int K = l->k, cols = l->ic * K * K, P = l->oh * l->ow;
-    size_t need = (size_t)B * P * cols;
-    if (need > s->cols_n) {
-        free(s->cols);
-        s->cols = malloc(need * sizeof(float));
-        s->cols_n = s->cols ? need : 0;
-        if (!s->cols) {
-            s->failed = 1;
-            return;
-        }
-    }
-    for (int b = 0; b < B; b++) {
-        const float *xb = x + (size_t)b * pb_layer_isize(l);
-        for (int oy = 0; oy < l->oh; oy++)
-            for (int ox = 0; ox < l->ow; ox++) {
-                float *row = s->cols + ((size_t)b * P + (size_t)oy * l->ow + ox) * cols;
-                for (int ci = 0; ci < l->ic; ci++)
-                    for (int ky = 0; ky < K; ky++)
-                        for (int kx = 0; kx < K; kx++) {
-                            int iy = oy * l->stride - l->pad + ky, ix = ox * l->stride - l->pad + kx;
-                            row[(ci * K + ky) * K + kx] =
-                                (iy >= 0 && iy < l->ih && ix >= 0 && ix < l->iw)
-                                    ? xb[((size_t)ci * l->ih + iy) * l->iw + ix]
-                                    : 0.0f;
-                        }
-            }
-    }
-    s->fn(s->ud, pi, s->cols, B * P, cols);
-}
-
-static int h_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
-{
-    calib_state s = {.c = c, .fn = fn, .ud = ud};
-    for (int i = 0; i < PB_MAX_LAYERS; i++)
-        s.layer_to_param[i] = -1;
-    int np = pb_model_nprunable(c->m);
-    for (int t = 0; t < np; t++)
-        s.layer_to_param[pb_model_prunable(c->m, t)->layer] = t;
-    if (draw_examples(c, n) < 0)
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    pb_model *m = c->m;
-    int batch = m->max_batch;
-    pb_batch b;
-    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
-        return PB_ENOMEM;
-    pb_input_hook old = m->input_hook;
-    void *old_ud = m->input_hook_ud;
-    pb_model_set_input_hook(m, calib_hook, &s);
-    for (int i = 0; i < c->grad_n && !s.failed; i += batch) {
-        int B = c->grad_n - i < batch ? c->grad_n - i : batch;
-        pb_data_batch(c->train, c->grad_idx + i, B, NULL, b.x, b.y);
-        pb_model_forward(m, b.x, B, 0);
-    }
-    pb_model_set_input_hook(m, old, old_ud);
-    pb_batch_free(&b);
-    free(s.cols);
-    return s.failed ? pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory during calibration") : PB_OK;
-}
 
 /* ---------- training ---------- */
 
@@ -424,14 +126,20 @@ static double sparsity_now(const pb_model *m)
     return t ? 1.0 - (double)nz / (double)t : 0;
 }
 
-static void emit(pb_ctx *c, const char *phase, int index, long step, double acc, double loss, double flops)
+static void emit(pb_ctx *c, const char *phase, int index, long step, double acc, double loss, double flops,
+                 double train_s)
 {
     if (!c->on_curve)
         return;
     pb_curve_rec r = {.phase = phase, .index = index, .step = step, .wall_s = pb_now() - c->t0,
                       .train_flops = flops, .sparsity = sparsity_now(c->m), .test_acc = acc,
-                      .test_loss = loss};
+                      .test_loss = loss, .train_s = train_s};
     c->on_curve(c->curve_ud, &r);
+}
+
+void pb_ctx_emit(pb_ctx *c, const char *phase, int index, double acc, double loss)
+{
+    emit(c, phase, index, c->steps, acc, loss, c->train_flops, 0);
 }
 
 static int g_epoch(void *ud, pb_model *m, const pb_epoch_rec *rec, char *err, size_t errlen)
@@ -440,7 +148,7 @@ static int g_epoch(void *ud, pb_model *m, const pb_epoch_rec *rec, char *err, si
     train_glue *g = ud;
     pb_ctx *c = g->c;
     emit(c, c->phase, rec->epoch, g->step0 + rec->step, rec->test_acc, rec->test_loss,
-         c->train_flops + rec->train_flops);
+         c->train_flops + rec->train_flops, rec->train_s);
     if (c->plugin && c->plugin->desc.epoch_end)
         return plugin_status(c, c->plugin->desc.epoch_end(c->state, &pb_host_table, c, rec->epoch, rec->test_acc), "epoch_end");
     return PB_OK;
@@ -467,7 +175,10 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
         hooks.before_step = g_before;
     const char *saved = c->phase;
     c->phase = phase ? phase : "train";
-    c->total_steps = (long)((c->train->n + cfg.batch - 1) / cfg.batch) * cfg.epochs;
+    /* pb_train publishes its count of steps (exact once select() has chosen
+     * the first epoch's examples, and bounded by max_steps) */
+    c->total_steps = 0;
+    hooks.total_steps = &c->total_steps;
     int rc = pb_train(c->m, c->train, c->test, &cfg, &hooks, res, c->err, c->errlen);
     c->phase = saved;
     c->steps = g.step0 + res->steps;
@@ -477,6 +188,13 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
 }
 
 static int h_train(pb_ctx *c, int epochs) { return pb_ctx_train(c, epochs, c->phase, NULL); }
+
+static int h_train_phase(pb_ctx *c, const char *label, int epochs)
+{
+    if (!label || !label[0] || strlen(label) > 31 || strpbrk(label, ",\"\n\r "))
+        return h_fail(c, "train_phase: label '%s' is not a word of at most 31 characters", label ? label : "");
+    return pb_ctx_train(c, epochs, label, NULL);
+}
 
 static int h_evaluate(pb_ctx *c, double *acc, double *loss)
 {
@@ -498,6 +216,7 @@ static void free_copy(float **v, int n)
     free(v);
 }
 
+/* A copy of the values of m's parameters (n of them). */
 static float **copy_params(const pb_model *m)
 {
     float **v = calloc((size_t)m->nparams, sizeof *v);
@@ -517,9 +236,11 @@ static int h_snapshot(pb_ctx *c, int slot)
 {
     if (slot < 0 || slot >= PB_SNAPSHOTS)
         return h_fail(c, "snapshot slot %d not in [0, %d]", slot, PB_SNAPSHOTS - 1);
-    free_copy(c->snap[slot], c->m->nparams);
+    free_copy(c->snap[slot], c->nsnap[slot]);
+    c->nsnap[slot] = 0;
     if (!(c->snap[slot] = copy_params(c->m)))
         return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    c->nsnap[slot] = c->m->nparams;
     return PB_OK;
 }
 
@@ -527,7 +248,8 @@ static int h_rewind(pb_ctx *c, int slot)
 {
     if (slot < 0 || slot >= PB_SNAPSHOTS || !c->snap[slot])
         return h_fail(c, "rewind to slot %d, which holds no snapshot", slot);
-    for (int i = 0; i < c->m->nparams; i++)
+    /* parameters added after the snapshot (add_array) keep their values */
+    for (int i = 0; i < c->m->nparams && i < c->nsnap[slot]; i++)
         memcpy(c->m->params[i]->w, c->snap[slot][i], c->m->params[i]->n * sizeof(float));
     pb_model_apply_masks(c->m);
     return PB_OK;
@@ -541,167 +263,12 @@ static int h_reinit(pb_ctx *c, uint64_t seed)
 
 static int h_record(pb_ctx *c, const char *event, int index, double acc, double loss)
 {
-    emit(c, event ? event : "round", index, c->steps, acc, loss, c->train_flops);
+    emit(c, event ? event : "round", index, c->steps, acc, loss, c->train_flops, 0);
     return PB_OK;
 }
 
 static long h_steps(pb_ctx *c) { return c->steps; }
 static long h_total_steps(pb_ctx *c) { return c->total_steps; }
-
-/* ---------- structure ---------- */
-
-/* Copies rows/channels: dst[o][i] = src[keep_o[o]][keep_i[i]] over blocks of `inner` floats. */
-static void gather(float *dst, const float *src, int nin_src, const int *ko, int no, const int *ki, int ni,
-                   int inner)
-{
-    for (int o = 0; o < no; o++)
-        for (int i = 0; i < ni; i++)
-            memcpy(dst + ((size_t)o * ni + i) * inner, src + ((size_t)ko[o] * nin_src + ki[i]) * inner,
-                   (size_t)inner * sizeof(float));
-}
-
-static int h_remove_units(pb_ctx *c, int i, const int *keep, int nkeep)
-{
-    pb_model *m = c->m;
-    pb_param *p = pb_model_prunable(m, i);
-    if (!p)
-        return h_fail(c, "remove_units: no weight tensor %d", i);
-    int L = p->layer, oc = m->layers[L].oc;
-    if (nkeep < 1 || nkeep > oc)
-        return h_fail(c, "remove_units(%s): keeping %d of %d units", p->name, nkeep, oc);
-    for (int k = 0; k < nkeep; k++)
-        if (keep[k] < 0 || keep[k] >= oc || (k && keep[k] <= keep[k - 1]))
-            return h_fail(c, "remove_units(%s): keep list must be ascending unit indices in [0, %d)", p->name, oc);
-    /* Follow the output through shape-preserving layers to the one consumer that has weights. */
-    int cur = L, next = -1, flat_hw = 1;
-    for (;;) {
-        int users = 0, user = -1;
-        for (int j = cur + 1; j < m->nlayers; j++)
-            if (m->layers[j].in == cur || m->layers[j].in2 == cur) {
-                users++;
-                user = j;
-            }
-        if (users == 0)
-            return h_fail(c, "remove_units(%s): it is the output layer; the classes cannot be removed", p->name);
-        if (users > 1 || m->layers[user].kind == PB_ADD)
-            return h_fail(c, "remove_units(%s): its output feeds a residual connection; not supported", p->name);
-        pb_layer_kind k = m->layers[user].kind;
-        if (k == PB_DENSE || k == PB_CONV) {
-            next = user;
-            /* a dense consumer reached through FLATTEN sees channel-major blocks of h*w */
-            if (k == PB_DENSE)
-                flat_hw = (int)(pb_layer_isize(&m->layers[user]) / (size_t)oc);
-            break;
-        }
-        cur = user;
-    }
-    pb_model nm;
-    char e2[PB_ERRLEN];
-    pb_model_init(&nm, m->arch, m->ic, m->ih, m->iw, m->ncls);
-    for (int j = 0; j < m->nlayers; j++) {
-        pb_layer proto = m->layers[j];
-        if (j == L)
-            proto.oc = nkeep;
-        if (pb_model_append(&nm, &proto, e2, sizeof e2) < 0) {
-            pb_model_free(&nm);
-            return h_fail(c, "remove_units(%s): %s", p->name, e2);
-        }
-    }
-    int *all = malloc(sizeof(int) * 65536);
-    if (!all) {
-        pb_model_free(&nm);
-        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-    }
-    for (int k = 0; k < 65536; k++)
-        all[k] = k;
-    for (int q = 0; q < m->nparams; q++) {
-        pb_param *s = m->params[q], *d = nm.params[q];
-        int li = s->layer;
-        const pb_layer *sl = li >= 0 ? &m->layers[li] : NULL;
-        int touched_out = li == L, touched_in = li == next && s == sl->w;
-        int between = li > L && li < next && sl && sl->kind == PB_BN;
-        if (touched_out) {
-            int inner = (int)(s->n / (size_t)s->shape[0]);
-            gather(d->w, s->w, 1, keep, nkeep, all, 1, inner);
-            if (s->mask)
-                d->mask = pb_alloc(d->n * sizeof(float)), gather(d->mask, s->mask, 1, keep, nkeep, all, 1, inner);
-        } else if (between) {
-            gather(d->w, s->w, 1, keep, nkeep, all, 1, 1);
-        } else if (touched_in) {
-            int rows = s->shape[0], inner = sl->kind == PB_CONV ? sl->k * sl->k : flat_hw;
-            int nin = (int)(s->n / (size_t)rows / (size_t)inner);
-            gather(d->w, s->w, nin, all, rows, keep, nkeep, inner);
-            if (s->mask)
-                d->mask = pb_alloc(d->n * sizeof(float)), gather(d->mask, s->mask, nin, all, rows, keep, nkeep, inner);
-        } else {
-            memcpy(d->w, s->w, s->n * sizeof(float));
-            if (s->mask) {
-                d->mask = pb_alloc(d->n * sizeof(float));
-                memcpy(d->mask, s->mask, s->n * sizeof(float));
-            }
-        }
-        d->trainable = s->trainable;
-    }
-    for (int j = 0; j < m->nlayers; j++)
-        if (m->layers[j].kind == PB_BN) {
-            int between = j > L && j < next;
-            if (between) {
-                gather(nm.layers[j].run_mean, m->layers[j].run_mean, 1, keep, nkeep, all, 1, 1);
-                gather(nm.layers[j].run_var, m->layers[j].run_var, 1, keep, nkeep, all, 1, 1);
-            } else {
-                memcpy(nm.layers[j].run_mean, m->layers[j].run_mean, (size_t)m->layers[j].oc * sizeof(float));
-                memcpy(nm.layers[j].run_var, m->layers[j].run_var, (size_t)m->layers[j].oc * sizeof(float));
-            }
-        }
-    free(all);
-    nm.rng = m->rng;
-    int rc = pb_model_finalize(&nm, m->max_batch, c->err, c->errlen);
-    if (rc != PB_OK) {
-        pb_model_free(&nm);
-        return rc;
-    }
-    /* Snapshots and the init copy describe the old shapes: drop them. */
-    for (int s = 0; s < PB_SNAPSHOTS; s++) {
-        free_copy(c->snap[s], m->nparams);
-        c->snap[s] = NULL;
-    }
-    free_copy(c->init, m->nparams);
-    c->init = NULL;
-    free_scratch(c);
-    pb_model_free(m);
-    *m = nm;
-    return PB_OK;
-}
-
-/* ---------- data ---------- */
-
-static int h_ntrain(pb_ctx *c) { return c->train->n; }
-
-static int h_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float *el2n)
-{
-    pb_model *m = c->m;
-    int batch = m->max_batch;
-    pb_batch b;
-    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
-        return PB_ENOMEM;
-    for (int s = 0; s < n; s += batch) {
-        int B = n - s < batch ? n - s : batch;
-        pb_data_batch(c->train, idx + s, B, NULL, b.x, b.y);
-        pb_model_forward(m, b.x, B, 0);
-        pb_model_loss(m, b.y, B, 1.0f, loss ? loss + s : NULL, NULL);
-        if (el2n)
-            for (int e = 0; e < B; e++) {
-                double acc = 0;
-                for (int k = 0; k < m->ncls; k++) {
-                    double d = m->probs[(size_t)e * m->ncls + k] - (k == b.y[e]);
-                    acc += d * d;
-                }
-                el2n[s + e] = (float)sqrt(acc);
-            }
-    }
-    pb_batch_free(&b);
-    return PB_OK;
-}
 
 /* ---------- parameter sharing ---------- */
 
@@ -741,51 +308,128 @@ static int h_set_generator(pb_ctx *c, int i, const pb_generator *gen)
     return PB_OK;
 }
 
-static float *const *h_scores(pb_ctx *c)
+/* ---------- since 1.1: arguments, kept models, results, utilities ---------- */
+
+static const char *h_arg_string(pb_ctx *c, int k)
 {
-    if (c->nscratch == 0) {
-        int np = pb_model_nprunable(c->m);
-        for (int i = 0; i < np; i++) {
-            c->scratch[i] = malloc((pb_model_prunable(c->m, i)->n + 1) * sizeof(float));
-            c->nscratch = i + 1;
-            if (!c->scratch[i]) {
-                free_scratch(c);
-                pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory for scores");
-                return NULL;
-            }
-        }
-    }
-    return c->scratch;
+    if (!c->plugin)
+        return NULL;
+    const pb_plugin *d = &c->plugin->desc;
+    int np = pb_plugin_nparams(d);
+    if (k < 0 || k >= np || d->params[k].type != PB_PT_STRING)
+        return NULL;
+    return pb_plugin_arg_string(d, c->argv, c->argc, k);
 }
 
-static int h_mask_magnitude(pb_ctx *c, double sparsity, int scope, int regrow)
+static int h_ntrain(pb_ctx *c) { return c->train->n; }
+
+static int h_reference(pb_ctx *c, const char *name, int i, pb_weights *out)
 {
-    float *const *scores = h_scores(c);
-    if (!scores)
-        return PB_ENOMEM;
-    for (int i = 0; i < c->nscratch; i++) {
-        const pb_param *p = pb_model_prunable(c->m, i);
-        for (size_t j = 0; j < p->n; j++)
-            scores[i][j] = fabsf(p->w[j]);
+    const pb_kept *k = pb_ctx_kept(c, name);
+    if (!k) {
+        char list[256] = "";
+        size_t used = 0;
+        for (int j = 0; j < c->nkept && used < sizeof list; j++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", c->kept[j].name);
+        return h_fail(c, "no kept model named '%s' (kept: %s; add a keep stage)", name ? name : "",
+                      c->nkept ? list : "none");
     }
-    return h_mask_topk(c, scores, sparsity, scope, regrow);
+    pb_param *cur = pb_model_prunable(c->m, i), *p = pb_model_prunable((pb_model *)&k->m, i);
+    if (!cur || !p)
+        return h_fail(c, "reference(%s): no weight tensor %d", name, i);
+    if (p->n != cur->n || memcmp(p->shape, cur->shape, sizeof p->shape) != 0)
+        return h_fail(c, "reference(%s): %s has another shape in the kept model", name, cur->name);
+    size_t sz = out->size && out->size < sizeof *out ? out->size : sizeof *out;
+    pb_weights v;
+    memset(&v, 0, sizeof v);
+    v.size = sz;
+    v.name = p->name;
+    v.layer_kind = k->m.layers[p->layer].kind == PB_CONV ? 1 : 0;
+    v.ndim = p->ndim;
+    memcpy(v.shape, p->shape, sizeof v.shape);
+    v.n = p->n;
+    v.rows = p->shape[0];
+    v.cols = (int)(p->n / (size_t)p->shape[0]);
+    v.w = p->w;
+    v.mask = p->mask;
+    memcpy(out, &v, sz);
+    return PB_OK;
+}
+
+static int metric_name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) > 63)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '.'))
+            return 0;
+    return 1;
+}
+
+static int h_metric(pb_ctx *c, const char *name, double value)
+{
+    if (!metric_name_ok(name))
+        return h_fail(c, "metric name '%s' is not [A-Za-z0-9_.]+ of at most 63 characters", name ? name : "");
+    if (c->on_metric)
+        c->on_metric(c->curve_ud, name, value);
+    return PB_OK;
+}
+
+static uint64_t h_hash64(const void *data, size_t n, uint64_t seed)
+{
+    return pb_hash64(data, n, seed ? seed : PB_HASH_INIT);
+}
+
+static void h_gemm(pb_ctx *c, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *cm, int ldc)
+{
+    (void)c;
+    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, cm, ldc);
+}
+
+typedef struct range_job {
+    long n;
+    pb_range_fn fn;
+    void *ud;
+} range_job;
+
+static void range_part(void *ctx, int part, int nparts)
+{
+    const range_job *r = ctx;
+    long b = (long)((__int128)r->n * part / nparts), e = (long)((__int128)r->n * (part + 1) / nparts);
+    if (e > b)
+        r->fn(r->ud, b, e);
+}
+
+static void h_parallel_for(pb_ctx *c, long n, pb_range_fn fn, void *ud)
+{
+    (void)c;
+    if (n <= 0 || !fn)
+        return;
+    int parts = pb_par_threads();
+    if (parts > n)
+        parts = (int)n;
+    range_job r = {n, fn, ud};
+    pb_par_run(range_part, &r, parts);
 }
 
 const pb_host pb_host_table = {
     .size = sizeof(pb_host),
     .abi_major = PB_ABI_MAJOR,
     .abi_minor = PB_ABI_MINOR,
-    .fail = h_fail,
+    .fail = pb_ctx_fail,
     .log = h_log,
     .nweights = h_nweights,
     .weights = h_weights,
     .apply_masks = h_apply_masks,
-    .mask_topk = h_mask_topk,
+    .mask_topk = pb_mask_topk,
     .random = h_random,
-    .grad = h_grad,
-    .hvp = h_hvp,
-    .grad_output_sum = h_grad_output_sum,
-    .calibrate = h_calibrate,
+    .grad = pb_probe_grad,
+    .hvp = pb_probe_hvp,
+    .grad_output_sum = pb_probe_grad_output_sum,
+    .calibrate = pb_probe_calibrate,
     .train = h_train,
     .evaluate = h_evaluate,
     .snapshot = h_snapshot,
@@ -793,14 +437,27 @@ const pb_host pb_host_table = {
     .reinit = h_reinit,
     .record = h_record,
     .steps = h_steps,
-    .remove_units = h_remove_units,
+    .remove_units = pb_surgery_remove_units,
     .ntrain = h_ntrain,
-    .example_scores = h_example_scores,
+    .example_scores = pb_probe_example_scores,
     .add_array = h_add_array,
     .set_generator = h_set_generator,
     .total_steps = h_total_steps,
-    .scores = h_scores,
-    .mask_magnitude = h_mask_magnitude,
+    .scores = pb_mask_scores,
+    .mask_magnitude = pb_mask_magnitude,
+    /* since 1.1 */
+    .arg_string = h_arg_string,
+    .calibrate_on = pb_probe_calibrate_on,
+    .calibration_sample = pb_probe_calibration_sample,
+    .grad_examples = pb_probe_grad_examples,
+    .example_stats = pb_probe_example_stats,
+    .reference = h_reference,
+    .train_phase = h_train_phase,
+    .metric = h_metric,
+    .hash64 = h_hash64,
+    .select_kth = pb_select_kth,
+    .gemm = h_gemm,
+    .parallel_for = h_parallel_for,
 };
 
 /* ---------- context ---------- */
@@ -824,7 +481,21 @@ int pb_ctx_init(pb_ctx *c, pb_model *m, const pb_dataset *train, const pb_datase
         return rc;
     if (!(c->init = copy_params(m)))
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    c->ninit = m->nparams;
     return PB_OK;
+}
+
+void pb_ctx_forget_values(pb_ctx *c)
+{
+    for (int s = 0; s < PB_SNAPSHOTS; s++) {
+        free_copy(c->snap[s], c->nsnap[s]);
+        c->snap[s] = NULL;
+        c->nsnap[s] = 0;
+    }
+    free_copy(c->init, c->ninit);
+    c->init = NULL;
+    c->ninit = 0;
+    pb_mask_free_scratch(c);
 }
 
 void pb_ctx_free(pb_ctx *c)
@@ -832,12 +503,43 @@ void pb_ctx_free(pb_ctx *c)
     if (c->plugin && c->plugin->desc.destroy && c->state)
         c->plugin->desc.destroy(c->state);
     c->state = NULL;
-    for (int s = 0; s < PB_SNAPSHOTS; s++)
-        free_copy(c->snap[s], c->m ? c->m->nparams : 0);
-    free_copy(c->init, c->m ? c->m->nparams : 0);
-    free_scratch(c);
+    pb_ctx_forget_values(c);
+    for (int k = 0; k < c->nkept; k++)
+        pb_model_free(&c->kept[k].m);
     free(c->grad_idx);
+    free(c->calib_idx);
     memset(c, 0, sizeof *c);
+}
+
+int pb_ctx_keep(pb_ctx *c, const char *name)
+{
+    if (!name || !name[0] || strlen(name) >= sizeof c->kept[0].name)
+        return pb_err(c->err, c->errlen, PB_EUSAGE, "keep: a name of 1 to %d characters is needed",
+                      (int)sizeof c->kept[0].name - 1);
+    int k = 0;
+    while (k < c->nkept && strcmp(c->kept[k].name, name))
+        k++;
+    if (k == PB_MAX_KEPT)
+        return pb_err(c->err, c->errlen, PB_EUSAGE, "keep %s: at most %d kept models", name, PB_MAX_KEPT);
+    pb_model copy;
+    int rc = pb_model_clone(c->m, &copy, 1, c->err, c->errlen);
+    if (rc != PB_OK)
+        return rc;
+    if (k < c->nkept)
+        pb_model_free(&c->kept[k].m);
+    else
+        c->nkept++;
+    snprintf(c->kept[k].name, sizeof c->kept[k].name, "%s", name);
+    c->kept[k].m = copy;
+    return PB_OK;
+}
+
+const pb_kept *pb_ctx_kept(const pb_ctx *c, const char *name)
+{
+    for (int k = 0; name && k < c->nkept; k++)
+        if (!strcmp(c->kept[k].name, name))
+            return &c->kept[k];
+    return NULL;
 }
 
 int pb_ctx_bind(pb_ctx *c, const pb_loaded *p, const double *args)
@@ -870,3 +572,4 @@ int pb_ctx_run(pb_ctx *c, double sparsity)
     c->err[0] = 0;
     return plugin_status(c, d->run(c->state, &pb_host_table, c, sparsity), "run");
 }
+

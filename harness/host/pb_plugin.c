@@ -33,6 +33,19 @@ const char *pb_plugin_when_name(int w)
 /* The smallest descriptor a plugin of ABI 1.0 can declare: up to and including attach. */
 #define MIN_DESC_SIZE (offsetof(pb_plugin, attach) + sizeof(((pb_plugin *)0)->attach))
 
+/* The descriptor's name is the file's name without ".so" (libtool's
+ * "lib" prefix aside), so that finding a method by name finds that plugin. */
+static int name_matches_file(const char *name, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 3 && !strcmp(base + n - 3, ".so"))
+        n -= 3;
+    size_t k = strlen(name);
+    return n == k && !strncmp(base, name, k);
+}
+
 int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -70,9 +83,27 @@ int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen)
                         path, c->name, pb_plugin_when_name(c->when));
         else if (c->when == PB_WHEN_RUN && !c->run)
             rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s has when=run but no run hook", path, c->name);
+        else if (!name_matches_file(c->name, path))
+            rc = pb_err(err, errlen, PB_EPLUGIN,
+                        "%s: the plugin calls itself '%s'; its file must be named %s.so (a method is found "
+                        "by its file name)", path, c->name, c->name);
+        else if (c->needs & ~PB_NEEDS_KNOWN)
+            rc = pb_err(err, errlen, PB_EPLUGIN,
+                        "%s: plugin %s needs capabilities 0x%x that this host (ABI %d.%d) does not have",
+                        path, c->name, c->needs & ~PB_NEEDS_KNOWN, PB_ABI_MAJOR, PB_ABI_MINOR);
+        else if ((c->needs & PB_NEEDS_SELECT) && !c->select)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s needs data selection but has no select hook",
+                        path, c->name);
+        else if ((c->needs & PB_NEEDS_SHARING) && !c->attach)
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s needs parameter sharing but has no attach hook",
+                        path, c->name);
+        else if ((c->needs & PB_NEEDS_REFERENCE) && (!c->reference || !c->reference[0]))
+            rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s needs a kept model but names none (reference)",
+                        path, c->name);
         else
             for (const pb_param_spec *s = c->params; s && s->name && rc == PB_OK; s++)
-                if (s->type > PB_PT_CHOICE || (s->type == PB_PT_CHOICE && !s->choices) || s->lo > s->hi)
+                if (s->type > PB_PT_STRING || (s->type == PB_PT_STRING && c->abi_minor < 1) ||
+                    (s->type == PB_PT_CHOICE && !s->choices) || s->lo > s->hi)
                     rc = pb_err(err, errlen, PB_EPLUGIN, "%s: plugin %s: malformed parameter '%s'", path,
                                 c->name, s->name);
     }
@@ -232,6 +263,12 @@ int pb_plugin_parse_args(const pb_plugin *d, const char *const *args, int nargs,
         double x;
         char *end;
         switch (s->type) {
+        case PB_PT_STRING:
+            if (strlen(v) > 1000)
+                return pb_err(err, errlen, PB_EUSAGE, "method %s: %s is longer than 1000 characters", d->name,
+                              s->name);
+            x = 0; /* the text itself: pb_plugin_arg_string */
+            break;
         case PB_PT_CHOICE:
             x = choice_index(s->choices, v);
             if (x < 0)
@@ -263,8 +300,20 @@ int pb_plugin_parse_args(const pb_plugin *d, const char *const *args, int nargs,
     return PB_OK;
 }
 
+const char *pb_plugin_arg_string(const pb_plugin *d, const char *const *args, int nargs, int k)
+{
+    const pb_param_spec *s = &d->params[k];
+    size_t kl = strlen(s->name);
+    const char *v = s->choices ? s->choices : "";
+    for (int a = 0; a < nargs; a++) /* the last one given wins, as in parse_args */
+        if (!strncmp(args[a], s->name, kl) && args[a][kl] == '=')
+            v = args[a] + kl + 1;
+    return v;
+}
+
 static const char *const type_names[] = {[PB_PT_REAL] = "real", [PB_PT_INT] = "int",
-                                         [PB_PT_BOOL] = "bool", [PB_PT_CHOICE] = "choice"};
+                                         [PB_PT_BOOL] = "bool", [PB_PT_CHOICE] = "choice",
+                                         [PB_PT_STRING] = "string"};
 
 void pb_plugin_describe(const pb_loaded *p, void *file)
 {
@@ -289,7 +338,9 @@ void pb_plugin_describe(const pb_loaded *p, void *file)
             const char *bar = strchr(q, '|');
             snprintf(range, sizeof range, "default %.*s, one of %s", bar ? (int)(bar - q) : (int)strlen(q), q,
                      s->choices);
-        } else if (s->type == PB_PT_BOOL)
+        } else if (s->type == PB_PT_STRING)
+            snprintf(range, sizeof range, "default '%s'", s->choices ? s->choices : "");
+        else if (s->type == PB_PT_BOOL)
             snprintf(range, sizeof range, "default %s", s->def != 0 ? "true" : "false");
         else
             snprintf(range, sizeof range, "default %g, range [%g, %g]", s->def, s->lo, s->hi);

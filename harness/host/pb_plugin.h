@@ -13,7 +13,8 @@ typedef struct pb_loaded {
 } pb_loaded;
 
 /* Loads one shared object and validates its descriptor: entry symbol, ABI
- * major, size, name, required hooks. A refused plugin is dlclose()d; the
+ * major, size, name (it must match the file's), required hooks and
+ * declared needs. A refused plugin is dlclose()d; the
  * error names the file, the plugin's ABI and the host's. */
 int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen);
 
@@ -34,6 +35,8 @@ void pb_plugin_close(pb_loaded *p);
 int pb_plugin_parse_args(const pb_plugin *d, const char *const *args, int nargs, double *values,
                          char *err, size_t errlen);
 int pb_plugin_nparams(const pb_plugin *d);
+/* The text of string parameter k: the last "name=text" in args, else its default. */
+const char *pb_plugin_arg_string(const pb_plugin *d, const char *const *args, int nargs, int k);
 
 const char *pb_plugin_kind_name(int kind);
 const char *pb_plugin_when_name(int when);

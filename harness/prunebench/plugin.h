@@ -14,6 +14,8 @@
  * reads past the size the other declared. A plugin built against minor N runs
  * on a host of minor >= N; it must check host->size before calling a function
  * added after the minor it was built against (PB_HOST_HAS(host, fn)).
+ * Entries marked "since 1.1" are absent from a host of ABI 1.0; a plugin of
+ * minor 0 (whose descriptor ends at attach) runs unchanged on a 1.1 host.
  *
  * Memory. The host owns the model, the views (pb_weights), gradients and masks;
  * a plugin may read and write w, g and mask in place during a hook but must not
@@ -34,7 +36,7 @@ extern "C" {
 #endif
 
 #define PB_ABI_MAJOR 1
-#define PB_ABI_MINOR 0
+#define PB_ABI_MINOR 1
 #define PB_PLUGIN_ENTRY "prunebench_plugin"
 
 #define PB_PLUGIN_OK 0
@@ -47,7 +49,9 @@ typedef enum pb_ptype {
     PB_PT_REAL = 0,   /* double in [lo, hi] */
     PB_PT_INT,        /* integer in [lo, hi] */
     PB_PT_BOOL,       /* 0 or 1 (true/false/yes/no accepted) */
-    PB_PT_CHOICE      /* one of the '|'-separated words in choices; value = its index */
+    PB_PT_CHOICE,     /* one of the '|'-separated words in choices; value = its index */
+    PB_PT_STRING      /* since 1.1: free text (a file, a kept model's name); `choices` holds the
+                       * default (NULL: empty); args[k] is 0, the text is host->arg_string(c, k) */
 } pb_ptype;
 
 typedef struct pb_param_spec {
@@ -101,6 +105,28 @@ typedef void (*pb_calib_fn)(void *ud, int param, const float *x, int nrows, int 
 
 /* Parameter sharing: fill the weights' w from plugin-owned arrays before every
  * forward; after every backward route the weights' g into the arrays' grads. */
+/* Per-example statistics (host->example_stats, since 1.1). Caller-allocated
+ * arrays of n entries; any may be NULL. size = sizeof as the caller built it. */
+typedef struct pb_example_stats {
+    size_t size;
+    float *loss;        /* cross-entropy */
+    float *el2n;        /* ||softmax - onehot||_2 (Paul et al.) */
+    float *grad_norm;   /* ||dloss/dtheta||_2 over every trainable parameter (GraNd), exact, one backward per example */
+    int *correct;       /* 1 if the arg-max is the label */
+} pb_example_stats;
+
+/* Requirements a plugin declares (pb_plugin.needs, since 1.1). The loader
+ * refuses a plugin that needs what this host does not know, or that lacks the
+ * hook a requirement implies; a job refuses a pipeline that cannot give it. */
+#define PB_NEEDS_CALIBRATION 0x1u  /* calibration data: host->calibrate / calibrate_on */
+#define PB_NEEDS_REFERENCE   0x2u  /* a kept model (pb_plugin.reference names it): host->reference */
+#define PB_NEEDS_SELECT      0x4u  /* data selection: the select hook */
+#define PB_NEEDS_SHARING     0x8u  /* parameter sharing: the attach hook, add_array, set_generator */
+#define PB_NEEDS_KNOWN       0xfu  /* every bit this host understands */
+
+/* host->parallel_for's body: handles items [begin, end). */
+typedef void (*pb_range_fn)(void *ud, long begin, long end);
+
 typedef struct pb_generator {
     void *ud;
     void (*generate)(void *ud, int param, float *w, size_t n);
@@ -190,6 +216,55 @@ typedef struct pb_host {
     /* mask_topk with |w| as the score: the magnitude criterion that many
      * methods share (layerwise magnitude, gradual pruning, ISS-P's freeze). */
     int (*mask_magnitude)(pb_ctx *c, double sparsity, int scope, int allow_regrow);
+
+    /* ======== since 1.1 ======== */
+
+    /* The text of PB_PT_STRING parameter k (its default if not given); NULL if
+     * k is not a string parameter. Valid for the plugin's life. */
+    const char *(*arg_string)(pb_ctx *c, int k);
+
+    /* -- data, addressed by example index -- */
+    /* Calibration on training examples idx[0..n-1] (forward passes of the model
+     * as it is now, in eval mode); fn sees the inputs of the prunable tensors
+     * params[0..nparams-1] only (params NULL: all). Layers not asked for are
+     * not unfolded. */
+    int (*calibrate_on)(pb_ctx *c, const int *idx, int n, const int *params, int nparams, pb_calib_fn fn,
+                        void *ud);
+    /* The run's calibration sample: the n examples a `calibrate` stage (or the
+     * first calibrate() call) drew once with the run's seed. Every later
+     * calibrate() and calibration_sample() returns the same examples, so a
+     * layer-by-layer method sees one sample in every layer. */
+    int (*calibration_sample)(pb_ctx *c, const int **idx, int *n);
+    /* Gradient of the mean loss on training examples idx[0..n-1] into g (as grad()). */
+    int (*grad_examples)(pb_ctx *c, const int *idx, int n, double temperature, double *loss);
+    /* Per-example loss, EL2N, gradient norm and correctness, eval mode. */
+    int (*example_stats)(pb_ctx *c, const int *idx, int n, pb_example_stats *out);
+
+    /* -- kept models -- */
+    /* A read-only view of prunable tensor i of the model kept under `name` by
+     * a `keep` stage (e.g. "base"): w and mask point to its values (do not
+     * write), g is NULL, w_init NULL. Fails if no such model was kept or its
+     * shapes differ from the current model's. */
+    int (*reference)(pb_ctx *c, const char *name, int i, pb_weights *out);
+
+    /* -- training and results -- */
+    /* host->train with a label for its curve rows ("score", "train"...): a
+     * scoring run and the real training then write distinct rows. */
+    int (*train_phase)(pb_ctx *c, const char *label, int epochs);
+    /* One figure of the plugin's own into the results (metrics.csv:
+     * experiment, cell, name, value); name is [A-Za-z0-9_.]+. */
+    int (*metric)(pb_ctx *c, const char *name, double value);
+
+    /* -- utilities plugins would otherwise copy -- */
+    uint64_t (*hash64)(const void *data, size_t n, uint64_t seed);  /* FNV-1a 64 (seed 0: the standard basis) */
+    float (*select_kth)(float *a, size_t n, size_t k);              /* k-th smallest (0-based), O(n), reorders a */
+    /* C = alpha * op(A) op(B) + beta * C, row-major float; op = transpose if trans*. */
+    void (*gemm)(pb_ctx *c, int transa, int transb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *cm, int ldc);
+    /* fn over [0, n) split into the host pool's parts: each part a contiguous
+     * range, the split depending only on n and the thread count, so a body
+     * that writes its own range is deterministic. fn must not call the host. */
+    void (*parallel_for)(pb_ctx *c, long n, pb_range_fn fn, void *ud);
 } pb_host;
 
 #define PB_HOST_HAS(h, fn) ((h)->size >= offsetof(pb_host, fn) + sizeof((h)->fn) && (h)->fn)
@@ -225,6 +300,10 @@ typedef struct pb_plugin {
     int (*select)(void *state, const pb_host *h, pb_ctx *c, int epoch, int n_total, int *idx, int *n);
     /* Called once after create, before any training (parameter sharing sets generators). */
     int (*attach)(void *state, const pb_host *h, pb_ctx *c);
+
+    /* ======== since 1.1 ======== */
+    unsigned needs;         /* PB_NEEDS_* */
+    const char *reference;  /* PB_NEEDS_REFERENCE: the kept model read by default ("base") */
 } pb_plugin;
 
 typedef const pb_plugin *(*pb_plugin_entry_fn)(void);

@@ -1,0 +1,412 @@
+/* pb_probe: what the host measures for plugins without changing the model —
+ * gradients on chosen examples, Hessian-vector products, SynFlow's objective,
+ * calibration inputs of the prunable layers, per-example statistics. */
+#include "pb_probe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------- gradients ---------- */
+
+/* A uniform sample of n training examples (n <= 0: 128) from the context's
+ * stream into c->grad_idx[0..grad_n-1]: a new draw at every call. */
+static int draw_examples(pb_ctx *c, int n)
+{
+    if (n <= 0 || n > c->train->n)
+        n = c->train->n < 128 ? c->train->n : (n <= 0 ? 128 : c->train->n);
+    int *idx = realloc(c->grad_idx, (size_t)c->train->n * sizeof(int));
+    if (!idx)
+        return -1;
+    c->grad_idx = idx;
+    for (int i = 0; i < c->train->n; i++)
+        idx[i] = i;
+    /* partial Fisher-Yates: the first n are a uniform sample */
+    for (int i = 0; i < n; i++) {
+        int j = i + (int)pb_rng_below(&c->rng, (uint32_t)(c->train->n - i));
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    c->grad_n = n;
+    return n;
+}
+
+int pb_probe_grad(pb_ctx *c, int n, double temperature, double *loss)
+{
+    if (draw_examples(c, n) < 0)
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    c->grad_temp = temperature > 0 ? temperature : 1.0;
+    return pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, loss, c->err,
+                            c->errlen);
+}
+
+int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
+{
+    if (!c->grad_n)
+        return pb_err(c->err, c->errlen, PB_EPLUGIN, "method %s: hvp() before grad()",
+                      c->plugin ? c->plugin->desc.name : "?");
+    int np = pb_model_nprunable(c->m);
+    double vn = 0, wn = 0;
+    for (int t = 0; t < np; t++) {
+        pb_param *p = pb_model_prunable(c->m, t);
+        for (size_t j = 0; j < p->n; j++) {
+            vn += (double)v[t][j] * v[t][j];
+            wn += (double)p->w[j] * p->w[j];
+        }
+    }
+    vn = sqrt(vn);
+    if (vn == 0) {
+        for (int t = 0; t < np; t++)
+            memset(out[t], 0, pb_model_prunable(c->m, t)->n * sizeof(float));
+        return PB_OK;
+    }
+    /* Central differences of gradients: H v ~ (g(w + r v) - g(w - r v)) / 2r, with the step
+     * a small fraction of the weights' norm so float32 rounding stays well below it. */
+    double r = 1e-2 * (sqrt(wn) > 0 ? sqrt(wn) : 1.0) / vn;
+    float *saved_g[PB_MAX_PARAMS];
+    int rc = PB_OK;
+    for (int t = 0; t < np; t++) {
+        pb_param *p = pb_model_prunable(c->m, t);
+        saved_g[t] = malloc(p->n * sizeof(float));
+        if (!saved_g[t])
+            return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+        memcpy(saved_g[t], p->g, p->n * sizeof(float));
+    }
+    for (int sign = 1; sign >= -1 && rc == PB_OK; sign -= 2) {
+        for (int t = 0; t < np; t++) {
+            pb_param *p = pb_model_prunable(c->m, t);
+            for (size_t j = 0; j < p->n; j++)
+                p->w[j] += (float)(sign * r) * v[t][j];
+        }
+        rc = pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, NULL, c->err,
+                              c->errlen);
+        for (int t = 0; t < np; t++) {
+            pb_param *p = pb_model_prunable(c->m, t);
+            for (size_t j = 0; j < p->n; j++) {
+                p->w[j] -= (float)(sign * r) * v[t][j];
+                if (sign > 0)
+                    out[t][j] = p->g[j];
+                else
+                    out[t][j] = (float)((out[t][j] - p->g[j]) / (2.0 * r));
+            }
+        }
+    }
+    for (int t = 0; t < np; t++) {
+        pb_param *p = pb_model_prunable(c->m, t);
+        memcpy(p->g, saved_g[t], p->n * sizeof(float));
+        free(saved_g[t]);
+    }
+    return rc;
+}
+
+int pb_probe_grad_output_sum(pb_ctx *c, double *R)
+{
+    pb_model *m = c->m;
+    size_t in = (size_t)m->ic * m->ih * m->iw;
+    float *x = malloc(in * sizeof(float)), *dl = malloc((size_t)m->ncls * sizeof(float));
+    if (!x || !dl) {
+        free(x);
+        free(dl);
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    }
+    for (size_t j = 0; j < in; j++)
+        x[j] = 1.0f;
+    for (int k = 0; k < m->ncls; k++)
+        dl[k] = 1.0f;
+    /* SynFlow linearizes the network on |theta|: biases and BN parameters too
+     * (prunable weights are the plugin's to set, since it needs their signs). */
+    float **saved = calloc((size_t)m->nparams, sizeof *saved);
+    if (!saved) {
+        free(x);
+        free(dl);
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        pb_param *p = m->params[i];
+        if (p->prunable || p->layer < 0 || !(saved[i] = malloc(p->n * sizeof(float))))
+            continue;
+        memcpy(saved[i], p->w, p->n * sizeof(float));
+        for (size_t j = 0; j < p->n; j++)
+            p->w[j] = fabsf(p->w[j]);
+    }
+    pb_model_zero_grad(m);
+    const float *out = pb_model_forward(m, x, 1, 0);
+    double s = 0;
+    for (int k = 0; k < m->ncls; k++)
+        s += out[k];
+    pb_model_backward(m, x, 1, dl, NULL);
+    for (int i = 0; i < m->nparams; i++)
+        if (saved[i]) {
+            memcpy(m->params[i]->w, saved[i], m->params[i]->n * sizeof(float));
+            free(saved[i]);
+        }
+    free(saved);
+    free(x);
+    free(dl);
+    if (R)
+        *R = s;
+    return PB_OK;
+}
+
+/* ---------- calibration ---------- */
+
+typedef struct calib_state {
+    pb_calib_fn fn;
+    void *ud;
+    int layer_to_param[PB_MAX_LAYERS];
+    float *cols;
+    size_t cols_n;
+    int failed;
+} calib_state;
+
+/* The input of a prunable tensor's layer, unfolded for conv (rows = example
+ * and output position, cols = the weight's ic*kh*kw order). */
+static void calib_hook(void *ud, const pb_model *m, int li, const float *x, int B)
+{
+    calib_state *s = ud;
+    int pi = s->layer_to_param[li];
+    if (pi < 0 || s->failed)
+        return;
+    const pb_layer *l = &m->layers[li];
+    if (l->kind == PB_DENSE) {
+        s->fn(s->ud, pi, x, B, (int)pb_layer_isize(l));
+        return;
+    }
+    int K = l->k, cols = l->ic * K * K, P = l->oh * l->ow;
+    size_t need = (size_t)B * P * cols;
+    if (need > s->cols_n) {
+        free(s->cols);
+        s->cols = malloc(need * sizeof(float));
+        s->cols_n = s->cols ? need : 0;
+        if (!s->cols) {
+            s->failed = 1;
+            return;
+        }
+    }
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * pb_layer_isize(l);
+        for (int oy = 0; oy < l->oh; oy++)
+            for (int ox = 0; ox < l->ow; ox++) {
+                float *row = s->cols + ((size_t)b * P + (size_t)oy * l->ow + ox) * cols;
+                for (int ci = 0; ci < l->ic; ci++)
+                    for (int ky = 0; ky < K; ky++)
+                        for (int kx = 0; kx < K; kx++) {
+                            int iy = oy * l->stride - l->pad + ky, ix = ox * l->stride - l->pad + kx;
+                            row[(ci * K + ky) * K + kx] =
+                                (iy >= 0 && iy < l->ih && ix >= 0 && ix < l->iw)
+                                    ? xb[((size_t)ci * l->ih + iy) * l->iw + ix]
+                                    : 0.0f;
+                        }
+            }
+    }
+    s->fn(s->ud, pi, s->cols, B * P, cols);
+}
+
+int pb_probe_calibrate_on(pb_ctx *c, const int *idx, int n, const int *params, int nparams, pb_calib_fn fn,
+                          void *ud)
+{
+    const pb_dataset *d = c->calib_set ? c->calib_set : c->train;
+    int np = pb_model_nprunable(c->m);
+    if (!fn || n < 0 || (n > 0 && !idx))
+        return pb_ctx_fail(c, "calibrate_on: no callback or no examples");
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= d->n)
+            return pb_ctx_fail(c, "calibrate_on: example %d not in [0, %d)", idx[i], d->n);
+    calib_state s = {.fn = fn, .ud = ud};
+    for (int i = 0; i < PB_MAX_LAYERS; i++)
+        s.layer_to_param[i] = -1;
+    if (!params) {
+        for (int t = 0; t < np; t++)
+            s.layer_to_param[pb_model_prunable(c->m, t)->layer] = t;
+    } else {
+        for (int k = 0; k < nparams; k++) {
+            if (params[k] < 0 || params[k] >= np)
+                return pb_ctx_fail(c, "calibrate_on: weight tensor %d of %d", params[k], np);
+            s.layer_to_param[pb_model_prunable(c->m, params[k])->layer] = params[k];
+        }
+    }
+    pb_model *m = c->m;
+    int batch = m->max_batch;
+    pb_batch b;
+    if (pb_batch_init(&b, d, batch, c->err, c->errlen) != PB_OK)
+        return PB_ENOMEM;
+    pb_input_hook old = m->input_hook;
+    void *old_ud = m->input_hook_ud;
+    pb_model_set_input_hook(m, calib_hook, &s);
+    for (int i = 0; i < n && !s.failed; i += batch) {
+        int B = n - i < batch ? n - i : batch;
+        pb_data_batch(d, idx + i, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
+    }
+    pb_model_set_input_hook(m, old, old_ud);
+    pb_batch_free(&b);
+    free(s.cols);
+    return s.failed ? pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory during calibration") : PB_OK;
+}
+
+int pb_probe_calib_draw(pb_ctx *c, int n)
+{
+    const pb_dataset *d = c->calib_set ? c->calib_set : c->train;
+    if (n <= 0)
+        n = 128;
+    if (n > d->n)
+        n = d->n;
+    int *idx = malloc((size_t)d->n * sizeof(int));
+    if (!idx)
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    for (int i = 0; i < d->n; i++)
+        idx[i] = i;
+    /* its own stream, a function of the run's seed and n alone: the sample does
+     * not depend on what else drew from the context's stream before */
+    pb_rng r;
+    pb_rng_seed(&r, c->seed ^ 0xca11b7a7e5ULL ^ ((uint64_t)n << 32));
+    for (int i = 0; i < n; i++) {
+        int j = i + (int)pb_rng_below(&r, (uint32_t)(d->n - i));
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    free(c->calib_idx);
+    c->calib_idx = idx;
+    c->calib_n = n;
+    return PB_OK;
+}
+
+int pb_probe_calibration_sample(pb_ctx *c, const int **idx, int *n)
+{
+    if (!c->calib_idx) {
+        int rc = pb_probe_calib_draw(c, 0);
+        if (rc != PB_OK)
+            return rc;
+    }
+    if (idx)
+        *idx = c->calib_idx;
+    if (n)
+        *n = c->calib_n;
+    return PB_OK;
+}
+
+int pb_probe_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
+{
+    /* A calibrate stage fixes the sample for the whole run; otherwise the sample
+     * of n examples is drawn once and every call with the same n reuses it. */
+    if (!c->calib_fixed && (!c->calib_idx || (n > 0 && n != c->calib_n))) {
+        int rc = pb_probe_calib_draw(c, n);
+        if (rc != PB_OK)
+            return rc;
+    }
+    return pb_probe_calibrate_on(c, c->calib_idx, c->calib_n, NULL, 0, fn, ud);
+}
+
+/* ---------- data ---------- */
+
+int pb_probe_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float *el2n)
+{
+    pb_model *m = c->m;
+    int batch = m->max_batch;
+    pb_batch b;
+    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
+        return PB_ENOMEM;
+    for (int s = 0; s < n; s += batch) {
+        int B = n - s < batch ? n - s : batch;
+        pb_data_batch(c->train, idx + s, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
+        pb_model_loss(m, b.y, B, 1.0f, loss ? loss + s : NULL, NULL);
+        if (el2n)
+            for (int e = 0; e < B; e++) {
+                double acc = 0;
+                for (int k = 0; k < m->ncls; k++) {
+                    double d = m->probs[(size_t)e * m->ncls + k] - (k == b.y[e]);
+                    acc += d * d;
+                }
+                el2n[s + e] = (float)sqrt(acc);
+            }
+    }
+    pb_batch_free(&b);
+    return PB_OK;
+}
+
+
+int pb_probe_grad_examples(pb_ctx *c, const int *idx, int n, double temperature, double *loss)
+{
+    if (n <= 0 || !idx)
+        return pb_ctx_fail(c, "grad_examples: no examples");
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= c->train->n)
+            return pb_ctx_fail(c, "grad_examples: example %d not in [0, %d)", idx[i], c->train->n);
+    /* hvp() differentiates the gradient on the same examples */
+    int *copy = realloc(c->grad_idx, (size_t)n * sizeof(int));
+    if (!copy)
+        return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+    memcpy(copy, idx, (size_t)n * sizeof(int));
+    c->grad_idx = copy;
+    c->grad_n = n;
+    c->grad_temp = temperature > 0 ? temperature : 1.0;
+    return pb_model_grad_on(c->m, c->train, c->grad_idx, n, (float)c->grad_temp, loss, c->err, c->errlen);
+}
+
+/* Squared norm of the gradient over every trainable parameter; pruned
+ * weights (mask 0) are not parameters of the pruned model and do not count. */
+static double grad_sq(const pb_model *m)
+{
+    double s = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pb_param *p = m->params[i];
+        if (!p->trainable)
+            continue;
+        for (size_t j = 0; j < p->n; j++)
+            if (!p->mask || p->mask[j] != 0.0f)
+                s += (double)p->g[j] * p->g[j];
+    }
+    return s;
+}
+
+int pb_probe_example_stats(pb_ctx *c, const int *idx, int n, pb_example_stats *out)
+{
+    pb_example_stats st;
+    memset(&st, 0, sizeof st);
+    if (!out)
+        return pb_ctx_fail(c, "example_stats: no output");
+    memcpy(&st, out, out->size && out->size < sizeof st ? out->size : sizeof st);
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= c->train->n)
+            return pb_ctx_fail(c, "example_stats: example %d not in [0, %d)", idx[i], c->train->n);
+    pb_model *m = c->m;
+    int batch = m->max_batch;
+    pb_batch b;
+    if (pb_batch_init(&b, c->train, batch, c->err, c->errlen) != PB_OK)
+        return PB_ENOMEM;
+    for (int s = 0; s < n; s += batch) {
+        int B = n - s < batch ? n - s : batch;
+        pb_data_batch(c->train, idx + s, B, NULL, b.x, b.y);
+        pb_model_forward(m, b.x, B, 0);
+        pb_model_loss(m, b.y, B, 1.0f, st.loss ? st.loss + s : NULL, NULL);
+        for (int e = 0; e < B; e++) {
+            const float *pr = m->probs + (size_t)e * m->ncls;
+            double acc = 0;
+            int best = 0;
+            for (int k = 0; k < m->ncls; k++) {
+                double d = pr[k] - (k == b.y[e]);
+                acc += d * d;
+                if (pr[k] > pr[best])
+                    best = k;
+            }
+            if (st.el2n)
+                st.el2n[s + e] = (float)sqrt(acc);
+            if (st.correct)
+                st.correct[s + e] = best == b.y[e];
+        }
+        /* GraNd: one backward per example (a batch's gradient is their mean, not their norms) */
+        for (int e = 0; st.grad_norm && e < B; e++) {
+            const float *xe = b.x + (size_t)e * ((size_t)c->train->c * c->train->h * c->train->w);
+            pb_model_zero_grad(m);
+            pb_model_forward(m, xe, 1, 0);
+            pb_model_loss(m, b.y + e, 1, 1.0f, NULL, NULL);
+            pb_model_backward(m, xe, 1, NULL, NULL);
+            st.grad_norm[s + e] = (float)sqrt(grad_sq(m));
+        }
+    }
+    pb_batch_free(&b);
+    return PB_OK;
+}

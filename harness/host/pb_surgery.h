@@ -1,0 +1,12 @@
+/* pb_surgery: host->remove_units. */
+#ifndef PB_SURGERY_H
+#define PB_SURGERY_H
+
+#include "pb_host.h"
+
+/* Keeps output units keep[0..nkeep-1] (ascending) of prunable tensor i and the
+ * matching inputs of its consumer; rebuilds c->m and forgets every copy of
+ * the old shapes (snapshots, init values, scratch). */
+int pb_surgery_remove_units(pb_ctx *c, int i, const int *keep, int nkeep);
+
+#endif
