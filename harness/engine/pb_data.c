@@ -729,3 +729,15 @@ int pb_data_open(const char *name, const char *dir, int subset, int nval, uint64
     }
     return rc;
 }
+
+void pb_data_permute_labels(pb_dataset *d, uint64_t seed)
+{
+    int perm[256];
+    for (int k = 0; k < d->ncls; k++)
+        perm[k] = k;
+    pb_rng r;
+    pb_rng_seed(&r, seed ^ 0x7e57a5c0ULL);
+    pb_rng_shuffle(&r, perm, d->ncls);
+    for (int i = 0; i < d->n; i++)
+        d->y[i] = (uint8_t)perm[d->y[i]];
+}

@@ -60,6 +60,10 @@ int pb_data_split(pb_dataset *train, pb_dataset *val, int nval, uint64_t seed,
 int pb_data_subset(const pb_dataset *src, const int *idx, int n, pb_dataset *out,
                    char *err, size_t errlen);
 
+/* A derived task: every label y becomes perm[y], perm a permutation of the
+ * classes drawn from seed (the same seed gives the same task on every split). */
+void pb_data_permute_labels(pb_dataset *d, uint64_t seed);
+
 /* The train and test splits of a data set, the first `subset` training
  * examples only (0: all), `nval` of them (seeded) held out as val (may be
  * NULL when nval is 0). On failure nothing is left to free. */

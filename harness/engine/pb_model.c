@@ -669,6 +669,21 @@ void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero)
     *nonzero = nz;
 }
 
+size_t pb_model_stored(const pb_model *m)
+{
+    size_t st = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pb_param *p = m->params[i];
+        if (m->gens[i].generate)
+            continue;
+        st += p->layer < 0 ? p->n : nonzero_of(p); /* a shared array is stored whole */
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == PB_BN)
+            st += 2 * (size_t)m->layers[i].oc; /* running mean and variance */
+    return st;
+}
+
 void pb_model_flops(const pb_model *m, double *dense, double *effective)
 {
     double d = 0, e = 0;
@@ -687,6 +702,13 @@ double pb_model_train_flops(const pb_model *m)
     double d;
     pb_model_flops(m, &d, NULL);
     return 3.0 * d;
+}
+
+double pb_model_train_flops_eff(const pb_model *m)
+{
+    double e;
+    pb_model_flops(m, NULL, &e);
+    return 3.0 * e;
 }
 
 pb_param *pb_model_find_param(const pb_model *m, const char *name)

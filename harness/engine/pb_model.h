@@ -112,10 +112,16 @@ int pb_model_ensure_masks(pb_model *m, char *err, size_t errlen); /* all-ones ma
 void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero);
 /* Parameters over everything (weights, biases, BN), total and nonzero. */
 void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero);
+/* Values a deployed model must store: nonzero weights and biases, BN
+ * parameters and running statistics, shared arrays whole; weights generated
+ * from shared arrays are not stored. */
+size_t pb_model_stored(const pb_model *m);
 /* Inference FLOPs per example: dense and effective (only nonzero weights count). */
 void pb_model_flops(const pb_model *m, double *dense, double *effective);
 /* Training FLOPs per example step (forward + backward, ~3x forward). */
 double pb_model_train_flops(const pb_model *m);
+/* The same over the nonzero weights only: what training a pruned model costs. */
+double pb_model_train_flops_eff(const pb_model *m);
 pb_param *pb_model_find_param(const pb_model *m, const char *name);
 
 void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen);

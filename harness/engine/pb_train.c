@@ -101,6 +101,17 @@ static long planned_steps(const pb_train_cfg *cfg, long done, long per_epoch, in
     return cfg->max_steps > 0 && cfg->max_steps < t ? cfg->max_steps : t;
 }
 
+void pb_train_canon(const pb_train_cfg *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "epochs=%d,batch=%d,opt=%s,lr=%.17g,momentum=%.17g,wd=%.17g,nesterov=%d,"
+             "beta1=%.17g,beta2=%.17g,eps=%.17g,schedule=%s,step_epochs=%d,gamma=%.17g,"
+             "warmup=%ld,max_steps=%ld",
+             c->epochs, c->batch, pb_opt_names[c->opt.kind], c->opt.lr, c->opt.momentum, c->opt.wd,
+             c->opt.nesterov, c->opt.beta1, c->opt.beta2, c->opt.eps, pb_sched_names[c->opt.sched],
+             c->opt.step_epochs, c->opt.gamma, c->opt.warmup_steps, c->max_steps);
+}
+
 static double sparsity_of(const pb_model *m)
 {
     size_t t, nz;
@@ -148,7 +159,10 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     memset(res, 0, sizeof *res);
     res->time_to_target_s = -1;
     res->test_acc = -1;
-    double t0 = pb_now(), flops_ex = pb_model_train_flops(m), last_draw = 0;
+    /* FLOPs of the weights nonzero at each step: a step hook may prune (or
+     * regrow), so they are counted again after it */
+    const int masks_move = hooks->after_step != NULL;
+    double t0 = pb_now(), flops_ex = pb_model_train_flops_eff(m), last_draw = 0;
     long step = 0;
     /* Steps of the whole run for per-iteration schedules; a data-pruning select
      * hook may shrink epochs, so it is counted again after every selection. */
@@ -159,6 +173,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     int show = cfg->progress && isatty(2);
     for (int ep = 1; ep <= cfg->epochs; ep++) {
         const double ep_t0 = pb_now();
+        flops_ex = pb_model_train_flops_eff(m); /* epoch_end may have pruned */
         int n = train->n;
         if (hooks->select) {
             if ((rc = hooks->select(hooks->ud, m, ep, train->n, idx, &n, err, errlen)) != PB_OK)
@@ -181,6 +196,8 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             int B = n - s < cfg->batch ? n - s : cfg->batch;
             if (hooks->before_step && (rc = hooks->before_step(hooks->ud, m, step, err, errlen)) != PB_OK)
                 goto out;
+            if (hooks->before_step)
+                flops_ex = pb_model_train_flops_eff(m);
             pb_data_batch(train, idx + s, B, &rng, b.x, b.y);
             pb_model_zero_grad(m);
             pb_model_forward(m, b.x, B, 1);
@@ -199,6 +216,8 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             nb++;
             if (hooks->after_step && (rc = hooks->after_step(hooks->ud, m, step, err, errlen)) != PB_OK)
                 goto out;
+            if (masks_move)
+                flops_ex = pb_model_train_flops_eff(m); /* for the next step */
             if (show && pb_now() - last_draw > 0.25) {
                 last_draw = pb_now();
                 progress(cfg, ep, s + B, n, eloss / nb, t0);

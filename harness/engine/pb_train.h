@@ -23,6 +23,9 @@ typedef struct pb_train_cfg {
 } pb_train_cfg;
 
 void pb_train_defaults(pb_train_cfg *c);
+/* The recipe as a canonical text (what determines the trained model; not
+ * seed, target, logging) for configuration hashes. */
+void pb_train_canon(const pb_train_cfg *c, char *buf, size_t n);
 
 typedef struct pb_epoch_rec {
     int epoch;              /* 1-based */

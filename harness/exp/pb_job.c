@@ -11,6 +11,12 @@
 #include "engine/pb_par.h"
 #include "host/pb_host.h"
 #include "host/pb_plugin.h"
+#include "host/pb_probe.h"
+
+const char *const pb_stage_names[] = {[PB_STAGE_TRAIN] = "train",         [PB_STAGE_PRUNE] = "prune",
+                                      [PB_STAGE_FINETUNE] = "finetune",   [PB_STAGE_CALIBRATE] = "calibrate",
+                                      [PB_STAGE_KEEP] = "keep",           [PB_STAGE_LOAD] = "load",
+                                      NULL};
 
 void pb_job_defaults(pb_job *j)
 {
@@ -21,6 +27,67 @@ void pb_job_defaults(pb_job *j)
     pb_train_defaults(&j->finetune);
     j->finetune.epochs = 0;
     j->finetune.opt.lr = 0.01;
+}
+
+int pb_job_default_stages(int when, int loaded, pb_stage *out)
+{
+    int n = 0;
+    memset(out, 0, 3 * sizeof *out);
+    switch (when) {
+    case PB_WHEN_TRAINED:
+        if (!loaded)
+            out[n++].kind = PB_STAGE_TRAIN;
+        out[n++].kind = PB_STAGE_PRUNE;
+        out[n++].kind = PB_STAGE_FINETUNE;
+        break;
+    case PB_WHEN_INIT:
+    case PB_WHEN_TRAINING:
+        out[n++].kind = PB_STAGE_PRUNE;
+        out[n++].kind = PB_STAGE_TRAIN;
+        break;
+    case PB_WHEN_RUN:
+        out[n++].kind = PB_STAGE_PRUNE;
+        break;
+    default: /* no method: the dense model */
+        if (!loaded)
+            out[n++].kind = PB_STAGE_TRAIN;
+        break;
+    }
+    return n;
+}
+
+int pb_job_prefix_len(const pb_stage *st, int n)
+{
+    int i = 0;
+    while (i < n && st[i].kind != PB_STAGE_PRUNE)
+        i++;
+    return i;
+}
+
+static int is_default_train(const pb_stage *s)
+{
+    return s->kind == PB_STAGE_TRAIN && (!s->label || !strcmp(s->label, "train")) && !s->dataset &&
+           !s->subset && !s->permute && !s->recipe;
+}
+
+void pb_job_stages_canon(const pb_stage *st, int n, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    if (n == 1 && is_default_train(&st[0]))
+        return;
+    for (int i = 0; i < n && k < len; i++) {
+        const pb_stage *s = &st[i];
+        char recipe[600] = "";
+        if (s->recipe)
+            pb_train_canon(s->recipe, recipe, sizeof recipe);
+        k += (size_t)snprintf(buf + k, len - k,
+                              "%s%s(label=%s,name=%s,path=%s,dataset=%s,subset=%d,permute=%llu,n=%d,split=%d,"
+                              "recipe=%s)",
+                              i ? ";" : "", pb_stage_names[s->kind], s->label ? s->label : "", s->name ? s->name : "",
+                              s->path ? s->path : "", s->dataset ? s->dataset : "", s->subset,
+                              (unsigned long long)s->permute, s->n, s->split, recipe);
+    }
 }
 
 static int file_exists(const char *p)
@@ -39,6 +106,8 @@ static int copy_values(pb_model *m, const pb_model *src, const char *what, char 
             return pb_err(err, errlen, PB_EIO, "%s: %s has %zu values, the model %zu", what,
                           src->params[i]->name, src->params[i]->n, m->params[i]->n);
         memcpy(m->params[i]->w, src->params[i]->w, m->params[i]->n * sizeof(float));
+        if (src->params[i]->mask && m->params[i]->mask)
+            memcpy(m->params[i]->mask, src->params[i]->mask, m->params[i]->n * sizeof(float));
     }
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].kind == PB_BN) {
@@ -48,26 +117,14 @@ static int copy_values(pb_model *m, const pb_model *src, const char *what, char 
     return PB_OK;
 }
 
-/* The trained dense model: from the cache if present, else trained (and cached). */
-static int dense_model(const pb_job *j, pb_ctx *ctx, pb_job_result *res)
+static int load_into(pb_model *m, const char *path, int batch, char *err, size_t errlen)
 {
-    pb_model *m = ctx->m;
-    if (file_exists(j->dense_cache)) {
-        pb_model cached;
-        int rc = pb_ckpt_load(&cached, j->dense_cache, j->train.batch, ctx->err, ctx->errlen);
-        if (rc != PB_OK)
-            return rc;
-        rc = copy_values(m, &cached, j->dense_cache, ctx->err, ctx->errlen);
-        pb_model_free(&cached);
-        if (rc == PB_OK) {
-            res->dense_from_cache = 1;
-            fprintf(stderr, "dense model from cache %s\n", j->dense_cache);
-        }
+    pb_model src;
+    int rc = pb_ckpt_load(&src, path, batch, err, errlen);
+    if (rc != PB_OK)
         return rc;
-    }
-    int rc = pb_ctx_train(ctx, -1, "train", NULL);
-    if (rc == PB_OK && j->dense_cache)
-        rc = pb_ckpt_save(m, j->dense_cache, ctx->err, ctx->errlen);
+    rc = copy_values(m, &src, path, err, errlen);
+    pb_model_free(&src);
     return rc;
 }
 
@@ -76,6 +133,7 @@ static void measure(pb_model *m, const pb_dataset *test, int batch, pb_job_resul
 {
     pb_evaluate(m, test, batch, &res->test_acc, &res->test_loss, err, errlen);
     pb_model_count_params(m, &res->params, &res->nonzero);
+    res->stored = pb_model_stored(m);
     pb_model_sparsity(m, &res->prunable, &res->prunable_nonzero);
     res->sparsity = res->prunable ? 1.0 - (double)res->prunable_nonzero / (double)res->prunable : 0;
     pb_model_flops(m, &res->flops_dense, &res->flops_eff);
@@ -109,6 +167,283 @@ static void on_curve(void *ud, const pb_curve_rec *r)
         t->j->on_curve(t->j->ud, r);
 }
 
+static void on_metric(void *ud, const char *name, double value)
+{
+    pb_job_result *res = ((curve_tap *)ud)->res;
+    for (int i = 0; i < res->nmetrics; i++)
+        if (!strcmp(res->metrics[i].name, name)) { /* the last value of a name wins */
+            res->metrics[i].value = value;
+            return;
+        }
+    if (res->nmetrics < PB_JOB_MAX_METRICS) {
+        pb_metric *m = &res->metrics[res->nmetrics++];
+        snprintf(m->name, sizeof m->name, "%s", name);
+        m->value = value;
+    }
+}
+
+/* ------------------------------------------------ data of the stages */
+
+/* The data sets a job's stages train on: the job's own, and those a stage
+ * names (another data set, a subset, a derived task). */
+typedef struct stage_data {
+    const char *dataset;
+    int subset;
+    uint64_t permute;
+    pb_dataset train, test;
+} stage_data;
+
+#define MAX_STAGE_DATA 4
+
+typedef struct job_run {
+    const pb_job *j;
+    pb_job_result *res;
+    pb_ctx ctx;
+    pb_model m;
+    pb_loaded plugin;
+    double args[64];
+    int bound;                 /* the plugin has been created */
+    int trained;               /* a stage has trained or loaded the model */
+    pb_dataset train, val, test;
+    stage_data data[MAX_STAGE_DATA];
+    int ndata;
+    const pb_dataset *eval;    /* the test split of the last training stage's data */
+    char *err;
+    size_t errlen;
+} job_run;
+
+static int stage_data_of(job_run *r, const pb_stage *s, const pb_dataset **train, const pb_dataset **test)
+{
+    const pb_job *j = r->j;
+    if (!s->dataset && !s->subset && !s->permute) {
+        *train = &r->train;
+        *test = &r->test;
+        return PB_OK;
+    }
+    const char *name = s->dataset ? s->dataset : j->dataset;
+    for (int i = 0; i < r->ndata; i++) {
+        stage_data *d = &r->data[i];
+        if (!strcmp(d->dataset, name) && d->subset == s->subset && d->permute == s->permute) {
+            *train = &d->train;
+            *test = &d->test;
+            return PB_OK;
+        }
+    }
+    if (r->ndata == MAX_STAGE_DATA)
+        return pb_err(r->err, r->errlen, PB_EUSAGE, "the stages use more than %d data sets", MAX_STAGE_DATA);
+    stage_data *d = &r->data[r->ndata];
+    memset(d, 0, sizeof *d);
+    int rc = pb_data_open(name, j->data_dir, s->subset, 0, j->train.seed, &d->train, NULL, &d->test, r->err,
+                          r->errlen);
+    if (rc != PB_OK)
+        return rc;
+    r->ndata++;
+    d->dataset = name;
+    d->subset = s->subset;
+    d->permute = s->permute;
+    if (d->train.c != r->m.ic || d->train.h != r->m.ih || d->train.w != r->m.iw || d->train.ncls != r->m.ncls)
+        return pb_err(r->err, r->errlen, PB_EUSAGE,
+                      "stage data %s has %dx%dx%d inputs and %d classes; the model expects %dx%dx%d and %d", name,
+                      d->train.c, d->train.h, d->train.w, d->train.ncls, r->m.ic, r->m.ih, r->m.iw, r->m.ncls);
+    if (s->permute) {
+        pb_data_permute_labels(&d->train, s->permute);
+        pb_data_permute_labels(&d->test, s->permute);
+    }
+    *train = &d->train;
+    *test = &d->test;
+    return PB_OK;
+}
+
+/* ------------------------------------------------------------ stages */
+
+static int bind_plugin(job_run *r)
+{
+    if (r->bound)
+        return PB_OK;
+    r->ctx.argv = r->j->args;
+    r->ctx.argc = r->j->nargs;
+    r->bound = 1;
+    return pb_ctx_bind(&r->ctx, &r->plugin, r->args);
+}
+
+static int run_prune(job_run *r)
+{
+    const pb_job *j = r->j;
+    int rc = bind_plugin(r);
+    if (rc != PB_OK)
+        return rc;
+    r->ctx.cfg = j->train;
+    switch (r->plugin.desc.when) {
+    case PB_WHEN_RUN:
+        return pb_ctx_run(&r->ctx, j->sparsity);
+    case PB_WHEN_TRAINING:
+        if (!r->plugin.desc.prune)
+            return PB_OK;
+        /* fall through */
+    default:
+        if ((rc = pb_ctx_prune(&r->ctx, j->sparsity)) != PB_OK)
+            return rc;
+    }
+    if (r->trained) {
+        /* the pruned model before any fine-tuning */
+        double acc, loss;
+        if ((rc = pb_evaluate(&r->m, r->eval, j->train.batch, &acc, &loss, r->err, r->errlen)) != PB_OK)
+            return rc;
+        pb_ctx_emit(&r->ctx, "prune", 0, acc, loss);
+    }
+    return PB_OK;
+}
+
+static int run_train(job_run *r, const pb_stage *s)
+{
+    const pb_job *j = r->j;
+    const pb_dataset *train, *test;
+    int rc = stage_data_of(r, s, &train, &test);
+    if (rc != PB_OK)
+        return rc;
+    pb_train_cfg cfg = s->recipe ? *s->recipe : s->kind == PB_STAGE_FINETUNE ? j->finetune : j->train;
+    cfg.seed = j->train.seed;
+    cfg.target_acc = j->train.target_acc;
+    r->ctx.cfg = cfg;
+    r->ctx.train = train;
+    r->ctx.test = test;
+    rc = pb_ctx_train(&r->ctx, -1, s->label ? s->label : pb_stage_names[s->kind], NULL);
+    /* host->train() of a later `run` method trains on the job's data */
+    r->ctx.cfg = j->train;
+    r->ctx.train = &r->train;
+    r->ctx.test = &r->test;
+    r->eval = test;
+    r->trained = 1;
+    return rc;
+}
+
+static int run_stage(job_run *r, const pb_stage *s)
+{
+    pb_ctx *c = &r->ctx;
+    switch (s->kind) {
+    case PB_STAGE_PRUNE:
+        return run_prune(r);
+    case PB_STAGE_TRAIN:
+    case PB_STAGE_FINETUNE:
+        return run_train(r, s);
+    case PB_STAGE_CALIBRATE:
+        if (s->split == 1 && r->val.n == 0)
+            return pb_err(r->err, r->errlen, PB_EUSAGE,
+                          "calibrate on the validation split, but the data set holds none out (give val = K)");
+        c->calib_set = s->split == 1 ? &r->val : &r->train;
+        c->calib_fixed = 0;
+        {
+            int rc = pb_probe_calib_draw(c, s->n);
+            c->calib_fixed = rc == PB_OK;
+            return rc;
+        }
+    case PB_STAGE_KEEP:
+        return pb_ctx_keep(c, s->name);
+    case PB_STAGE_LOAD:
+        r->trained = 1;
+        if (s->path)
+            return load_into(&r->m, s->path, r->j->train.batch, r->err, r->errlen);
+        if (!pb_ctx_kept(c, s->name))
+            return pb_err(r->err, r->errlen, PB_EUSAGE, "load: no model was kept as '%s'", s->name ? s->name : "");
+        return copy_values(&r->m, &pb_ctx_kept(c, s->name)->m, s->name, r->err, r->errlen);
+    }
+    return pb_err(r->err, r->errlen, PB_EINTERNAL, "unknown stage %d", (int)s->kind);
+}
+
+/* ------------------------------------------------------ the prefix cache */
+
+static void kept_path(char *buf, size_t n, const char *cache, const char *name)
+{
+    snprintf(buf, n, "%s.keep-%s", cache, name);
+}
+
+/* The model after the prefix, the models it kept and its cost; the model
+ * file last, since its presence marks the entry complete. */
+static int cache_save(job_run *r, const pb_stage *st, int prefix, double wall, double flops)
+{
+    const char *cache = r->j->dense_cache;
+    char path[4400];
+    snprintf(path, sizeof path, "%s.cost", cache);
+    char tmp[4500];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "wall_s %.17g\nflops %.17g\n", wall, flops) < 0 || fclose(f) != 0 || rename(tmp, path)) {
+        unlink(tmp);
+        return pb_err(r->err, r->errlen, PB_EIO, "cannot write %s", path);
+    }
+    for (int i = 0; i < prefix; i++)
+        if (st[i].kind == PB_STAGE_KEEP) {
+            kept_path(path, sizeof path, cache, st[i].name);
+            int rc = pb_ckpt_save(&pb_ctx_kept(&r->ctx, st[i].name)->m, path, r->err, r->errlen);
+            if (rc != PB_OK)
+                return rc;
+        }
+    return pb_ckpt_save(&r->m, cache, r->err, r->errlen);
+}
+
+static int cache_load(job_run *r, const pb_stage *st, int prefix, double *wall, double *flops)
+{
+    const char *cache = r->j->dense_cache;
+    int rc = load_into(&r->m, cache, r->j->train.batch, r->err, r->errlen);
+    for (int i = 0; i < prefix && rc == PB_OK; i++)
+        if (st[i].kind == PB_STAGE_KEEP) {
+            char path[4400];
+            kept_path(path, sizeof path, cache, st[i].name);
+            pb_model k;
+            if ((rc = pb_ckpt_load(&k, path, 1, r->err, r->errlen)) != PB_OK)
+                break;
+            /* keep() copies the current model: copy in, keep, then restore */
+            pb_model cur;
+            if ((rc = pb_model_clone(&r->m, &cur, 1, r->err, r->errlen)) == PB_OK) {
+                if ((rc = copy_values(&r->m, &k, path, r->err, r->errlen)) == PB_OK)
+                    rc = pb_ctx_keep(&r->ctx, st[i].name);
+                if (rc == PB_OK)
+                    rc = copy_values(&r->m, &cur, cache, r->err, r->errlen);
+                pb_model_free(&cur);
+            }
+            pb_model_free(&k);
+        } else if (st[i].kind == PB_STAGE_CALIBRATE) {
+            rc = run_stage(r, &st[i]);
+        } else if (st[i].kind == PB_STAGE_TRAIN || st[i].kind == PB_STAGE_FINETUNE) {
+            /* the final evaluation uses the data of the last training stage */
+            const pb_dataset *tr;
+            if ((rc = stage_data_of(r, &st[i], &tr, &r->eval)) != PB_OK)
+                break;
+        }
+    *wall = *flops = 0;
+    char path[4400];
+    snprintf(path, sizeof path, "%s.cost", cache);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "wall_s %lf flops %lf", wall, flops) != 2)
+            *wall = *flops = 0;
+        fclose(f);
+    } else if (rc == PB_OK) {
+        fprintf(stderr, "note: %s has no cost record (written by an older prunebench): the cost columns leave "
+                        "out the pre-training\n", cache);
+    }
+    if (rc == PB_OK)
+        fprintf(stderr, "dense model from cache %s\n", cache);
+    return rc;
+}
+
+/* ------------------------------------------------------------- the job */
+
+static int check_needs(job_run *r, const pb_stage *st, int n)
+{
+    const pb_plugin *d = &r->plugin.desc;
+    if (!(d->needs & PB_NEEDS_REFERENCE))
+        return PB_OK;
+    for (int i = 0; i < n; i++)
+        if (st[i].kind == PB_STAGE_PRUNE)
+            break;
+        else if (st[i].kind == PB_STAGE_KEEP && st[i].name && !strcmp(st[i].name, d->reference))
+            return PB_OK;
+    return pb_err(r->err, r->errlen, PB_EUSAGE,
+                  "method %s reads a kept model '%s': the stages must keep it before pruning "
+                  "(e.g. stages = { train, keep \"%s\", finetune, prune })", d->name, d->reference, d->reference);
+}
+
 int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
@@ -117,108 +452,137 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     const int has_method = j->method && strcmp(j->method, "dense") != 0;
     if (has_method && !(j->sparsity >= 0.0 && j->sparsity < 1.0))
         return pb_err(err, errlen, PB_EUSAGE, "sparsity %g is not in [0, 1)", j->sparsity);
+    job_run *r = calloc(1, sizeof *r);
+    if (!r)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    r->j = j;
+    r->res = res;
+    r->err = err;
+    r->errlen = errlen;
 
     /* Everything that can be refused is checked before any training. */
-    pb_loaded plugin;
-    memset(&plugin, 0, sizeof plugin);
-    double args[64];
     int rc = PB_OK;
     if (has_method) {
-        if ((rc = pb_plugin_find(j->method, j->plugin_path, &plugin, err, errlen)) != PB_OK)
+        if ((rc = pb_plugin_find(j->method, j->plugin_path, &r->plugin, err, errlen)) != PB_OK) {
+            free(r);
             return rc;
-        if (pb_plugin_nparams(&plugin.desc) > 64)
+        }
+        if (pb_plugin_nparams(&r->plugin.desc) > 64)
             rc = pb_err(err, errlen, PB_EPLUGIN, "method %s declares too many parameters", j->method);
         else
-            rc = pb_plugin_parse_args(&plugin.desc, j->args, j->nargs, args, err, errlen);
-        if (rc != PB_OK) {
-            pb_plugin_close(&plugin);
-            return rc;
-        }
+            rc = pb_plugin_parse_args(&r->plugin.desc, j->args, j->nargs, r->args, err, errlen);
     }
-    pb_par_use_threads(j->threads);
-    pb_dataset train, val, test;
-    pb_model m;
-    memset(&m, 0, sizeof m);
-    pb_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    if ((rc = pb_data_open(j->dataset, j->data_dir, j->subset, j->val, j->train.seed, &train, &val, &test, err,
-                           errlen)) != PB_OK) {
-        pb_plugin_close(&plugin);
+    pb_stage defaults[3];
+    const pb_stage *st = j->stages;
+    int nst = j->nstages;
+    if (!st) {
+        nst = pb_job_default_stages(has_method ? (int)r->plugin.desc.when : -1, j->load != NULL, defaults);
+        st = defaults;
+    }
+    if (rc == PB_OK && nst > PB_JOB_MAX_STAGES)
+        rc = pb_err(err, errlen, PB_EUSAGE, "more than %d stages", PB_JOB_MAX_STAGES);
+    int nprune = 0;
+    for (int i = 0; i < nst; i++)
+        nprune += st[i].kind == PB_STAGE_PRUNE;
+    if (rc == PB_OK && has_method && nprune == 0)
+        rc = pb_err(err, errlen, PB_EUSAGE, "method %s is given but no stage prunes", j->method);
+    if (rc == PB_OK && !has_method && nprune > 0)
+        rc = pb_err(err, errlen, PB_EUSAGE, "a prune stage needs a method");
+    if (rc == PB_OK && has_method)
+        rc = check_needs(r, st, nst);
+    if (rc != PB_OK) {
+        pb_plugin_close(&r->plugin);
+        free(r);
         return rc;
     }
-    double t0 = pb_now();
+    pb_par_use_threads(j->threads);
+    if ((rc = pb_data_open(j->dataset, j->data_dir, j->subset, j->val, j->train.seed, &r->train, &r->val, &r->test,
+                           err, errlen)) != PB_OK) {
+        pb_plugin_close(&r->plugin);
+        free(r);
+        return rc;
+    }
+    r->eval = &r->test;
+    const double t_start = pb_now();
+    pb_model *m = &r->m;
+    const pb_dataset *train = &r->train;
     if (j->load)
-        rc = pb_ckpt_load(&m, j->load, j->train.batch, err, errlen);
+        rc = pb_ckpt_load(m, j->load, j->train.batch, err, errlen);
     else if (j->proto)
-        rc = pb_model_clone(j->proto, &m, j->train.batch, err, errlen);
+        rc = pb_model_clone(j->proto, m, j->train.batch, err, errlen);
     else if (!j->model)
         rc = pb_err(err, errlen, PB_EUSAGE, "no model given");
-    else if ((rc = pb_model_build(&m, j->model, j->width, j->hidden, j->nhidden, train.c, train.h, train.w,
-                                  train.ncls, err, errlen)) == PB_OK)
-        rc = pb_model_finalize(&m, j->train.batch, err, errlen);
+    else if ((rc = pb_model_build(m, j->model, j->width, j->hidden, j->nhidden, train->c, train->h, train->w,
+                                  train->ncls, err, errlen)) == PB_OK)
+        rc = pb_model_finalize(m, j->train.batch, err, errlen);
     if (rc == PB_OK && !j->load)
-        pb_model_init_weights(&m, j->train.seed);
-    if (rc == PB_OK && (train.c != m.ic || train.h != m.ih || train.w != m.iw || train.ncls != m.ncls))
+        pb_model_init_weights(m, j->train.seed);
+    if (rc == PB_OK && (train->c != m->ic || train->h != m->ih || train->w != m->iw || train->ncls != m->ncls))
         rc = pb_err(err, errlen, PB_EUSAGE, "model %s expects %dx%dx%d inputs and %d classes; %s has %dx%dx%d and %d",
-                    m.arch, m.ic, m.ih, m.iw, m.ncls, train.name, train.c, train.h, train.w, train.ncls);
+                    m->arch, m->ic, m->ih, m->iw, m->ncls, train->name, train->c, train->h, train->w, train->ncls);
     if (rc == PB_OK)
-        rc = pb_ctx_init(&ctx, &m, &train, &test, &j->train, j->train.seed, err, errlen);
+        rc = pb_ctx_init(&r->ctx, m, train, &r->test, &j->train, j->train.seed, err, errlen);
     if (rc != PB_OK)
         goto out;
+    r->trained = j->load != NULL;
     curve_tap tap = {j, res};
-    ctx.on_curve = on_curve;
-    ctx.curve_ud = &tap;
-    ctx.t0 = t0;
-    pb_model_flops(&m, &res->flops_dense_orig, NULL);
+    pb_ctx *ctx = &r->ctx;
+    ctx->on_curve = on_curve;
+    ctx->on_metric = on_metric;
+    ctx->curve_ud = &tap;
+    ctx->t0 = t_start;
+    pb_model_flops(m, &res->flops_dense_orig, NULL);
 
-    if (!has_method) {
-        rc = j->load ? PB_OK : dense_model(j, &ctx, res);
-    } else {
-        if ((rc = pb_ctx_bind(&ctx, &plugin, args)) != PB_OK)
+    /* The plugin-free prefix: from the cache, or run (and cached) */
+    const int prefix = pb_job_prefix_len(st, nst);
+    int cacheable = 0;
+    for (int i = 0; i < prefix; i++)
+        cacheable |= st[i].kind == PB_STAGE_TRAIN || st[i].kind == PB_STAGE_FINETUNE || st[i].kind == PB_STAGE_LOAD;
+    cacheable = cacheable && j->dense_cache;
+    int first = 0;
+    if (cacheable && file_exists(j->dense_cache)) {
+        if ((rc = cache_load(r, st, prefix, &res->prefix_wall_s, &res->prefix_flops)) != PB_OK)
             goto out;
-        switch (plugin.desc.when) {
-        case PB_WHEN_TRAINED: {
-            if (!j->load && (rc = dense_model(j, &ctx, res)) != PB_OK)
-                break;
-            if ((rc = pb_ctx_prune(&ctx, j->sparsity)) != PB_OK)
-                break;
-            double acc, loss;
-            pb_evaluate(&m, &test, j->train.batch, &acc, &loss, err, errlen);
-            pb_curve_rec r = {.phase = "prune", .index = 0, .step = ctx.steps, .wall_s = pb_now() - t0,
-                              .train_flops = ctx.train_flops, .sparsity = j->sparsity, .test_acc = acc,
-                              .test_loss = loss};
-            on_curve(&tap, &r);
-            ctx.cfg = j->finetune;
-            ctx.cfg.seed = j->train.seed;
-            rc = pb_ctx_train(&ctx, -1, "finetune", NULL);
-            break;
-        }
-        case PB_WHEN_INIT:
-            if ((rc = pb_ctx_prune(&ctx, j->sparsity)) == PB_OK)
-                rc = pb_ctx_train(&ctx, -1, "train", NULL);
-            break;
-        case PB_WHEN_TRAINING:
-            if (!plugin.desc.prune || (rc = pb_ctx_prune(&ctx, j->sparsity)) == PB_OK)
-                rc = pb_ctx_train(&ctx, -1, "train", NULL);
-            break;
-        case PB_WHEN_RUN:
-            rc = pb_ctx_run(&ctx, j->sparsity);
-            break;
+        res->dense_from_cache = 1;
+        r->trained = 1;
+        first = prefix;
+        /* the curves' clock and FLOPs go on from where the prefix ended */
+        ctx->t0 = t_start - res->prefix_wall_s;
+        ctx->train_flops = res->prefix_flops;
+    }
+    double prefix_train_flops = ctx->train_flops, prefix_probe = 0;
+    for (int i = first; i < nst; i++) {
+        if ((rc = run_stage(r, &st[i])) != PB_OK)
+            goto out;
+        if (i == prefix - 1 && !res->dense_from_cache) {
+            res->prefix_wall_s = pb_now() - t_start;
+            res->prefix_flops = ctx->train_flops + ctx->probe_flops;
+            prefix_train_flops = ctx->train_flops;
+            prefix_probe = ctx->probe_flops;
+            if (cacheable && (rc = cache_save(r, st, prefix, res->prefix_wall_s, res->prefix_flops)) != PB_OK)
+                goto out;
         }
     }
-    if (rc != PB_OK)
-        goto out;
-    measure(&m, &test, j->train.batch, res, err, errlen);
-    res->wall_s = pb_now() - t0;
-    res->train_flops = ctx.train_flops;
+    measure(m, r->eval, j->train.batch, res, err, errlen);
+    double end = pb_now();
+    res->wall_s = res->dense_from_cache ? end - t_start : end - t_start - res->prefix_wall_s;
+    res->train_flops = ctx->train_flops - prefix_train_flops;
+    res->probe_flops = ctx->probe_flops - prefix_probe;
+    res->cost_wall_s = res->prefix_wall_s + res->wall_s;
+    res->cost_flops = res->prefix_flops + res->train_flops + res->probe_flops;
     if (j->save)
-        rc = pb_ckpt_save(&m, j->save, err, errlen);
+        rc = pb_ckpt_save(m, j->save, err, errlen);
 out:
-    pb_ctx_free(&ctx);
-    pb_model_free(&m);
-    pb_plugin_close(&plugin);
-    pb_data_free(&train);
-    pb_data_free(&val);
-    pb_data_free(&test);
+    pb_ctx_free(&r->ctx);
+    pb_model_free(m);
+    pb_plugin_close(&r->plugin);
+    pb_data_free(&r->train);
+    pb_data_free(&r->val);
+    pb_data_free(&r->test);
+    for (int i = 0; i < r->ndata; i++) {
+        pb_data_free(&r->data[i].train);
+        pb_data_free(&r->data[i].test);
+    }
+    free(r);
     return rc;
 }

@@ -147,6 +147,7 @@ static int g_epoch(void *ud, pb_model *m, const pb_epoch_rec *rec, char *err, si
     (void)m, (void)err, (void)errlen;
     train_glue *g = ud;
     pb_ctx *c = g->c;
+    c->steps = g->step0 + rec->step;
     emit(c, c->phase, rec->epoch, g->step0 + rec->step, rec->test_acc, rec->test_loss,
          c->train_flops + rec->train_flops, rec->train_s);
     if (c->plugin && c->plugin->desc.epoch_end)
@@ -168,7 +169,11 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
         return PB_OK;
     train_glue g = {.c = c, .step0 = c->steps};
     const pb_plugin *d = c->plugin ? &c->plugin->desc : NULL;
-    pb_train_hooks hooks = {.ud = &g, .epoch_end = g_epoch, .after_step = g_after};
+    /* after_step only when the plugin has one: the loop counts effective FLOPs
+     * again after every step hook, which costs a pass over the weights */
+    pb_train_hooks hooks = {.ud = &g, .epoch_end = g_epoch};
+    if (d && d->after_step)
+        hooks.after_step = g_after;
     if (d && d->select)
         hooks.select = g_select;
     if (d && d->before_step)

@@ -68,6 +68,7 @@ struct pb_ctx {
     long steps;                     /* optimizer steps over all of this context's training */
     long total_steps;               /* of the training in progress */
     double t0, train_flops;         /* job clock and accumulated training FLOPs */
+    double probe_flops;             /* gradients, curvature, calibration, scoring outside training */
     pb_gen_slot gens[PB_MAX_PARAMS];
     float *scratch[PB_MAX_PARAMS];  /* host->scores(), sized to the prunable tensors */
     int nscratch;

@@ -11,6 +11,15 @@
 
 /* A uniform sample of n training examples (n <= 0: 128) from the context's
  * stream into c->grad_idx[0..grad_n-1]: a new draw at every call. */
+/* Charges `passes` forward-equivalents (a gradient is 3) over n examples to
+ * the run's probe FLOPs. */
+static void charge(pb_ctx *c, double passes, int n)
+{
+    double e;
+    pb_model_flops(c->m, NULL, &e);
+    c->probe_flops += passes * e * n;
+}
+
 static int draw_examples(pb_ctx *c, int n)
 {
     if (n <= 0 || n > c->train->n)
@@ -37,6 +46,7 @@ int pb_probe_grad(pb_ctx *c, int n, double temperature, double *loss)
     if (draw_examples(c, n) < 0)
         return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
     c->grad_temp = temperature > 0 ? temperature : 1.0;
+    charge(c, 3, c->grad_n);
     return pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, loss, c->err,
                             c->errlen);
 }
@@ -56,6 +66,7 @@ int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
         }
     }
     vn = sqrt(vn);
+    charge(c, 6, c->grad_n);
     if (vn == 0) {
         for (int t = 0; t < np; t++)
             memset(out[t], 0, pb_model_prunable(c->m, t)->n * sizeof(float));
@@ -130,6 +141,7 @@ int pb_probe_grad_output_sum(pb_ctx *c, double *R)
         for (size_t j = 0; j < p->n; j++)
             p->w[j] = fabsf(p->w[j]);
     }
+    charge(c, 3, 1);
     pb_model_zero_grad(m);
     const float *out = pb_model_forward(m, x, 1, 0);
     double s = 0;
@@ -233,6 +245,7 @@ int pb_probe_calibrate_on(pb_ctx *c, const int *idx, int n, const int *params, i
         return PB_ENOMEM;
     pb_input_hook old = m->input_hook;
     void *old_ud = m->input_hook_ud;
+    charge(c, 1, n);
     pb_model_set_input_hook(m, calib_hook, &s);
     for (int i = 0; i < n && !s.failed; i += batch) {
         int B = n - i < batch ? n - i : batch;
@@ -303,6 +316,7 @@ int pb_probe_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
 
 int pb_probe_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float *el2n)
 {
+    charge(c, 1, n);
     pb_model *m = c->m;
     int batch = m->max_batch;
     pb_batch b;
@@ -343,6 +357,7 @@ int pb_probe_grad_examples(pb_ctx *c, const int *idx, int n, double temperature,
     c->grad_idx = copy;
     c->grad_n = n;
     c->grad_temp = temperature > 0 ? temperature : 1.0;
+    charge(c, 3, n);
     return pb_model_grad_on(c->m, c->train, c->grad_idx, n, (float)c->grad_temp, loss, c->err, c->errlen);
 }
 
@@ -372,6 +387,7 @@ int pb_probe_example_stats(pb_ctx *c, const int *idx, int n, pb_example_stats *o
     for (int i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= c->train->n)
             return pb_ctx_fail(c, "example_stats: example %d not in [0, %d)", idx[i], c->train->n);
+    charge(c, st.grad_norm ? 4 : 1, n);
     pb_model *m = c->m;
     int batch = m->max_batch;
     pb_batch b;
