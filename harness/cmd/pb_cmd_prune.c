@@ -23,7 +23,11 @@ static void prune_usage(FILE *f)
             "      --finetune-epochs N  epochs of fine-tuning after pruning a trained model (default 0)\n"
             "      --finetune-lr X   fine-tuning learning rate (default 0.01)\n"
             "      --plugin-path DIR search DIR first for plugins\n"
-            "      --target-acc A    report the wall time at which test accuracy first reaches A\n" PB_COMMON_HELP
+            "      --target-acc A    report the wall time at which test accuracy first reaches A\n"
+            "      --stages LIST     the pipeline, e.g. train,keep=base,finetune,prune (default: the\n"
+            "                        method's: train,prune,finetune for a trained model; prune,train\n"
+            "                        at initialization); stages: train, prune, finetune, calibrate=N,\n"
+            "                        keep=NAME, load=NAME|FILE\n" PB_COMMON_HELP
             "      --save FILE       write the pruned model\n"
             "      --load FILE       start from a trained checkpoint\n"
             "  -h, --help            this help\n");
@@ -40,6 +44,7 @@ int pb_cmd_prune(int argc, char **argv)
         {"finetune-lr", required_argument, 0, 2005},
         {"plugin-path", required_argument, 0, 2006},
         {"target-acc", required_argument, 0, 2007},
+        {"stages", required_argument, 0, 2008},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     pb_common c;
@@ -47,6 +52,8 @@ int pb_cmd_prune(int argc, char **argv)
     pb_job j;
     pb_job_defaults(&j);
     int opt, have_sparsity = 0;
+    pb_stage stages[PB_JOB_MAX_STAGES];
+    char err[PB_ERRLEN] = "";
     char *end;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:d:e:b:s:t:qh", longopts, NULL)) != -1) {
@@ -92,6 +99,16 @@ int pb_cmd_prune(int argc, char **argv)
                 return 2;
             }
             break;
+        case 2008: {
+            int n;
+            if (pb_job_parse_stages(optarg, stages, PB_JOB_MAX_STAGES, &n, err, sizeof err) != PB_OK) {
+                fprintf(stderr, "prunebench prune: %s\n", err);
+                return 2;
+            }
+            j.stages = stages;
+            j.nstages = n;
+            break;
+        }
         default: {
             int r = pb_common_opt(&c, opt, optarg);
             if (r <= 0) {
@@ -131,18 +148,19 @@ int pb_cmd_prune(int argc, char **argv)
     j.finetune.opt.wd = c.train.opt.wd;
     j.finetune.target_acc = c.train.target_acc;
 
-    char err[PB_ERRLEN] = "";
     pb_job_result *res = calloc(1, sizeof *res);
     if (!res)
         return 1;
     int rc = pb_job_run(&j, res, err, sizeof err);
     if (rc == PB_OK) {
         printf("result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f eff_flops=%.0f "
-               "sparsity=%.4f wall_s=%.2f",
+               "sparsity=%.4f wall_s=%.2f stored=%zu cost_wall_s=%.2f cost_flops=%.4g",
                res->test_acc, res->test_loss, res->params, res->nonzero, res->flops_dense, res->flops_eff,
-               res->sparsity, res->wall_s);
+               res->sparsity, res->wall_s, res->stored, res->cost_wall_s, res->cost_flops);
         if (res->time_to_target_s >= 0)
             printf(" time_to_target_s=%.2f", res->time_to_target_s);
+        for (int i = 0; i < res->nmetrics; i++)
+            printf(" %s=%.6g", res->metrics[i].name, res->metrics[i].value);
         printf("\nlayer                      weights    nonzero  sparsity\n");
         for (int i = 0; i < res->nlayers; i++) {
             const pb_layer_stat *s = &res->layers[i];

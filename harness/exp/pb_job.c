@@ -90,6 +90,56 @@ void pb_job_stages_canon(const pb_stage *st, int n, char *buf, size_t len)
     }
 }
 
+int pb_job_parse_stages(char *text, pb_stage *out, int max, int *count, char *err, size_t errlen)
+{
+    int n = 0;
+    *count = 0;
+    for (char *save, *tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max)
+            return pb_err(err, errlen, PB_EUSAGE, "--stages: more than %d stages", max);
+        char *arg = strchr(tok, '=');
+        if (arg)
+            *arg++ = '\0';
+        int k = 0;
+        while (pb_stage_names[k] && strcmp(pb_stage_names[k], tok))
+            k++;
+        if (!pb_stage_names[k])
+            return pb_err(err, errlen, PB_EUSAGE,
+                          "--stages: unknown stage '%s' (valid: train, prune, finetune, calibrate=N, keep=NAME, "
+                          "load=NAME|FILE)", tok);
+        pb_stage *s = &out[n++];
+        memset(s, 0, sizeof *s);
+        s->kind = (pb_stage_kind)k;
+        switch (s->kind) {
+        case PB_STAGE_KEEP:
+            if (!arg || !*arg)
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: keep needs a name (keep=base)");
+            s->name = arg;
+            break;
+        case PB_STAGE_LOAD:
+            if (!arg || !*arg)
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: load needs a kept model's name or a file");
+            if (strchr(arg, '/') || strstr(arg, ".pb"))
+                s->path = arg;
+            else
+                s->name = arg;
+            break;
+        case PB_STAGE_CALIBRATE: {
+            char *end = arg;
+            s->n = arg ? (int)strtol(arg, &end, 10) : 0;
+            if (arg && (end == arg || *end || s->n < 1))
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: calibrate=%s is not a count of examples", arg);
+            break;
+        }
+        default:
+            if (arg)
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: %s takes no value", tok);
+        }
+    }
+    *count = n;
+    return PB_OK;
+}
+
 static int file_exists(const char *p)
 {
     struct stat st;

@@ -125,6 +125,9 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen);
 /* The stages a job runs: j->stages, or the default list for `when` (a
  * pb_when, -1 for no method) and whether a model is loaded. Returns the count. */
 int pb_job_default_stages(int when, int loaded, pb_stage *out);
+/* Parses "train,keep=base,finetune,prune,calibrate=256,load=NAME|FILE" (the
+ * text is split in place and must outlive the stages) into out[0..*count-1]. */
+int pb_job_parse_stages(char *text, pb_stage *out, int max, int *count, char *err, size_t errlen);
 /* The number of leading stages before the first prune stage (the cacheable prefix). */
 int pb_job_prefix_len(const pb_stage *st, int n);
 /* A canonical text of stages [0, n) for cache keys: "" for the default
