@@ -1162,7 +1162,7 @@ int pb_cmd_run(int argc, char **argv)
     }
     if (rc != PB_OK)
         fprintf(stderr, "prunebench run: %s\n", err);
-    pb_lua_free_experiments(exps, nexp);
+    pb_cell_free_experiments(exps, nexp);
     pb_lua_close(L);
     free(text);
     if (rc != PB_OK)
