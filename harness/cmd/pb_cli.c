@@ -1,4 +1,5 @@
 #include "pb_cli.h"
+#include "pb_cmd.h"
 
 #include <cblas.h>
 #include <errno.h>

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pb_cli.h"
+#include "pb_cmd.h"
 #include "exp/pb_job.h"
 #include "host/pb_plugin.h"
 
