@@ -6,10 +6,10 @@
 
 typedef int (*pb_cmd_fn)(int argc, char **argv);
 
-int pb_cmd_train(int argc, char **argv);    /* pb_cli.c */
-int pb_cmd_eval(int argc, char **argv);     /* pb_cli.c */
+int pb_cmd_train(int argc, char **argv);    /* pb_cmd_train.c */
+int pb_cmd_eval(int argc, char **argv);     /* pb_cmd_train.c */
 int pb_cmd_prune(int argc, char **argv);    /* pb_cmd_prune.c */
-int pb_cmd_plugins(int argc, char **argv);  /* pb_cmd_prune.c */
+int pb_cmd_plugins(int argc, char **argv);  /* pb_cmd_plugins.c */
 int pb_cmd_run(int argc, char **argv);      /* pb_cmd_run.c */
 int pb_cmd_plot(int argc, char **argv);     /* pb_cmd_run.c */
 
