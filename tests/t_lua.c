@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exp/pb_cell.h"
 #include "exp/pb_csv.h"
 #include "exp/pb_lua.h"
 #include "tap.h"
@@ -32,7 +33,7 @@ static int run(const char *text, pb_lua **L, pb_experiment **x, int *nx)
 
 static void done(pb_lua *L, pb_experiment *x, int nx)
 {
-    pb_lua_free_experiments(x, nx);
+    pb_cell_free_experiments(x, nx);
     pb_lua_close(L);
 }
 

@@ -1,5 +1,5 @@
-/* pb_cli: options shared by the subcommands (model, data, training recipe)
- * and the subcommand entry points. */
+/* pb_cli: options shared by the subcommands (model, data, training recipe);
+ * the entry points are in pb_cmd.h. */
 #ifndef PB_CLI_H
 #define PB_CLI_H
 
@@ -70,11 +70,5 @@ int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset 
                    size_t errlen);
 /* Builds and initializes the model named in c for data set d (or loads c->load). */
 int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, size_t errlen);
-
-typedef int (*pb_cmd_fn)(int argc, char **argv);
-int pb_cmd_train(int argc, char **argv);
-int pb_cmd_eval(int argc, char **argv);
-int pb_cmd_prune(int argc, char **argv);
-int pb_cmd_plugins(int argc, char **argv);
 
 #endif

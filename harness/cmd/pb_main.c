@@ -6,8 +6,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "pb_cli.h"
-#include "exp/pb_run.h"
+#include "pb_cmd.h"
 
 typedef struct command {
     const char *name;

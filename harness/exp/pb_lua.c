@@ -659,80 +659,6 @@ static void read_cell(reader *r, int idx, pb_cell *c)
         r->rc = pb_cell_finish(c, r->err, r->errlen);
 }
 
-static void recipe_canon(char *buf, size_t n, const pb_train_cfg *c)
-{
-    snprintf(buf, n,
-             "epochs=%d,batch=%d,opt=%s,lr=%.17g,momentum=%.17g,wd=%.17g,nesterov=%d,"
-             "beta1=%.17g,beta2=%.17g,eps=%.17g,schedule=%s,step_epochs=%d,gamma=%.17g,"
-             "warmup=%ld,max_steps=%ld",
-             c->epochs, c->batch, pb_opt_names[c->opt.kind], c->opt.lr, c->opt.momentum, c->opt.wd,
-             c->opt.nesterov, c->opt.beta1, c->opt.beta2, c->opt.eps, pb_sched_names[c->opt.sched],
-             c->opt.step_epochs, c->opt.gamma, c->opt.warmup_steps, c->max_steps);
-}
-
-static void hex64(char out[17], uint64_t h) { snprintf(out, 17, "%016llx", (unsigned long long)h); }
-
-int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
-{
-    char model[2048], hidden[256] = "", train[512], ft[512], dense[4096];
-    const char *canon = c->config; /* the Lua model's description, if any */
-    if (c->arch)
-        snprintf(model, sizeof model, "%s", c->arch);
-    else
-        snprintf(model, sizeof model, "%s", canon ? canon : c->model);
-    for (int i = 0; i < c->nhidden; i++) {
-        size_t k = strlen(hidden);
-        snprintf(hidden + k, sizeof hidden - k, "%s%d", i ? "," : "", c->hidden[i]);
-    }
-    recipe_canon(train, sizeof train, &c->train);
-    recipe_canon(ft, sizeof ft, &c->finetune);
-    snprintf(dense, sizeof dense,
-             "pbdense/1|model=%s|width=%.17g|hidden=%s|dataset=%s|subset=%d|val=%d|seed=%ld|train=%s",
-             model, c->width, hidden, c->dataset, c->subset, c->val, c->seed, train);
-    hex64(c->dense_key, pb_hash64(dense, strlen(dense), PB_HASH_INIT));
-    size_t n = strlen(dense) + strlen(ft) + strlen(c->method) + strlen(c->label) +
-               (c->args_joined ? strlen(c->args_joined) : 0) + 256;
-    char *cfg = malloc(n);
-    if (!cfg)
-        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
-    snprintf(cfg, n, "pbcell/1|%s|method=%s|args=%s|sparsity=%.17g|finetune=%s|target=%.17g|label=%s",
-             dense + strlen("pbdense/1|"), c->method, c->args_joined ? c->args_joined : "", c->sparsity,
-             ft, c->target, c->label);
-    hex64(c->hash, pb_hash64(cfg, strlen(cfg), PB_HASH_INIT));
-    free(c->config);
-    c->config = cfg;
-    return PB_OK;
-}
-
-static void free_cell(pb_cell *c)
-{
-    free(c->config);
-    free(c->model);
-    free(c->arch);
-    free(c->dataset);
-    free(c->method);
-    free(c->label);
-    free(c->when);
-    for (int i = 0; i < c->nargs; i++)
-        free(c->args[i]);
-    free(c->args_joined);
-}
-
-void pb_lua_free_experiments(pb_experiment *exps, int nexp)
-{
-    for (int e = 0; exps && e < nexp; e++) {
-        for (int i = 0; i < exps[e].ncells; i++)
-            free_cell(&exps[e].cells[i]);
-        free(exps[e].cells);
-        for (int i = 0; i < exps[e].nplots; i++)
-            free(exps[e].plots[i]);
-        free(exps[e].plots);
-        free(exps[e].name);
-        free(exps[e].where);
-    }
-    free(exps);
-}
-
 static int read_experiments(lua_State *L, pb_experiment **out, int *nout, char *err, size_t errlen)
 {
     reader r = {.L = L, .rc = PB_OK, .err = err, .errlen = errlen};
@@ -783,7 +709,7 @@ static int read_experiments(lua_State *L, pb_experiment **out, int *nout, char *
                     break;
                 }
     if (r.rc != PB_OK) {
-        pb_lua_free_experiments(exps, n);
+        pb_cell_free_experiments(exps, n);
         return r.rc;
     }
     *out = exps;
@@ -831,24 +757,4 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
     }
     lua_settop(L, top);
     return rc;
-}
-
-void pb_cell_job(const pb_cell *c, pb_job *j)
-{
-    pb_job_defaults(j);
-    j->model = c->arch;
-    j->width = c->width;
-    j->hidden = c->nhidden ? c->hidden : NULL;
-    j->nhidden = c->nhidden;
-    j->proto = c->proto;
-    j->dataset = c->dataset;
-    j->subset = c->subset;
-    j->val = c->val;
-    j->train = c->train;
-    j->finetune = c->finetune;
-    j->method = c->method;
-    for (int i = 0; i < c->nargs; i++)
-        j->args[i] = c->args[i];
-    j->nargs = c->nargs;
-    j->sparsity = c->sparsity;
 }

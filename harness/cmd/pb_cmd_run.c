@@ -1,0 +1,164 @@
+/* `prunebench run` and `prunebench plot`. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pb_cmd.h"
+#include "exp/pb_cell.h"
+#include "exp/pb_lua.h"
+#include "exp/pb_plot.h"
+#include "exp/pb_run.h"
+#include "exp/pb_store.h"
+
+static void run_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n\n"
+            "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
+            "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
+            "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
+            "the script again resumes.\n\n"
+            "options:\n"
+            "  -j, --jobs N          worker processes (default 1)\n"
+            "  -o, --out DIR         results directory (default results)\n"
+            "      --fresh           discard earlier results and cached dense models of the experiment\n"
+            "      --retry-failed    run failed cells again\n"
+            "  -n, --dry-run         print the expanded cells and a cost estimate; train nothing\n"
+            "      --plugin-path DIR look for method plugins in DIR first\n"
+            "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"
+            "  -t, --threads T       threads per worker (default: cores / jobs)\n"
+            "      --no-plot         do not draw charts at the end\n"
+            "  -q, --quiet           no progress or log lines\n"
+            "  -h, --help            this help\n\n"
+            "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
+            "2 bad arguments or a script error (nothing trained).\n");
+}
+
+int pb_cmd_run(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"jobs", required_argument, 0, 'j'},     {"out", required_argument, 0, 'o'},
+        {"fresh", no_argument, 0, 1001},          {"dry-run", no_argument, 0, 'n'},
+        {"plugin-path", required_argument, 0, 1002}, {"data-dir", required_argument, 0, 1003},
+        {"threads", required_argument, 0, 't'},  {"retry-failed", no_argument, 0, 1004},
+        {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    pb_run_opts o = {.out_dir = "results", .jobs = 1};
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "j:o:nt:qh", longopts, NULL)) != -1) {
+        char *end;
+        switch (opt) {
+        case 'j':
+            o.jobs = (int)strtol(optarg, &end, 10);
+            if (*end || o.jobs < 1 || o.jobs > PB_RUN_MAX_JOBS) {
+                fprintf(stderr, "prunebench run: -j: '%s' is not an integer in [1, %d]\n", optarg, PB_RUN_MAX_JOBS);
+                return 2;
+            }
+            break;
+        case 't':
+            o.threads = (int)strtol(optarg, &end, 10);
+            if (*end || o.threads < 1 || o.threads > 256) {
+                fprintf(stderr, "prunebench run: --threads: '%s' is not an integer in [1, 256]\n", optarg);
+                return 2;
+            }
+            break;
+        case 'o': o.out_dir = optarg; break;
+        case 1001: o.fresh = 1; break;
+        case 'n': o.dry_run = 1; break;
+        case 1002: o.plugin_path = optarg; break;
+        case 1003: o.data_dir = optarg; break;
+        case 1004: o.retry_failed = 1; break;
+        case 1005: o.no_plot = 1; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': run_usage(stdout); return 0;
+        default: run_usage(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        run_usage(stderr);
+        return 2;
+    }
+    o.script = argv[optind];
+    char err[PB_ERRLEN] = "";
+    size_t n;
+    char *text = pb_store_read_text(o.script, &n);
+    if (!text) {
+        fprintf(stderr, "prunebench run: cannot read %s: %s\n", o.script, strerror(errno));
+        return 2;
+    }
+    pb_lua *L = NULL;
+    pb_experiment *exps = NULL;
+    int nexp = 0;
+    int rc = pb_lua_open(&L, o.plugin_path, o.data_dir, err, sizeof err);
+    if (rc == PB_OK)
+        rc = pb_lua_run(L, o.script, &exps, &nexp, err, sizeof err);
+    if (rc != PB_OK) {
+        fprintf(stderr, "%s\n", err);
+        free(text);
+        pb_lua_close(L);
+        return rc == PB_EUSAGE ? 2 : 1;
+    }
+    /* an unwritable output directory is reported before anything trains */
+    if (!o.dry_run) {
+        for (int e = 0; e < nexp && rc == PB_OK; e++) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
+            rc = pb_store_check_writable(dir, err, sizeof err);
+        }
+    }
+    int any_failed = 0;
+    for (int e = 0; e < nexp && rc == PB_OK; e++) {
+        pb_run_summary sum;
+        rc = pb_run_experiment(&o, &exps[e], text, &sum, err, sizeof err);
+        if (rc != PB_OK || o.dry_run)
+            continue;
+        any_failed |= sum.failed > 0;
+        if (!o.quiet) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
+            printf("experiment %s: %d cells (%d run now, %d from earlier runs), %d failed\n", exps[e].name,
+                   sum.total, sum.ran, sum.skipped, sum.failed);
+            printf("  results: %s/cells.csv  %s/curves.csv  %s/layers.csv\n", dir, dir, dir);
+            printf("  charts:  %s/plots/*.png (and .svg; .gp scripts beside them)\n", dir);
+            printf("  about the run: %s/metadata.txt\n", dir);
+        }
+    }
+    if (rc != PB_OK)
+        fprintf(stderr, "prunebench run: %s\n", err);
+    pb_cell_free_experiments(exps, nexp);
+    pb_lua_close(L);
+    free(text);
+    if (rc != PB_OK)
+        return rc == PB_EUSAGE ? 2 : 1;
+    return any_failed ? 1 : 0;
+}
+
+static void plot_usage(FILE *f)
+{
+    fprintf(f, "usage: prunebench plot DIR\n\n"
+               "Regenerates every chart of a results directory (results/<experiment>) from its\n"
+               "cells.csv, curves.csv and layers.csv alone: DIR/plots/NAME.{png,svg} with the\n"
+               "gnuplot script NAME.gp and its data NAME.dat beside each.\n");
+}
+
+int pb_cmd_plot(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        plot_usage(stdout);
+        return 0;
+    }
+    if (argc != 2 || argv[1][0] == '-') {
+        plot_usage(stderr);
+        return 2;
+    }
+    char err[PB_ERRLEN];
+    int rc = pb_plot_dir(argv[1], 1, err, sizeof err);
+    if (rc != PB_OK) {
+        fprintf(stderr, "prunebench plot: %s\n", err);
+        return rc == PB_EUSAGE ? 2 : 1;
+    }
+    return 0;
+}

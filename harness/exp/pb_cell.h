@@ -1,0 +1,63 @@
+/* pb_cell: one cell of an experiment matrix and the experiment that holds the
+ * cells — the canonical configuration string of a cell, its hash (the name of
+ * its result files) and the key of the dense model it starts from, and the
+ * pb_job a cell runs. The Lua reader (pb_lua) fills cells; the runner runs them. */
+#ifndef PB_CELL_H
+#define PB_CELL_H
+
+#include <stddef.h>
+
+#include "pb_job.h"
+#include "engine/pb_model.h"
+#include "engine/pb_train.h"
+
+/* One cell of an experiment matrix, fully resolved. Strings are owned by the
+ * experiment; proto is owned by the Lua state (alive until pb_lua_close). */
+typedef struct pb_cell {
+    char hash[17];            /* 16 hex digits of pb_hash64(config) */
+    char dense_key[17];       /* hash of what determines the trained dense model */
+    char *config;             /* the canonical configuration string */
+    char *model;              /* display name: "lenet300", "lenet300@w0.5", a Lua model's name */
+    char *arch;               /* named architecture for pb_job, or NULL with proto */
+    double width;
+    int hidden[PB_MAX_HIDDEN];
+    int nhidden;
+    const pb_model *proto;    /* a model defined in Lua, or NULL */
+    char *dataset;
+    int subset, val;
+    char *method, *label;
+    char *when;               /* "dense", "trained", "init", "training", "run" */
+    char *args[PB_JOB_MAX_ARGS];
+    int nargs;
+    char *args_joined;        /* "a=1 b=2" */
+    double sparsity;
+    long seed;
+    pb_train_cfg train, finetune;
+    double target;
+    /* for cost estimates */
+    double params, flops, train_flops_ex;   /* per example */
+    int ntrain;
+} pb_cell;
+
+typedef struct pb_experiment {
+    char *name;
+    char *where;              /* "script.lua:12" */
+    pb_cell *cells;
+    int ncells;
+    char **plots;
+    int nplots;
+} pb_experiment;
+
+/* Computes c->config (the canonical configuration string), c->hash and
+ * c->dense_key. On entry c->config may hold a Lua model's canonical
+ * description (it is replaced). The strings are stable across versions:
+ * results directories of earlier runs resume by these hashes. */
+int pb_cell_finish(pb_cell *c, char *err, size_t errlen);
+
+/* Fills a pb_job from a cell (paths and callbacks are left to the caller). */
+void pb_cell_job(const pb_cell *c, pb_job *j);
+
+/* Frees the experiments and their cells (not a cell's proto). NULL is allowed. */
+void pb_cell_free_experiments(pb_experiment *exps, int nexp);
+
+#endif

@@ -1,0 +1,519 @@
+/* pb_store: the result store of an experiment (layout in pb_store.h). */
+#include "pb_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+char *openblas_get_config(void);
+
+/* ------------------------------------------------- files and directories */
+
+int pb_store_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return pb_err(err, errlen, PB_EIO, "cannot create directory %s: %s", buf, strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return pb_err(err, errlen, PB_EIO, "%s is not a directory", path);
+    return PB_OK;
+}
+
+int pb_store_check_writable(const char *dir, char *err, size_t errlen)
+{
+    int rc = pb_store_mkdirs(dir, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.probe.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0)
+        return pb_err(err, errlen, PB_EIO, "cannot write to %s: %s", dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return PB_OK;
+}
+
+int pb_store_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+char *pb_store_read_text(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *s = malloc(cap);
+    while (s) {
+        len += fread(s + len, 1, cap - len - 1, f);
+        if (len + 1 < cap)
+            break;
+        char *p = realloc(s, cap *= 2);
+        if (!p) {
+            free(s);
+            s = NULL;
+        } else
+            s = p;
+    }
+    fclose(f);
+    if (s) {
+        s[len] = '\0';
+        if (n)
+            *n = len;
+    }
+    return s;
+}
+
+int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    int ok = fwrite(text, 1, n, f) == n;
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", path, strerror(e));
+    }
+    return PB_OK;
+}
+
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen)
+{
+    snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
+    return fopen(tmp, "w");
+}
+
+int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
+{
+    int ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f)
+        ok = (fclose(f) == 0) && ok;
+    if (ok && rename(tmp, path) == 0)
+        return PB_OK;
+    unlink(tmp);
+    return pb_err(err, errlen, PB_EIO, "cannot write %s", path);
+}
+
+static void clean_dir(const char *dir, int tmp_only)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[4400];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (tmp_only && !strstr(e->d_name, ".tmp"))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+void pb_store_clean(const pb_store *s, int tmp_only)
+{
+    clean_dir(s->cells, tmp_only);
+    clean_dir(s->dense, tmp_only);
+}
+
+int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
+{
+    *lockfd = -1;
+    int rc = pb_store_mkdirs(s->cells, err, errlen);
+    if (rc == PB_OK)
+        rc = pb_store_mkdirs(s->dense, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    char lock[4400];
+    snprintf(lock, sizeof lock, "%s/.lock", s->dir);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return pb_err(err, errlen, PB_EIO, "cannot write to %s: %s", s->dir, strerror(errno));
+    *lockfd = fd; /* closed by the caller even when another run holds the lock */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return pb_err(err, errlen, PB_EUSAGE, "another prunebench run is using %s", s->dir);
+    return PB_OK;
+}
+
+/* ---------------------------------------------------------------- build */
+
+static void git_revision(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown");
+    char cmd[4600];
+    char src[4096];
+    snprintf(src, sizeof src, "%s", PB_SRC_LUADIR);
+    char *slash = strrchr(src, '/');
+    if (slash)
+        *slash = '\0';
+    if (!pb_store_exists(src))
+        return;
+    snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", src);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return;
+    char line[128] = "";
+    if (fgets(line, sizeof line, p) && strlen(line) >= 40) {
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(buf, n, "%s", line);
+    }
+    pclose(p);
+    if (!strcmp(buf, "unknown"))
+        return;
+    snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", src);
+    if ((p = popen(cmd, "r"))) {
+        if (fgets(line, sizeof line, p)) {
+            size_t k = strlen(buf);
+            snprintf(buf + k, n - k, "-dirty");
+        }
+        pclose(p);
+    }
+}
+
+/* Asked of git once per process: a run is one process. */
+void pb_store_build(const char **rev, const char **build)
+{
+    static char r[128], b[192];
+    if (!r[0]) {
+        git_revision(r, sizeof r);
+        snprintf(b, sizeof b, "%s+%s", PACKAGE_VERSION, r);
+    }
+    *rev = r;
+    *build = b;
+}
+
+void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x)
+{
+    memset(s, 0, sizeof *s);
+    s->x = x;
+    pb_store_build(&s->rev, &s->build);
+    snprintf(s->dir, sizeof s->dir, "%s/%s", out_dir, x->name);
+    snprintf(s->cells, sizeof s->cells, "%s/cells", s->dir);
+    snprintf(s->dense, sizeof s->dense, "%s/dense", s->dir);
+}
+
+/* ---------------------------------------------------------------- cells */
+
+void pb_store_cell_path(const pb_store *s, const pb_cell *c, const char *suffix, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s%s", s->cells, c->hash, suffix);
+}
+
+void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s.pb", s->dense, c->dense_key);
+}
+
+int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
+                        double *acc)
+{
+    char path[4400];
+    pb_store_cell_path(s, c, ".row", path, sizeof path);
+    char *text = pb_store_read_text(path, NULL);
+    if (!text)
+        return PB_EIO;
+    char *fields[64];
+    int nf = pb_csv_split(text, fields, 64);
+    int rc = nf >= 11 ? PB_OK : PB_EIO;
+    if (rc == PB_OK) {
+        snprintf(status, sn, "%s", fields[8]);
+        snprintf(reason, rn, "%s", fields[9]);
+        *acc = fields[10][0] ? strtod(fields[10], NULL) : NAN;
+    }
+    free(text);
+    return rc;
+}
+
+void pb_store_last_log_line(const pb_store *s, const pb_cell *c, char *buf, size_t n)
+{
+    char path[4400];
+    pb_store_cell_path(s, c, ".log", path, sizeof path);
+    buf[0] = '\0';
+    char *text = pb_store_read_text(path, NULL);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '\n')
+        text[--len] = '\0';
+    char *last = strrchr(text, '\n');
+    snprintf(buf, n, "%s", last ? last + 1 : text);
+    free(text);
+}
+
+/* ----------------------------------------------------------------- rows */
+
+static void row_prefix(pb_csv_row *r, const pb_experiment *x, const pb_cell *c)
+{
+    pb_csv_str(r, x->name);
+    pb_csv_str(r, c->hash);
+    pb_csv_str(r, c->model);
+    pb_csv_str(r, c->dataset);
+    pb_csv_str(r, c->method);
+    pb_csv_str(r, c->label);
+    pb_csv_num(r, c->sparsity);
+    pb_csv_int(r, c->seed);
+}
+
+int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
+                      const pb_job_result *res, const char *build)
+{
+    pb_csv_row_init(r);
+    row_prefix(r, x, c);
+    pb_csv_str(r, res ? "ok" : "failed");
+    pb_csv_str(r, reason);
+    if (res) {
+        double fd = res->flops_dense_orig > 0 ? res->flops_dense_orig : res->flops_dense;
+        pb_csv_num(r, res->test_acc);
+        pb_csv_num(r, res->test_loss);
+        pb_csv_int(r, (long long)res->params);
+        pb_csv_int(r, (long long)res->nonzero);
+        pb_csv_num(r, res->nonzero ? (double)res->params / (double)res->nonzero : INFINITY);
+        pb_csv_num(r, fd);
+        pb_csv_num(r, res->flops_eff);
+        pb_csv_num(r, res->flops_eff > 0 ? fd / res->flops_eff : INFINITY);
+        pb_csv_num(r, res->wall_s);
+        pb_csv_num(r, res->train_flops);
+        if (res->time_to_target_s >= 0)
+            pb_csv_num(r, res->time_to_target_s);
+        else
+            pb_csv_empty(r);
+    } else {
+        for (int i = 0; i < 11; i++)
+            pb_csv_empty(r);
+    }
+    pb_csv_num(r, c->width);
+    if (res)
+        pb_csv_int(r, res->dense_from_cache);
+    else
+        pb_csv_empty(r);
+    pb_csv_str(r, c->dense_key);
+    pb_csv_str(r, c->args_joined);
+    pb_csv_int(r, c->train.epochs);
+    pb_csv_int(r, c->finetune.epochs);
+    if (res) {
+        pb_csv_int(r, (long long)res->prunable);
+        pb_csv_int(r, (long long)res->prunable_nonzero);
+        pb_csv_num(r, res->sparsity);
+    } else {
+        for (int i = 0; i < 3; i++)
+            pb_csv_empty(r);
+    }
+    pb_csv_str(r, build);
+    return pb_csv_end(r);
+}
+
+int pb_store_curve_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_curve_rec *rec)
+{
+    pb_csv_row_init(r);
+    pb_csv_str(r, x->name);
+    pb_csv_str(r, c->hash);
+    pb_csv_str(r, rec->phase);
+    pb_csv_int(r, rec->index);
+    pb_csv_int(r, rec->step);
+    pb_csv_num(r, rec->wall_s);
+    pb_csv_num(r, rec->train_flops);
+    pb_csv_num(r, rec->sparsity);
+    pb_csv_num(r, rec->test_acc);
+    pb_csv_num(r, rec->test_loss);
+    return pb_csv_end(r);
+}
+
+int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_job_result *res)
+{
+    pb_csv_row_init(r);
+    for (int i = 0; i < res->nlayers; i++) {
+        const pb_layer_stat *s = &res->layers[i];
+        pb_csv_str(r, x->name);
+        pb_csv_str(r, c->hash);
+        pb_csv_str(r, s->name);
+        pb_csv_int(r, (long long)s->n);
+        pb_csv_int(r, (long long)s->nonzero);
+        pb_csv_num(r, s->n ? 1.0 - (double)s->nonzero / (double)s->n : 0);
+        pb_csv_end(r);
+        r->nfields = 0;
+    }
+    return r->oom ? PB_ENOMEM : PB_OK;
+}
+
+/* ------------------------------------------------------ the CSV files */
+
+static int concat_files(const pb_store *s, const char *name, const char *suffix,
+                        const char *const *cols, char *err, size_t errlen)
+{
+    char path[4400], tmp[4500], part[4400];
+    snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    FILE *f = pb_store_open_tmp(path, tmp, sizeof tmp);
+    if (!f)
+        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+    pb_csv_header(f, cols);
+    for (int i = 0; i < s->x->ncells; i++) {
+        pb_store_cell_path(s, &s->x->cells[i], suffix, part, sizeof part);
+        size_t n;
+        char *text = pb_store_read_text(part, &n);
+        if (text) {
+            fwrite(text, 1, n, f);
+            free(text);
+        }
+    }
+    return pb_store_commit(f, tmp, path, err, errlen);
+}
+
+int pb_store_regenerate(const pb_store *s, char *err, size_t errlen)
+{
+    int rc = concat_files(s, "cells.csv", ".row", pb_csv_cells_cols, err, errlen);
+    if (rc == PB_OK)
+        rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, err, errlen);
+    if (rc == PB_OK)
+        rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, err, errlen);
+    return rc;
+}
+
+/* ------------------------------------------------------------- metadata */
+
+#define META_HEAD "# prunebench metadata: one block per run of the experiment, oldest first " \
+                  "(--fresh starts the history over);\n# the script text of the latest run at the end."
+#define META_SCRIPT "--- script text ---\n"
+
+/* The value of "key: value" in text (up to the line's end), or "?" */
+static void meta_value(const char *text, const char *key, char *buf, size_t n)
+{
+    size_t k = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, key, k) && p[k] == ':' && p[k + 1] == ' ') {
+            snprintf(buf, n, "%.*s", (int)strcspn(p + k + 2, "\n"), p + k + 2);
+            return;
+        }
+    snprintf(buf, n, "?");
+}
+
+/* The earlier runs of metadata.txt as text to keep (malloc'd; NULL if none),
+ * and their number. A file from before the history becomes run 1. */
+static char *earlier_runs(const char *path, int *nruns)
+{
+    *nruns = 0;
+    char *old = pb_store_read_text(path, NULL);
+    if (!old)
+        return NULL;
+    char *sep = strstr(old, META_SCRIPT);
+    if (sep)
+        *sep = '\0';
+    size_t len = strlen(old);
+    while (len && old[len - 1] == '\n')
+        old[--len] = '\0';
+    if (!len) {
+        free(old);
+        return NULL;
+    }
+    int k;
+    for (const char *p = old; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (sscanf(p, "run %d:", &k) == 1)
+            (*nruns)++;
+    if (*nruns > 0)
+        return old;
+    char date[64], rev[128];
+    meta_value(old, "date", date, sizeof date);
+    meta_value(old, "git_revision", rev, sizeof rev);
+    size_t n = len + sizeof META_HEAD + 256;
+    char *text = malloc(n);
+    if (text)
+        snprintf(text, n, "%s\n\nrun 1: %s, %s\n%s", META_HEAD, date, rev, old);
+    free(old);
+    *nruns = text ? 1 : 0;
+    return text;
+}
+
+int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *err, size_t errlen)
+{
+    const char *script_text = run->script_text;
+    char date[64], host[512];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S%z", localtime_r(&now, &tm));
+    struct utsname u;
+    if (uname(&u) == 0)
+        snprintf(host, sizeof host, "%s (%s %s %s)", u.nodename, u.sysname, u.release, u.machine);
+    else
+        snprintf(host, sizeof host, "unknown");
+    const char *blas = openblas_get_config();
+    char path[4400];
+    snprintf(path, sizeof path, "%s/metadata.txt", s->dir);
+    int nruns = 0;
+    char *old = run->fresh ? NULL : earlier_runs(path, &nruns);
+    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
+    char *text = malloc(n);
+    if (!text) {
+        free(old);
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    }
+    int k = snprintf(text, n,
+                     "%s\n\n"
+                     "run %d: %s, %s\n"
+                     "prunebench_version: %s\n"
+                     "git_revision: %s\n"
+                     "build: %s\n"
+                     "openblas_config: %s\n"
+                     "openblas_threads_per_worker: %d\n"
+                     "workers: %d\n"
+                     "host: %s\n"
+                     "cores: %ld\n"
+                     "date: %s\n"
+                     "experiment: %s\n"
+                     "declared_at: %s\n"
+                     "cells: %d\n"
+                     "cells_finished_before: %d\n"
+                     "script: %s\n"
+                     "\n" META_SCRIPT "%s",
+                     old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
+                     blas ? blas : "unknown", run->threads, run->workers, host, sysconf(_SC_NPROCESSORS_ONLN), date,
+                     s->x->name, s->x->where, s->x->ncells, run->finished, run->script, script_text);
+    free(old);
+    int rc = pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
+    if (rc == PB_OK) {
+        snprintf(path, sizeof path, "%s/script.lua", s->dir);
+        rc = pb_store_write_atomic(path, script_text, strlen(script_text), err, errlen);
+    }
+    if (rc == PB_OK) {
+        /* the charts the script asked for, for `prunebench plot` */
+        size_t len = 0;
+        text[0] = '\0';
+        for (int i = 0; i < s->x->nplots; i++)
+            len += (size_t)snprintf(text + len, n - len, "%s\n", s->x->plots[i]);
+        snprintf(path, sizeof path, "%s/plots.list", s->dir);
+        rc = pb_store_write_atomic(path, text, len, err, errlen);
+    }
+    free(text);
+    return rc;
+}

@@ -1,0 +1,106 @@
+/* pb_store: the result store of one experiment — the per-cell files, their
+ * rows, and the files regenerated from them.
+ *
+ * Layout under OUT/<experiment>/:
+ *   cells/<hash>.row      one finished cell: its cells.csv row (written last, atomically)
+ *   cells/<hash>.curves   its curves.csv rows;  cells/<hash>.layers  its layers.csv rows
+ *   cells/<hash>.log      the worker's log (stderr)
+ *   dense/<key>.pb        trained dense models shared by the cells that start from one
+ *   cells.csv curves.csv layers.csv   regenerated from cells/ in matrix order
+ *   metadata.txt script.lua plots.list   one block per run and the latest script,
+ *                         the script, the charts it asked for (plots/ is pb_plot's) */
+#ifndef PB_STORE_H
+#define PB_STORE_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "pb_cell.h"
+#include "pb_csv.h"
+#include "pb_job.h"
+
+typedef struct pb_store {
+    const pb_experiment *x;
+    char dir[4096];            /* OUT/<experiment> */
+    char cells[4200];          /* dir/cells */
+    char dense[4200];          /* dir/dense */
+    const char *rev, *build;   /* git revision and build of this program (pb_store_build) */
+} pb_store;
+
+/* The store of experiment x under out_dir; touches no file. */
+void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x);
+
+/* The git revision of the source tree and the build string (version+revision)
+ * of this program, asked of git once per process. */
+void pb_store_build(const char **rev, const char **build);
+
+/* ---- files and directories ---- */
+
+/* Creates path and its parents. */
+int pb_store_mkdirs(const char *path, char *err, size_t errlen);
+/* Creates dir and checks that a file can be created in it. */
+int pb_store_check_writable(const char *dir, char *err, size_t errlen);
+int pb_store_exists(const char *path);
+/* The whole file, NUL-terminated (malloc'd), its length in *n (may be NULL);
+ * NULL if it cannot be read. */
+char *pb_store_read_text(const char *path, size_t *n);
+/* Writes path through a temporary file and rename(): readers see the old file
+ * or the new one, never a part. */
+int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen);
+/* The same for a file written bit by bit: open writes tmp (path.tmp.<pid>),
+ * commit flushes, syncs, closes f and renames tmp to path (f may be NULL: the
+ * open failed). On failure tmp is removed. */
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen);
+int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen);
+
+/* Creates cells/ and dense/ and takes the experiment's lock (held while *lockfd
+ * stays open): two runs must not write one directory. */
+int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen);
+/* Removes the files of cells/ and dense/, or only the temporary files of
+ * workers killed mid-write if tmp_only. */
+void pb_store_clean(const pb_store *s, int tmp_only);
+
+/* ---- the cells ---- */
+
+/* cells/<hash><suffix> of a cell (suffix ".row", ".curves", ".layers", ".log"). */
+void pb_store_cell_path(const pb_store *s, const pb_cell *c, const char *suffix, char *buf, size_t n);
+/* dense/<dense_key>.pb of a cell. */
+void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t n);
+/* The status ("ok" or "failed"), reason and test accuracy of a cell's row
+ * file; PB_EIO if it has none (or an unreadable one). */
+int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
+                        double *acc);
+/* The last line of a cell's log ("" if none). */
+void pb_store_last_log_line(const pb_store *s, const pb_cell *c, char *buf, size_t n);
+
+/* The rows (columns: pb_csv_*_cols). Each initializes r; the caller frees it. */
+/* The cells.csv row of a cell: res NULL for a failed cell, with reason; build
+ * names the prunebench that ran it (not part of the cell's hash, so a new build
+ * resumes). */
+int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
+                      const pb_job_result *res, const char *build);
+/* One curves.csv row. */
+int pb_store_curve_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_curve_rec *rec);
+/* The layers.csv rows of a finished cell, one per layer. */
+int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_job_result *res);
+
+/* ---- the experiment's files ---- */
+
+/* cells.csv, curves.csv and layers.csv from the per-cell files, in matrix order:
+ * a cell appears once whatever happened to earlier runs. */
+int pb_store_regenerate(const pb_store *s, char *err, size_t errlen);
+
+/* What metadata.txt says of a run besides the experiment. */
+typedef struct pb_store_run {
+    const char *script;        /* its path */
+    const char *script_text;
+    int workers, threads;      /* worker processes; OpenBLAS threads per worker */
+    int fresh;                 /* 1: the history of earlier runs starts over */
+    int finished;              /* cells earlier runs had recorded */
+} pb_store_run;
+
+/* metadata.txt (the earlier runs' blocks, this run's block, the script text),
+ * script.lua and plots.list. */
+int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *err, size_t errlen);
+
+#endif
