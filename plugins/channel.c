@@ -17,7 +17,7 @@
  * All norms are computed on the model as given, before any removal (Li et
  * al.'s "independent" strategy): removing a layer's inputs does not re-rank
  * its units. Ties keep the lower unit index. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,8 +51,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 typedef struct unit {
     double score;
@@ -199,22 +197,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "channel",
-        .description = "Structured: remove the fraction s of conv filters / dense neurons with the smallest L1/L2 norm",
-        .kind = PB_KIND_STRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "channel",
+    .description = "Structured: remove the fraction s of conv filters / dense neurons with the smallest L1/L2 norm",
+    .kind = PB_KIND_STRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

@@ -10,7 +10,7 @@
  *
  * Weights already pruned (mask 0) stay pruned and are not counted as kept;
  * ties in |w| keep the lower index (across layers: the earlier layer). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,8 +37,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -283,22 +281,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return PB_PLUGIN_OK;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "global_magnitude",
-        .description = "Global MP: zero the s*N smallest |w| over all layers; optional MT per-layer floor",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "global_magnitude",
+    .description = "Global MP: zero the s*N smallest |w| over all layers; optional MT per-layer floor",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

@@ -11,7 +11,7 @@
  * s_f is the run's target sparsity. ABI 1.0 hands it to a plugin only through
  * prune(), so here prune() records it and prunes nothing; the host must call
  * it before training (after_step fails with a clear message otherwise). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -61,8 +61,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* Records the target sparsity; the schedule prunes during training. */
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
@@ -131,23 +129,13 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
     return PB_PLUGIN_OK;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "gradual",
-        .description = "Gradual magnitude pruning (Zhu & Gupta 2017): cubic sparsity schedule during training",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINING,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-        .after_step = after_step,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "gradual",
+    .description = "Gradual magnitude pruning (Zhu & Gupta 2017): cubic sparsity schedule during training",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINING,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune,
+    .after_step = after_step)

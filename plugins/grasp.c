@@ -11,7 +11,7 @@
  * highest w*Hg, so w*Hg is what goes to mask_topk (which keeps the highest).
  * The reference code's division by |sum of scores| does not change the ranking
  * and is skipped. Weights already pruned (mask 0) stay pruned. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -45,8 +45,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
@@ -107,22 +105,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "grasp",
-        .description = "GraSP at initialization: remove the s*N weights with the highest -w*Hg (gradient flow)",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "grasp",
+    .description = "GraSP at initialization: remove the s*N weights with the highest -w*Hg (gradient flow)",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

@@ -27,7 +27,7 @@
  * ticket's per-tensor kept counts, weights rewound to the same point as the
  * ticket (initialization, or step k with late rewinding), so the control
  * differs from the ticket only in which weights are kept. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,8 +82,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
 {
@@ -362,23 +360,13 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "lottery",
-        .description = "Lottery tickets: iterative magnitude pruning per layer with rewinding; reinit/random controls",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_RUN,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .run = run,
-        .after_step = after_step,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "lottery",
+    .description = "Lottery tickets: iterative magnitude pruning per layer with rewinding; reinit/random controls",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_RUN,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .run = run,
+    .after_step = after_step)

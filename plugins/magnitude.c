@@ -1,6 +1,6 @@
 /* magnitude: layerwise magnitude pruning — in each layer zero the fraction s of
  * weights with the smallest |w| (ties: the lower index is kept). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 
 static const pb_param_spec params[] = {
@@ -15,20 +15,10 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return h->mask_magnitude(c, sparsity, 1, 0);
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "magnitude",
-        .description = "Layerwise magnitude pruning: in each layer zero the fraction s with smallest |w|",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "magnitude",
+    .description = "Layerwise magnitude pruning: in each layer zero the fraction s with smallest |w|",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .prune = prune)

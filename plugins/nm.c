@@ -8,7 +8,7 @@
  * keeps round(n*len/m) of them, rounding halves up. Weights already pruned
  * (mask 0) stay pruned and count against their group's n. The run's sparsity
  * argument is ignored: the pattern defines it (1 - n/m), and both are logged. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,8 +47,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* Wanda statistics: per tensor, the sum over calibration rows of x_j^2. */
 typedef struct calib {
@@ -188,22 +186,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "nm",
-        .description = "N:M sparsity: keep the n highest-scoring (|w| or Wanda) of every m consecutive inputs",
-        .kind = PB_KIND_SEMISTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "nm",
+    .description = "N:M sparsity: keep the n highest-scoring (|w| or Wanda) of every m consecutive inputs",
+    .kind = PB_KIND_SEMISTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

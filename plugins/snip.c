@@ -5,7 +5,7 @@
  *
  * The paper normalises the scores by their sum; that does not change the
  * ranking and is skipped. Weights already pruned (mask 0) stay pruned. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,8 +34,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     return PB_PLUGIN_OK;
 }
 
-static void destroy(void *p) { free(p); }
-
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
@@ -61,22 +59,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return h->mask_topk(c, scores, sparsity, 0, 0);
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "snip",
-        .description = "SNIP at initialization: keep the top (1-s)*N of |dL/dw * w| over all layers",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "snip",
+    .description = "SNIP at initialization: keep the top (1-s)*N of |dL/dw * w| over all layers",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

@@ -20,7 +20,7 @@
  * shortcuts (paths of different lengths) make the scaled ranking an
  * approximation; the log says when scaling was used. If no k gives a finite R
  * the prune fails and says so. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,8 +49,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 enum { EVAL_OK = 0, EVAL_OVERFLOW, EVAL_UNDERFLOW };
 
@@ -173,22 +171,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "synflow",
-        .description = "SynFlow, data-free: iteratively keep the top |dR/dw * w| of R = sum of outputs on |w|, all-ones input",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "synflow",
+    .description = "SynFlow, data-free: iteratively keep the top |dR/dw * w| of R = sum of outputs on |w|, all-ones input",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)
