@@ -30,11 +30,11 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc = pb_state_new(h, c, sizeof(state), out);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->mt = args[ARG_MT];
-    *out = st;
     return PB_PLUGIN_OK;
 }
 
@@ -193,11 +193,9 @@ static int spread(layer *L, int nw, size_t K)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity <= 1))
-        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_TO_1)))
+        return rc;
     layer *L = calloc((size_t)nw, sizeof *L);
     if (!L)
         return h->fail(c, "out of memory");

@@ -14,7 +14,6 @@
 #include <prunebench/plugin_util.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 enum { ARG_SI, ARG_START, ARG_END, ARG_DT, ARG_TOTAL };
 
@@ -45,20 +44,20 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, mask_magnitude)) != PB_PLUGIN_OK)
+        return rc;
     if (args[ARG_END] < args[ARG_START])
         return h->fail(c, "end=%g is before start=%g", args[ARG_END], args[ARG_START]);
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    if ((rc = pb_state_new(h, c, sizeof(state), out)) != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->si = args[ARG_SI];
     st->start = args[ARG_START];
     st->end = args[ARG_END];
     st->dt = (long)args[ARG_DT];
     st->total = (long)args[ARG_TOTAL];
     st->last_k = -1;
-    *out = st;
     return PB_PLUGIN_OK;
 }
 
@@ -66,8 +65,9 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
     if (sparsity < st->si)
         return h->fail(c, "target sparsity %g is below initial_sparsity %g", sparsity, st->si);
     st->sf = sparsity;

@@ -20,7 +20,6 @@
 #include <prunebench/plugin_util.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 enum { ARG_ALPHA, ARG_KP, ARG_RAMP, ARG_TOTAL };
 
@@ -48,16 +47,14 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, mask_magnitude)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->alpha = args[ARG_ALPHA];
     st->kp = args[ARG_KP];
     st->ramp = args[ARG_RAMP] < args[ARG_KP] ? args[ARG_RAMP] : args[ARG_KP];
     st->total = (long)args[ARG_TOTAL];
-    *out = st;
     return PB_PLUGIN_OK;
 }
 
@@ -65,8 +62,9 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
     st->s = sparsity;
     st->have_s = 1;
     return PB_PLUGIN_OK;

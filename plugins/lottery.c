@@ -65,13 +65,13 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, train) || !PB_HOST_HAS(h, evaluate) || !PB_HOST_HAS(h, snapshot) ||
-        !PB_HOST_HAS(h, rewind) || !PB_HOST_HAS(h, reinit) || !PB_HOST_HAS(h, record))
-        return h->fail(c, "the host lacks the training functions (train, evaluate, snapshot, "
-                          "rewind, reinit, record)");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, train)) || (rc = PB_NEED_HOST(h, c, evaluate)) ||
+        (rc = PB_NEED_HOST(h, c, snapshot)) || (rc = PB_NEED_HOST(h, c, rewind)) ||
+        (rc = PB_NEED_HOST(h, c, reinit)) || (rc = PB_NEED_HOST(h, c, record)) ||
+        (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->rate = args[ARG_RATE];
     st->rate_conv = args[ARG_RATE_CONV];
     st->rate_output = args[ARG_RATE_OUTPUT];
@@ -79,7 +79,6 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     st->epochs = (int)args[ARG_EPOCHS];
     st->rewind_step = (long)args[ARG_REWIND_STEP];
     st->control = (int)args[ARG_CONTROL];
-    *out = st;
     return PB_PLUGIN_OK;
 }
 
@@ -243,11 +242,9 @@ static int train_and_record(const pb_host *h, pb_ctx *c, const state *st, int ro
 static int run(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1)))
+        return rc;
     tensor *T = calloc((size_t)nw, sizeof *T);
     if (!T)
         return h->fail(c, "out of memory");

@@ -2,7 +2,6 @@
  * weights with the smallest |w| (ties: the lower index is kept). */
 #include <prunebench/plugin_util.h>
 
-
 static const pb_param_spec params[] = {
     {.name = NULL},
 };
@@ -10,9 +9,8 @@ static const pb_param_spec params[] = {
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     (void)p;
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
-    return h->mask_magnitude(c, sparsity, 1, 0);
+    int rc = PB_NEED_HOST(h, c, mask_magnitude);
+    return rc != PB_PLUGIN_OK ? rc : h->mask_magnitude(c, sparsity, 1, 0);
 }
 
 PB_PLUGIN_DEFINE(

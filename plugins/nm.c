@@ -38,13 +38,13 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     int n = (int)args[ARG_N], m = (int)args[ARG_M];
     if (n > m)
         return h->fail(c, "n=%d is larger than m=%d (a group of m weights cannot keep n)", n, m);
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc = pb_state_new(h, c, sizeof(state), out);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->n = n;
     st->m = m;
     st->score = (int)args[ARG_SCORE];
-    *out = st;
     return PB_PLUGIN_OK;
 }
 

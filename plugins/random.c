@@ -2,8 +2,6 @@
  * in each layer — the control every comparison needs. */
 #include <prunebench/plugin_util.h>
 
-#include <stdlib.h>
-
 enum { ARG_SCOPE };
 
 static const pb_param_spec params[] = {
@@ -18,13 +16,11 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks scores()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, scores)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->scope = args[ARG_SCOPE] != 0;
-    *out = st;
     return PB_PLUGIN_OK;
 }
 
