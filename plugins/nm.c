@@ -194,4 +194,5 @@ PB_PLUGIN_DEFINE(
     .params = params,
     .create = create,
     .destroy = pb_state_free,
-    .prune = prune)
+    .prune = prune,
+    .needs = PB_NEEDS_CALIBRATION) /* only score=wanda calibrates, but needs are per plugin, not per argument */
