@@ -17,7 +17,7 @@
  * All norms are computed on the model as given, before any removal (Li et
  * al.'s "independent" strategy): removing a layer's inputs does not re-rank
  * its units. Ties keep the lower unit index. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,18 +41,14 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, remove_units))
-        return h->fail(c, "the host lacks remove_units()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, remove_units)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->norm = (int)args[ARG_NORM];
     st->scope = (int)args[ARG_SCOPE];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 typedef struct unit {
     double score;
@@ -89,11 +85,9 @@ static size_t total_weights(const pb_host *h, pb_ctx *c, int nw)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1)))
+        return rc;
     int nt = nw - 1; /* the output layer is left alone */
     if (nt == 0) {
         h->log(c, "only one prunable tensor (the output layer); nothing to remove");
@@ -199,22 +193,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "channel",
-        .description = "Structured: remove the fraction s of conv filters / dense neurons with the smallest L1/L2 norm",
-        .kind = PB_KIND_STRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "channel",
+    .description = "Structured: remove the fraction s of conv filters / dense neurons with the smallest L1/L2 norm",
+    .kind = PB_KIND_STRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

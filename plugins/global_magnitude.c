@@ -10,7 +10,7 @@
  *
  * Weights already pruned (mask 0) stay pruned and are not counted as kept;
  * ties in |w| keep the lower index (across layers: the earlier layer). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,15 +30,13 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc = pb_state_new(h, c, sizeof(state), out);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->mt = args[ARG_MT];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -195,11 +193,9 @@ static int spread(layer *L, int nw, size_t K)
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity <= 1))
-        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_TO_1)))
+        return rc;
     layer *L = calloc((size_t)nw, sizeof *L);
     if (!L)
         return h->fail(c, "out of memory");
@@ -283,22 +279,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return PB_PLUGIN_OK;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "global_magnitude",
-        .description = "Global MP: zero the s*N smallest |w| over all layers; optional MT per-layer floor",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "global_magnitude",
+    .description = "Global MP: zero the s*N smallest |w| over all layers; optional MT per-layer floor",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

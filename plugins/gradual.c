@@ -11,10 +11,9 @@
  * s_f is the run's target sparsity. ABI 1.0 hands it to a plugin only through
  * prune(), so here prune() records it and prunes nothing; the host must call
  * it before training (after_step fails with a clear message otherwise). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 enum { ARG_SI, ARG_START, ARG_END, ARG_DT, ARG_TOTAL };
 
@@ -45,31 +44,30 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, mask_magnitude)) != PB_PLUGIN_OK)
+        return rc;
     if (args[ARG_END] < args[ARG_START])
         return h->fail(c, "end=%g is before start=%g", args[ARG_END], args[ARG_START]);
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    if ((rc = pb_state_new(h, c, sizeof(state), out)) != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->si = args[ARG_SI];
     st->start = args[ARG_START];
     st->end = args[ARG_END];
     st->dt = (long)args[ARG_DT];
     st->total = (long)args[ARG_TOTAL];
     st->last_k = -1;
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* Records the target sparsity; the schedule prunes during training. */
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
     if (sparsity < st->si)
         return h->fail(c, "target sparsity %g is below initial_sparsity %g", sparsity, st->si);
     st->sf = sparsity;
@@ -131,23 +129,13 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
     return PB_PLUGIN_OK;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "gradual",
-        .description = "Gradual magnitude pruning (Zhu & Gupta 2017): cubic sparsity schedule during training",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINING,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-        .after_step = after_step,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "gradual",
+    .description = "Gradual magnitude pruning (Zhu & Gupta 2017): cubic sparsity schedule during training",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINING,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune,
+    .after_step = after_step)

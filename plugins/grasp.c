@@ -11,7 +11,7 @@
  * highest w*Hg, so w*Hg is what goes to mask_topk (which keeps the highest).
  * The reference code's division by |sum of scores| does not change the ranking
  * and is skipped. Weights already pruned (mask 0) stay pruned. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,28 +34,23 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, hvp) || !PB_HOST_HAS(h, mask_topk) ||
-        !PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks grad(), hvp(), mask_topk() or scores()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, grad)) || (rc = PB_NEED_HOST(h, c, hvp)) ||
+        (rc = PB_NEED_HOST(h, c, mask_topk)) || (rc = PB_NEED_HOST(h, c, scores)) ||
+        (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->examples = (int)args[ARG_EXAMPLES];
     st->temperature = args[ARG_TEMPERATURE];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity <= 1))
-        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_TO_1)))
+        return rc;
     double loss = 0;
     if ((rc = h->grad(c, st->examples, st->temperature, &loss)) != PB_PLUGIN_OK)
         return rc;
@@ -107,22 +102,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "grasp",
-        .description = "GraSP at initialization: remove the s*N weights with the highest -w*Hg (gradient flow)",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "grasp",
+    .description = "GraSP at initialization: remove the s*N weights with the highest -w*Hg (gradient flow)",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

@@ -17,10 +17,9 @@
  * s is the run's target sparsity. ABI 1.0 hands it to a plugin only through
  * prune(), so here prune() records it and prunes nothing; the host must call
  * it before training (after_step fails with a clear message otherwise). */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 enum { ARG_ALPHA, ARG_KP, ARG_RAMP, ARG_TOTAL };
 
@@ -48,27 +47,24 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, mask_magnitude)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->alpha = args[ARG_ALPHA];
     st->kp = args[ARG_KP];
     st->ramp = args[ARG_RAMP] < args[ARG_KP] ? args[ARG_RAMP] : args[ARG_KP];
     st->total = (long)args[ARG_TOTAL];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* Records the target sparsity; shrinking happens during training. */
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
     st->s = sparsity;
     st->have_s = 1;
     return PB_PLUGIN_OK;
@@ -198,23 +194,13 @@ static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
     return PB_PLUGIN_OK;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "iss_p",
-        .description = "ISS-P: each step shrink the smallest-|w| fraction of every layer by alpha; hard mask at K_p",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINING,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-        .after_step = after_step,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "iss_p",
+    .description = "ISS-P: each step shrink the smallest-|w| fraction of every layer by alpha; hard mask at K_p",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINING,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune,
+    .after_step = after_step)

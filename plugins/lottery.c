@@ -27,7 +27,7 @@
  * ticket's per-tensor kept counts, weights rewound to the same point as the
  * ticket (initialization, or step k with late rewinding), so the control
  * differs from the ticket only in which weights are kept. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -65,13 +65,13 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, train) || !PB_HOST_HAS(h, evaluate) || !PB_HOST_HAS(h, snapshot) ||
-        !PB_HOST_HAS(h, rewind) || !PB_HOST_HAS(h, reinit) || !PB_HOST_HAS(h, record))
-        return h->fail(c, "the host lacks the training functions (train, evaluate, snapshot, "
-                          "rewind, reinit, record)");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, train)) || (rc = PB_NEED_HOST(h, c, evaluate)) ||
+        (rc = PB_NEED_HOST(h, c, snapshot)) || (rc = PB_NEED_HOST(h, c, rewind)) ||
+        (rc = PB_NEED_HOST(h, c, reinit)) || (rc = PB_NEED_HOST(h, c, record)) ||
+        (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->rate = args[ARG_RATE];
     st->rate_conv = args[ARG_RATE_CONV];
     st->rate_output = args[ARG_RATE_OUTPUT];
@@ -79,11 +79,8 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     st->epochs = (int)args[ARG_EPOCHS];
     st->rewind_step = (long)args[ARG_REWIND_STEP];
     st->control = (int)args[ARG_CONTROL];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int after_step(void *p, const pb_host *h, pb_ctx *c, long step)
 {
@@ -245,11 +242,9 @@ static int train_and_record(const pb_host *h, pb_ctx *c, const state *st, int ro
 static int run(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity < 1))
-        return h->fail(c, "sparsity %g not in [0, 1)", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_BELOW_1)))
+        return rc;
     tensor *T = calloc((size_t)nw, sizeof *T);
     if (!T)
         return h->fail(c, "out of memory");
@@ -362,23 +357,13 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "lottery",
-        .description = "Lottery tickets: iterative magnitude pruning per layer with rewinding; reinit/random controls",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_RUN,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .run = run,
-        .after_step = after_step,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "lottery",
+    .description = "Lottery tickets: iterative magnitude pruning per layer with rewinding; reinit/random controls",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_RUN,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .run = run,
+    .after_step = after_step)

@@ -1,7 +1,6 @@
 /* magnitude: layerwise magnitude pruning — in each layer zero the fraction s of
  * weights with the smallest |w| (ties: the lower index is kept). */
-#include <prunebench/plugin.h>
-
+#include <prunebench/plugin_util.h>
 
 static const pb_param_spec params[] = {
     {.name = NULL},
@@ -10,25 +9,14 @@ static const pb_param_spec params[] = {
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     (void)p;
-    if (!PB_HOST_HAS(h, mask_magnitude))
-        return h->fail(c, "the host lacks mask_magnitude()");
-    return h->mask_magnitude(c, sparsity, 1, 0);
+    int rc = PB_NEED_HOST(h, c, mask_magnitude);
+    return rc != PB_PLUGIN_OK ? rc : h->mask_magnitude(c, sparsity, 1, 0);
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "magnitude",
-        .description = "Layerwise magnitude pruning: in each layer zero the fraction s with smallest |w|",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "magnitude",
+    .description = "Layerwise magnitude pruning: in each layer zero the fraction s with smallest |w|",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .prune = prune)

@@ -8,7 +8,7 @@
  * keeps round(n*len/m) of them, rounding halves up. Weights already pruned
  * (mask 0) stay pruned and count against their group's n. The run's sparsity
  * argument is ignored: the pattern defines it (1 - n/m), and both are logged. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -38,17 +38,15 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     int n = (int)args[ARG_N], m = (int)args[ARG_M];
     if (n > m)
         return h->fail(c, "n=%d is larger than m=%d (a group of m weights cannot keep n)", n, m);
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc = pb_state_new(h, c, sizeof(state), out);
+    if (rc != PB_PLUGIN_OK)
+        return rc;
+    state *st = *out;
     st->n = n;
     st->m = m;
     st->score = (int)args[ARG_SCORE];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* Wanda statistics: per tensor, the sum over calibration rows of x_j^2. */
 typedef struct calib {
@@ -188,22 +186,13 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "nm",
-        .description = "N:M sparsity: keep the n highest-scoring (|w| or Wanda) of every m consecutive inputs",
-        .kind = PB_KIND_SEMISTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "nm",
+    .description = "N:M sparsity: keep the n highest-scoring (|w| or Wanda) of every m consecutive inputs",
+    .kind = PB_KIND_SEMISTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune,
+    .needs = PB_NEEDS_CALIBRATION) /* only score=wanda calibrates, but needs are per plugin, not per argument */

@@ -1,8 +1,6 @@
 /* random: zero a uniformly random fraction of the prunable weights, globally or
  * in each layer — the control every comparison needs. */
-#include <prunebench/plugin.h>
-
-#include <stdlib.h>
+#include <prunebench/plugin_util.h>
 
 enum { ARG_SCOPE };
 
@@ -18,17 +16,13 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks scores()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, scores)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->scope = args[ARG_SCOPE] != 0;
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 /* 24 random bits: every value is exact in a float, so the score is uniform. */
 static float uniform01(const pb_host *h, pb_ctx *c)
@@ -53,22 +47,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return h->mask_topk(c, scores, sparsity, st->scope, 0);
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "random",
-        .description = "Random pruning: zero a uniformly random fraction s of weights, globally or per layer",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_TRAINED,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "random",
+    .description = "Random pruning: zero a uniformly random fraction s of weights, globally or per layer",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_TRAINED,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

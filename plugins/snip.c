@@ -5,10 +5,9 @@
  *
  * The paper normalises the scores by their sum; that does not change the
  * ranking and is skipped. Weights already pruned (mask 0) stay pruned. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
-#include <stdlib.h>
 
 enum { ARG_EXAMPLES };
 
@@ -24,26 +23,21 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad) || !PB_HOST_HAS(h, mask_topk) || !PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks grad(), mask_topk() or scores()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, grad)) || (rc = PB_NEED_HOST(h, c, mask_topk)) ||
+        (rc = PB_NEED_HOST(h, c, scores)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->examples = (int)args[ARG_EXAMPLES];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity <= 1))
-        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_TO_1)))
+        return rc;
     double loss = 0;
     if ((rc = h->grad(c, st->examples, 1.0, &loss)) != PB_PLUGIN_OK)
         return rc;
@@ -61,22 +55,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     return h->mask_topk(c, scores, sparsity, 0, 0);
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "snip",
-        .description = "SNIP at initialization: keep the top (1-s)*N of |dL/dw * w| over all layers",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "snip",
+    .description = "SNIP at initialization: keep the top (1-s)*N of |dL/dw * w| over all layers",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)

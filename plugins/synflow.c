@@ -20,7 +20,7 @@
  * shortcuts (paths of different lengths) make the scaled ranking an
  * approximation; the log says when scaling was used. If no k gives a finite R
  * the prune fails and says so. */
-#include <prunebench/plugin.h>
+#include <prunebench/plugin_util.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,17 +40,14 @@ typedef struct state {
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
 {
-    if (!PB_HOST_HAS(h, grad_output_sum) || !PB_HOST_HAS(h, mask_topk) || !PB_HOST_HAS(h, scores))
-        return h->fail(c, "the host lacks grad_output_sum(), mask_topk() or scores()");
-    state *st = calloc(1, sizeof *st);
-    if (!st)
-        return h->fail(c, "out of memory");
+    int rc;
+    if ((rc = PB_NEED_HOST(h, c, grad_output_sum)) || (rc = PB_NEED_HOST(h, c, mask_topk)) ||
+        (rc = PB_NEED_HOST(h, c, scores)) || (rc = pb_state_new(h, c, sizeof(state), out)))
+        return rc;
+    state *st = *out;
     st->rounds = (int)args[ARG_ROUNDS];
-    *out = st;
     return PB_PLUGIN_OK;
 }
-
-static void destroy(void *p) { free(p); }
 
 enum { EVAL_OK = 0, EVAL_OVERFLOW, EVAL_UNDERFLOW };
 
@@ -126,11 +123,9 @@ static int round_scores(const pb_host *h, pb_ctx *c, int nw, int *shift, float *
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
-    int nw = h->nweights(c), rc = PB_PLUGIN_OK;
-    if (nw <= 0)
-        return h->fail(c, "the model has no prunable weights");
-    if (!(sparsity >= 0 && sparsity <= 1))
-        return h->fail(c, "sparsity %g not in [0, 1]", sparsity);
+    int nw, rc;
+    if ((rc = pb_need_weights(h, c, &nw)) || (rc = pb_check_sparsity(h, c, sparsity, PB_SPARSITY_TO_1)))
+        return rc;
     float *const *scores = h->scores(c);
     if (!scores)
         return PB_PLUGIN_FAIL;
@@ -173,22 +168,12 @@ out:
     return rc;
 }
 
-const pb_plugin *prunebench_plugin(void);
-
-const pb_plugin *prunebench_plugin(void)
-{
-    static const pb_plugin desc = {
-        .abi_major = PB_ABI_MAJOR,
-        .abi_minor = PB_ABI_MINOR,
-        .size = sizeof(pb_plugin),
-        .name = "synflow",
-        .description = "SynFlow, data-free: iteratively keep the top |dR/dw * w| of R = sum of outputs on |w|, all-ones input",
-        .kind = PB_KIND_UNSTRUCTURED,
-        .when = PB_WHEN_INIT,
-        .params = params,
-        .create = create,
-        .destroy = destroy,
-        .prune = prune,
-    };
-    return &desc;
-}
+PB_PLUGIN_DEFINE(
+    .name = "synflow",
+    .description = "SynFlow, data-free: iteratively keep the top |dR/dw * w| of R = sum of outputs on |w|, all-ones input",
+    .kind = PB_KIND_UNSTRUCTURED,
+    .when = PB_WHEN_INIT,
+    .params = params,
+    .create = create,
+    .destroy = pb_state_free,
+    .prune = prune)
