@@ -1,7 +1,9 @@
 #!/bin/sh
 # The plugin ABI from outside the tree: a plugin compiled with the flags from
 # prunebench.pc loads and runs, written against the raw ABI or with the helper
-# header; one built for another ABI major is refused.
+# header, and so does one compiled against the ABI 1.0 header; the loader
+# refuses another ABI major, a descriptor whose name is not its file's,
+# unknown needs, and needs without the hook they imply.
 PB=${top_builddir:-.}/prunebench
 src=${top_srcdir:-.}
 tmp=$(mktemp -d)
@@ -12,7 +14,7 @@ check() {
     n=$((n + 1))
     if "$@" >"$tmp/out" 2>&1; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/out"; failed=1; fi
 }
-echo 1..10
+echo 1..16
 # prunebench.pc as built, pointed at the source tree's headers (as if installed there)
 CFLAGS_PB=$(PKG_CONFIG_PATH=${top_builddir:-.} pkg-config --define-variable=includedir="$src/harness" --cflags prunebench)
 check "pkg-config finds prunebench.pc" test -n "$CFLAGS_PB"
@@ -34,4 +36,31 @@ check "a wrong abi_major is refused naming the file and both ABIs" sh -c \
     "! '$PB' prune --method '$tmp/future.so' --sparsity 0.5 --model lenet300 --dataset synthetic --epochs 1 2> '$tmp/e'; grep -q 'future.so: plugin ABI 2.0, host ABI 1' '$tmp/e'"
 check "unknown method lists the valid ones" sh -c \
     "! '$PB' prune --method nosuch --sparsity 0.5 --model lenet300 --dataset synthetic 2> '$tmp/e'; grep -q 'valid: .*magnitude' '$tmp/e'"
+# a plugin of ABI 1.0 (its descriptor ends at attach, its host table at mask_magnitude)
+mkdir "$tmp/abi10"
+check "the example plugin compiles against the saved ABI 1.0 header" \
+    cc -std=c11 -Wall -Wextra -Werror -shared -fPIC -I "$src/tests/abi-1.0" -o "$tmp/abi10/rowwise.so" "$src/tests/example_plugin.c" -lm
+check "an ABI 1.0 plugin loads and runs in prune on this host" sh -c \
+    "'$PB' plugins rowwise --plugin-path '$tmp/abi10' | grep -q 'ABI 1.0' && '$PB' prune --method rowwise --plugin-path '$tmp/abi10' --sparsity 0.75 --model lenet300 --dataset synthetic --epochs 1 -q > '$tmp/r' && grep -q 'sparsity=0.7500' '$tmp/r'"
+# the loader's checks of a 1.1 descriptor: tests/needs_plugin.c, one variant per directory
+needs() {
+    dir=$tmp/$1 file=$2; shift 2
+    mkdir -p "$dir" && cc -std=c11 -Wall -Wextra -Werror -shared -fPIC $CFLAGS_PB "$@" -o "$dir/$file" "$src/tests/needs_plugin.c"
+}
+refused() { # file, message
+    ! "$PB" prune --method "$1" --sparsity 0.5 --model lenet300 --width 0.25 --dataset synthetic --epochs 1 -q 2>"$tmp/e" >/dev/null &&
+        grep -q "$2" "$tmp/e" || { cat "$tmp/e"; false; }
+}
+needs ok needs_plugin.so
+check "a plugin that needs data selection and has a select hook loads and prunes" sh -c \
+    "'$PB' prune --method '$tmp/ok/needs_plugin.so' --sparsity 0.5 --model lenet300 --width 0.25 --dataset synthetic --epochs 1 -q | grep -q 'sparsity=0.5000'"
+needs misnamed other_name.so
+check "a descriptor named otherwise than its file is refused naming both" \
+    refused "$tmp/misnamed/other_name.so" "other_name.so: the plugin calls itself 'needs_plugin'; its file must be named needs_plugin.so"
+needs unknown needs_plugin.so -DNEEDS=0x30u
+check "unknown needs bits are refused, naming the bits and the host's ABI" \
+    refused "$tmp/unknown/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs capabilities 0x30 that this host (ABI 1.1) does not have"
+needs noselect needs_plugin.so -DNO_SELECT
+check "PB_NEEDS_SELECT without a select hook is refused" \
+    refused "$tmp/noselect/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs data selection but has no select hook"
 exit $failed

@@ -75,14 +75,23 @@ int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
     /* Central differences of gradients: H v ~ (g(w + r v) - g(w - r v)) / 2r, with the step
      * a small fraction of the weights' norm so float32 rounding stays well below it. */
     double r = 1e-2 * (sqrt(wn) > 0 ? sqrt(wn) : 1.0) / vn;
-    float *saved_g[PB_MAX_PARAMS];
+    /* (w + r v) - r v is not w in float: the weights come back from a copy,
+     * so that hvp() leaves the model exactly as it found it */
+    float *saved_g[PB_MAX_PARAMS], *saved_w[PB_MAX_PARAMS];
     int rc = PB_OK;
     for (int t = 0; t < np; t++) {
         pb_param *p = pb_model_prunable(c->m, t);
         saved_g[t] = malloc(p->n * sizeof(float));
-        if (!saved_g[t])
+        saved_w[t] = malloc(p->n * sizeof(float));
+        if (!saved_g[t] || !saved_w[t]) {
+            for (int u = 0; u <= t; u++) {
+                free(saved_g[u]);
+                free(saved_w[u]);
+            }
             return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+        }
         memcpy(saved_g[t], p->g, p->n * sizeof(float));
+        memcpy(saved_w[t], p->w, p->n * sizeof(float));
     }
     for (int sign = 1; sign >= -1 && rc == PB_OK; sign -= 2) {
         for (int t = 0; t < np; t++) {
@@ -94,8 +103,8 @@ int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
                               c->errlen);
         for (int t = 0; t < np; t++) {
             pb_param *p = pb_model_prunable(c->m, t);
+            memcpy(p->w, saved_w[t], p->n * sizeof(float));
             for (size_t j = 0; j < p->n; j++) {
-                p->w[j] -= (float)(sign * r) * v[t][j];
                 if (sign > 0)
                     out[t][j] = p->g[j];
                 else
@@ -107,6 +116,7 @@ int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
         pb_param *p = pb_model_prunable(c->m, t);
         memcpy(p->g, saved_g[t], p->n * sizeof(float));
         free(saved_g[t]);
+        free(saved_w[t]);
     }
     return rc;
 }
