@@ -18,9 +18,15 @@ local RECIPE_KEYS = {
 local EXPERIMENT_KEYS = {
   models = true, datasets = true, methods = true, sparsity = true, seeds = true,
   train = true, finetune = true, filter = true, exclude = true, target = true,
-  plots = true, description = true,
+  plots = true, description = true, stages = true,
 }
-local METHOD_RESERVED = { label = true, train = true, finetune = true, sparsity = true }
+local METHOD_RESERVED = { label = true, train = true, finetune = true, sparsity = true, stages = true }
+local STAGE_KINDS = { train = true, prune = true, finetune = true, calibrate = true, keep = true, load = true }
+local STAGE_KEYS = {
+  train = { label = true, dataset = true, subset = true, permute = true },
+  finetune = { label = true, dataset = true, subset = true, permute = true },
+  prune = {}, calibrate = { n = true, split = true }, keep = { name = true }, load = { name = true, file = true },
+}
 local PLOTS = {
   "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
   "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
@@ -276,6 +282,63 @@ local function norm_dataset(fail, i, d)
   return { name = d[1], subset = subset, val = val }
 end
 
+-- stages = { "train", { "keep", "base" }, { "finetune", permute = 7, epochs = 2 }, "prune" }
+-- A stage is a kind, or a table whose first element is the kind; train and
+-- finetune stages take recipe keys (over the experiment's) and label, dataset,
+-- subset, permute (a derived task: labels permuted by that seed); calibrate
+-- takes n and split ("train" or "val"); keep a name; load a name or file.
+local function norm_stages(fail, what, list)
+  if list == nil then return nil end
+  if type(list) ~= "table" or #list == 0 then fail("%s: a non-empty list of stages", what) end
+  local out = {}
+  for i, st in ipairs(list) do
+    if type(st) == "string" then st = { st } end
+    if type(st) ~= "table" or type(st[1]) ~= "string" or not STAGE_KINDS[st[1]] then
+      fail("%s[%d]: unknown stage %s (valid: calibrate, finetune, keep, load, prune, train)", what, i,
+           tostring(type(st) == "table" and st[1] or st))
+    end
+    local kind = st[1]
+    local n = { kind = kind, recipe_keys = {} }
+    for k, v in pairs(st) do
+      if k ~= 1 then
+        if k == 2 and (kind == "keep" or kind == "load") then n.name = v
+        elseif STAGE_KEYS[kind][k] then n[k] = v
+        elseif (kind == "train" or kind == "finetune") and RECIPE_KEYS[k] then n.recipe_keys[k] = v
+        else
+          local valid = sorted_keys(STAGE_KEYS[kind])
+          if kind == "train" or kind == "finetune" then valid[#valid + 1] = "recipe keys" end
+          fail("%s[%d] (%s): unknown key '%s' (valid: %s)", what, i, kind, tostring(k), list_words(valid))
+        end
+      end
+    end
+    if (kind == "keep" or (kind == "load" and n.file == nil)) and
+       (type(n.name) ~= "string" or not n.name:match("^[%w_]+$") or #n.name > 31) then
+      fail("%s[%d] (%s): needs a name of letters, digits and _ (at most 31), e.g. { \"%s\", \"base\" }", what, i, kind, kind)
+    end
+    if n.file ~= nil then
+      if type(n.file) ~= "string" then fail("%s[%d]: file must be a path", what, i) end
+      n.path, n.file = n.file, nil
+    end
+    if n.label ~= nil and (type(n.label) ~= "string" or not n.label:match("^[%w_]+$")) then
+      fail("%s[%d]: label must be a word of letters, digits and _", what, i)
+    end
+    if n.dataset ~= nil and not contains(pb.datasets, n.dataset) then
+      fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(n.dataset), list_words(pb.datasets))
+    end
+    for _, k in ipairs({ "subset", "permute", "n" }) do
+      if n[k] ~= nil and (math.type(n[k]) ~= "integer" or n[k] < 0) then
+        fail("%s[%d]: %s must be an integer >= 0", what, i, k)
+      end
+    end
+    if n.split ~= nil then
+      if n.split ~= "train" and n.split ~= "val" then fail("%s[%d]: split must be \"train\" or \"val\"", what, i) end
+      n.split = n.split == "val" and 1 or 0
+    end
+    out[i] = n
+  end
+  return out
+end
+
 local function norm_method(fail, i, m)
   if type(m) == "string" then m = { m } end
   if type(m) ~= "table" or type(m[1]) ~= "string" then
@@ -300,8 +363,9 @@ local function norm_method(fail, i, m)
   if type(label) ~= "string" then fail("methods[%d]: label must be a string", i) end
   check_recipe_keys(fail, "methods[" .. i .. "].train", m.train)
   check_recipe_keys(fail, "methods[" .. i .. "].finetune", m.finetune)
+  local stages = norm_stages(fail, "methods[" .. i .. "].stages", m.stages)
   return { name = name, label = label, args = args, when = info, train = m.train,
-           finetune = m.finetune, sparsity = m.sparsity }
+           finetune = m.finetune, sparsity = m.sparsity, stages = stages }
 end
 
 local function check_sparsity(fail, what, s)
@@ -353,6 +417,7 @@ local function declare(name, spec, where)
   end
   check_recipe_keys(fail, "train", spec.train)
   check_recipe_keys(fail, "finetune", spec.finetune)
+  local exp_stages = norm_stages(fail, "stages", spec.stages)
   if spec.filter ~= nil and type(spec.filter) ~= "function" then fail("filter must be a function(cell)") end
   local exclude = spec.exclude or {}
   if type(exclude) ~= "table" then fail("exclude must be a list of tables") end
@@ -416,6 +481,24 @@ local function declare(name, spec, where)
               cell.args = me.args
               cell.train, cell.finetune = train, ft
               cell.target = target or 0.0
+              local sts = me.stages or exp_stages
+              if sts then
+                local nprune = 0
+                cell.stages = {}
+                for si, st in ipairs(sts) do
+                  local c2 = { kind = st.kind, label = st.label, name = st.name, path = st.path,
+                               dataset = st.dataset, subset = st.subset, permute = st.permute, n = st.n,
+                               split = st.split }
+                  if st.kind == "prune" then nprune = nprune + 1 end
+                  if next(st.recipe_keys) then
+                    local base = st.kind == "finetune" and ft or train
+                    c2.recipe = recipe(fail, string.format("%s: stages[%d]", where_c, si), cell, base, st.recipe_keys)
+                  end
+                  cell.stages[si] = c2
+                end
+                if me.name == "dense" and nprune > 0 then fail("%s: the dense baseline cannot have a prune stage", where_c) end
+                if me.name ~= "dense" and nprune == 0 then fail("%s: the stages have no prune stage", where_c) end
+              end
               cells[#cells + 1] = cell
             end
           end

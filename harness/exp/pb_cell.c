@@ -40,15 +40,42 @@ int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
     snprintf(dense, sizeof dense,
              "pbdense/1|model=%s|width=%.17g|hidden=%s|dataset=%s|subset=%d|val=%d|seed=%ld|train=%s",
              model, c->width, hidden, c->dataset, c->subset, c->val, c->seed, train);
+    /* an explicit pipeline: the cache key names its plugin-free prefix (none
+     * for a plain [train] prefix, so such cells share the default's model),
+     * and the cell's configuration all of it */
+    char *all = NULL;
+    if (c->nstages > 0) {
+        size_t cap = 4096 + (size_t)c->nstages * 1024;
+        all = malloc(cap);
+        char *pre = malloc(cap);
+        if (!all || !pre) {
+            free(all);
+            free(pre);
+            return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        }
+        pb_job_stages_canon(c->stages, pb_job_prefix_len(c->stages, c->nstages), pre, cap);
+        pb_job_stages_canon(c->stages, c->nstages, all, cap);
+        if (pre[0]) {
+            size_t k = strlen(dense);
+            snprintf(dense + k, sizeof dense - k, "|prefix=%s", pre);
+        }
+        free(pre);
+    }
+    free(c->stages_canon);
+    c->stages_canon = all ? all : strdup("");
     hex64(c->dense_key, pb_hash64(dense, strlen(dense), PB_HASH_INIT));
     size_t n = strlen(dense) + strlen(ft) + strlen(c->method) + strlen(c->label) +
-               (c->args_joined ? strlen(c->args_joined) : 0) + 256;
+               (c->args_joined ? strlen(c->args_joined) : 0) + strlen(c->stages_canon ? c->stages_canon : "") + 256;
     char *cfg = malloc(n);
     if (!cfg)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
     snprintf(cfg, n, "pbcell/1|%s|method=%s|args=%s|sparsity=%.17g|finetune=%s|target=%.17g|label=%s",
              dense + strlen("pbdense/1|"), c->method, c->args_joined ? c->args_joined : "", c->sparsity,
              ft, c->target, c->label);
+    if (c->nstages > 0) {
+        size_t k = strlen(cfg);
+        snprintf(cfg + k, n - k, "|stages=%s", c->stages_canon);
+    }
     hex64(c->hash, pb_hash64(cfg, strlen(cfg), PB_HASH_INIT));
     free(c->config);
     c->config = cfg;
@@ -67,6 +94,13 @@ static void free_cell(pb_cell *c)
     for (int i = 0; i < c->nargs; i++)
         free(c->args[i]);
     free(c->args_joined);
+    free(c->stages_canon);
+    for (int i = 0; i < c->nstages; i++) {
+        free((char *)c->stages[i].label);
+        free((char *)c->stages[i].name);
+        free((char *)c->stages[i].path);
+        free((char *)c->stages[i].dataset);
+    }
 }
 
 void pb_cell_free_experiments(pb_experiment *exps, int nexp)
@@ -102,4 +136,8 @@ void pb_cell_job(const pb_cell *c, pb_job *j)
         j->args[i] = c->args[i];
     j->nargs = c->nargs;
     j->sparsity = c->sparsity;
+    if (c->nstages > 0) {
+        j->stages = c->stages;
+        j->nstages = c->nstages;
+    }
 }

@@ -37,6 +37,12 @@ typedef struct pb_cell {
     /* for cost estimates */
     double params, flops, train_flops_ex;   /* per example */
     int ntrain;
+    /* an explicit pipeline (nstages 0: the method's default); the strings
+     * and recipes the stages point to are the cell's own */
+    pb_stage stages[PB_JOB_MAX_STAGES];
+    pb_train_cfg stage_recipe[PB_JOB_MAX_STAGES];
+    int nstages;
+    char *stages_canon;       /* pb_job_stages_canon of all stages, "" for none */
 } pb_cell;
 
 typedef struct pb_experiment {

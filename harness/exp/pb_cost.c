@@ -10,8 +10,44 @@
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int);
 
+/* An explicit pipeline: the epochs of its training stages after the cached prefix. */
+static double stages_cost(const pb_cell *c, int *needs_dense)
+{
+    double per_epoch = c->train_flops_ex * (double)c->ntrain, cost = 0;
+    int prefix = pb_job_prefix_len(c->stages, c->nstages), cache = 0;
+    for (int i = 0; i < c->nstages; i++) {
+        const pb_stage *s = &c->stages[i];
+        if (s->kind != PB_STAGE_TRAIN && s->kind != PB_STAGE_FINETUNE)
+            continue;
+        int ep = s->recipe ? s->recipe->epochs : s->kind == PB_STAGE_TRAIN ? c->train.epochs : c->finetune.epochs;
+        if (i < prefix)
+            cache = 1;
+        else
+            cost += per_epoch * ep;
+    }
+    if (needs_dense)
+        *needs_dense = cache;
+    return cost;
+}
+
+/* The FLOPs of an explicit pipeline's cached prefix (counted once per key). */
+static double prefix_cost(const pb_cell *c)
+{
+    double per_epoch = c->train_flops_ex * (double)c->ntrain, cost = 0;
+    int prefix = pb_job_prefix_len(c->stages, c->nstages);
+    for (int i = 0; i < prefix; i++) {
+        const pb_stage *s = &c->stages[i];
+        if (s->kind == PB_STAGE_TRAIN || s->kind == PB_STAGE_FINETUNE)
+            cost += per_epoch * (s->recipe ? s->recipe->epochs
+                                           : s->kind == PB_STAGE_TRAIN ? c->train.epochs : c->finetune.epochs);
+    }
+    return cost;
+}
+
 double pb_cost_cell(const pb_cell *c, int *needs_dense)
 {
+    if (c->nstages > 0)
+        return stages_cost(c, needs_dense);
     double per_epoch = c->train_flops_ex * (double)c->ntrain;
     int dense = !strcmp(c->when, "dense") || !strcmp(c->when, "trained");
     if (needs_dense)
@@ -52,7 +88,7 @@ double pb_cost_experiment(const pb_experiment *x, double *cost, int *needs)
                 if (needs[k] && !strcmp(x->cells[k].dense_key, c->dense_key))
                     first = 0;
             if (first)
-                cost[i] += c->train_flops_ex * c->ntrain * c->train.epochs;
+                cost[i] += c->nstages > 0 ? prefix_cost(c) : c->train_flops_ex * c->ntrain * c->train.epochs;
         }
         total_cost += cost[i];
     }

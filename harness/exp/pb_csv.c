@@ -14,11 +14,18 @@ const char *const pb_csv_cells_cols[] = {
     /* appended after the first contract */
     "width", "dense_cache_hit", "dense_key", "args", "epochs", "finetune_epochs",
     "prunable", "prunable_nonzero", "achieved_sparsity",
-    "build", NULL};
+    "build",
+    /* appended with stages and ABI 1.1 */
+    "stored", "compression_stored", "prefix_wall_s", "prefix_flops", "probe_flops", "cost_wall_s",
+    "cost_flops", "stages", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",
-    "test_acc", "test_loss", NULL};
+    "test_acc", "test_loss",
+    /* appended */
+    "train_s", NULL};
+
+const char *const pb_csv_metrics_cols[] = {"experiment", "cell", "name", "value", NULL};
 
 const char *const pb_csv_layers_cols[] = {
     "experiment", "cell", "layer", "params", "nonzero", "sparsity", NULL};

@@ -48,5 +48,6 @@ double pb_csv_getnum(const pb_csv_table *t, int row, int col);
 extern const char *const pb_csv_cells_cols[];
 extern const char *const pb_csv_curves_cols[];
 extern const char *const pb_csv_layers_cols[];
+extern const char *const pb_csv_metrics_cols[];
 
 #endif

@@ -417,7 +417,8 @@ static int cache_save(job_run *r, const pb_stage *st, int prefix, double wall, d
     char tmp[4500];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "wall_s %.17g\nflops %.17g\n", wall, flops) < 0 || fclose(f) != 0 || rename(tmp, path)) {
+    if (!f || fprintf(f, "wall_s %.17g\nflops %.17g\nsteps %ld\n", wall, flops, r->ctx.steps) < 0 || fclose(f) != 0 ||
+        rename(tmp, path)) {
         unlink(tmp);
         return pb_err(r->err, r->errlen, PB_EIO, "cannot write %s", path);
     }
@@ -465,8 +466,10 @@ static int cache_load(job_run *r, const pb_stage *st, int prefix, double *wall, 
     snprintf(path, sizeof path, "%s.cost", cache);
     FILE *f = fopen(path, "r");
     if (f) {
-        if (fscanf(f, "wall_s %lf flops %lf", wall, flops) != 2)
+        long steps = 0;
+        if (fscanf(f, "wall_s %lf flops %lf steps %ld", wall, flops, &steps) < 2)
             *wall = *flops = 0;
+        r->ctx.steps = steps; /* the curves' step count goes on from the prefix's */
         fclose(f);
     } else if (rc == PB_OK) {
         fprintf(stderr, "note: %s has no cost record (written by an older prunebench): the cost columns leave "

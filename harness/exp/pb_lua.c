@@ -580,6 +580,64 @@ static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
     lua_pop(L, 1);
 }
 
+static char *optstr(lua_State *L, int idx, const char *key)
+{
+    char *v = NULL;
+    if (lua_getfield(L, idx, key) == LUA_TSTRING)
+        v = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+/* cell.stages: a list of {kind=, label=, name=, path=, dataset=, subset=,
+ * permute=, n=, split=, recipe={...}} the prelude has validated. */
+static void read_stages(reader *r, int idx, pb_cell *c)
+{
+    lua_State *L = r->L;
+    if (lua_getfield(L, idx, "stages") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int n = (int)luaL_len(L, -1);
+    if (n > PB_JOB_MAX_STAGES && r->rc == PB_OK)
+        r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "more than %d stages", PB_JOB_MAX_STAGES);
+    for (int i = 0; i < n && i < PB_JOB_MAX_STAGES; i++) {
+        lua_geti(L, -1, i + 1);
+        int t = lua_gettop(L);
+        pb_stage *st = &c->stages[c->nstages++];
+        memset(st, 0, sizeof *st);
+        char *kind = optstr(L, t, "kind");
+        int k = 0;
+        while (kind && pb_stage_names[k] && strcmp(pb_stage_names[k], kind))
+            k++;
+        if ((!kind || !pb_stage_names[k]) && r->rc == PB_OK)
+            r->rc = pb_err(r->err, r->errlen, PB_EINTERNAL, "stage %d: unknown kind", i + 1);
+        free(kind);
+        st->kind = (pb_stage_kind)k;
+        st->label = optstr(L, t, "label");
+        st->name = optstr(L, t, "name");
+        st->path = optstr(L, t, "path");
+        st->dataset = optstr(L, t, "dataset");
+        st->subset = (int)numfield(L, t, "subset", 0);
+        st->permute = (uint64_t)numfield(L, t, "permute", 0);
+        st->n = (int)numfield(L, t, "n", 0);
+        st->split = (int)numfield(L, t, "split", 0);
+        if (lua_getfield(L, t, "recipe") == LUA_TTABLE) {
+            lua_pop(L, 1);
+            pb_train_cfg *cfg = &c->stage_recipe[c->nstages - 1];
+            read_recipe(r, t, "recipe", cfg);
+            cfg->seed = (uint64_t)c->seed;
+            cfg->target_acc = c->target;
+            cfg->log_epochs = cfg->progress = 0;
+            st->recipe = cfg;
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static void read_cell(reader *r, int idx, pb_cell *c)
 {
     lua_State *L = r->L;
@@ -653,6 +711,7 @@ static void read_cell(reader *r, int idx, pb_cell *c)
     c->train.target_acc = c->finetune.target_acc = c->target;
     c->train.log_epochs = c->finetune.log_epochs = 0;
     c->train.progress = c->finetune.progress = 0;
+    read_stages(r, idx, c);
     /* model_canon is kept in config through the arch/proto description */
     c->config = canon; /* replaced by pb_cell_finish */
     if (r->rc == PB_OK)

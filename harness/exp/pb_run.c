@@ -133,6 +133,11 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
             pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
             ok = 0;
         pb_csv_row_free(&r);
+        pb_store_cell_path(st, c, ".metrics", path, sizeof path);
+        if (pb_store_metric_rows(&r, ctx->x, c, res) != PB_OK ||
+            pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
+            ok = 0;
+        pb_csv_row_free(&r);
     }
     pb_csv_row row;
     int rrc = pb_store_cell_row(&row, ctx->x, c, rc == PB_OK ? NULL : err, rc == PB_OK ? res : NULL, st->build);

@@ -332,6 +332,19 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
             pb_csv_empty(r);
     }
     pb_csv_str(r, build);
+    if (res) {
+        pb_csv_int(r, (long long)res->stored);
+        pb_csv_num(r, res->stored ? (double)res->params / (double)res->stored : INFINITY);
+        pb_csv_num(r, res->prefix_wall_s);
+        pb_csv_num(r, res->prefix_flops);
+        pb_csv_num(r, res->probe_flops);
+        pb_csv_num(r, res->cost_wall_s);
+        pb_csv_num(r, res->cost_flops);
+    } else {
+        for (int i = 0; i < 7; i++)
+            pb_csv_empty(r);
+    }
+    pb_csv_str(r, c->stages_canon ? c->stages_canon : "");
     return pb_csv_end(r);
 }
 
@@ -348,7 +361,22 @@ int pb_store_curve_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, 
     pb_csv_num(r, rec->sparsity);
     pb_csv_num(r, rec->test_acc);
     pb_csv_num(r, rec->test_loss);
+    pb_csv_num(r, rec->train_s);
     return pb_csv_end(r);
+}
+
+int pb_store_metric_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_job_result *res)
+{
+    pb_csv_row_init(r);
+    for (int i = 0; i < res->nmetrics; i++) {
+        pb_csv_str(r, x->name);
+        pb_csv_str(r, c->hash);
+        pb_csv_str(r, res->metrics[i].name);
+        pb_csv_num(r, res->metrics[i].value);
+        pb_csv_end(r);
+        r->nfields = 0;
+    }
+    return r->oom ? PB_ENOMEM : PB_OK;
 }
 
 int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_job_result *res)
@@ -398,6 +426,8 @@ int pb_store_regenerate(const pb_store *s, char *err, size_t errlen)
         rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, err, errlen);
     if (rc == PB_OK)
         rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, err, errlen);
+    if (rc == PB_OK)
+        rc = concat_files(s, "metrics.csv", ".metrics", pb_csv_metrics_cols, err, errlen);
     return rc;
 }
 

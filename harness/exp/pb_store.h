@@ -88,6 +88,8 @@ int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c,
 
 /* cells.csv, curves.csv and layers.csv from the per-cell files, in matrix order:
  * a cell appears once whatever happened to earlier runs. */
+/* metrics.csv rows (experiment, cell, name, value): the plugin's host->metric() figures. */
+int pb_store_metric_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const pb_job_result *res);
 int pb_store_regenerate(const pb_store *s, char *err, size_t errlen);
 
 /* What metadata.txt says of a run besides the experiment. */
