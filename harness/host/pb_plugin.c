@@ -33,8 +33,8 @@ const char *pb_plugin_when_name(int w)
 /* The smallest descriptor a plugin of ABI 1.0 can declare: up to and including attach. */
 #define MIN_DESC_SIZE (offsetof(pb_plugin, attach) + sizeof(((pb_plugin *)0)->attach))
 
-/* The descriptor's name is the file's name without ".so" (libtool's
- * "lib" prefix aside), so that finding a method by name finds that plugin. */
+/* The descriptor's name is the file's name without ".so", so that finding a
+ * method by name finds that plugin. */
 static int name_matches_file(const char *name, const char *path)
 {
     const char *base = strrchr(path, '/');

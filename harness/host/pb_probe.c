@@ -326,6 +326,11 @@ int pb_probe_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
 
 int pb_probe_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float *el2n)
 {
+    if (n < 0 || (n > 0 && !idx))
+        return pb_ctx_fail(c, "example_scores: no examples");
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= c->train->n)
+            return pb_ctx_fail(c, "example_scores: example %d not in [0, %d)", idx[i], c->train->n);
     charge(c, 1, n);
     pb_model *m = c->m;
     int batch = m->max_batch;
@@ -394,6 +399,8 @@ int pb_probe_example_stats(pb_ctx *c, const int *idx, int n, pb_example_stats *o
     if (!out)
         return pb_ctx_fail(c, "example_stats: no output");
     memcpy(&st, out, out->size && out->size < sizeof st ? out->size : sizeof st);
+    if (n < 0 || (n > 0 && !idx))
+        return pb_ctx_fail(c, "example_stats: no examples");
     for (int i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= c->train->n)
             return pb_ctx_fail(c, "example_stats: example %d not in [0, %d)", idx[i], c->train->n);

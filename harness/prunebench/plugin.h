@@ -230,14 +230,16 @@ typedef struct pb_host {
      * not unfolded. */
     int (*calibrate_on)(pb_ctx *c, const int *idx, int n, const int *params, int nparams, pb_calib_fn fn,
                         void *ud);
-    /* The run's calibration sample: the n examples a `calibrate` stage (or the
-     * first calibrate() call) drew once with the run's seed. Every later
-     * calibrate() and calibration_sample() returns the same examples, so a
+    /* The run's calibration sample: the examples a `calibrate` stage fixed, or
+     * else those of the last calibrate(n) (128 if none was made yet). A sample
+     * is a function of the run's seed and n alone: calibrate() with the same n
+     * always sees the same examples (with any n once a stage fixed them), so a
      * layer-by-layer method sees one sample in every layer. */
     int (*calibration_sample)(pb_ctx *c, const int **idx, int *n);
     /* Gradient of the mean loss on training examples idx[0..n-1] into g (as grad()). */
     int (*grad_examples)(pb_ctx *c, const int *idx, int n, double temperature, double *loss);
-    /* Per-example loss, EL2N, gradient norm and correctness, eval mode. */
+    /* Per-example loss, EL2N, gradient norm and correctness, eval mode. Asking
+     * for grad_norm overwrites every parameter's g (one backward per example). */
     int (*example_stats)(pb_ctx *c, const int *idx, int n, pb_example_stats *out);
 
     /* -- kept models -- */
