@@ -1,5 +1,9 @@
-/* pb_layer: layer shapes, allocation, and forward and backward of each kind
- * through the kernels of pb_kern.h. */
+/* pb_layer: the layer kinds' shapes, buffers and dispatch.
+ *
+ * Every kind is one row of `kinds` below, a table of hooks indexed by
+ * pb_layer_kind and filled with designated initializers: its shape, the
+ * parameters and buffers it needs, its forward and backward. The hooks are
+ * thin: the computing is done by the kernels of pb_kern.h. */
 #include "pb_layer.h"
 
 #include <assert.h>
@@ -7,7 +11,6 @@
 #include <string.h>
 
 #include "pb_kern.h"
-#include "pb_par.h"
 
 const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
     [PB_DENSE] = "dense",
@@ -24,84 +27,94 @@ const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
 
 static const char *lname(const pb_layer *l) { return l->name[0] ? l->name : "(unnamed)"; }
 
+static size_t conv_cols_rows(const pb_layer *l) { return (size_t)l->ic * l->k * l->k; }
+
 /* ---------------------------------------------------------------- shapes */
 
-int pb_layer_infer_shape(pb_layer *l, char *err, size_t errlen)
-{
-    if ((unsigned)l->kind >= PB_LAYER_KINDS)
-        return pb_err(err, errlen, PB_EUSAGE, "layer %s: unknown kind %d", lname(l), (int)l->kind);
-    const char *kn = pb_layer_kind_names[l->kind];
-    if (l->ic < 1 || l->ih < 1 || l->iw < 1)
-        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): empty input shape %dx%dx%d", lname(l),
-                      kn, l->ic, l->ih, l->iw);
-    if ((size_t)l->ic * l->ih * l->iw > INT_MAX)
-        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): input %dx%dx%d too large", lname(l), kn,
-                      l->ic, l->ih, l->iw);
+/* Each sets oc/oh/ow from the input shape, which pb_layer_infer_shape has
+ * checked, and refuses impossible hyper-parameters. */
 
-    switch (l->kind) {
-    case PB_DENSE:
-        if (l->oc < 1)
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (dense): %d outputs", lname(l), l->oc);
-        l->oh = l->ow = 1;
-        break;
-    case PB_CONV:
-        if (l->oc < 1 || l->k < 1 || l->stride < 1 || l->pad < 0)
-            return pb_err(err, errlen, PB_EUSAGE,
-                          "layer %s (conv): bad hyper-parameters oc=%d k=%d stride=%d pad=%d",
-                          lname(l), l->oc, l->k, l->stride, l->pad);
-        if (l->ih + 2 * l->pad < l->k || l->iw + 2 * l->pad < l->k)
-            return pb_err(err, errlen, PB_EUSAGE,
-                          "layer %s (conv): kernel %d larger than padded input %dx%d (pad %d)",
-                          lname(l), l->k, l->ih, l->iw, l->pad);
-        l->oh = (l->ih + 2 * l->pad - l->k) / l->stride + 1;
-        l->ow = (l->iw + 2 * l->pad - l->k) / l->stride + 1;
-        break;
-    case PB_MAXPOOL:
-    case PB_AVGPOOL:
-        if (l->k < 1 || l->stride < 1)
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): bad window k=%d stride=%d",
-                          lname(l), kn, l->k, l->stride);
-        if (l->ih < l->k || l->iw < l->k)
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): window %d larger than input %dx%d",
-                          lname(l), kn, l->k, l->ih, l->iw);
-        l->oc = l->ic;
-        l->oh = (l->ih - l->k) / l->stride + 1;
-        l->ow = (l->iw - l->k) / l->stride + 1;
-        break;
-    case PB_GAP:
-        l->oc = l->ic;
-        l->oh = l->ow = 1;
-        break;
-    case PB_FLATTEN:
-        l->oc = l->ic * l->ih * l->iw;
-        l->oh = l->ow = 1;
-        break;
-    case PB_DROPOUT:
-    case PB_BN:
-    case PB_RELU:
-    case PB_ADD:
-        if (l->kind == PB_DROPOUT && !(l->p >= 0.0f && l->p < 1.0f))
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (dropout): p=%g not in [0,1)", lname(l),
-                          (double)l->p);
-        if (l->kind == PB_BN &&
-            (!(l->bn_eps >= 0.0f) || !(l->bn_momentum >= 0.0f && l->bn_momentum <= 1.0f)))
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (bn): eps=%g momentum=%g out of range",
-                          lname(l), (double)l->bn_eps, (double)l->bn_momentum);
-        l->oc = l->ic;
-        l->oh = l->ih;
-        l->ow = l->iw;
-        break;
-    default:
-        return pb_err(err, errlen, PB_EINTERNAL, "layer %s: kind %d not handled", lname(l), (int)l->kind);
-    }
+static int same_shape(pb_layer *l, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->oc = l->ic;
+    l->oh = l->ih;
+    l->ow = l->iw;
     return PB_OK;
 }
 
-/* ------------------------------------------------------------ allocation */
+static int dense_shape(pb_layer *l, char *err, size_t errlen)
+{
+    if (l->oc < 1)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (dense): %d outputs", lname(l), l->oc);
+    l->oh = l->ow = 1;
+    return PB_OK;
+}
 
-static size_t conv_cols_rows(const pb_layer *l) { return (size_t)l->ic * l->k * l->k; }
+static int conv_shape(pb_layer *l, char *err, size_t errlen)
+{
+    if (l->oc < 1 || l->k < 1 || l->stride < 1 || l->pad < 0)
+        return pb_err(err, errlen, PB_EUSAGE,
+                      "layer %s (conv): bad hyper-parameters oc=%d k=%d stride=%d pad=%d",
+                      lname(l), l->oc, l->k, l->stride, l->pad);
+    if (l->ih + 2 * l->pad < l->k || l->iw + 2 * l->pad < l->k)
+        return pb_err(err, errlen, PB_EUSAGE,
+                      "layer %s (conv): kernel %d larger than padded input %dx%d (pad %d)",
+                      lname(l), l->k, l->ih, l->iw, l->pad);
+    l->oh = (l->ih + 2 * l->pad - l->k) / l->stride + 1;
+    l->ow = (l->iw + 2 * l->pad - l->k) / l->stride + 1;
+    return PB_OK;
+}
 
-int pb_layer_fuses_relu(const pb_layer *l) { return l->kind == PB_CONV && pb_kern_conv_is_thin(l); }
+/* MAXPOOL and AVGPOOL */
+static int pool_shape(pb_layer *l, char *err, size_t errlen)
+{
+    const char *kn = pb_layer_kind_names[l->kind];
+    if (l->k < 1 || l->stride < 1)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): bad window k=%d stride=%d",
+                      lname(l), kn, l->k, l->stride);
+    if (l->ih < l->k || l->iw < l->k)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): window %d larger than input %dx%d",
+                      lname(l), kn, l->k, l->ih, l->iw);
+    l->oc = l->ic;
+    l->oh = (l->ih - l->k) / l->stride + 1;
+    l->ow = (l->iw - l->k) / l->stride + 1;
+    return PB_OK;
+}
+
+static int gap_shape(pb_layer *l, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->oc = l->ic;
+    l->oh = l->ow = 1;
+    return PB_OK;
+}
+
+static int flatten_shape(pb_layer *l, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->oc = l->ic * l->ih * l->iw;
+    l->oh = l->ow = 1;
+    return PB_OK;
+}
+
+static int bn_shape(pb_layer *l, char *err, size_t errlen)
+{
+    if (!(l->bn_eps >= 0.0f) || !(l->bn_momentum >= 0.0f && l->bn_momentum <= 1.0f))
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (bn): eps=%g momentum=%g out of range",
+                      lname(l), (double)l->bn_eps, (double)l->bn_momentum);
+    return same_shape(l, err, errlen);
+}
+
+static int dropout_shape(pb_layer *l, char *err, size_t errlen)
+{
+    if (!(l->p >= 0.0f && l->p < 1.0f))
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (dropout): p=%g not in [0,1)", lname(l),
+                      (double)l->p);
+    return same_shape(l, err, errlen);
+}
+
+/* ------------------------------------------------- parameters and buffers */
 
 static int check_param(const pb_layer *l, const pb_param *p, const char *what, size_t n, char *err,
                        size_t errlen)
@@ -115,6 +128,235 @@ static int check_param(const pb_layer *l, const pb_param *p, const char *what, s
         return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): %s has %zu elements, expected %zu",
                       lname(l), pb_layer_kind_names[l->kind], what, p->n, n);
     return PB_OK;
+}
+
+/* DENSE and CONV */
+static int weights_check(const pb_layer *l, char *err, size_t errlen)
+{
+    const size_t nw = (size_t)l->oc * (l->kind == PB_DENSE ? pb_layer_isize(l) : conv_cols_rows(l));
+    int rc;
+    if ((rc = check_param(l, l->w, "weight", nw, err, errlen)) != PB_OK)
+        return rc;
+    if (l->has_bias && (rc = check_param(l, l->b, "bias", (size_t)l->oc, err, errlen)) != PB_OK)
+        return rc;
+    return PB_OK;
+}
+
+static int bn_check(const pb_layer *l, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = check_param(l, l->w, "gamma", (size_t)l->oc, err, errlen)) != PB_OK ||
+        (rc = check_param(l, l->b, "beta", (size_t)l->oc, err, errlen)) != PB_OK)
+        return rc;
+    if (!l->run_mean || !l->run_var)
+        return pb_err(err, errlen, PB_EUSAGE,
+                      "layer %s (bn): running statistics not allocated (owned by the model)",
+                      lname(l));
+    return PB_OK;
+}
+
+static int maxpool_check(const pb_layer *l, char *err, size_t errlen)
+{
+    /* argmax indices are int32 offsets within one example */
+    if (pb_layer_isize(l) > INT32_MAX)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (maxpool): input too large", lname(l));
+    return PB_OK;
+}
+
+/* Each sets ws_n (pb_layer_alloc allocates ws) and allocates the kind's other
+ * buffers; PB_ENOMEM is returned without a message, which the caller writes. */
+
+static int conv_buffers(pb_layer *l, int max_batch, char *err, size_t errlen)
+{
+    l->ws_n = pb_kern_conv_ws(l, max_batch);
+    if (l->ws_n == 0)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (conv): output %dx%d too large", lname(l),
+                      l->oh, l->ow);
+    return PB_OK;
+}
+
+/* BN: x-hat in ws; the batch mean and inverse std, then the mode of the last
+ * forward (train or eval) in stat. Dropout: the mask in ws, the mode in stat. */
+static int stat_buffers(pb_layer *l, int max_batch, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->ws_n = (size_t)max_batch * pb_layer_osize(l);
+    l->stat = pb_alloc((l->kind == PB_BN ? 2 * (size_t)l->oc + 1 : 1) * sizeof(float));
+    return l->stat ? PB_OK : PB_ENOMEM;
+}
+
+static int maxpool_buffers(pb_layer *l, int max_batch, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->idx = pb_alloc((size_t)max_batch * pb_layer_osize(l) * sizeof(int32_t));
+    return l->idx ? PB_OK : PB_ENOMEM;
+}
+
+/* ---------------------------------------------------- forward and backward */
+
+/* One forward or backward call's arguments, so that every kind's hook has
+ * the same signature. */
+typedef struct layer_call {
+    const float *x, *x2; /* the input, and ADD's second input */
+    float *dx, *dx2;     /* backward: their gradients, NULL where not wanted */
+    int B;               /* examples */
+    int train;           /* forward: batch statistics (BN), dropout masks drawn from rng */
+    pb_rng *rng;
+    int write;           /* backward: overwrite dx instead of adding to it */
+} layer_call;
+
+static size_t out_n(const pb_layer *l, const layer_call *c) { return (size_t)c->B * pb_layer_osize(l); }
+
+static void dense_forward(pb_layer *l, const layer_call *c) { pb_kern_dense_forward(l, c->x, c->B); }
+
+static void dense_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_dense_backward(l, c->x, c->dx, c->B, c->write);
+}
+
+static void conv_forward(pb_layer *l, const layer_call *c) { pb_kern_conv_forward(l, c->x, c->B); }
+
+static void conv_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_conv_backward(l, c->x, c->dx, c->B, c->write);
+}
+
+static void maxpool_forward(pb_layer *l, const layer_call *c) { pb_kern_maxpool_forward(l, c->x, c->B); }
+
+static void maxpool_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx)
+        pb_kern_maxpool_backward(l, c->dx, c->B, c->write);
+}
+
+static void avgpool_forward(pb_layer *l, const layer_call *c) { pb_kern_avgpool_forward(l, c->x, c->B); }
+
+static void avgpool_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx)
+        pb_kern_avgpool_backward(l, c->dx, c->B);
+}
+
+static void gap_forward(pb_layer *l, const layer_call *c) { pb_kern_gap_forward(l, c->x, c->B); }
+
+static void gap_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx)
+        pb_kern_gap_backward(l, c->dx, c->B);
+}
+
+static void relu_forward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_relu_forward(l->out, c->x, out_n(l, c));
+}
+
+static void relu_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx)
+        pb_kern_relu_backward(c->dx, l->out, l->dout, out_n(l, c), c->write);
+}
+
+static void bn_forward(pb_layer *l, const layer_call *c) { pb_kern_bn_forward(l, c->x, c->B, c->train); }
+
+/* also without dx: it adds the gradients of gamma and beta */
+static void bn_backward(pb_layer *l, const layer_call *c) { pb_kern_bn_backward(l, c->dx, c->B); }
+
+static void flatten_forward(pb_layer *l, const layer_call *c)
+{
+    memcpy(l->out, c->x, out_n(l, c) * sizeof(float));
+}
+
+static void flatten_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx && c->write)
+        memcpy(c->dx, l->dout, out_n(l, c) * sizeof(float));
+    else if (c->dx)
+        pb_kern_add_into(c->dx, l->dout, out_n(l, c));
+}
+
+static void add_forward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_add_forward(l->out, c->x, c->x2, out_n(l, c));
+}
+
+static void add_backward(pb_layer *l, const layer_call *c)
+{
+    /* separate calls: dx and dx2 are the same buffer when a layer is added to itself */
+    if (c->dx)
+        pb_kern_add_into(c->dx, l->dout, out_n(l, c));
+    if (c->dx2)
+        pb_kern_add_into(c->dx2, l->dout, out_n(l, c));
+}
+
+static void dropout_forward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_dropout_forward(l, c->x, out_n(l, c), c->train, c->rng);
+}
+
+static void dropout_backward(pb_layer *l, const layer_call *c)
+{
+    if (c->dx)
+        pb_kern_dropout_backward(l, c->dx, out_n(l, c));
+}
+
+/* ------------------------------------------------------------ the table */
+
+typedef struct layer_ops {
+    int (*shape)(pb_layer *l, char *err, size_t errlen);
+    /* the parameters the model must have created; NULL: none */
+    int (*check)(const pb_layer *l, char *err, size_t errlen);
+    /* workspace and other buffers beyond out and dout; NULL: none */
+    int (*buffers)(pb_layer *l, int max_batch, char *err, size_t errlen);
+    void (*forward)(pb_layer *l, const layer_call *c);
+    /* adds to dx (and dx2) when non-NULL, and to the parameter gradients;
+     * overwrites dx instead when c->write is set, unless backward_adds */
+    void (*backward)(pb_layer *l, const layer_call *c);
+    /* backward can only add to dx: to overwrite it, the dispatcher zeroes
+     * dx first (kinds whose writes do not cover their input, or are rare) */
+    int backward_adds;
+    /* whether the layer applies a following ReLU itself; NULL: never */
+    int (*fuses_relu)(const pb_layer *l);
+} layer_ops;
+
+static const layer_ops kinds[PB_LAYER_KINDS] = {
+    [PB_DENSE] = {.shape = dense_shape, .check = weights_check,
+                  .forward = dense_forward, .backward = dense_backward},
+    [PB_CONV] = {.shape = conv_shape, .check = weights_check, .buffers = conv_buffers,
+                 .forward = conv_forward, .backward = conv_backward,
+                 .fuses_relu = pb_kern_conv_is_thin},
+    [PB_MAXPOOL] = {.shape = pool_shape, .check = maxpool_check, .buffers = maxpool_buffers,
+                    .forward = maxpool_forward, .backward = maxpool_backward},
+    [PB_AVGPOOL] = {.shape = pool_shape, .forward = avgpool_forward, .backward = avgpool_backward,
+                    .backward_adds = 1},
+    [PB_GAP] = {.shape = gap_shape, .forward = gap_forward, .backward = gap_backward,
+                .backward_adds = 1},
+    [PB_RELU] = {.shape = same_shape, .forward = relu_forward, .backward = relu_backward},
+    [PB_BN] = {.shape = bn_shape, .check = bn_check, .buffers = stat_buffers,
+               .forward = bn_forward, .backward = bn_backward, .backward_adds = 1},
+    [PB_FLATTEN] = {.shape = flatten_shape, .forward = flatten_forward, .backward = flatten_backward},
+    [PB_ADD] = {.shape = same_shape, .forward = add_forward, .backward = add_backward,
+                .backward_adds = 1},
+    [PB_DROPOUT] = {.shape = dropout_shape, .buffers = stat_buffers,
+                    .forward = dropout_forward, .backward = dropout_backward, .backward_adds = 1},
+};
+
+/* ------------------------------------------------------------- the API */
+
+int pb_layer_infer_shape(pb_layer *l, char *err, size_t errlen)
+{
+    if ((unsigned)l->kind >= PB_LAYER_KINDS)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s: unknown kind %d", lname(l), (int)l->kind);
+    const char *kn = pb_layer_kind_names[l->kind];
+    if (l->ic < 1 || l->ih < 1 || l->iw < 1)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): empty input shape %dx%dx%d", lname(l),
+                      kn, l->ic, l->ih, l->iw);
+    if ((size_t)l->ic * l->ih * l->iw > INT_MAX)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): input %dx%dx%d too large", lname(l), kn,
+                      l->ic, l->ih, l->iw);
+    const layer_ops *ops = &kinds[l->kind];
+    if (!ops->shape || !ops->forward || !ops->backward)
+        return pb_err(err, errlen, PB_EINTERNAL, "layer %s: kind %d not handled", lname(l), (int)l->kind);
+    return ops->shape(l, err, errlen);
 }
 
 void pb_layer_run_in_place(pb_layer *l, const pb_layer *producer)
@@ -147,149 +389,56 @@ void pb_layer_free(pb_layer *l)
 int pb_layer_alloc(pb_layer *l, int max_batch, char *err, size_t errlen)
 {
     pb_layer_free(l);
+    if ((unsigned)l->kind >= PB_LAYER_KINDS)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s: unknown kind %d", lname(l), (int)l->kind);
     if (max_batch < 1)
         return pb_err(err, errlen, PB_EUSAGE, "layer %s: max_batch %d < 1", lname(l), max_batch);
-    const size_t osz = pb_layer_osize(l), isz = pb_layer_isize(l);
+    const size_t osz = pb_layer_osize(l);
     if (osz == 0)
         return pb_err(err, errlen, PB_EUSAGE, "layer %s: output shape not inferred", lname(l));
-
-    int rc = PB_OK;
-    switch (l->kind) {
-    case PB_DENSE:
-    case PB_CONV: {
-        size_t nw = (size_t)l->oc * (l->kind == PB_DENSE ? isz : conv_cols_rows(l));
-        if ((rc = check_param(l, l->w, "weight", nw, err, errlen)) != PB_OK)
-            return rc;
-        if (l->has_bias && (rc = check_param(l, l->b, "bias", (size_t)l->oc, err, errlen)) != PB_OK)
-            return rc;
-        break;
-    }
-    case PB_BN:
-        if ((rc = check_param(l, l->w, "gamma", (size_t)l->oc, err, errlen)) != PB_OK ||
-            (rc = check_param(l, l->b, "beta", (size_t)l->oc, err, errlen)) != PB_OK)
-            return rc;
-        if (!l->run_mean || !l->run_var)
-            return pb_err(err, errlen, PB_EUSAGE,
-                          "layer %s (bn): running statistics not allocated (owned by the model)",
-                          lname(l));
-        break;
-    case PB_MAXPOOL:
-        /* argmax indices are int32 offsets within one example */
-        if (isz > INT32_MAX)
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (maxpool): input too large", lname(l));
-        break;
-    default:
-        break;
-    }
+    const layer_ops *ops = &kinds[l->kind];
+    int rc;
+    if (ops->check && (rc = ops->check(l, err, errlen)) != PB_OK)
+        return rc;
 
     const size_t on = (size_t)max_batch * osz;
-    int fail = 0;
     l->out = pb_alloc(on * sizeof(float));
     l->dout = pb_alloc(on * sizeof(float));
-    fail |= !l->out || !l->dout;
-    switch (l->kind) {
-    case PB_CONV:
-        l->ws_n = pb_kern_conv_ws(l, max_batch);
-        if (l->ws_n == 0)
-            return pb_err(err, errlen, PB_EUSAGE, "layer %s (conv): output %dx%d too large", lname(l),
-                          l->oh, l->ow);
-        break;
-    case PB_BN:
-    case PB_DROPOUT:
-        l->ws_n = on;
-        l->stat = pb_alloc((l->kind == PB_BN ? 2 * (size_t)l->oc + 1 : 1) * sizeof(float));
-        fail |= !l->stat;
-        break;
-    case PB_MAXPOOL:
-        l->idx = pb_alloc(on * sizeof(int32_t));
-        fail |= !l->idx;
-        break;
-    default:
-        break;
-    }
-    if (l->ws_n) {
-        l->ws = pb_alloc(l->ws_n * sizeof(float));
-        fail |= !l->ws;
-    }
-    if (fail) {
+    rc = l->out && l->dout ? PB_OK : PB_ENOMEM;
+    if (rc == PB_OK && ops->buffers)
+        rc = ops->buffers(l, max_batch, err, errlen);
+    if (rc == PB_OK && l->ws_n && !(l->ws = pb_alloc(l->ws_n * sizeof(float))))
+        rc = PB_ENOMEM;
+    if (rc != PB_OK) {
         pb_layer_free(l);
-        return pb_err(err, errlen, PB_ENOMEM, "layer %s (%s): out of memory for batch %d", lname(l),
-                      pb_layer_kind_names[l->kind], max_batch);
+        if (rc == PB_ENOMEM)
+            pb_err(err, errlen, PB_ENOMEM, "layer %s (%s): out of memory for batch %d", lname(l),
+                   pb_layer_kind_names[l->kind], max_batch);
+        return rc;
     }
     l->max_batch = max_batch;
     return PB_OK;
 }
 
-/* -------------------------------------------------------------- dispatch */
-
 void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int train, pb_rng *rng)
 {
     assert(B >= 1 && B <= l->max_batch);
-    const size_t n = (size_t)B * pb_layer_osize(l);
-    switch (l->kind) {
-    case PB_DENSE: pb_kern_dense_forward(l, x, B); break;
-    case PB_CONV: pb_kern_conv_forward(l, x, B); break;
-    case PB_MAXPOOL: pb_kern_maxpool_forward(l, x, B); break;
-    case PB_AVGPOOL: pb_kern_avgpool_forward(l, x, B); break;
-    case PB_GAP: pb_kern_gap_forward(l, x, B); break;
-    case PB_RELU: pb_kern_relu_forward(l->out, x, n); break;
-    case PB_BN: pb_kern_bn_forward(l, x, B, train); break;
-    case PB_FLATTEN: memcpy(l->out, x, n * sizeof(float)); break;
-    case PB_ADD: pb_kern_add_forward(l->out, x, x2, n); break;
-    case PB_DROPOUT: pb_kern_dropout_forward(l, x, n, train, rng); break;
-    default: assert(!"unknown layer kind"); break;
-    }
+    assert((unsigned)l->kind < PB_LAYER_KINDS);
+    const layer_call c = {.x = x, .x2 = x2, .B = B, .train = train, .rng = rng};
+    kinds[l->kind].forward(l, &c);
 }
 
 static void backward(pb_layer *l, const float *x, float *dx, float *dx2, int B, int write)
 {
     assert(B >= 1 && B <= l->max_batch);
-    const size_t n = (size_t)B * pb_layer_osize(l);
-    switch (l->kind) {
-    case PB_DENSE: pb_kern_dense_backward(l, x, dx, B, write); break;
-    case PB_CONV: pb_kern_conv_backward(l, x, dx, B, write); break;
-    case PB_MAXPOOL:
-        if (dx)
-            pb_kern_maxpool_backward(l, dx, B, write);
-        break;
-    case PB_RELU:
-        if (dx)
-            pb_kern_relu_backward(dx, l->out, l->dout, n, write);
-        break;
-    case PB_FLATTEN:
-        if (dx && write)
-            memcpy(dx, l->dout, n * sizeof(float));
-        else if (dx)
-            pb_kern_add_into(dx, l->dout, n);
-        break;
-    default:
-        if (dx && write)
-            memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
-        switch (l->kind) {
-        case PB_BN: pb_kern_bn_backward(l, dx, B); break;
-        case PB_ADD:
-            /* separate calls: dx and dx2 are the same buffer when a layer is added to itself */
-            if (dx)
-                pb_kern_add_into(dx, l->dout, n);
-            if (dx2)
-                pb_kern_add_into(dx2, l->dout, n);
-            break;
-        case PB_AVGPOOL:
-            if (dx)
-                pb_kern_avgpool_backward(l, dx, B);
-            break;
-        case PB_GAP:
-            if (dx)
-                pb_kern_gap_backward(l, dx, B);
-            break;
-        case PB_DROPOUT:
-            if (dx)
-                pb_kern_dropout_backward(l, dx, n);
-            break;
-        default: assert(!"unknown layer kind"); break;
-        }
-        break;
+    assert((unsigned)l->kind < PB_LAYER_KINDS);
+    const layer_ops *ops = &kinds[l->kind];
+    if (dx && write && ops->backward_adds) {
+        memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
+        write = 0;
     }
+    const layer_call c = {.x = x, .dx = dx, .dx2 = dx2, .B = B, .write = write};
+    ops->backward(l, &c);
 }
 
 void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B)
@@ -301,6 +450,12 @@ void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B)
 {
     assert(l->kind != PB_ADD);
     backward(l, x, dx, NULL, B, 1);
+}
+
+int pb_layer_fuses_relu(const pb_layer *l)
+{
+    const layer_ops *ops = &kinds[l->kind];
+    return ops->fuses_relu && ops->fuses_relu(l);
 }
 
 /* ----------------------------------------------------------------- FLOPs */
