@@ -1,0 +1,944 @@
+/* pb_kern_conv: convolution forward and backward, as im2col and SGEMM, or
+ * for thin convolutions (below) with kernels of their own; and unfold, the
+ * im2col columns transposed to one row per output position. */
+#include "pb_kern.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "pb_kern_vec.h"
+#include "pb_par.h"
+
+/* The conv workspace holds im2col columns, their gradient and the output in
+ * [oc, columns] order for a chunk of the batch. The cap keeps a ResNet layer at
+ * batch 128 from asking for hundreds of MB; LeNet-5 and smaller fit whole. */
+#define CONV_WS_BYTES ((size_t)64 << 20)
+
+static size_t conv_cols_rows(const pb_layer *l) { return (size_t)l->ic * l->k * l->k; }
+
+/* Floats of conv workspace per example: columns, their gradient, [oc, ohw]. */
+static size_t conv_ws_per_example(const pb_layer *l)
+{
+    return (2 * conv_cols_rows(l) + (size_t)l->oc) * (size_t)l->oh * l->ow;
+}
+
+/* Examples per conv chunk; derived from ws_n so no extra field is needed. */
+static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_example(l)); }
+
+/* Thin convolutions: stride 1, few output channels and short columns, like
+ * LeNet-5's (6 and 16 channels, 25 and 150 rows). A batched SGEMM with 6 or
+ * 16 rows and 100k columns, plus im2col and the copies into and out of its
+ * layout, runs far from peak, so these layers go one example at a time
+ * through three small kernels that keep a block of outputs in vector
+ * registers and need no im2col: the example is copied once into a zero-padded
+ * plane of width pw = iw + 2*pad, outputs are computed on that wide grid
+ * (output q = y*pw + x; the columns x >= ow are computed and dropped), and
+ * the im2col row of tap (c, ki, kj) is then the planes shifted by
+ * c*plane + ki*pw + kj. A vector there holds 16 outputs of one channel.
+ * Layers with more than OB channels (LeNet-5's conv2) compute the forward
+ * and, for kernels up to CV_MAX_K, the weight gradient in the "cv" layout
+ * instead: a vector holds all the channels of one output pixel, so nothing is
+ * computed for the grid's columns x >= ow (4 of conv2's 14), and a 16x16
+ * transpose in registers converts to and from the layer's [oc, oh*ow]. The
+ * input gradient stays on the grid, where it is a sum of shifted vectors.
+ * The kernels use GCC vector extensions and are cloned for AVX-512 and AVX2,
+ * because the build targets baseline x86-64 (SSE2) and gcc -O2 does not
+ * vectorize loops. */
+#define THIN_MAX_OC 16
+#define THIN_MAX_ROWS 256
+#define CV_XB 12   /* output columns per register block of thin_cv_forward */
+#define CV_MAX_K 5 /* kernels up to 5x5 take thin_cv_wgrad */
+#define OB 8  /* output channels (or taps) kept in registers at once;
+               * the kernels' "#pragma GCC unroll 8" must match */
+
+int pb_kern_conv_is_thin(const pb_layer *l)
+{
+    return l->stride == 1 && l->oc <= THIN_MAX_OC && conv_cols_rows(l) <= THIN_MAX_ROWS;
+}
+
+/* The thin workspace: the weights in the kernels' layouts, shared, then one
+ * block per part of the batch (see pb_par.h) for the example in flight and
+ * the part's gradient lanes. Padding (the border of the planes, grid columns
+ * x >= ow, channels oc..ocp, taps rows..rowsp) is zeroed by pb_alloc and never
+ * written, so the kernels run whole vectors and whole register blocks without
+ * tails. */
+typedef struct thin_ws {
+    size_t pw;     /* padded input width: the grid's row length */
+    size_t nq;     /* grid outputs computed: oh*pw rounded up to VL */
+    size_t plane;  /* floats per padded input channel, with room for the last shift */
+    size_t rows, rowsp, ocp;
+    size_t shift[THIN_MAX_ROWS]; /* tap r = (c, ki, kj): c*plane + ki*pw + kj */
+    float *xpad;   /* [ic, plane] the example, zero-padded */
+    float *dxpad;  /* [ic, plane] its gradient */
+    float *grid;   /* [ocp, nq] outputs on the grid (forward); cv: outputs [oh*ow, VL]
+                    * in forward, their gradient in backward */
+    float *dgrid;  /* [ocp, nq] their gradient (backward); columns x >= ow stay zero */
+    size_t tpad;   /* zeros either side of a dtaps row: (k-1)*(pw+1) rounded up to VL */
+    size_t tld;    /* floats per dtaps row: tpad + nq + tpad */
+    float *dtaps;  /* [k*k, tld] gradient of one input channel's taps (dx) */
+    float *gacc;   /* [oc, rows + 1, VL] lanes of the weight and bias gradients;
+                    * cv: [rows + 1, VL] the gradients themselves */
+    float *wt;     /* [rows, ocp] weights transposed (forward), shared */
+    float *wr;     /* [oc, rowsp] weights with padded taps (dx), shared */
+    float *bias;   /* [ocp], shared */
+    size_t shared_n, part_n; /* floats of the shared arrays and of one part's */
+} thin_ws;
+
+/* Computes the layout and sets the pointers to part `part`'s arrays when
+ * ws != NULL. The workspace of nparts parts is shared_n + nparts * part_n. */
+static void thin_layout(const pb_layer *l, float *ws, int part, thin_ws *t)
+{
+    const size_t k = (size_t)l->k;
+    t->pw = (size_t)l->iw + 2 * (size_t)l->pad;
+    t->nq = round_up((size_t)l->oh * t->pw, VL);
+    t->plane = round_up(t->nq + (k - 1) * (t->pw + 1), VL);
+    t->rows = conv_cols_rows(l);
+    t->rowsp = round_up(t->rows, OB);
+    t->ocp = round_up((size_t)l->oc, OB);
+    for (size_t r = 0; r < t->rows; r++)
+        t->shift[r] = r / (k * k) * t->plane + r / k % k * t->pw + r % k;
+    t->tpad = round_up((k - 1) * (t->pw + 1), VL);
+    t->tld = 2 * t->tpad + t->nq;
+    const size_t ic = (size_t)l->ic, oc = (size_t)l->oc;
+    const size_t n[9] = {t->rows * t->ocp, oc * t->rowsp, t->ocp,
+                         ic * t->plane, ic * t->plane, t->ocp * t->nq, t->ocp * t->nq,
+                         k * k * t->tld, oc * (t->rows + 1) * VL};
+    float **dst[9] = {&t->wt, &t->wr, &t->bias,
+                      &t->xpad, &t->dxpad, &t->grid, &t->dgrid, &t->dtaps, &t->gacc};
+    size_t at = 0;
+    for (int i = 0; i < 9; i++) {
+        if (i == 3)
+            t->shared_n = at;
+        *dst[i] = ws ? ws + at : NULL;
+        at += round_up(n[i], VL); /* keeps every array aligned for vf */
+    }
+    t->part_n = at - t->shared_n;
+    if (ws)
+        for (int i = 3; i < 9; i++)
+            *dst[i] += (size_t)part * t->part_n;
+}
+
+/* Whether the weight gradients take the cv layout (a vector of all output
+ * channels, see thin_cv_forward) too: gacc then holds [rows + 1, VL]. */
+static int thin_cv_grads(const pb_layer *l, const thin_ws *t) { return t->ocp == VL && l->k <= CV_MAX_K; }
+
+/* Parts of the batch the thin workspace has room for. */
+static int thin_parts(const pb_layer *l)
+{
+    thin_ws t;
+    thin_layout(l, NULL, 0, &t);
+    return (int)((l->ws_n - t.shared_n) / t.part_n);
+}
+
+/* Floats of workspace for batches up to max_batch: the thin layout for each
+ * of pb_par's threads, else im2col chunks of at most CONV_WS_BYTES; 0 when
+ * one example's output is too large for SGEMM's int dimensions. */
+size_t pb_kern_conv_ws(const pb_layer *l, int max_batch)
+{
+    if (pb_kern_conv_is_thin(l)) {
+        thin_ws t;
+        thin_layout(l, NULL, 0, &t);
+        return t.shared_n + (size_t)pb_par_threads() * t.part_n;
+    }
+    size_t per = conv_ws_per_example(l);
+    size_t cb = CONV_WS_BYTES / (per * sizeof(float));
+    if (cb < 1)
+        cb = 1;
+    if (cb > (size_t)max_batch)
+        cb = (size_t)max_batch;
+    if (cb * l->oh * l->ow > INT_MAX) /* SGEMM dimensions are int */
+        cb = INT_MAX / ((size_t)l->oh * l->ow);
+    return cb * per;
+}
+/* Output columns [xlo, xhi) of kernel column kj read inside the input row;
+ * the rest read padding. */
+static void conv_xrange(const pb_layer *l, int kj, int *xlo, int *xhi)
+{
+    const int s = l->stride, off = kj - l->pad;
+    int lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    int hi = l->iw - 1 - off < 0 ? 0 : (l->iw - 1 - off) / s + 1;
+    if (hi > l->ow)
+        hi = l->ow;
+    if (lo > l->ow)
+        lo = l->ow;
+    if (hi < lo)
+        hi = lo;
+    *xlo = lo;
+    *xhi = hi;
+}
+
+/* Short-row copy and add for im2col and col2im with stride 1: rows are 10 to
+ * 32 floats in the models here, too short for memcpy's call and too long to
+ * leave to scalar code (gcc -O2 does not vectorize loops). */
+typedef float v8f_unaligned __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float))));
+typedef float v4f_unaligned __attribute__((vector_size(4 * sizeof(float)), aligned(sizeof(float))));
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+typedef int32_t v4i __attribute__((vector_size(4 * sizeof(int32_t))));
+
+static inline void row_copy(float *restrict d, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        *(vf_unaligned *)(d + i) = *(const vf_unaligned *)(src + i);
+    if (i + 8 <= n) {
+        *(v8f_unaligned *)(d + i) = *(const v8f_unaligned *)(src + i);
+        i += 8;
+    }
+    if (i + 4 <= n) {
+        *(v4f_unaligned *)(d + i) = *(const v4f_unaligned *)(src + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        d[i] = src[i];
+}
+
+static inline void row_add(float *restrict d, const float *restrict src, int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        *(vf_unaligned *)(d + i) += *(const vf_unaligned *)(src + i);
+    if (i + 8 <= n) {
+        *(v8f_unaligned *)(d + i) += *(const v8f_unaligned *)(src + i);
+        i += 8;
+    }
+    if (i + 4 <= n) {
+        *(v4f_unaligned *)(d + i) += *(const v4f_unaligned *)(src + i);
+        i += 4;
+    }
+    for (; i < n; i++)
+        d[i] += src[i];
+}
+
+/* d = g where out > 0, else 0: a ReLU's backward, for a fused ReLU (see
+ * pb_layer.h) as a conv reads its output gradient. */
+static inline void row_relu_grad(float *restrict d, const float *restrict g, const float *restrict out,
+                                 int n)
+{
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+        *(vf_unaligned *)(d + i) = (vf)((vi) * (const vf_unaligned *)(g + i) & pass);
+    }
+    if (i + 8 <= n) {
+        const v8i pass = *(const v8f_unaligned *)(out + i) > (v8f){0};
+        *(v8f_unaligned *)(d + i) = (v8f)((v8i) * (const v8f_unaligned *)(g + i) & pass);
+        i += 8;
+    }
+    if (i + 4 <= n) {
+        const v4i pass = *(const v4f_unaligned *)(out + i) > (v4f){0};
+        *(v4f_unaligned *)(d + i) = (v4f)((v4i) * (const v4f_unaligned *)(g + i) & pass);
+        i += 4;
+    }
+    for (; i < n; i++)
+        d[i] = out[i] > 0.0f ? g[i] : 0.0f;
+}
+
+/* cols [ic*k*k, ld >= nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
+CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, size_t ld,
+                   float *restrict cols)
+{
+    const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    for (int c = 0; c < l->ic; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                int xlo, xhi;
+                conv_xrange(l, kj, &xlo, &xhi);
+                const int off = kj - l->pad;
+                float *restrict row = cols + ((size_t)(c * k + ki) * k + kj) * n;
+                for (int b = 0; b < nb; b++) {
+                    const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
+                    for (int y = 0; y < oh; y++) {
+                        float *restrict d = row + b * ohw + (size_t)y * ow;
+                        const int iy = y * s - l->pad + ki;
+                        if (iy < 0 || iy >= ih) {
+                            memset(d, 0, (size_t)ow * sizeof(float));
+                            continue;
+                        }
+                        const float *restrict src = xc + (size_t)iy * iw;
+                        for (int xo = 0; xo < xlo; xo++)
+                            d[xo] = 0.0f;
+                        if (s == 1)
+                            row_copy(d + xlo, src + xlo + off, xhi - xlo);
+                        else
+                            for (int xo = xlo; xo < xhi; xo++)
+                                d[xo] = src[xo * s + off];
+                        for (int xo = xhi; xo < ow; xo++)
+                            d[xo] = 0.0f;
+                    }
+                }
+            }
+}
+
+/* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped. */
+CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb, size_t ld,
+                   float *restrict dx)
+{
+    const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    for (int c = 0; c < l->ic; c++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                int xlo, xhi;
+                conv_xrange(l, kj, &xlo, &xhi);
+                const int off = kj - l->pad;
+                const float *restrict row = dcols + ((size_t)(c * k + ki) * k + kj) * n;
+                for (int b = 0; b < nb; b++) {
+                    float *restrict xc = dx + b * isz + (size_t)c * ih * iw;
+                    for (int y = 0; y < oh; y++) {
+                        const int iy = y * s - l->pad + ki;
+                        if (iy < 0 || iy >= ih)
+                            continue;
+                        const float *restrict d = row + b * ohw + (size_t)y * ow;
+                        float *restrict dst = xc + (size_t)iy * iw;
+                        if (s == 1) {
+                            row_add(dst + xlo + off, d + xlo, xhi - xlo);
+                        } else {
+                            for (int xo = xlo; xo < xhi; xo++)
+                                dst[xo * s + off] += d[xo];
+                        }
+                    }
+                }
+            }
+}
+
+/* The kernels take their register block of nb <= OB output channels as a
+ * constant, so each block size gets its own unrolled code (through BLOCKS):
+ * LeNet-5's 6 channels run 6 accumulators instead of 8 with two wasted. */
+#if defined(CLONES_ENABLED)
+#define KERNEL static inline __attribute__((always_inline, KERNEL_OPTIMIZE))
+#else
+#define KERNEL static inline
+#endif
+#define BLOCKS(nb, call)                                                                 \
+    switch (nb) {                                                                        \
+    case 1: call(1); break;                                                              \
+    case 2: call(2); break;                                                              \
+    case 3: call(3); break;                                                              \
+    case 4: call(4); break;                                                              \
+    case 5: call(5); break;                                                              \
+    case 6: call(6); break;                                                              \
+    case 7: call(7); break;                                                              \
+    default: call(8); break;                                                             \
+    }
+
+/* grid[o, q] = bias[o] + sum_r wt[r, o] * xpad[shift[r] + q], o0 <= o < o0 + nb,
+ * through a ReLU when relu is set (NaN passes, as in relu_forward). */
+KERNEL void forward_block(const thin_ws *t, int o0, const int nb, int relu)
+{
+    const size_t nq = t->nq, ocp = t->ocp, rows = t->rows;
+    /* two vectors of outputs at a time: each weight loaded feeds two
+     * multiply-adds, and 2*nb independent sums hide the FMA latency */
+    size_t q = 0;
+    for (; q + 2 * VL <= nq; q += 2 * VL) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0} + t->bias[o0 + j];
+        for (size_t r = 0; r < rows; r++) {
+            const float *restrict xr = t->xpad + t->shift[r] + q;
+            const vf x = *(const vf_unaligned *)xr, x2 = *(const vf_unaligned *)(xr + VL);
+            const float *restrict w = t->wt + r * ocp + o0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                acc[j] += w[j] * x;
+                acc2[j] += w[j] * x2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            *(vf *)(t->grid + (o0 + j) * nq + q) = relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
+            *(vf *)(t->grid + (o0 + j) * nq + q + VL) =
+                relu ? (vf)((vi)acc2[j] & ~(acc2[j] < (vf){0})) : acc2[j];
+        }
+    }
+    for (; q < nq; q += VL) {
+        vf acc[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = (vf){0} + t->bias[o0 + j];
+        for (size_t r = 0; r < rows; r++) {
+            const vf x = *(const vf_unaligned *)(t->xpad + t->shift[r] + q);
+            const float *restrict w = t->wt + r * ocp + o0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++)
+                acc[j] += w[j] * x;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            *(vf *)(t->grid + (o0 + j) * nq + q) = relu ? (vf)((vi)acc[j] & ~(acc[j] < (vf){0})) : acc[j];
+    }
+}
+
+CLONES static void thin_forward(const thin_ws *t, int oc, int relu)
+{
+    for (int o0 = 0; o0 < oc; o0 += OB) {
+#define FORWARD(n) forward_block(t, o0, n, relu)
+        BLOCKS(oc - o0, FORWARD)
+#undef FORWARD
+    }
+}
+
+/* The forward of a layer with more than OB channels (ocp = VL), a vector of
+ * all channels per output pixel: outT[p, o] at p = y*ow + x for rows y0 and
+ * y0 + 1 (a row past the last is computed and dropped) and columns x0 ..
+ * x0 + xb - 1, bias[o] + sum_r xpad[shift[r] + y*pw + x] * wt[r, o], into
+ * grid as [oh*ow, VL]. It computes no output of the grid's columns x >= ow,
+ * which are 40% of LeNet-5's conv2 grid, and adds the taps in the same order
+ * as forward_block, so the outputs are the same. */
+KERNEL void cv_forward_tile(const thin_ws *t, int ow, int oh, int y0, int x0, const int xb, int relu)
+{
+    const size_t rows = t->rows, pw = t->pw;
+    vf acc[2][CV_XB];
+    const vf bias = *(const vf *)t->bias;
+#pragma GCC unroll 12
+    for (int j = 0; j < xb; j++)
+        acc[0][j] = acc[1][j] = bias;
+    const float *restrict base = t->xpad + (size_t)y0 * pw + x0;
+    for (size_t r = 0; r < rows; r++) {
+        const vf w = *(const vf *)(t->wt + r * VL);
+        const float *restrict x = base + t->shift[r], *restrict x1 = x + pw;
+#pragma GCC unroll 12
+        for (int j = 0; j < xb; j++) {
+            acc[0][j] += x[j] * w;
+            acc[1][j] += x1[j] * w;
+        }
+    }
+    float *restrict out = t->grid + ((size_t)y0 * ow + x0) * VL;
+#pragma GCC unroll 12
+    for (int j = 0; j < xb; j++)
+        *(vf *)(out + (size_t)j * VL) = relu ? (vf)((vi)acc[0][j] & ~(acc[0][j] < (vf){0})) : acc[0][j];
+    if (y0 + 1 < oh)
+#pragma GCC unroll 12
+        for (int j = 0; j < xb; j++)
+            *(vf *)(out + ((size_t)ow + j) * VL) =
+                relu ? (vf)((vi)acc[1][j] & ~(acc[1][j] < (vf){0})) : acc[1][j];
+}
+
+/* The columns go in chunks of at most CV_XB, as even as they can be. */
+CLONES static void thin_cv_forward(const thin_ws *t, int ow, int oh, int relu)
+{
+    const int nch = (ow + CV_XB - 1) / CV_XB, wide = (ow + nch - 1) / nch;
+    for (int y0 = 0; y0 < oh; y0 += 2)
+        for (int x0 = 0; x0 < ow; x0 += wide) {
+            const int xb = ow - x0 < wide ? ow - x0 : wide;
+#define CV(n) cv_forward_tile(t, ow, oh, y0, x0, n, relu)
+            switch (xb) {
+            case 1: CV(1); break;
+            case 2: CV(2); break;
+            case 3: CV(3); break;
+            case 4: CV(4); break;
+            case 5: CV(5); break;
+            case 6: CV(6); break;
+            case 7: CV(7); break;
+            case 8: CV(8); break;
+            case 9: CV(9); break;
+            case 10: CV(10); break;
+            case 11: CV(11); break;
+            default: CV(12); break;
+            }
+#undef CV
+        }
+}
+
+/* Transposes 16 vectors in place, v[i][j] becoming v[j][i]: four rounds of
+ * two-source shuffles that swap the blocks of h = 8, 4, 2, 1 lanes between
+ * rows h apart (the off-diagonal blocks of ever smaller blocks). */
+#define SWAP_ROWS(h, LO, HI)                                                                 \
+    _Pragma("GCC unroll 16") for (int i = 0; i < VL; i++)                                    \
+        if (!(i & (h))) {                                                                    \
+            const vf a = v[i], b = v[i + (h)];                                               \
+            v[i] = __builtin_shufflevector(a, b, LO);                                        \
+            v[i + (h)] = __builtin_shufflevector(a, b, HI);                                  \
+        }
+#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+static inline __attribute__((always_inline)) void transpose16(vf v[VL])
+{
+    SWAP_ROWS(8, LO8, HI8)
+    SWAP_ROWS(4, LO4, HI4)
+    SWAP_ROWS(2, LO2, HI2)
+    SWAP_ROWS(1, LO1, HI1)
+}
+#undef SWAP_ROWS
+#undef LO8
+#undef HI8
+#undef LO4
+#undef HI4
+#undef LO2
+#undef HI2
+#undef LO1
+#undef HI1
+
+/* out[o, p] = outT[p, o] for o < oc: the cv layout back to the layer's. */
+CLONES static void thin_cv_store(const float *outT, size_t ohw, int oc, float *out)
+{
+    vf v[VL];
+    for (size_t p0 = 0; p0 < ohw; p0 += VL) {
+        const size_t n = ohw - p0 < VL ? ohw - p0 : VL;
+        for (int i = 0; i < VL; i++) /* rows past ohw: whatever the grid holds, not stored */
+            v[i] = *(const vf *)(outT + (p0 + i) * VL);
+        transpose16(v);
+        for (int o = 0; o < oc; o++)
+            if (n == VL)
+                *(vf_unaligned *)(out + o * ohw + p0) = v[o];
+            else
+                row_copy(out + o * ohw + p0, (const float *)&v[o], (int)n);
+    }
+}
+
+/* dyT[p, o] = dout[o, p] for o < oc (0 for the other lanes), passed only
+ * where out[o, p] > 0 under a fused ReLU: the output gradient of one example
+ * in the cv layout, for thin_cv_wgrad. */
+CLONES static void thin_cv_load(const float *dout, const float *out, int relu, size_t ohw, int oc,
+                                float *dyT)
+{
+    vf v[VL];
+    for (size_t p0 = 0; p0 < ohw; p0 += VL) {
+        const int n = ohw - p0 < VL ? (int)(ohw - p0) : VL;
+        for (int o = 0; o < VL; o++) {
+            v[o] = (vf){0};
+            if (o >= oc)
+                continue;
+            if (relu)
+                row_relu_grad((float *)&v[o], dout + o * ohw + p0, out + o * ohw + p0, n);
+            else
+                row_copy((float *)&v[o], dout + o * ohw + p0, n);
+        }
+        transpose16(v);
+        for (int i = 0; i < n; i++)
+            *(vf *)(dyT + (p0 + i) * VL) = v[i];
+    }
+}
+
+/* gcv[r, o] += sum over the pixels p = (y, x) of xpad[shift[r] + y*pw + x] *
+ * dyT[p, o] for the k*k taps r of input channel c, all channels o at once:
+ * k*k sums in registers, each pixel's gradient loaded once and no grid
+ * columns past the output. */
+KERNEL void cv_wgrad_channel(const thin_ws *t, const float *restrict dyT, int c, int ow, int oh,
+                             const int k)
+{
+    const size_t pw = t->pw;
+    vf acc[CV_MAX_K][CV_MAX_K];
+#pragma GCC unroll 5
+    for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+        for (int kj = 0; kj < k; kj++)
+            acc[ki][kj] = (vf){0};
+    const float *restrict xc = t->xpad + c * t->plane;
+    for (int y = 0; y < oh; y++) {
+        const float *restrict row = xc + (size_t)y * pw;
+        const float *restrict d = dyT + (size_t)y * ow * VL;
+        for (int x = 0; x < ow; x++) {
+            const vf dv = *(const vf *)(d + (size_t)x * VL);
+#pragma GCC unroll 5
+            for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+                for (int kj = 0; kj < k; kj++)
+                    acc[ki][kj] += row[ki * pw + kj + x] * dv;
+        }
+    }
+    vf *restrict g = (vf *)t->gacc + (size_t)c * k * k;
+#pragma GCC unroll 5
+    for (int ki = 0; ki < k; ki++)
+#pragma GCC unroll 5
+        for (int kj = 0; kj < k; kj++)
+            g[ki * k + kj] += acc[ki][kj];
+}
+
+/* The weight and bias gradients of one example in the cv layout:
+ * gacc[r, o] (as [rows + 1, VL], the bias last). */
+CLONES static void thin_cv_wgrad(const thin_ws *t, const float *dyT, int ic, int k, int ow, int oh)
+{
+    for (int c = 0; c < ic; c++) {
+#define CVW(n) cv_wgrad_channel(t, dyT, c, ow, oh, n)
+        switch (k) {
+        case 1: CVW(1); break;
+        case 2: CVW(2); break;
+        case 3: CVW(3); break;
+        case 4: CVW(4); break;
+        default: CVW(5); break;
+        }
+#undef CVW
+    }
+    vf sum = (vf){0};
+    for (size_t p = 0; p < (size_t)ow * oh; p++)
+        sum += *(const vf *)(dyT + p * VL);
+    ((vf *)t->gacc)[t->rows] += sum;
+}
+
+/* Lanes of the weight gradient sum_q dgrid[o, q] * xpad[shift[r] + q] and of
+ * the bias gradient sum_q dgrid[o, q], added to gacc[o, r] and gacc[o, rows]:
+ * summing the lanes once per batch instead of once per example saves a
+ * dependent chain of 16 additions per weight and example. */
+KERNEL void wgrad_block(const thin_ws *t, int o0, const int nb)
+{
+    const size_t nq = t->nq, rows = t->rows;
+    vf *restrict gacc = (vf *)t->gacc;
+    const float *restrict d = t->dgrid + o0 * nq;
+    /* two taps at a time: each load of dgrid feeds two multiply-adds */
+    size_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0};
+        const float *restrict x = t->xpad + t->shift[r], *restrict x2 = t->xpad + t->shift[r + 1];
+        for (size_t q = 0; q < nq; q += VL) {
+            const vf xv = *(const vf_unaligned *)(x + q), xv2 = *(const vf_unaligned *)(x2 + q);
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                const vf dv = *(const vf *)(d + j * nq + q);
+                acc[j] += dv * xv;
+                acc2[j] += dv * xv2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            gacc[(o0 + j) * (rows + 1) + r] += acc[j];
+            gacc[(o0 + j) * (rows + 1) + r + 1] += acc2[j];
+        }
+    }
+    for (; r < rows; r++) {
+        vf acc[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = (vf){0};
+        const float *restrict x = t->xpad + t->shift[r];
+        for (size_t q = 0; q < nq; q += VL) {
+            const vf xv = *(const vf_unaligned *)(x + q);
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++)
+                acc[j] += *(const vf *)(d + j * nq + q) * xv;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            gacc[(o0 + j) * (rows + 1) + r] += acc[j];
+    }
+    for (int j = 0; j < nb; j++)
+        for (size_t q = 0; q < nq; q += VL)
+            gacc[(o0 + j) * (rows + 1) + rows] += *(const vf *)(d + j * nq + q);
+}
+
+CLONES static void thin_wgrad(const thin_ws *t, int oc)
+{
+    for (int o0 = 0; o0 < oc; o0 += OB) {
+#define WGRAD(n) wgrad_block(t, o0, n)
+        BLOCKS(oc - o0, WGRAD)
+#undef WGRAD
+    }
+}
+
+/* The gradient of taps r0 .. r0+nb-1, sum_o wr[o, r] * dgrid[o, q], into
+ * their dtaps rows (row r - r0 + j0). */
+KERNEL void dx_block(const thin_ws *t, int oc, size_t r0, size_t j0, const int nb)
+{
+    const size_t nq = t->nq, rowsp = t->rowsp, tld = t->tld;
+    float *restrict dt = t->dtaps + j0 * tld + t->tpad;
+    /* two vectors of positions at a time (nq is even in vectors or not) */
+    size_t q = 0;
+    for (; q + 2 * VL <= nq; q += 2 * VL) {
+        vf acc[OB], acc2[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = acc2[j] = (vf){0};
+        for (int o = 0; o < oc; o++) {
+            const vf d = *(const vf *)(t->dgrid + o * nq + q), d2 = *(const vf *)(t->dgrid + o * nq + q + VL);
+            const float *restrict w = t->wr + o * rowsp + r0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++) {
+                acc[j] += w[j] * d;
+                acc2[j] += w[j] * d2;
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++) {
+            *(vf *)(dt + j * tld + q) = acc[j];
+            *(vf *)(dt + j * tld + q + VL) = acc2[j];
+        }
+    }
+    for (; q < nq; q += VL) {
+        vf acc[OB];
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            acc[j] = (vf){0};
+        for (int o = 0; o < oc; o++) {
+            const vf d = *(const vf *)(t->dgrid + o * nq + q);
+            const float *restrict w = t->wr + o * rowsp + r0;
+#pragma GCC unroll 8
+            for (int j = 0; j < nb; j++)
+                acc[j] += w[j] * d;
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nb; j++)
+            *(vf *)(dt + j * tld + q) = acc[j];
+    }
+}
+
+/* dxpad = the sum over taps r of their gradient shifted by shift[r], one
+ * input channel at a time: first the gradient of the channel's k*k taps into
+ * dtaps, whose rows have zeros either side, then each vector of the channel's
+ * plane as a sum of k*k loads from them, with no tap falling off a row and
+ * one store per vector. (Adding each tap's row into the plane instead made
+ * every load wait for the overlapping store of the tap just before.) */
+CLONES static void thin_dx(const thin_ws *t, int oc, int ic, int k)
+{
+    const size_t kk = (size_t)k * k, pw = t->pw, tld = t->tld;
+    for (int c = 0; c < ic; c++) {
+        /* blocks as even as they can be: 25 taps as 7, 6, 6, 6, not 8, 8, 8, 1,
+         * whose one chain of multiply-adds would wait on itself */
+        const size_t nblk = (kk + OB - 1) / OB;
+        for (size_t b = 0, j0 = 0; b < nblk; b++) {
+            const size_t nb = (kk - j0) / (nblk - b), r0 = c * kk + j0;
+#define DX(n) dx_block(t, oc, r0, j0, n)
+            assert(nb >= 1 && nb <= OB);
+            BLOCKS((int)nb, DX)
+#undef DX
+            j0 += nb;
+        }
+        const float *restrict dt = t->dtaps + t->tpad;
+        float *restrict dst = t->dxpad + c * t->plane;
+        /* four vectors at a time: four chains of additions, not one waiting
+         * on itself k*k times */
+        size_t p = 0;
+        for (; p + 4 * VL <= t->plane; p += 4 * VL) {
+            vf acc[4] = {{0}};
+            for (int ki = 0; ki < k; ki++) {
+                const float *restrict row = dt + (size_t)ki * k * tld + p - ki * pw;
+                for (int kj = 0; kj < k; kj++)
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++)
+                        acc[i] += *(const vf_unaligned *)(row + kj * tld - kj + i * VL);
+            }
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                *(vf *)(dst + p + i * VL) = acc[i];
+        }
+        for (; p < t->plane; p += VL) {
+            vf acc = (vf){0};
+            for (int ki = 0; ki < k; ki++) {
+                const float *restrict row = dt + (size_t)ki * k * tld + p - ki * pw;
+                for (int kj = 0; kj < k; kj++)
+                    acc += *(const vf_unaligned *)(row + kj * tld - kj);
+            }
+            *(vf *)(dst + p) = acc;
+        }
+    }
+}
+
+/* Copies one example into the interior of its zero-padded planes. */
+CLONES static void thin_load_example(const pb_layer *l, const thin_ws *t, const float *x)
+{
+    for (int c = 0; c < l->ic; c++)
+        for (int y = 0; y < l->ih; y++)
+            row_copy(t->xpad + c * t->plane + (y + l->pad) * t->pw + l->pad,
+                     x + ((size_t)c * l->ih + y) * l->iw, l->iw);
+}
+
+CLONES static void thin_forward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const pb_layer *l = j->l;
+    thin_ws t;
+    thin_layout(l, l->ws, part, &t);
+    const int oc = l->oc, oh = l->oh, ow = l->ow;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const int b1 = pb_par_begin(j->B, part + 1, nparts);
+    for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
+        thin_load_example(l, &t, j->x + b * isz);
+        float *out = l->out + b * osz;
+        if (t.ocp == VL) {
+            thin_cv_forward(&t, ow, oh, l->relu_after);
+            thin_cv_store(t.grid, (size_t)oh * ow, oc, out);
+            continue;
+        }
+        thin_forward(&t, oc, l->relu_after);
+        for (int o = 0; o < oc; o++)
+            for (int y = 0; y < oh; y++)
+                row_copy(out + ((size_t)o * oh + y) * ow, t.grid + o * t.nq + y * t.pw, ow);
+    }
+}
+
+static void thin_conv_forward(pb_layer *l, const float *x, int B)
+{
+    thin_ws t;
+    thin_layout(l, l->ws, 0, &t);
+    const int oc = l->oc;
+    for (int o = 0; o < oc; o++) {
+        for (size_t r = 0; r < t.rows; r++)
+            t.wt[r * t.ocp + o] = l->w->w[o * t.rows + r];
+        t.bias[o] = l->has_bias ? l->b->w[o] : 0.0f;
+    }
+    batch_job j = {l, x, NULL, B, 0};
+    pb_par_run(thin_forward_part, &j,
+               batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l)));
+}
+
+CLONES static void thin_backward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    const pb_layer *l = j->l;
+    thin_ws t;
+    thin_layout(l, l->ws, part, &t);
+    const int oc = l->oc, oh = l->oh, ow = l->ow;
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    float *dx = j->dx;
+    memset(t.gacc, 0, (size_t)oc * (t.rows + 1) * VL * sizeof(float));
+    const int b1 = pb_par_begin(j->B, part + 1, nparts);
+    for (int b = pb_par_begin(j->B, part, nparts); b < b1; b++) {
+        thin_load_example(l, &t, j->x + b * isz);
+        if (thin_cv_grads(l, &t)) {
+            /* grid is free in backward: it holds the cv layout's dyT */
+            thin_cv_load(l->dout + b * osz, l->out + b * osz, l->relu_after, (size_t)oh * ow, oc, t.grid);
+            thin_cv_wgrad(&t, t.grid, l->ic, l->k, ow, oh);
+            if (!dx)
+                continue;
+        }
+        /* dgrid columns x >= ow stay zero, so the dropped outputs add nothing */
+        for (int o = 0; o < oc; o++)
+            for (int y = 0; y < oh; y++) {
+                float *dst = t.dgrid + o * t.nq + y * t.pw;
+                const size_t at = b * osz + ((size_t)o * oh + y) * ow;
+                if (l->relu_after)
+                    row_relu_grad(dst, l->dout + at, l->out + at, ow);
+                else
+                    row_copy(dst, l->dout + at, ow);
+            }
+        if (!thin_cv_grads(l, &t))
+            thin_wgrad(&t, oc);
+        if (!dx)
+            continue;
+        thin_dx(&t, oc, l->ic, l->k);
+        for (int c = 0; c < l->ic; c++)
+            for (int y = 0; y < l->ih; y++) {
+                float *dst = dx + b * isz + ((size_t)c * l->ih + y) * l->iw;
+                const float *src = t.dxpad + c * t.plane + (y + l->pad) * t.pw + l->pad;
+                if (j->write)
+                    row_copy(dst, src, l->iw);
+                else
+                    row_add(dst, src, l->iw);
+            }
+    }
+}
+
+static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
+{
+    thin_ws t;
+    thin_layout(l, l->ws, 0, &t);
+    const int oc = l->oc;
+    for (int o = 0; o < oc; o++)
+        memcpy(t.wr + o * t.rowsp, l->w->w + o * t.rows, t.rows * sizeof(float));
+    batch_job j = {l, x, dx, B, write};
+    const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), thin_parts(l));
+    pb_par_run(thin_backward_part, &j, nparts);
+    /* the parts' sums are added in part order, so the sums do not depend on
+     * which part finished first */
+    const int cv = thin_cv_grads(l, &t);
+    const size_t nlanes = cv ? t.rows + 1 : (size_t)oc * (t.rows + 1);
+    for (int p = 1; p < nparts; p++) {
+        thin_ws tp;
+        thin_layout(l, l->ws, p, &tp);
+        for (size_t i = 0; i < nlanes; i++)
+            ((vf *)t.gacc)[i] += ((const vf *)tp.gacc)[i];
+    }
+    if (cv) {
+        for (int o = 0; o < oc; o++) {
+            for (size_t r = 0; r < t.rows; r++)
+                l->w->g[o * t.rows + r] += t.gacc[r * VL + o];
+            if (l->has_bias)
+                l->b->g[o] += t.gacc[t.rows * VL + o];
+        }
+        return;
+    }
+    for (int o = 0; o < oc; o++)
+        for (size_t r = 0; r <= t.rows; r++) {
+            const float *lanes = t.gacc + ((size_t)o * (t.rows + 1) + r) * VL;
+            float sum = 0.0f;
+            for (int i = 0; i < VL; i++)
+                sum += lanes[i];
+            if (r < t.rows)
+                l->w->g[o * t.rows + r] += sum;
+            else if (l->has_bias)
+                l->b->g[o] += sum;
+        }
+}
+
+void pb_kern_conv_forward(pb_layer *l, const float *x, int B)
+{
+    if (pb_kern_conv_is_thin(l)) {
+        thin_conv_forward(l, x, B);
+        return;
+    }
+    const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
+    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    float *cols = l->ws;
+    float *tmp = l->ws + 2 * (size_t)rows * cb * ohw;
+    for (int b0 = 0; b0 < B; b0 += cb) {
+        const int nb = B - b0 < cb ? B - b0 : cb;
+        const size_t n = (size_t)nb * ohw;
+        im2col(l, x + b0 * isz, nb, n, cols);
+        /* one GEMM over the whole chunk: tiny per-example GEMMs (6 x 25 x 784
+         * for LeNet's conv1) leave OpenBLAS far from peak */
+        pb_kern_gemm(CblasNoTrans, CblasNoTrans, oc, (int)n, rows, 1.0f, l->w->w, rows, cols, (int)n,
+                     0.0f, tmp, (int)n);
+        for (int b = 0; b < nb; b++)
+            for (int o = 0; o < oc; o++) {
+                const float *restrict src = tmp + (size_t)o * n + b * ohw;
+                float *restrict dst = l->out + (b0 + b) * osz + (size_t)o * ohw;
+                const float bias = l->has_bias ? l->b->w[o] : 0.0f;
+                for (size_t p = 0; p < ohw; p++)
+                    dst[p] = src[p] + bias;
+            }
+    }
+}
+
+void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
+{
+    if (pb_kern_conv_is_thin(l)) {
+        thin_conv_backward(l, x, dx, B, write);
+        return;
+    }
+    if (dx && write)
+        memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
+    const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
+    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    float *cols = l->ws;
+    float *dcols = l->ws + (size_t)rows * cb * ohw;
+    float *tmp = l->ws + 2 * (size_t)rows * cb * ohw;
+    for (int b0 = 0; b0 < B; b0 += cb) {
+        const int nb = B - b0 < cb ? B - b0 : cb;
+        const size_t n = (size_t)nb * ohw;
+        /* A batch that fit in one chunk still has its columns from forward
+         * (backward is given the same x); otherwise rebuild this chunk's. */
+        if (B > cb)
+            im2col(l, x + b0 * isz, nb, n, cols);
+        for (int b = 0; b < nb; b++)
+            for (int o = 0; o < oc; o++)
+                memcpy(tmp + (size_t)o * n + b * ohw, l->dout + (b0 + b) * osz + (size_t)o * ohw,
+                       ohw * sizeof(float));
+        pb_kern_gemm(CblasNoTrans, CblasTrans, oc, rows, (int)n, 1.0f, tmp, (int)n, cols, (int)n,
+                     1.0f, l->w->g, rows);
+        if (l->has_bias)
+            for (int o = 0; o < oc; o++) {
+                const float *restrict t = tmp + (size_t)o * n;
+                double acc = 0.0;
+                for (size_t p = 0; p < n; p++)
+                    acc += t[p];
+                l->b->g[o] += (float)acc;
+            }
+        if (dx) {
+            pb_kern_gemm(CblasTrans, CblasNoTrans, rows, (int)n, oc, 1.0f, l->w->w, rows, tmp,
+                         (int)n, 0.0f, dcols, (int)n);
+            col2im(l, dcols, nb, n, dx + b0 * isz);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+/* pb_kern_elem: the kinds that work element by element (ReLU, add,
+ * dropout) or channel by channel (batch normalization). */
+#include "pb_kern.h"
+
+#include <assert.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "pb_kern_vec.h"
+#include "pb_par.h"
+
+/* stat[] carries one float past the BN statistics (and is one float for
+ * dropout) telling backward whether the last forward ran in train mode, so a
+ * gradient taken through an eval-mode forward is the gradient of what ran. */
+#define MODE_EVAL 0.0f
+#define MODE_TRAIN 1.0f
+
+void pb_kern_add_into(float *restrict y, const float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+/* ReLU runs on the largest activations (LeNet-5's conv1: 600k floats a
+ * batch), so it is vectorized by hand like the thin convolutions: a float
+ * compare gives a lane mask of all ones or zeros that selects by bitwise and. */
+
+CLONES static void relu_forward(float *o, const float *x, size_t n)
+{
+    /* written so that NaN passes through instead of becoming 0 (NaN < 0 is false) */
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vf v = *(const vf_unaligned *)(x + i);
+        *(vf_unaligned *)(o + i) = (vf)((vi)v & ~(v < (vf){0}));
+    }
+    for (; i < n; i++)
+        o[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+/* dx += (or, when write, dx =) the gradient passed where out > 0 */
+CLONES static void relu_backward(float *dx, const float *out, const float *d, size_t n, int write)
+{
+    size_t i = 0;
+    if (write) {
+        for (; i + VL <= n; i += VL) {
+            const vf g = *(const vf_unaligned *)(d + i);
+            const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+            *(vf_unaligned *)(dx + i) = (vf)((vi)g & pass);
+        }
+        for (; i < n; i++)
+            dx[i] = out[i] > 0.0f ? d[i] : 0.0f;
+        return;
+    }
+    for (; i + VL <= n; i += VL) {
+        const vf g = *(const vf_unaligned *)(d + i);
+        const vi pass = *(const vf_unaligned *)(out + i) > (vf){0};
+        *(vf_unaligned *)(dx + i) += (vf)((vi)g & pass);
+    }
+    for (; i < n; i++)
+        dx[i] += out[i] > 0.0f ? d[i] : 0.0f;
+}
+
+/* ReLU on n floats, split into parts of whole vectors. */
+typedef struct relu_job {
+    float *dst;       /* out (forward) or dx (backward) */
+    const float *src; /* x (forward) or out (backward) */
+    const float *d;   /* dout (backward) */
+    size_t n;
+    int write;        /* backward: overwrite dx */
+} relu_job;
+
+static void relu_span(const relu_job *j, int part, int nparts, size_t *i0, size_t *len)
+{
+    const size_t chunk = round_up((j->n + (size_t)nparts - 1) / (size_t)nparts, VL);
+    const size_t lo = (size_t)part * chunk < j->n ? (size_t)part * chunk : j->n;
+    *i0 = lo;
+    *len = j->n - lo < chunk ? j->n - lo : chunk;
+}
+
+static void relu_forward_part(void *ctx, int part, int nparts)
+{
+    const relu_job *j = ctx;
+    size_t i0, len;
+    relu_span(j, part, nparts, &i0, &len);
+    relu_forward(j->dst + i0, j->src + i0, len);
+}
+
+static void relu_backward_part(void *ctx, int part, int nparts)
+{
+    const relu_job *j = ctx;
+    size_t i0, len;
+    relu_span(j, part, nparts, &i0, &len);
+    relu_backward(j->dst + i0, j->src + i0, j->d + i0, len, j->write);
+}
+
+static void relu_run(pb_par_fn fn, float *dst, const float *src, const float *d, size_t n,
+                     int write)
+{
+    relu_job j = {dst, src, d, n, write};
+    pb_par_run(fn, &j, batch_parts(INT_MAX, n, INT_MAX));
+}
+
+void pb_kern_relu_forward(float *out, const float *x, size_t n)
+{
+    relu_run(relu_forward_part, out, x, NULL, n, 0);
+}
+
+void pb_kern_relu_backward(float *dx, const float *out, const float *d, size_t n, int write)
+{
+    relu_run(relu_backward_part, dx, out, d, n, write);
+}
+
+void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        o[i] = x[i] + x2[i];
+}
+
+void pb_kern_dropout_forward(pb_layer *l, const float *restrict x, size_t n, int train, pb_rng *rng)
+{
+    float *restrict o = l->out, *restrict mask = l->ws;
+    if (!train || l->p == 0.0f) {
+        memcpy(o, x, n * sizeof(float));
+        l->stat[0] = MODE_EVAL;
+        return;
+    }
+    assert(rng != NULL);
+    /* two 32-bit draws per generator step; keep iff draw >= p * 2^32 */
+    const uint64_t thr = (uint64_t)((double)l->p * 4294967296.0);
+    const float scale = 1.0f / (1.0f - l->p);
+    size_t i = 0;
+    for (; i + 1 < n; i += 2) {
+        const uint64_t r = pb_rng_next(rng);
+        mask[i] = (r & 0xffffffffu) >= thr ? scale : 0.0f;
+        mask[i + 1] = (r >> 32) >= thr ? scale : 0.0f;
+    }
+    if (i < n)
+        mask[i] = (pb_rng_next(rng) & 0xffffffffu) >= thr ? scale : 0.0f;
+    for (size_t j = 0; j < n; j++)
+        o[j] = x[j] * mask[j];
+    l->stat[0] = MODE_TRAIN;
+}
+
+void pb_kern_dropout_backward(pb_layer *l, float *restrict dx, size_t n)
+{
+    const float *restrict d = l->dout, *restrict mask = l->ws;
+    if (l->stat[0] == MODE_EVAL) {
+        pb_kern_add_into(dx, d, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        dx[i] += d[i] * mask[i];
+}
+
+/* -------------------------------------------------------------------- BN */
+
+void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train)
+{
+    const int C = l->oc;
+    const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l), N = (size_t)B * hw;
+    float *mean_s = l->stat, *invstd_s = l->stat + C;
+    const float *gamma = l->w->w, *beta = l->b->w;
+    for (int c = 0; c < C; c++) {
+        double mean, invstd;
+        if (train) {
+            /* two passes in double: one-pass E[x^2]-E[x]^2 loses the variance
+             * of large-mean activations in float */
+            double s = 0.0;
+            for (int b = 0; b < B; b++) {
+                const float *restrict xc = x + b * osz + c * hw;
+                for (size_t p = 0; p < hw; p++)
+                    s += xc[p];
+            }
+            mean = s / (double)N;
+            double v = 0.0;
+            for (int b = 0; b < B; b++) {
+                const float *restrict xc = x + b * osz + c * hw;
+                for (size_t p = 0; p < hw; p++) {
+                    const double dv = xc[p] - mean;
+                    v += dv * dv;
+                }
+            }
+            const double var = v / (double)N;
+            invstd = 1.0 / sqrt(var + (double)l->bn_eps);
+            const double m = (double)l->bn_momentum;
+            /* PyTorch tracks the unbiased variance; with one value per channel
+             * it is undefined, so fall back to the biased one */
+            const double uvar = N > 1 ? var * (double)N / (double)(N - 1) : var;
+            l->run_mean[c] = (float)((1.0 - m) * l->run_mean[c] + m * mean);
+            l->run_var[c] = (float)((1.0 - m) * l->run_var[c] + m * uvar);
+        } else {
+            mean = l->run_mean[c];
+            invstd = 1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps);
+        }
+        mean_s[c] = (float)mean;
+        invstd_s[c] = (float)invstd;
+        const float fm = (float)mean, fi = (float)invstd, g = gamma[c], be = beta[c];
+        for (int b = 0; b < B; b++) {
+            const float *restrict xc = x + b * osz + c * hw;
+            float *restrict xh = l->ws + b * osz + c * hw;
+            float *restrict o = l->out + b * osz + c * hw;
+            for (size_t p = 0; p < hw; p++) {
+                const float h = (xc[p] - fm) * fi;
+                xh[p] = h;
+                o[p] = g * h + be;
+            }
+        }
+    }
+    l->stat[2 * C] = train ? MODE_TRAIN : MODE_EVAL;
+}
+
+void pb_kern_bn_backward(pb_layer *l, float *dx, int B)
+{
+    const int C = l->oc;
+    const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l), N = (size_t)B * hw;
+    const float *invstd_s = l->stat + C;
+    const int train = l->stat[2 * C] == MODE_TRAIN;
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyh = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *restrict d = l->dout + b * osz + c * hw;
+            const float *restrict xh = l->ws + b * osz + c * hw;
+            for (size_t p = 0; p < hw; p++) {
+                sdy += d[p];
+                sdyh += (double)d[p] * xh[p];
+            }
+        }
+        l->w->g[c] += (float)sdyh;
+        l->b->g[c] += (float)sdy;
+        if (!dx)
+            continue;
+        const float k = l->w->w[c] * invstd_s[c];
+        /* in train mode the batch mean and variance depend on x too */
+        const float mdy = train ? (float)(sdy / (double)N) : 0.0f;
+        const float mdyh = train ? (float)(sdyh / (double)N) : 0.0f;
+        for (int b = 0; b < B; b++) {
+            const float *restrict d = l->dout + b * osz + c * hw;
+            const float *restrict xh = l->ws + b * osz + c * hw;
+            float *restrict g = dx + b * osz + c * hw;
+            for (size_t p = 0; p < hw; p++)
+                g[p] += k * (d[p] - mdy - xh[p] * mdyh);
+        }
+    }
+}

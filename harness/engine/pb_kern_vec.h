@@ -1,0 +1,65 @@
+/* pb_kern_vec: what the kernel modules share (not pb_layer.c): GCC vector
+ * types, the per-CPU-level cloning of hot functions, and how a batch is split
+ * across pb_par's threads. */
+#ifndef PB_KERN_VEC_H
+#define PB_KERN_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pb_layer.h"
+#include "pb_par.h"
+
+#define VL 16 /* floats per vector: one AVX-512 register, two AVX2 ones */
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+/* The same for loads from any float address (shifted planes, odd rows). */
+typedef float vf_unaligned __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+typedef float v8f __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* Each function marked CLONES is compiled for x86-64-v4 (AVX-512), v3 (AVX2,
+ * FMA) and the baseline, and the loader picks one for the CPU (GNU ifunc).
+ * -std=c11 forbids contracting a*b + c into one FMA; the kernels allow it
+ * again, for twice the multiply-adds per instruction. So results differ in
+ * the last bits between CPUs of different levels, but never between runs on
+ * one machine. They also keep gcc from turning the short-row copy loops into
+ * calls of memcpy, which cost more than the copy for rows of 10 to 32 floats. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES_ENABLED 1
+#define KERNEL_OPTIMIZE optimize("fp-contract=fast", "no-tree-loop-distribute-patterns")
+#define CLONES                                                                           \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),      \
+                   KERNEL_OPTIMIZE))
+#else
+#define CLONES
+#endif
+
+static inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* A layer's work on a batch, split into parts by examples (see pb_par.h). */
+typedef struct batch_job {
+    pb_layer *l;
+    const float *x;
+    float *dx;
+    int B;
+    int write; /* backward: overwrite dx instead of adding to it */
+} batch_job;
+
+/* Parts to split a batch of B examples into, when the layer reads or writes
+ * `floats` floats in all: one below PAR_MIN_FLOATS, where waking a worker
+ * costs more than it saves. */
+#define PAR_MIN_FLOATS 16384
+
+static inline int batch_parts(int B, size_t floats, int most)
+{
+    int n = pb_par_threads();
+    if (n > most)
+        n = most;
+    if (n > B)
+        n = B;
+    return floats < PAR_MIN_FLOATS || n < 1 ? 1 : n;
+}
+
+#endif
