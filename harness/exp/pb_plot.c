@@ -456,7 +456,10 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         free(off_t), free(off_e), free(crow);
         return -1;
     }
-    for (int i = 0; i < c->nrows; i++) {
+    /* Rows written since cells.csv has prefix_wall_s are on a clock that
+     * already includes a cached prefix: only older results need the shift. */
+    const int shifted_clock = pb_csv_col(t, "prefix_wall_s") >= 0;
+    for (int i = 0; i < c->nrows && !shifted_clock; i++) {
         int row = crow[i];
         if (row >= 0 && pb_csv_getnum(t, row, c_hit) == 0 && !strcmp(pb_csv_get(c, i, cp), "train")) {
             /* a producer: its train rows time the dense model of its key */
