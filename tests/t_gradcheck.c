@@ -581,6 +581,89 @@ static int t_conv_naive(void)
     return ok;
 }
 
+/* pb_layer_unfold against its definition, entry by entry, and a conv's
+ * forward against the unfolded rows times the weights plus the bias. */
+static int t_unfold(void)
+{
+    const pb_layer cfg[] = {
+        mk_conv(3, 7, 6, 4, 3, 2, 1, 1), /* stride 2, pad 1 (im2col and SGEMM) */
+        mk_conv(2, 6, 5, 3, 3, 1, 0, 1), /* stride 1, pad 0 (the thin kernels) */
+        mk_conv(2, 5, 5, 2, 2, 3, 2, 0), /* pad = k: whole windows on padding */
+    };
+    const int B = 3;
+    int ok = 1;
+    for (size_t t = 0; t < sizeof cfg / sizeof cfg[0] && ok; t++) {
+        fixture f;
+        if (!fx_setup(&f, cfg[t], B)) {
+            fx_free(&f);
+            return 0;
+        }
+        pb_layer *l = &f.l;
+        const int k = l->k, np = l->oh * l->ow;
+        const size_t nc = pb_layer_unfold_cols(l), ni = B * pb_layer_isize(l);
+        if (nc != (size_t)l->ic * k * k) {
+            printf("# config %zu: unfold_cols %zu\n", t, nc);
+            ok = 0;
+        }
+        float *x = falloc(ni), *rows = falloc((size_t)B * np * nc);
+        fill(x, ni, GEN_NORMAL);
+        for (size_t i = 0; i < (size_t)B * np * nc; i++)
+            rows[i] = NAN; /* an entry left unwritten fails */
+        pb_layer_unfold(l, x, B, rows);
+        for (int b = 0; b < B && ok; b++)
+            for (int p = 0; p < np && ok; p++)
+                for (size_t col = 0; col < nc && ok; col++) {
+                    const int c = (int)col / (k * k), ki = (int)col / k % k, kj = (int)col % k;
+                    const int iy = p / l->ow * l->stride - l->pad + ki;
+                    const int ix = p % l->ow * l->stride - l->pad + kj;
+                    const float want = iy < 0 || iy >= l->ih || ix < 0 || ix >= l->iw
+                                           ? 0.0f
+                                           : x[((size_t)(b * l->ic + c) * l->ih + iy) * l->iw + ix];
+                    const float got = rows[((size_t)b * np + p) * nc + col];
+                    if (!(got == want)) {
+                        printf("# config %zu: row (%d, %d) col %zu = %g, want %g\n", t, b, p, col,
+                               (double)got, (double)want);
+                        ok = 0;
+                    }
+                }
+        pb_layer_forward(l, x, NULL, B, 1, NULL);
+        for (int b = 0; b < B && ok; b++)
+            for (int o = 0; o < l->oc && ok; o++)
+                for (int p = 0; p < np && ok; p++) {
+                    double want = l->has_bias ? l->b->w[o] : 0.0;
+                    for (size_t col = 0; col < nc; col++)
+                        want += (double)rows[((size_t)b * np + p) * nc + col] * l->w->w[o * nc + col];
+                    const float got = l->out[((size_t)b * l->oc + o) * np + p];
+                    if (fabs(got - want) > 1e-4 * (1.0 + fabs(want))) {
+                        printf("# config %zu: out (%d, %d, %d) = %g, unfold x W^T + b = %g\n", t, b, o, p,
+                               (double)got, want);
+                        ok = 0;
+                    }
+                }
+        pb_free(rows);
+        pb_free(x);
+        fx_free(&f);
+    }
+    /* a dense layer's rows are its input */
+    fixture f;
+    if (!fx_setup(&f, mk_dense(2, 3, 2, 5, 1), B)) {
+        fx_free(&f);
+        return 0;
+    }
+    const size_t ni = B * pb_layer_isize(&f.l);
+    float *x = falloc(ni), *rows = falloc(ni);
+    fill(x, ni, GEN_NORMAL);
+    pb_layer_unfold(&f.l, x, B, rows);
+    if (pb_layer_unfold_cols(&f.l) != pb_layer_isize(&f.l) || memcmp(rows, x, ni * sizeof(float))) {
+        printf("# dense: unfold is not a copy of the input\n");
+        ok = 0;
+    }
+    pb_free(rows);
+    pb_free(x);
+    fx_free(&f);
+    return ok;
+}
+
 static int near_all(const char *what, const float *a, const float *b, size_t n, double tol)
 {
     for (size_t i = 0; i < n; i++)
@@ -926,6 +1009,7 @@ static const test tests[] = {
     {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
     {"conv with 12 and 16 channels, 3x3 and 5x5 (a vector of channels per pixel): gradients", t_conv_channel_vector},
     {"conv forward matches direct convolution", t_conv_naive},
+    {"unfold: conv rows by definition (stride 2 pad 1, stride 1 pad 0, pad k), forward = rows x W^T + b; dense copies", t_unfold},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
     {"maxpool k2s2 vector path picks what the scan picks (ties, NaN; rows of 9, 5, 3)", t_maxpool2_scan},

@@ -34,11 +34,12 @@ void pb_kern_dense_backward(pb_layer *l, const float *x, float *dx, int B, int w
 /* pb_kern_conv.c. Whether a conv takes the thin kernels (which can apply a
  * following ReLU, see pb_layer_fuses_relu); the floats of workspace it needs
  * for batches up to max_batch (0: its output is too large); forward and
- * backward (dx may be NULL). */
+ * backward (dx may be NULL); and unfold (see pb_layer_unfold). */
 int pb_kern_conv_is_thin(const pb_layer *l);
 size_t pb_kern_conv_ws(const pb_layer *l, int max_batch);
 void pb_kern_conv_forward(pb_layer *l, const float *x, int B);
 void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write);
+void pb_kern_conv_unfold(const pb_layer *l, const float *x, int B, float *rows);
 
 /* pb_kern_pool.c. Max pooling keeps its argmax in l->idx; its backward can
  * overwrite dx, the others only add to it. */

@@ -305,6 +305,44 @@ CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb
             }
 }
 
+/* rows [nb*oh*ow, ic*k*k]: row (example, oy, ox), column (c, ki, kj) as in
+ * the weights, so out = rows x weights^T + bias: im2col's layout transposed,
+ * for callers that want one row per output position (calibration). Window
+ * row (c, ki) is k consecutive floats of input row iy, of which taps
+ * [lo, hi) fall inside the row and the rest on padding. */
+void pb_kern_conv_unfold(const pb_layer *l, const float *x, int nb, float *rows)
+{
+    const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw;
+    const size_t isz = pb_layer_isize(l), ncols = conv_cols_rows(l);
+    float *restrict r = rows;
+    for (int b = 0; b < nb; b++)
+        for (int y = 0; y < l->oh; y++)
+            for (int xo = 0; xo < l->ow; xo++, r += ncols) {
+                const int x0 = xo * s - l->pad;
+                int lo = x0 < 0 ? -x0 : 0, hi = iw - x0 < k ? iw - x0 : k;
+                if (lo > k)
+                    lo = k;
+                if (hi < lo)
+                    hi = lo;
+                for (int c = 0; c < l->ic; c++)
+                    for (int ki = 0; ki < k; ki++) {
+                        float *restrict d = r + ((size_t)c * k + ki) * k;
+                        const int iy = y * s - l->pad + ki;
+                        if (iy < 0 || iy >= ih) {
+                            memset(d, 0, (size_t)k * sizeof(float));
+                            continue;
+                        }
+                        const float *restrict src = x + b * isz + ((size_t)c * ih + iy) * iw;
+                        for (int kj = 0; kj < lo; kj++)
+                            d[kj] = 0.0f;
+                        if (hi > lo)
+                            row_copy(d + lo, src + x0 + lo, hi - lo);
+                        for (int kj = hi; kj < k; kj++)
+                            d[kj] = 0.0f;
+                    }
+            }
+}
+
 /* The kernels take their register block of nb <= OB output channels as a
  * constant, so each block size gets its own unrolled code (through BLOCKS):
  * LeNet-5's 6 channels run 6 accumulators instead of 8 with two wasted. */

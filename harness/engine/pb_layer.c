@@ -27,8 +27,6 @@ const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
 
 static const char *lname(const pb_layer *l) { return l->name[0] ? l->name : "(unnamed)"; }
 
-static size_t conv_cols_rows(const pb_layer *l) { return (size_t)l->ic * l->k * l->k; }
-
 /* ---------------------------------------------------------------- shapes */
 
 /* Each sets oc/oh/ow from the input shape, which pb_layer_infer_shape has
@@ -133,7 +131,7 @@ static int check_param(const pb_layer *l, const pb_param *p, const char *what, s
 /* DENSE and CONV */
 static int weights_check(const pb_layer *l, char *err, size_t errlen)
 {
-    const size_t nw = (size_t)l->oc * (l->kind == PB_DENSE ? pb_layer_isize(l) : conv_cols_rows(l));
+    const size_t nw = (size_t)l->oc * pb_layer_unfold_cols(l);
     int rc;
     if ((rc = check_param(l, l->w, "weight", nw, err, errlen)) != PB_OK)
         return rc;
@@ -299,6 +297,11 @@ static void dropout_backward(pb_layer *l, const layer_call *c)
         pb_kern_dropout_backward(l, c->dx, out_n(l, c));
 }
 
+static void dense_unfold(const pb_layer *l, const float *x, int B, float *rows)
+{
+    memcpy(rows, x, (size_t)B * pb_layer_isize(l) * sizeof(float));
+}
+
 /* ------------------------------------------------------------ the table */
 
 typedef struct layer_ops {
@@ -316,14 +319,17 @@ typedef struct layer_ops {
     int backward_adds;
     /* whether the layer applies a following ReLU itself; NULL: never */
     int (*fuses_relu)(const pb_layer *l);
+    /* the input as rows that the weights multiply (pb_layer_unfold); NULL:
+     * the kind has no weights */
+    void (*unfold)(const pb_layer *l, const float *x, int B, float *rows);
 } layer_ops;
 
 static const layer_ops kinds[PB_LAYER_KINDS] = {
     [PB_DENSE] = {.shape = dense_shape, .check = weights_check,
-                  .forward = dense_forward, .backward = dense_backward},
+                  .forward = dense_forward, .backward = dense_backward, .unfold = dense_unfold},
     [PB_CONV] = {.shape = conv_shape, .check = weights_check, .buffers = conv_buffers,
                  .forward = conv_forward, .backward = conv_backward,
-                 .fuses_relu = pb_kern_conv_is_thin},
+                 .fuses_relu = pb_kern_conv_is_thin, .unfold = pb_kern_conv_unfold},
     [PB_MAXPOOL] = {.shape = pool_shape, .check = maxpool_check, .buffers = maxpool_buffers,
                     .forward = maxpool_forward, .backward = maxpool_backward},
     [PB_AVGPOOL] = {.shape = pool_shape, .forward = avgpool_forward, .backward = avgpool_backward,
@@ -458,6 +464,17 @@ int pb_layer_fuses_relu(const pb_layer *l)
     return ops->fuses_relu && ops->fuses_relu(l);
 }
 
+size_t pb_layer_unfold_cols(const pb_layer *l)
+{
+    return l->kind == PB_CONV ? (size_t)l->ic * l->k * l->k : pb_layer_isize(l);
+}
+
+void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows)
+{
+    assert((unsigned)l->kind < PB_LAYER_KINDS && kinds[l->kind].unfold);
+    kinds[l->kind].unfold(l, x, B, rows);
+}
+
 /* ----------------------------------------------------------------- FLOPs */
 
 double pb_layer_flops(const pb_layer *l, int effective)
@@ -465,7 +482,7 @@ double pb_layer_flops(const pb_layer *l, int effective)
     if (l->kind != PB_DENSE && l->kind != PB_CONV)
         return 0.0;
     const double positions = l->kind == PB_CONV ? (double)l->oh * l->ow : 1.0;
-    size_t nw = (size_t)l->oc * (l->kind == PB_DENSE ? pb_layer_isize(l) : conv_cols_rows(l));
+    size_t nw = (size_t)l->oc * pb_layer_unfold_cols(l);
     if (effective && l->w && l->w->w) {
         const float *w = l->w->w, *mask = l->w->mask;
         size_t live = 0;

@@ -104,6 +104,16 @@ void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B
  * which saves zeroing the largest gradient buffers before every backward. */
 void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B);
 
+/* A DENSE or CONV layer's input as the matrix its weights multiply, for
+ * calibration: pb_layer_unfold writes B * oh*ow rows (B for DENSE) of
+ * pb_layer_unfold_cols(l) floats to `rows`. A conv's row is one example's
+ * window at one output position, rows in (example, oy, ox) order, columns
+ * (ic, kh, kw) as in the weights, zero where the window covers padding; a
+ * dense layer's rows are its input. Either way the layer's output before a
+ * fused ReLU is rows x weight^T + bias. */
+size_t pb_layer_unfold_cols(const pb_layer *l);
+void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows);
+
 /* Floating-point operations (2 per multiply-accumulate, plus bias adds) of one
  * example's forward pass through a DENSE or CONV layer (0 for other kinds); a weight counts only
  * where its mask is nonzero when effective=1 (for convolutions per output position). */
