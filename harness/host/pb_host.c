@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/pb_kern.h"
 #include "engine/pb_par.h"
 #include "pb_mask.h"
 #include "pb_probe.h"
@@ -390,8 +391,9 @@ static void h_gemm(pb_ctx *c, int transa, int transb, int m, int n, int k, float
                    const float *b, int ldb, float beta, float *cm, int ldc)
 {
     (void)c;
-    cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a, lda, b, ldb, beta, cm, ldc);
+    /* the engine's SGEMM, split over its pool in a fixed way (deterministic) */
+    pb_kern_gemm(transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
+                 ldb, beta, cm, ldc);
 }
 
 typedef struct range_job {

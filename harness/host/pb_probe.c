@@ -195,7 +195,7 @@ static void calib_hook(void *ud, const pb_model *m, int li, const float *x, int 
         s->fn(s->ud, pi, x, B, (int)pb_layer_isize(l));
         return;
     }
-    int K = l->k, cols = l->ic * K * K, P = l->oh * l->ow;
+    int cols = (int)pb_layer_unfold_cols(l), P = l->oh * l->ow;
     size_t need = (size_t)B * P * cols;
     if (need > s->cols_n) {
         free(s->cols);
@@ -206,22 +206,7 @@ static void calib_hook(void *ud, const pb_model *m, int li, const float *x, int 
             return;
         }
     }
-    for (int b = 0; b < B; b++) {
-        const float *xb = x + (size_t)b * pb_layer_isize(l);
-        for (int oy = 0; oy < l->oh; oy++)
-            for (int ox = 0; ox < l->ow; ox++) {
-                float *row = s->cols + ((size_t)b * P + (size_t)oy * l->ow + ox) * cols;
-                for (int ci = 0; ci < l->ic; ci++)
-                    for (int ky = 0; ky < K; ky++)
-                        for (int kx = 0; kx < K; kx++) {
-                            int iy = oy * l->stride - l->pad + ky, ix = ox * l->stride - l->pad + kx;
-                            row[(ci * K + ky) * K + kx] =
-                                (iy >= 0 && iy < l->ih && ix >= 0 && ix < l->iw)
-                                    ? xb[((size_t)ci * l->ih + iy) * l->iw + ix]
-                                    : 0.0f;
-                        }
-            }
-    }
+    pb_layer_unfold(l, x, B, s->cols); /* the engine's im2col order: the weight's columns */
     s->fn(s->ud, pi, s->cols, B * P, cols);
 }
 
