@@ -11,6 +11,18 @@
 
 /* A uniform sample of n training examples (n <= 0: 128) from the context's
  * stream into c->grad_idx[0..grad_n-1]: a new draw at every call. */
+/* Refuses a missing list (n > 0, or n < min) or an index outside d: the
+ * functions that take example indices check them all in one place. */
+static int check_examples(pb_ctx *c, const char *what, const pb_dataset *d, const int *idx, int n, int min)
+{
+    if (n < min || (n > 0 && !idx))
+        return pb_ctx_fail(c, "%s: no examples", what);
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= d->n)
+            return pb_ctx_fail(c, "%s: example %d not in [0, %d)", what, idx[i], d->n);
+    return PB_OK;
+}
+
 /* Charges `passes` forward-equivalents (a gradient is 3) over n examples to
  * the run's probe FLOPs. */
 static void charge(pb_ctx *c, double passes, int n)
@@ -215,11 +227,11 @@ int pb_probe_calibrate_on(pb_ctx *c, const int *idx, int n, const int *params, i
 {
     const pb_dataset *d = c->calib_set ? c->calib_set : c->train;
     int np = pb_model_nprunable(c->m);
-    if (!fn || n < 0 || (n > 0 && !idx))
-        return pb_ctx_fail(c, "calibrate_on: no callback or no examples");
-    for (int i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= d->n)
-            return pb_ctx_fail(c, "calibrate_on: example %d not in [0, %d)", idx[i], d->n);
+    if (!fn)
+        return pb_ctx_fail(c, "calibrate_on: no callback");
+    int rc = check_examples(c, "calibrate_on", d, idx, n, 0);
+    if (rc != PB_OK)
+        return rc;
     calib_state s = {.fn = fn, .ud = ud};
     for (int i = 0; i < PB_MAX_LAYERS; i++)
         s.layer_to_param[i] = -1;
@@ -311,11 +323,9 @@ int pb_probe_calibrate(pb_ctx *c, int n, pb_calib_fn fn, void *ud)
 
 int pb_probe_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float *el2n)
 {
-    if (n < 0 || (n > 0 && !idx))
-        return pb_ctx_fail(c, "example_scores: no examples");
-    for (int i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= c->train->n)
-            return pb_ctx_fail(c, "example_scores: example %d not in [0, %d)", idx[i], c->train->n);
+    int rc = check_examples(c, "example_scores", c->train, idx, n, 0);
+    if (rc != PB_OK)
+        return rc;
     charge(c, 1, n);
     pb_model *m = c->m;
     int batch = m->max_batch;
@@ -344,11 +354,9 @@ int pb_probe_example_scores(pb_ctx *c, const int *idx, int n, float *loss, float
 
 int pb_probe_grad_examples(pb_ctx *c, const int *idx, int n, double temperature, double *loss)
 {
-    if (n <= 0 || !idx)
-        return pb_ctx_fail(c, "grad_examples: no examples");
-    for (int i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= c->train->n)
-            return pb_ctx_fail(c, "grad_examples: example %d not in [0, %d)", idx[i], c->train->n);
+    int rc = check_examples(c, "grad_examples", c->train, idx, n, 1);
+    if (rc != PB_OK)
+        return rc;
     /* hvp() differentiates the gradient on the same examples */
     int *copy = realloc(c->grad_idx, (size_t)n * sizeof(int));
     if (!copy)
@@ -384,11 +392,9 @@ int pb_probe_example_stats(pb_ctx *c, const int *idx, int n, pb_example_stats *o
     if (!out)
         return pb_ctx_fail(c, "example_stats: no output");
     memcpy(&st, out, out->size && out->size < sizeof st ? out->size : sizeof st);
-    if (n < 0 || (n > 0 && !idx))
-        return pb_ctx_fail(c, "example_stats: no examples");
-    for (int i = 0; i < n; i++)
-        if (idx[i] < 0 || idx[i] >= c->train->n)
-            return pb_ctx_fail(c, "example_stats: example %d not in [0, %d)", idx[i], c->train->n);
+    int rc = check_examples(c, "example_stats", c->train, idx, n, 0);
+    if (rc != PB_OK)
+        return rc;
     charge(c, st.grad_norm ? 4 : 1, n);
     pb_model *m = c->m;
     int batch = m->max_batch;
