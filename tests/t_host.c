@@ -483,7 +483,7 @@ static void test_reference(void)
         before[t] = malloc(p->n * sizeof(float));
         memcpy(before[t], p->w, p->n * sizeof(float));
     }
-    int rc = pb_ctx_keep(&c, "base");
+    int rc = pb_ctx_keep(&c, "base", NULL);
     rc = rc ? rc : pb_ctx_train(&c, 1, NULL, NULL);
     int changed = 0, same = rc == PB_OK, fields = rc == PB_OK;
     for (int t = 0; t < np && rc == PB_OK; t++) {
@@ -502,7 +502,7 @@ static void test_reference(void)
     ok(rc == PB_OK && changed && same, "after keep(base) and training, reference(base) still holds the kept values (%s)",
        rc ? err : "ok");
     ok(fields, "reference views name, shape, n, rows and cols as weights() does; g and w_init are NULL");
-    pb_ctx_keep(&c, "dense2");
+    pb_ctx_keep(&c, "dense2", NULL);
     err[0] = 0;
     pb_weights v = {.size = sizeof v};
     rc = H->reference(&c, "nosuch", 0, &v);

@@ -388,7 +388,7 @@ static int run_stage(job_run *r, const pb_stage *s)
             return rc;
         }
     case PB_STAGE_KEEP:
-        return pb_ctx_keep(c, s->name);
+        return pb_ctx_keep(c, s->name, NULL);
     case PB_STAGE_LOAD:
         r->trained = 1;
         if (s->path)
@@ -443,15 +443,7 @@ static int cache_load(job_run *r, const pb_stage *st, int prefix, double *wall, 
             pb_model k;
             if ((rc = pb_ckpt_load(&k, path, 1, r->err, r->errlen)) != PB_OK)
                 break;
-            /* keep() copies the current model: copy in, keep, then restore */
-            pb_model cur;
-            if ((rc = pb_model_clone(&r->m, &cur, 1, r->err, r->errlen)) == PB_OK) {
-                if ((rc = copy_values(&r->m, &k, path, r->err, r->errlen)) == PB_OK)
-                    rc = pb_ctx_keep(&r->ctx, st[i].name);
-                if (rc == PB_OK)
-                    rc = copy_values(&r->m, &cur, cache, r->err, r->errlen);
-                pb_model_free(&cur);
-            }
+            rc = pb_ctx_keep(&r->ctx, st[i].name, &k);
             pb_model_free(&k);
         } else if (st[i].kind == PB_STAGE_CALIBRATE) {
             rc = run_stage(r, &st[i]);

@@ -518,7 +518,7 @@ void pb_ctx_free(pb_ctx *c)
     memset(c, 0, sizeof *c);
 }
 
-int pb_ctx_keep(pb_ctx *c, const char *name)
+int pb_ctx_keep(pb_ctx *c, const char *name, const pb_model *src)
 {
     if (!name || !name[0] || strlen(name) >= sizeof c->kept[0].name)
         return pb_err(c->err, c->errlen, PB_EUSAGE, "keep: a name of 1 to %d characters is needed",
@@ -529,7 +529,7 @@ int pb_ctx_keep(pb_ctx *c, const char *name)
     if (k == PB_MAX_KEPT)
         return pb_err(c->err, c->errlen, PB_EUSAGE, "keep %s: at most %d kept models", name, PB_MAX_KEPT);
     pb_model copy;
-    int rc = pb_model_clone(c->m, &copy, 1, c->err, c->errlen);
+    int rc = pb_model_clone(src ? src : c->m, &copy, 1, c->err, c->errlen);
     if (rc != PB_OK)
         return rc;
     if (k < c->nkept)

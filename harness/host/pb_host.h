@@ -94,9 +94,9 @@ int pb_ctx_run(pb_ctx *c, double sparsity);
 /* Trains with c->cfg (epochs < 0: cfg's) with the plugin's training hooks. */
 int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res);
 
-/* Keeps a read-only copy of the model as it is now under name (replacing one
- * of that name). */
-int pb_ctx_keep(pb_ctx *c, const char *name);
+/* Keeps a read-only copy of src (NULL: the model as it is now) under name,
+ * replacing one of that name. */
+int pb_ctx_keep(pb_ctx *c, const char *name, const pb_model *src);
 const pb_kept *pb_ctx_kept(const pb_ctx *c, const char *name);
 
 /* An error of the plugin's: "method NAME: message", status PB_EPLUGIN. */
