@@ -56,6 +56,7 @@ int pb_cmd_train(int argc, char **argv)
         fprintf(stderr, "model %s: %zu parameters; data %s: %d train, %d test\n", m.arch, total,
                 train.name, train.n, test.n);
         pb_train_result res;
+        c.train.val = val.n ? &val : NULL;
         rc = pb_train(&m, &train, &test, &c.train, NULL, &res, err, sizeof err);
         if (rc == PB_OK && c.save)
             rc = pb_ckpt_save(&m, c.save, err, sizeof err);
