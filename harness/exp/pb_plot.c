@@ -183,15 +183,28 @@ static void free_results(results *r)
 }
 
 /* gnuplot single-quoted string: '' inside */
+/* Every text of the results that reaches a .gp or .dat file (labels, model,
+ * data set and experiment names) comes from a CSV file that may have been
+ * crafted: a newline would end gnuplot's command and start one of the
+ * sender's (`!cmd` runs a shell). Control characters become spaces. */
+static int gp_char(int ch) { return (unsigned char)ch < 0x20 || ch == 0x7f ? ' ' : ch; }
+
 static void gp_quote(FILE *f, const char *s)
 {
     fputc('\'', f);
     for (; *s; s++) {
         if (*s == '\'')
             fputc('\'', f);
-        fputc(*s, f);
+        fputc(gp_char(*s), f);
     }
     fputc('\'', f);
+}
+
+/* A text in a .dat file (a comment or a field): one line, no quotes. */
+static void dat_text(FILE *d, const char *s)
+{
+    for (; *s; s++)
+        fputc(*s == '"' ? '\'' : gp_char(*s), d);
 }
 
 /* The style of series k: 8 colours, and from the 9th series on other dash
@@ -395,7 +408,9 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
                 fprintf(d, "\n\n");
             block++;
             prev = g[k].series;
-            fprintf(d, "# %s\n", r->series[prev]);
+            fprintf(d, "# ");
+            dat_text(d, r->series[prev]);
+            fprintf(d, "\n");
             fprintf(f, "%s'%s.dat' index %d using 1:2:3 with yerrorlines pointsize 0.8", block ? ", \\\n     " : "",
                     name, block);
             style(f, prev);
@@ -404,8 +419,10 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         }
         double m = g[k].sy / g[k].n;
         double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
-        fprintf(d, "%.8g %.6f %.6f %d %g %.8g %s\n", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp,
-                g[k].snz / g[k].n, pb_csv_get(t, g[k].row, r->c_model));
+        fprintf(d, "%.8g %.6f %.6f %d %g %.8g ", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp,
+                g[k].snz / g[k].n);
+        dat_text(d, pb_csv_get(t, g[k].row, r->c_model));
+        fputc('\n', d);
     }
     fprintf(f, "\n");
     fclose(d);
@@ -546,7 +563,9 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         for (int s = 0; s < r->nseries; s++) {
             if (!len[s])
                 continue;
-            fprintf(d, "%s# %s\n", block ? "\n\n" : "", r->series[s]);
+            fprintf(d, "%s# ", block ? "\n\n" : "");
+            dat_text(d, r->series[s]);
+            fputc('\n', d);
             for (int q = 0; q < len[s]; q++) {
                 point *pt = &pts[s * MAXP + q];
                 if (pt->n)
@@ -694,8 +713,10 @@ static int chart_layers(chart *ch, const results *r)
         /* the .dat: one row per layer, its size, then the kept weights of each method */
         fprintf(d, "# layer, weights in the layer, then weights kept (nonzero) per method, mean over seeds:\n"
                    "# layer params");
-        for (int u = 0; u < nu; u++)
-            fprintf(d, " | %s", labels[used[u]]);
+        for (int u = 0; u < nu; u++) {
+            fprintf(d, " | ");
+            dat_text(d, labels[used[u]]);
+        }
         fprintf(d, "\n");
         double ymax = 1;
         for (int c = 0; c < ncl; c++) {
@@ -703,8 +724,7 @@ static int chart_layers(chart *ch, const results *r)
             char cname[512];
             cluster_name(q, models_differ, datasets_differ, cname, sizeof cname);
             fputc('"', d);
-            for (const char *p = cname; *p; p++)
-                fputc(*p == '"' ? '\'' : *p, d);
+            dat_text(d, cname);
             fprintf(d, "\" %.0f", q->params);
             ymax = q->params > ymax ? q->params : ymax;
             for (int u = 0; u < nu; u++) {
