@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +61,14 @@ static void sh_quote(FILE *f, const char *s)
     fputc('\'', f);
 }
 
-static void fmt_slurm_time(char *buf, size_t n, double secs)
+/* D-HH:MM:SS or HH:MM:SS, rounded up to the second, or to the minute for a limit. */
+static void fmt_slurm_time(char *buf, size_t n, double secs, int whole_minutes)
 {
-    long t = (long)(secs + 59) / 60 * 60; /* whole minutes, rounded up */
+    long t = whole_minutes ? (long)ceil(secs / 60) * 60 : (long)ceil(secs);
     if (t >= 86400)
-        snprintf(buf, n, "%ld-%02ld:%02ld:00", t / 86400, t / 3600 % 24, t / 60 % 60);
+        snprintf(buf, n, "%ld-%02ld:%02ld:%02ld", t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
     else
-        snprintf(buf, n, "%02ld:%02ld:00", t / 3600, t / 60 % 60);
+        snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 }
 
 /* Runs argv, its standard output in out (NUL-terminated, trailing newline
@@ -154,7 +156,7 @@ static int write_scripts(const slurm_opts *so, const char *dir, const char *stem
         return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", array_path, strerror(errno));
     sbatch_head(f, so, name, dir, cwd, "%A_%a.out");
     char d[64];
-    fmt_slurm_time(d, sizeof d, est);
+    fmt_slurm_time(d, sizeof d, est, 0);
     fprintf(f,
             "#SBATCH --array=0-%d\n#SBATCH --cpus-per-task=%d\n#SBATCH --time=%s\n"
             "# Written by prunebench slurm: task I runs shard I of %d of the script (the largest\n"
@@ -292,7 +294,7 @@ int pb_cmd_slurm(int argc, char **argv)
     if (so.time)
         snprintf(limit, sizeof limit, "%s", so.time);
     else
-        fmt_slurm_time(limit, sizeof limit, est * PB_SLURM_FACTOR + PB_SLURM_MARGIN_S);
+        fmt_slurm_time(limit, sizeof limit, est * PB_SLURM_FACTOR + PB_SLURM_MARGIN_S, 1);
 
     const char *base = strrchr(so.script, '/') ? strrchr(so.script, '/') + 1 : so.script;
     char stem[256], dir[PATH_MAX + 300], array_path[PATH_MAX + 400], charts_path[PATH_MAX + 400];
@@ -315,7 +317,7 @@ int pb_cmd_slurm(int argc, char **argv)
         rc = write_scripts(&so, dir, stem, limit, est, array_path, charts_path, sizeof array_path, err, sizeof err);
     if (rc == PB_OK) {
         char d[64];
-        fmt_slurm_time(d, sizeof d, est);
+        fmt_slurm_time(d, sizeof d, est, 0);
         printf("%d cells in %d experiment%s, %d tasks of %d CPU%s: the largest shard (%d) is %.3f TFLOP, about %s "
                "at %.0f GFLOP/s per worker; time limit %s%s\n",
                ncells, nexp, nexp == 1 ? "" : "s", so.array, so.cpus, so.cpus == 1 ? "" : "s", worst_shard,

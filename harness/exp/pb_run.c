@@ -576,7 +576,6 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     if (ctx->shard.count) {
         if ((rc = pb_shard_open(&ctx->store, &ctx->shard, &lockfd, &ctx->own, err, errlen)) != PB_OK)
             goto done;
-        pb_shard_clean(&ctx->store, &ctx->shard); /* what its own killed workers left */
     } else {
         if ((rc = pb_store_open(&ctx->store, &lockfd, err, errlen)) != PB_OK)
             goto done;
@@ -648,6 +647,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             int k = 0;
             while (slots[k].pid > 0)
                 k++;
+            if (ctx->shard.count)
+                pb_shard_clean_cell(&ctx->store, &x->cells[start]); /* what a killed worker left of it */
             if ((rc = spawn(ctx, &slots[k], start, err, errlen)) != PB_OK) {
                 if (take >= 0)
                     pb_lock_release(&ctx->dlocks[take]);

@@ -116,23 +116,17 @@ int pb_shard_open(const pb_store *st, const pb_shard *s, int *lockfd, pb_lock *o
     return rc;
 }
 
-/* Removes dir's files whose names start with prefix (and hold ".tmp"), or
- * whose 16-digit hash belongs to shard s when prefix is NULL. */
-static void remove_tmp(const char *dir, const char *prefix, const pb_shard *s)
+/* Removes dir's files whose names start with prefix and hold ".tmp". */
+static void remove_tmp(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *e;
     char path[4400];
-    size_t k = prefix ? strlen(prefix) : 0;
+    size_t k = strlen(prefix);
     while ((e = readdir(d))) {
-        if (!strstr(e->d_name, ".tmp"))
-            continue;
-        if (prefix && strncmp(e->d_name, prefix, k))
-            continue;
-        if (!prefix && (strlen(e->d_name) < 17 || e->d_name[16] != '.' ||
-                        pb_shard_of_hash(e->d_name, s->count) != s->index))
+        if (!strstr(e->d_name, ".tmp") || strncmp(e->d_name, prefix, k))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         unlink(path);
@@ -140,9 +134,11 @@ static void remove_tmp(const char *dir, const char *prefix, const pb_shard *s)
     closedir(d);
 }
 
-void pb_shard_clean(const pb_store *st, const pb_shard *s)
+void pb_shard_clean_cell(const pb_store *st, const pb_cell *c)
 {
-    remove_tmp(st->cells, NULL, s);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s.", c->hash);
+    remove_tmp(st->cells, prefix);
 }
 
 void pb_shard_dense_lock_path(const pb_store *st, const pb_cell *c, char *buf, size_t n)
@@ -154,7 +150,7 @@ void pb_shard_clean_dense(const pb_store *st, const pb_cell *c)
 {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "%s.pb", c->dense_key);
-    remove_tmp(st->dense, prefix, NULL);
+    remove_tmp(st->dense, prefix);
 }
 
 int pb_shard_regenerate(const pb_store *st, int wait, char *err, size_t errlen)

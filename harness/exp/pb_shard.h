@@ -42,8 +42,10 @@ double pb_shard_cost(const pb_experiment *x, int index, int count);
  * same shard, taking over from a dead one); with s NULL, no shard's lock (own
  * may be NULL too). */
 int pb_shard_open(const pb_store *st, const pb_shard *s, int *lockfd, pb_lock *own, char *err, size_t errlen);
-/* Removes the temporary files that killed workers left of the shard's own cells. */
-void pb_shard_clean(const pb_store *st, const pb_shard *s);
+/* Removes the temporary files a killed worker left of a cell: call just before
+ * starting it (not at a shard's start: another shard may be running one of its
+ * cells then, as the first cell that needs a cached model). */
+void pb_shard_clean_cell(const pb_store *st, const pb_cell *c);
 /* dense/<key>.pb.lock of a cell's cached model. */
 void pb_shard_dense_lock_path(const pb_store *st, const pb_cell *c, char *buf, size_t n);
 /* Removes the temporary files a dead maker left of a cell's cached model
