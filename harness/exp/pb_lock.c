@@ -158,21 +158,23 @@ int pb_lock_try(pb_lock *l, const char *path, int *got, char *err, size_t errlen
         }
         if (errno != EEXIST)
             return pb_err(err, errlen, PB_EIO, "cannot create the lock %s: %s", path, strerror(errno));
+        /* the times of the file just opened: NFS revalidates them at open, while a
+         * plain stat() may answer from attributes cached for up to a minute */
         struct stat st;
-        char *text = read_small(path);
-        if (!text || stat(path, &st) != 0) {
-            free(text);
+        char text[1024];
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t k = rfd < 0 ? -1 : fstat(rfd, &st) != 0 ? -1 : read(rfd, text, sizeof text - 1);
+        if (rfd >= 0)
+            close(rfd);
+        if (k < 0)
             continue; /* released meanwhile */
-        }
-        if (!owner_dead(l, text, &st.st_mtim)) {
-            free(text);
+        text[k] = '\0';
+        if (!owner_dead(l, text, &st.st_mtim))
             return PB_OK;
-        }
         /* take it over: move it aside, and make sure what moved is the dead owner's */
         char priv[4600];
         snprintf(priv, sizeof priv, "%s.dead.%s.%ld", path, me.host, me.pid);
         if (rename(path, priv) != 0) {
-            free(text);
             if (errno == ENOENT)
                 continue;
             return pb_err(err, errlen, PB_EIO, "cannot take over the lock %s: %s", path, strerror(errno));
@@ -180,7 +182,6 @@ int pb_lock_try(pb_lock *l, const char *path, int *got, char *err, size_t errlen
         char *moved = read_small(priv);
         int same = moved && !strcmp(moved, text);
         free(moved);
-        free(text);
         if (!same) {
             /* a live owner had just replaced the dead one: give it back */
             if (link(priv, path) != 0 && errno != EEXIST) {

@@ -113,6 +113,22 @@ int pb_shard_open(const pb_store *st, const pb_shard *s, int *lockfd, pb_lock *o
     if (rc == PB_OK && own->took_over)
         fprintf(stderr, "prunebench: shard %d/%d: taking over from %s, which is dead\n", s->index, s->count,
                 own->owner);
+    /* shards of another N would share cells with this one: wait until none lives */
+    DIR *d = rc == PB_OK ? opendir(st->dir) : NULL;
+    struct dirent *e;
+    while (d && rc == PB_OK && (e = readdir(d))) {
+        int i, m;
+        char tail;
+        if (sscanf(e->d_name, ".shard-%d-of-%d.loc%c", &i, &m, &tail) != 3 || tail != 'k' || m == s->count)
+            continue;
+        pb_lock other = {0};
+        snprintf(path, sizeof path, "%s/%s", st->dir, e->d_name);
+        snprintf(what, sizeof what, "shard %d/%d (the shards of one directory must share N)", i, m);
+        if ((rc = pb_lock_wait(&other, path, what, err, errlen)) == PB_OK)
+            pb_lock_release(&other);
+    }
+    if (d)
+        closedir(d);
     return rc;
 }
 
