@@ -385,7 +385,7 @@ static int maker(const run_ctx *ctx, const int *state, const int *needs, int i)
     for (int k = 0; k < ctx->x->ncells; k++) {
         if (!needs[k] || ctx->keyof[k] != ctx->keyof[i])
             continue;
-        if (state[k] == 0)
+        if (state[k] == 0 && !cell_finished(ctx, &ctx->x->cells[k], ctx->o->retry_failed))
             return k;
         char path[4400];
         pb_store_cell_path(&ctx->store, &ctx->x->cells[k], ".row", path, sizeof path);
