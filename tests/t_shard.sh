@@ -75,7 +75,7 @@ check "an unsharded run refuses a directory shards are using" sh -c \
 
 # the lock of a cached model: a live owner is waited for, a dead one taken over
 key=$(awk -F, 'NR == 2 { print $24 }' "$tmp/ref/m/cells.csv")
-host=$(uname -n) boot=$(cat /proc/sys/kernel/random/boot_id)
+host=$(uname -n) boot=$(cat /proc/sys/kernel/random/boot_id)/$(readlink /proc/self/ns/pid | tr -dc 0-9)
 sleep 60 & spid=$!; bg="$bg $spid"
 start=$(sed 's/.*) //' /proc/$spid/stat | awk '{ print $20 }')
 mkdir -p "$tmp/w/m/dense"

@@ -21,7 +21,7 @@ double pb_lock_stale_s(void)
 }
 
 typedef struct owner_rec {
-    char host[128], boot[64], token[256];
+    char host[128], boot[96], token[256];
     long pid;
     unsigned long long start;
 } owner_rec;
@@ -60,6 +60,15 @@ static void self_rec(owner_rec *r)
     if (f)
         fclose(f);
     r->boot[strcspn(r->boot, "\n")] = '\0';
+    /* containers on one kernel share its boot id: a pid is only comparable in one pid namespace */
+    char ns[64];
+    ssize_t k = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    if (k > 0) {
+        ns[k] = '\0';
+        size_t b = strlen(r->boot);
+        snprintf(r->boot + b, sizeof r->boot - b, "/%s", ns + strcspn(ns, "[") + (ns[strcspn(ns, "[")] ? 1 : 0));
+        r->boot[strcspn(r->boot, "]")] = '\0';
+    }
     r->pid = (long)getpid();
     int z;
     r->start = proc_start(r->pid, &z);
@@ -68,7 +77,7 @@ static void self_rec(owner_rec *r)
 static int parse_rec(const char *text, owner_rec *r)
 {
     memset(r, 0, sizeof *r);
-    return sscanf(text, "host=%127s boot=%63s pid=%ld start=%llu token=%255s", r->host, r->boot, &r->pid, &r->start,
+    return sscanf(text, "host=%127s boot=%95s pid=%ld start=%llu token=%255s", r->host, r->boot, &r->pid, &r->start,
                   r->token) == 5;
 }
 

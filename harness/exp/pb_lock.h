@@ -4,7 +4,7 @@
  * boot id, pid, process start time, a token). The owner refreshes the file's
  * modification time (pb_lock_refresh) while it works. Another process finds
  * the owner dead when
- *   - the owner ran on the same host (same name and boot id) and its pid is
+ *   - the owner ran on the same host (same name, boot id and pid namespace) and its pid is
  *     gone or now belongs to a younger process, or
  *   - the owner ran on another host and the file's modification time has not
  *     changed for PB_LOCK_STALE_S seconds of the waiter's own clock (so the
