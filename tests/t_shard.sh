@@ -18,7 +18,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..22
+echo 1..23
 
 cat > "$tmp/m.lua" <<'LUA'
 experiment "m" {
@@ -149,4 +149,7 @@ check "the time limit is the cost model's estimate (x2 + 10 min) unless --time i
     "grep -q '^#SBATCH --time=00:1[01]:00\$' '$tmp/sl/slurm-m/array.sbatch' && '$PB' slurm '$tmp/m.lua' --array 3 --time 2:00:00 --out '$tmp/sl' >/dev/null && grep -q '^#SBATCH --time=2:00:00\$' '$tmp/sl/slurm-m/array.sbatch'"
 check "--submit submits the array, then the chart job after it (afterany)" sh -c \
     "PATH='$tmp/bin':\$PATH '$PB' slurm '$tmp/m.lua' --array 3 --out '$tmp/sl' --submit > '$tmp/o' && grep -q 'array job 101, chart job 102' '$tmp/o' && sed -n 2p '$tmp/sbatch.calls' | grep -q -- '--dependency=afterany:101 '"
+mkdir "$tmp/nobin"
+check "--submit without sbatch says so, exit 1" sh -c \
+    "PATH='$tmp/nobin' '$PB' slurm '$tmp/m.lua' --out '$tmp/sl' --submit 2>'$tmp/e' >/dev/null; test \$? -eq 1 && grep -q 'cannot run sbatch (not in PATH' '$tmp/e'"
 exit $failed

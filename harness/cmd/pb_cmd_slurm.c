@@ -185,9 +185,11 @@ static int submit(const char *array_path, const char *charts_path, char *err, si
     char id[256], dep[300], out[256];
     char *a[] = {"sbatch", "--parsable", (char *)array_path, NULL};
     int st = capture(a, id, sizeof id);
+    if (st < 0 || st == 127)
+        return pb_err(err, errlen, PB_EIO, "cannot run sbatch (not in PATH: is this a Slurm submit host?); "
+                      "the scripts are written: %s, %s", array_path, charts_path);
     if (st != 0 || !id[0])
-        return pb_err(err, errlen, PB_EIO, "sbatch %s %s (is this a Slurm submit host?)", array_path,
-                      st < 0 || st == 127 ? "could not run" : "refused the array");
+        return pb_err(err, errlen, PB_EIO, "sbatch refused %s (exit status %d, its message above)", array_path, st);
     id[strcspn(id, ";")] = '\0'; /* "JOBID;CLUSTER" on a federation */
     snprintf(dep, sizeof dep, "--dependency=afterany:%s", id);
     char *c[] = {"sbatch", "--parsable", dep, (char *)charts_path, NULL};
