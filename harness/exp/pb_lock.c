@@ -188,8 +188,10 @@ int pb_lock_try(pb_lock *l, const char *path, int *got, char *err, size_t errlen
                 continue;
             return pb_err(err, errlen, PB_EIO, "cannot take over the lock %s: %s", path, strerror(errno));
         }
+        struct stat mst;
         char *moved = read_small(priv);
-        int same = moved && !strcmp(moved, text);
+        int same = moved && !strcmp(moved, text) && stat(priv, &mst) == 0 && mst.st_ino == st.st_ino &&
+                   mst.st_dev == st.st_dev;
         free(moved);
         if (!same) {
             /* a live owner had just replaced the dead one: give it back */
