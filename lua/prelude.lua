@@ -13,7 +13,7 @@ local declared = {}
 local RECIPE_KEYS = {
   epochs = "int", batch = "int", opt = "optimizer", lr = "real", momentum = "real",
   wd = "real", nesterov = "bool", schedule = "schedule", step_epochs = "int",
-  gamma = "real", warmup = "int", max_steps = "int",
+  gamma = "real", warmup = "int", max_steps = "int", early_stop = "bool",
 }
 local EXPERIMENT_KEYS = {
   models = true, datasets = true, methods = true, sparsity = true, seeds = true,

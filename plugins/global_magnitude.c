@@ -8,6 +8,13 @@
  * by its own magnitude to its count. The total kept is exactly
  * round((1-s)*N) whenever the floors fit in that budget.
  *
+ * Floors that do not fit (the layers' floors alone exceed the budget) would
+ * keep more weights than asked and compare MT at a lower sparsity than the
+ * others. By default the method refuses them, naming the largest feasible mt
+ * at this sparsity; on_infeasible=denser keeps every layer at its floor
+ * instead, and says so in the log and in the metric mt_feasible (0). The
+ * metrics mt_floor (M) and mt_max_feasible go to the results either way.
+ *
  * Weights already pruned (mask 0) stay pruned and are not counted as kept;
  * ties in |w| keep the lower index (across layers: the earlier layer). */
 #include <prunebench/plugin_util.h>
@@ -16,16 +23,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ARG_MT };
+enum { ARG_MT, ARG_INFEASIBLE };
+enum { INFEASIBLE_REFUSE, INFEASIBLE_DENSER };
 
 static const pb_param_spec params[] = {
     {.name = "min_threshold", .type = PB_PT_REAL, .def = 0, .lo = 0, .hi = 0.1,
      .help = "MT: every layer keeps at least floor(N*mt) weights (N = all prunable weights); 0 = off"},
+    {.name = "on_infeasible", .type = PB_PT_CHOICE, .def = INFEASIBLE_REFUSE, .lo = 0, .hi = 1,
+     .choices = "refuse|denser",
+     .help = "floors over the budget: refuse (fail, naming the largest feasible mt) or keep them (a denser model)"},
     {.name = NULL},
 };
 
 typedef struct state {
     double mt;
+    int infeasible;
 } state;
 
 static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
@@ -35,6 +47,7 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
         return rc;
     state *st = *out;
     st->mt = args[ARG_MT];
+    st->infeasible = (int)args[ARG_INFEASIBLE];
     return PB_PLUGIN_OK;
 }
 
@@ -190,6 +203,31 @@ static int spread(layer *L, int nw, size_t K)
     return tot <= K;
 }
 
+/* Weights the floors alone keep with a floor of M: a layer smaller than M is
+ * not pruned, any other keeps min(M, its candidates). */
+static size_t floors_total(const layer *L, int nw, size_t M)
+{
+    size_t t = 0;
+    for (int i = 0; i < nw; i++)
+        t += L[i].wt.n < M ? L[i].cand : (M < L[i].cand ? M : L[i].cand);
+    return t;
+}
+
+/* The largest mt whose floors fit in K (floors_total is monotone in M). */
+static double max_feasible_mt(const layer *L, int nw, size_t N, size_t K)
+{
+    size_t lo = 0, hi = N;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        if (floors_total(L, nw, mid) <= K)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    /* M = floor(N*mt) <= lo  <=>  mt < (lo + 1) / N */
+    return N ? (double)lo / (double)N : 0.0;
+}
+
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
 {
     const state *st = p;
@@ -246,6 +284,21 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     size_t M = (size_t)floor((double)N * st->mt);
     int fits = 1;
     if (M > 0) {
+        const double mx = max_feasible_mt(L, nw, N, K);
+        if (PB_HOST_HAS(h, metric)) {
+            h->metric(c, "mt_floor", (double)M);
+            h->metric(c, "mt_max_feasible", mx);
+            h->metric(c, "mt_feasible", floors_total(L, nw, M) <= K);
+        }
+        if (floors_total(L, nw, M) > K && st->infeasible == INFEASIBLE_REFUSE) {
+            free(buf);
+            free(L);
+            return h->fail(c,
+                           "min_threshold=%g is infeasible at sparsity %g: the floors (M=%zu weights per layer) "
+                           "exceed the budget of %zu weights; the largest feasible min_threshold here is %.6g "
+                           "(or on_infeasible=denser keeps the floors and a denser model)",
+                           st->mt, sparsity, M, K, mx);
+        }
         for (int i = 0; i < nw; i++) {
             if (L[i].wt.n < M) { /* too small to prune at all */
                 L[i].keep = L[i].cand;

@@ -1,7 +1,8 @@
 /* grasp: GraSP (Wang, Zhang & Grosse 2020), pruning at initialization by
  * preserving gradient flow. With the logits divided by `temperature`,
  * g = dL/dw on `examples` training examples, Hg = the Hessian of the same loss
- * times g (the host's hvp), and the paper's score is S(-w) = -w * Hg: the
+ * times g (the host's hvp: exact, by forward-over-reverse differentiation, as
+ * the reference code's double backprop), and the paper's score is S(-w) = -w * Hg: the
  * first-order change of the gradient norm when w is removed. GraSP removes the
  * s*N weights with the HIGHEST S(-w), ranked globally.
  *
@@ -54,8 +55,8 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
     double loss = 0;
     if ((rc = h->grad(c, st->examples, st->temperature, &loss)) != PB_PLUGIN_OK)
         return rc;
-    /* g is overwritten by hvp(): v keeps a copy; hg (the host's scores) receives
-     * H v and then the scores */
+    /* v is a copy of g (hosts whose hvp() took differences of gradients
+     * overwrote g); hg (the host's scores) receives H v and then the scores */
     float *const *hg = h->scores(c);
     if (!hg)
         return PB_PLUGIN_FAIL;

@@ -26,7 +26,15 @@
  * random = after the last round, masks drawn uniformly at random with the
  * ticket's per-tensor kept counts, weights rewound to the same point as the
  * ticket (initialization, or step k with late rewinding), so the control
- * differs from the ticket only in which weights are kept. */
+ * differs from the ticket only in which weights are kept.
+ *
+ * Early stopping. With a recipe's early_stop (and a validation split held out
+ * with val = K) each round's training ends with the weights of its epoch of
+ * lowest validation loss, Frankle & Carbin's early-stopping iteration: the
+ * round's curve row reports the test accuracy there, the round's masks are
+ * chosen from those weights, and the host records the final round's step as
+ * the metric train.early_stop_step. Departure: the validation loss is taken
+ * after every epoch, not every 100 iterations as in the paper. */
 #include <prunebench/plugin_util.h>
 
 #include <math.h>

@@ -14,7 +14,7 @@ check() {
     n=$((n + 1))
     if "$@" >"$tmp/out" 2>&1; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/out"; failed=1; fi
 }
-echo 1..16
+echo 1..19
 # prunebench.pc as built, pointed at the source tree's headers (as if installed there)
 CFLAGS_PB=$(PKG_CONFIG_PATH=${top_builddir:-.} pkg-config --define-variable=includedir="$src/harness" --cflags prunebench)
 check "pkg-config finds prunebench.pc" test -n "$CFLAGS_PB"
@@ -63,4 +63,15 @@ check "unknown needs bits are refused, naming the bits and the host's ABI" \
 needs noselect needs_plugin.so -DNO_SELECT
 check "PB_NEEDS_SELECT without a select hook is refused" \
     refused "$tmp/noselect/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs data selection but has no select hook"
+# damaged files: checked against their ELF headers before dlopen (which dies
+# of SIGBUS on a truncated file)
+mkdir "$tmp/cut" "$tmp/text"
+head -c 3000 "$tmp/rowwise.so" > "$tmp/cut/rowwise.so"
+echo 'not a plugin' > "$tmp/text/rowwise.so"
+check "a truncated plugin is refused naming the file" \
+    refused "$tmp/cut/rowwise.so" "cut/rowwise.so: not a loadable plugin (.*truncated)"
+check "a text file named .so is refused as not an ELF file" \
+    refused "$tmp/text/rowwise.so" "text/rowwise.so: not a loadable plugin (not an ELF file)"
+check "plugins lists the others and says it skips the truncated one" sh -c \
+    "'$PB' plugins --plugin-path '$tmp/cut' > '$tmp/o' 2> '$tmp/e' && grep -q '^magnitude ' '$tmp/o' && grep -q 'skipping .*cut/rowwise.so: not a loadable plugin' '$tmp/e'"
 exit $failed

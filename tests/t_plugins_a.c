@@ -331,6 +331,23 @@ static void test_mt(void)
         free(orig);
         rig_close(&r);
     }
+    /* floors over the budget: 3 layers x M=13 > 26 kept at s = 0.99; the
+     * largest feasible M is 8 (mt = 8/2624) */
+    rig r;
+    const char *bad[1] = {"min_threshold=0.005"};
+    int rc = rig_mlp(&r, "global_magnitude", bad, 1, 3);
+    rc = rc ? rc : pb_ctx_prune(&r.ctx, 0.99);
+    size_t N, K = kept_all(&r.m, &N);
+    ok(rc != PB_OK && strstr(r.err, "infeasible") && strstr(r.err, "0.00304878") && K == N,
+       "global_magnitude: floors over the budget are refused before pruning, naming the largest feasible mt (%s)",
+       r.err);
+    rig_close(&r);
+    const char *denser[2] = {"min_threshold=0.005", "on_infeasible=denser"};
+    rc = rig_mlp(&r, "global_magnitude", denser, 2, 3);
+    rc = rc ? rc : pb_ctx_prune(&r.ctx, 0.99);
+    K = kept_all(&r.m, &N);
+    ok(rc == PB_OK && K == 39, "global_magnitude on_infeasible=denser keeps every floor: %zu kept (3 x 13)", K);
+    rig_close(&r);
 }
 
 /* ---- N:M ---- */

@@ -131,6 +131,7 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         if (parse_double("wd", arg, 0, 1, &c->train.opt.wd)) return -1;
         return 1;
     case 1009: c->train.opt.nesterov = 1; return 1;
+    case 1017: c->train.early_stop = 1; return 1;
     case 1010: {
         int k = lookup(pb_sched_names, "schedule", arg);
         if (k < 0) return -1;

@@ -36,7 +36,7 @@ typedef struct pb_common {
     {"threads", required_argument, 0, 't'}, {"save", required_argument, 0, 1012},              \
     {"load", required_argument, 0, 1013}, {"val", required_argument, 0, 1014},                  \
     {"step-epochs", required_argument, 0, 1015}, {"gamma", required_argument, 0, 1016},        \
-    {"quiet", no_argument, 0, 'q'}
+    {"quiet", no_argument, 0, 'q'}, {"early-stop", no_argument, 0, 1017}
 
 #define PB_COMMON_HELP                                                                         \
     "  -m, --model NAME      lenet300 | lenet5 | conv4 | resnet20 | mlp\n"                          \
@@ -57,6 +57,7 @@ typedef struct pb_common {
     "      --step-epochs K   step schedule: decay every K epochs (default 10)\n"                \
     "      --gamma G         step schedule: decay factor (default 0.1)\n"                        \
     "      --warmup K        linear warm-up over the first K steps\n"                            \
+    "      --early-stop      end with the weights of the epoch of lowest validation loss (needs --val)\n" \
     "  -s, --seed S          seed for initialization, shuffling, dropout (default 1)\n"          \
     "  -t, --threads T       threads (default: all cores)\n"                                     \
     "  -q, --quiet           no per-epoch lines\n"

@@ -1,7 +1,9 @@
 /* `prunebench prune`. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pb_cli.h"
 #include "pb_cmd.h"
@@ -31,6 +33,19 @@ static void prune_usage(FILE *f)
             "      --save FILE       write the pruned model\n"
             "      --load FILE       start from a trained checkpoint\n"
             "  -h, --help            this help\n");
+}
+
+/* A plugin runs in this process: one that calls exit() would end it with
+ * status 0 and no result line. The handler turns that into a failure. */
+static volatile int prune_finished = 1;
+
+static void prune_exit_check(void)
+{
+    if (!prune_finished) {
+        fputs("prunebench prune: the process exited before the run finished (did the method call exit()?)\n",
+              stderr);
+        _exit(1);
+    }
 }
 
 int pb_cmd_prune(int argc, char **argv)
@@ -151,7 +166,12 @@ int pb_cmd_prune(int argc, char **argv)
     pb_job_result *res = calloc(1, sizeof *res);
     if (!res)
         return 1;
+    static int registered;
+    if (!registered)
+        registered = atexit(prune_exit_check) == 0;
+    prune_finished = 0;
     int rc = pb_job_run(&j, res, err, sizeof err);
+    prune_finished = 1;
     if (rc == PB_OK) {
         printf("result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f eff_flops=%.0f "
                "sparsity=%.4f wall_s=%.2f stored=%zu cost_wall_s=%.2f cost_flops=%.4g",
@@ -166,6 +186,12 @@ int pb_cmd_prune(int argc, char **argv)
             const pb_layer_stat *s = &res->layers[i];
             printf("%-24s %9zu  %9zu  %8.4f\n", s->name, s->n, s->nonzero,
                    s->n ? 1.0 - (double)s->nonzero / (double)s->n : 0);
+        }
+        if (!isfinite(res->test_loss) || !isfinite(res->test_acc)) {
+            fprintf(stderr, "prunebench prune: the final model's test loss is %g: its weights hold NaN or "
+                            "infinite values (written by the method, or a diverged fine-tuning)\n",
+                    res->test_loss);
+            rc = PB_ENUM;
         }
     } else {
         fprintf(stderr, "prunebench prune: %s\n", err);

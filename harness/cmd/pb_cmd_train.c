@@ -56,7 +56,11 @@ int pb_cmd_train(int argc, char **argv)
         fprintf(stderr, "model %s: %zu parameters; data %s: %d train, %d test\n", m.arch, total,
                 train.name, train.n, test.n);
         pb_train_result res;
+        c.train.val = val.n ? &val : NULL;
         rc = pb_train(&m, &train, &test, &c.train, NULL, &res, err, sizeof err);
+        /* no epoch ran (--epochs 0): the figures are the initialization's, measured */
+        if (rc == PB_OK && res.test_acc < 0)
+            rc = pb_evaluate(&m, &test, c.train.batch, &res.test_acc, &res.test_loss, err, sizeof err);
         if (rc == PB_OK && c.save)
             rc = pb_ckpt_save(&m, c.save, err, sizeof err);
         if (rc == PB_OK)

@@ -110,6 +110,10 @@ void pb_train_canon(const pb_train_cfg *c, char *buf, size_t n)
              c->epochs, c->batch, pb_opt_names[c->opt.kind], c->opt.lr, c->opt.momentum, c->opt.wd,
              c->opt.nesterov, c->opt.beta1, c->opt.beta2, c->opt.eps, pb_sched_names[c->opt.sched],
              c->opt.step_epochs, c->opt.gamma, c->opt.warmup_steps, c->max_steps);
+    if (c->early_stop) {
+        size_t k = strlen(buf);
+        snprintf(buf + k, n > k ? n - k : 0, ",early_stop=1");
+    }
 }
 
 static double sparsity_of(const pb_model *m)
@@ -133,12 +137,45 @@ static void progress(const pb_train_cfg *cfg, int epoch, int done, int total, do
     fflush(stderr);
 }
 
+/* The values early stopping returns to: every parameter and BN statistic. */
+typedef struct best_copy {
+    float *buf;
+    size_t n;
+} best_copy;
+
+static size_t best_walk(pb_model *m, float *buf, int save)
+{
+    size_t k = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        if (buf)
+            save ? memcpy(buf + k, m->params[i]->w, m->params[i]->n * sizeof(float))
+                 : memcpy(m->params[i]->w, buf + k, m->params[i]->n * sizeof(float));
+        k += m->params[i]->n;
+    }
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        if (l->kind != PB_BN)
+            continue;
+        for (int s = 0; s < 2; s++) {
+            float *a = s ? l->run_var : l->run_mean;
+            if (buf)
+                save ? memcpy(buf + k, a, (size_t)l->oc * sizeof(float)) : memcpy(a, buf + k, (size_t)l->oc * sizeof(float));
+            k += (size_t)l->oc;
+        }
+    }
+    return k;
+}
+
 int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const pb_train_cfg *cfg,
              const pb_train_hooks *hooks, pb_train_result *res, char *err, size_t errlen)
 {
     static const pb_train_hooks none;
+    if (cfg->early_stop && (!cfg->val || cfg->val->n == 0))
+        return pb_err(err, errlen, PB_EUSAGE,
+                      "early_stop needs a validation split: hold out training examples with val = K (--val K)");
     if (!hooks)
         hooks = &none;
+    best_copy best = {0};
     int rc = pb_model_finalize(m, cfg->batch, err, errlen);
     if (rc != PB_OK)
         return rc;
@@ -159,6 +196,11 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     memset(res, 0, sizeof *res);
     res->time_to_target_s = -1;
     res->test_acc = -1;
+    res->best_val_loss = -1;
+    if (cfg->early_stop && !(best.buf = malloc((best.n = best_walk(m, NULL, 0)) * sizeof(float) + 1))) {
+        rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+        goto out;
+    }
     /* FLOPs of the weights nonzero at each step: a step hook may prune (or
      * regrow), so they are counted again after it */
     const int masks_move = hooks->after_step != NULL;
@@ -227,8 +269,19 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
         }
         pb_epoch_rec rec = {.epoch = ep, .step = step, .train_flops = res->train_flops,
                             .train_loss = nb ? eloss / nb : 0, .test_acc = -1, .test_loss = -1,
-                            .train_s = pb_now() - ep_t0};
+                            .train_s = pb_now() - ep_t0, .val_loss = -1};
         rec.sparsity = sparsity_of(m);
+        if (cfg->early_stop) {
+            double va;
+            if ((rc = pb_evaluate(m, cfg->val, cfg->batch, &va, &rec.val_loss, err, errlen)) != PB_OK)
+                goto out;
+            if (!res->best_epoch || rec.val_loss < res->best_val_loss) {
+                best_walk(m, best.buf, 1);
+                res->best_epoch = ep;
+                res->best_step = step;
+                res->best_val_loss = rec.val_loss;
+            }
+        }
         int last = ep == cfg->epochs || (cfg->max_steps && step >= cfg->max_steps);
         if (test && ((cfg->eval_every > 0 && ep % cfg->eval_every == 0) || last)) {
             if ((rc = pb_evaluate(m, test, cfg->batch, &rec.test_acc, &rec.test_loss, err, errlen)) != PB_OK)
@@ -248,6 +301,8 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                     cfg->label ? " " : "", ep, cfg->epochs, rec.train_loss);
             if (rec.test_acc >= 0)
                 fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
+            if (rec.val_loss >= 0)
+                fprintf(stderr, " val_loss=%.4f", rec.val_loss);
             fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f\n", rec.sparsity, rec.wall_s,
                     rec.train_s);
         }
@@ -260,7 +315,17 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             break;
     }
     rc = PB_OK;
+    if (cfg->early_stop && res->best_epoch && res->best_epoch < res->epochs_done) {
+        best_walk(m, best.buf, 0);
+        if (test && (rc = pb_evaluate(m, test, cfg->batch, &res->test_acc, &res->test_loss, err, errlen)) != PB_OK)
+            goto out;
+        if (cfg->log_epochs)
+            fprintf(stderr, "%s%searly stop: the weights of epoch %d (step %ld, val_loss=%.4f)\n",
+                    cfg->label ? cfg->label : "", cfg->label ? " " : "", res->best_epoch, res->best_step,
+                    res->best_val_loss);
+    }
 out:
+    free(best.buf);
     pb_batch_free(&b);
     free(idx);
     return rc;

@@ -20,6 +20,10 @@ typedef struct pb_train_cfg {
     long max_steps;         /* stop after this many steps (0: no limit) */
     double target_acc;      /* record the first time test accuracy reaches it (0: none) */
     const char *label;      /* prefix for log lines */
+    /* Early stopping: evaluate `val` after every epoch and end with the weights
+     * (and BN statistics) of the epoch of lowest validation loss. */
+    int early_stop;
+    const pb_dataset *val;  /* the validation split (set by the caller; not part of the recipe's text) */
 } pb_train_cfg;
 
 void pb_train_defaults(pb_train_cfg *c);
@@ -37,6 +41,7 @@ typedef struct pb_epoch_rec {
     double test_acc;        /* -1 when not evaluated */
     double test_loss;
     double train_s;         /* this epoch's training loop alone (steps and step hooks), without evaluation */
+    double val_loss;        /* early_stop: on the validation split; -1 otherwise */
 } pb_epoch_rec;
 
 /* Hooks: any may be NULL. Each returns PB_OK or an error code (with err filled),
@@ -64,6 +69,11 @@ typedef struct pb_train_result {
     double test_acc, test_loss;
     double time_to_target_s;   /* -1 if the target was not reached */
     int epoch_to_target;
+    /* early_stop: the epoch (1-based) and step whose weights the model ends
+     * with, and its validation loss; 0 / -1 without early stopping */
+    int best_epoch;
+    long best_step;
+    double best_val_loss;
 } pb_train_result;
 
 /* Trains m on train, evaluating on test (may be NULL). Returns PB_ENUM if the

@@ -19,6 +19,10 @@ static void recipe_canon(char *buf, size_t n, const pb_train_cfg *c)
              c->epochs, c->batch, pb_opt_names[c->opt.kind], c->opt.lr, c->opt.momentum, c->opt.wd,
              c->opt.nesterov, c->opt.beta1, c->opt.beta2, c->opt.eps, pb_sched_names[c->opt.sched],
              c->opt.step_epochs, c->opt.gamma, c->opt.warmup_steps, c->max_steps);
+    if (c->early_stop) {
+        size_t k = strlen(buf);
+        snprintf(buf + k, n > k ? n - k : 0, ",early_stop=1");
+    }
 }
 
 static void hex64(char out[17], uint64_t h) { snprintf(out, 17, "%016llx", (unsigned long long)h); }

@@ -570,6 +570,7 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     if (rc != PB_OK)
         goto out;
     r->trained = j->load != NULL;
+    r->ctx.val = r->val.n ? &r->val : NULL;
     curve_tap tap = {j, res};
     pb_ctx *ctx = &r->ctx;
     ctx->on_curve = on_curve;

@@ -575,6 +575,7 @@ static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
     c->opt.gamma = numfield(L, t, "gamma", c->opt.gamma);
     c->opt.warmup_steps = (long)numfield(L, t, "warmup", (double)c->opt.warmup_steps);
     c->max_steps = (long)numfield(L, t, "max_steps", (double)c->max_steps);
+    c->early_stop = (int)numfield(L, t, "early_stop", c->early_stop);
     if (c->batch < 1 && r->rc == PB_OK)
         r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "%s.batch must be at least 1", key);
     lua_pop(L, 1);

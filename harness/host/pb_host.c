@@ -161,6 +161,8 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
     pb_train_cfg cfg = c->cfg;
     if (epochs >= 0)
         cfg.epochs = epochs;
+    if (!cfg.val)
+        cfg.val = c->val;
     pb_train_result local;
     if (!res)
         res = &local;
@@ -186,6 +188,14 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
     c->total_steps = 0;
     hooks.total_steps = &c->total_steps;
     int rc = pb_train(c->m, c->train, c->test, &cfg, &hooks, res, c->err, c->errlen);
+    if (rc == PB_OK && cfg.early_stop && c->on_metric) {
+        /* the step counts across the run's training, as curve rows do */
+        char name[64];
+        snprintf(name, sizeof name, "%s.early_stop_step", c->phase);
+        c->on_metric(c->curve_ud, name, (double)(g.step0 + res->best_step));
+        snprintf(name, sizeof name, "%s.early_stop_val_loss", c->phase);
+        c->on_metric(c->curve_ud, name, res->best_val_loss);
+    }
     c->phase = saved;
     c->steps = g.step0 + res->steps;
     c->train_flops += res->train_flops;

@@ -42,6 +42,7 @@ typedef struct pb_kept {
 struct pb_ctx {
     pb_model *m;                    /* the caller's model; remove_units rebuilds it in place */
     const pb_dataset *train, *test;
+    const pb_dataset *val;          /* the held-out split for early stopping (NULL: none) */
     const pb_dataset *calib_set;    /* calibration examples (NULL: train) */
     pb_train_cfg cfg;               /* recipe of host->train() */
     const pb_loaded *plugin;        /* NULL when no plugin is bound */

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,9 +47,65 @@ static int name_matches_file(const char *name, const char *path)
     return n == k && !strncmp(base, name, k);
 }
 
+/* dlopen() maps a shared object's segments from its program headers; a file
+ * cut short maps pages past its end, and touching them kills the process with
+ * SIGBUS. So before dlopen the file's ELF header, program headers and section
+ * headers are checked against its size: a truncated or damaged plugin is
+ * refused with a message instead. */
+#if UINTPTR_MAX > 0xffffffffu
+typedef Elf64_Ehdr elf_ehdr;
+typedef Elf64_Phdr elf_phdr;
+#define ELF_NATIVE_CLASS ELFCLASS64
+#else
+typedef Elf32_Ehdr elf_ehdr;
+typedef Elf32_Phdr elf_phdr;
+#define ELF_NATIVE_CLASS ELFCLASS32
+#endif
+
+static int check_elf(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pb_err(err, errlen, PB_EPLUGIN, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    elf_ehdr eh;
+    const char *why = NULL;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (fread(&eh, 1, sizeof eh, f) != sizeof eh || memcmp(eh.e_ident, ELFMAG, SELFMAG))
+        why = "not an ELF file";
+    else if (eh.e_ident[EI_CLASS] != ELF_NATIVE_CLASS)
+        why = "an ELF file of another word size";
+    else if (eh.e_type != ET_DYN)
+        why = "not a shared object";
+    else if (eh.e_phentsize != sizeof(elf_phdr) || eh.e_phnum == 0 ||
+             (unsigned long long)eh.e_phoff + (unsigned long long)eh.e_phnum * sizeof(elf_phdr) >
+                 (unsigned long long)st.st_size)
+        why = "its program headers lie past its end: truncated";
+    else if (eh.e_shoff && (unsigned long long)eh.e_shoff + (unsigned long long)eh.e_shnum * eh.e_shentsize >
+                               (unsigned long long)st.st_size)
+        why = "its section headers lie past its end: truncated";
+    for (int i = 0; !why && i < eh.e_phnum; i++) {
+        elf_phdr ph;
+        if (fseek(f, (long)(eh.e_phoff + (unsigned long long)i * sizeof ph), SEEK_SET) != 0 ||
+            fread(&ph, 1, sizeof ph, f) != sizeof ph)
+            why = "its program headers cannot be read";
+        else if (ph.p_type == PT_LOAD &&
+                 (unsigned long long)ph.p_offset + (unsigned long long)ph.p_filesz > (unsigned long long)st.st_size)
+            why = "a loadable segment lies past its end: truncated";
+    }
+    fclose(f);
+    if (why)
+        return pb_err(err, errlen, PB_EPLUGIN, "%s: not a loadable plugin (%s); rebuild or reinstall it", path, why);
+    return PB_OK;
+}
+
 int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
+    int erc = check_elf(path, err, errlen);
+    if (erc != PB_OK)
+        return erc;
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl)
         return pb_err(err, errlen, PB_EPLUGIN, "%s: cannot load: %s", path, dlerror());

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/pb_hvp.h"
+
 /* ---------- gradients ---------- */
 
 /* A uniform sample of n training examples (n <= 0: 128) from the context's
@@ -68,67 +70,32 @@ int pb_probe_hvp(pb_ctx *c, const float *const *v, float *const *out)
     if (!c->grad_n)
         return pb_err(c->err, c->errlen, PB_EPLUGIN, "method %s: hvp() before grad()",
                       c->plugin ? c->plugin->desc.name : "?");
-    int np = pb_model_nprunable(c->m);
-    double vn = 0, wn = 0;
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        for (size_t j = 0; j < p->n; j++) {
-            vn += (double)v[t][j] * v[t][j];
-            wn += (double)p->w[j] * p->w[j];
-        }
+    /* exact, by forward-over-reverse differentiation (pb_hvp.h): the
+     * directions and products of the prunable tensors, in the model's
+     * parameter order */
+    const float *pv[PB_MAX_PARAMS] = {0};
+    double *ph[PB_MAX_PARAMS] = {0};
+    float *dst[PB_MAX_PARAMS] = {0};
+    int np = pb_model_nprunable(c->m), rc = PB_OK;
+    for (int t = 0; t < np && rc == PB_OK; t++) {
+        const pb_param *p = pb_model_prunable(c->m, t);
+        for (int i = 0; i < c->m->nparams; i++)
+            if (c->m->params[i] == p) {
+                pv[i] = v[t];
+                dst[i] = out[t];
+                if (!(ph[i] = malloc(p->n * sizeof(double))))
+                    rc = pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
+            }
     }
-    vn = sqrt(vn);
     charge(c, 6, c->grad_n);
-    if (vn == 0) {
-        for (int t = 0; t < np; t++)
-            memset(out[t], 0, pb_model_prunable(c->m, t)->n * sizeof(float));
-        return PB_OK;
-    }
-    /* Central differences of gradients: H v ~ (g(w + r v) - g(w - r v)) / 2r, with the step
-     * a small fraction of the weights' norm so float32 rounding stays well below it. */
-    double r = 1e-2 * (sqrt(wn) > 0 ? sqrt(wn) : 1.0) / vn;
-    /* (w + r v) - r v is not w in float: the weights come back from a copy,
-     * so that hvp() leaves the model exactly as it found it */
-    float *saved_g[PB_MAX_PARAMS], *saved_w[PB_MAX_PARAMS];
-    int rc = PB_OK;
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        saved_g[t] = malloc(p->n * sizeof(float));
-        saved_w[t] = malloc(p->n * sizeof(float));
-        if (!saved_g[t] || !saved_w[t]) {
-            for (int u = 0; u <= t; u++) {
-                free(saved_g[u]);
-                free(saved_w[u]);
-            }
-            return pb_err(c->err, c->errlen, PB_ENOMEM, "out of memory");
-        }
-        memcpy(saved_g[t], p->g, p->n * sizeof(float));
-        memcpy(saved_w[t], p->w, p->n * sizeof(float));
-    }
-    for (int sign = 1; sign >= -1 && rc == PB_OK; sign -= 2) {
-        for (int t = 0; t < np; t++) {
-            pb_param *p = pb_model_prunable(c->m, t);
-            for (size_t j = 0; j < p->n; j++)
-                p->w[j] += (float)(sign * r) * v[t][j];
-        }
-        rc = pb_model_grad_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, NULL, c->err,
-                              c->errlen);
-        for (int t = 0; t < np; t++) {
-            pb_param *p = pb_model_prunable(c->m, t);
-            memcpy(p->w, saved_w[t], p->n * sizeof(float));
-            for (size_t j = 0; j < p->n; j++) {
-                if (sign > 0)
-                    out[t][j] = p->g[j];
-                else
-                    out[t][j] = (float)((out[t][j] - p->g[j]) / (2.0 * r));
-            }
-        }
-    }
-    for (int t = 0; t < np; t++) {
-        pb_param *p = pb_model_prunable(c->m, t);
-        memcpy(p->g, saved_g[t], p->n * sizeof(float));
-        free(saved_g[t]);
-        free(saved_w[t]);
+    if (rc == PB_OK)
+        rc = pb_model_hvp_on(c->m, c->train, c->grad_idx, c->grad_n, (float)c->grad_temp, pv, ph, NULL, NULL,
+                             c->err, c->errlen);
+    for (int i = 0; i < c->m->nparams; i++) {
+        if (rc == PB_OK && ph[i])
+            for (size_t j = 0; j < c->m->params[i]->n; j++)
+                dst[i][j] = (float)ph[i][j];
+        free(ph[i]);
     }
     return rc;
 }

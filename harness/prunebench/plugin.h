@@ -93,7 +93,7 @@ typedef struct pb_weights {
     size_t n;
     int rows, cols;
     float *w;               /* values (read/write) */
-    float *g;               /* gradient of the last host->grad()/hvp() call */
+    float *g;               /* gradient of the last host->grad() call */
     float *mask;            /* 1 kept / 0 pruned; always present (read/write; call apply_masks) */
     const float *w_init;    /* values at initialization (rewinding, DARE base); may be NULL */
 } pb_weights;
@@ -160,8 +160,10 @@ typedef struct pb_host {
     /* Gradient of the mean loss on n training examples (a seeded draw) into g,
      * logits divided by temperature (1 = plain). loss may be NULL. */
     int (*grad)(pb_ctx *c, int n, double temperature, double *loss);
-    /* Hessian-vector product: out[i] = H v[i], H the Hessian of the loss on the
-     * same examples as the last grad() call (central differences of gradients). */
+    /* Hessian-vector product: out[i] = (H v)[i], H the Hessian of the loss on the
+     * same examples as the last grad() call, with respect to the prunable
+     * tensors; exact (forward-over-reverse differentiation; hosts before this
+     * header said "central differences"); g is left as grad() wrote it. */
     int (*hvp)(pb_ctx *c, const float *const *v, float *const *out);
     /* SynFlow's objective: all-ones input, R = sum of outputs, dR/dw into g,
      * with BN in eval mode and biases / BN parameters replaced by their absolute

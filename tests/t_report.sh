@@ -1,0 +1,60 @@
+#!/bin/sh
+# t_report: `prunebench report` on a results directory written by hand, so
+# every figure it prints is known: mean ± std, Student-t intervals, paired
+# tests by seed, the checklist, and its errors.
+PB="${top_builddir:-.}/prunebench"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+n=0
+fails=0
+ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
+echo "1..9"
+
+mkdir -p "$T/e"
+cat > "$T/e/cells.csv" <<'CSV'
+experiment,cell,model,dataset,method,label,sparsity,seed,status,reason,test_acc,compression,speedup
+e,c1,m,d,dense,dense,0,1,ok,,0.90,1,1
+e,c2,m,d,dense,dense,0,2,ok,,0.91,1,1
+e,c3,m,d,dense,dense,0,3,ok,,0.92,1,1
+e,a1,m,d,magnitude,A,0.9,1,ok,,0.80,10,10
+e,a2,m,d,magnitude,A,0.9,2,ok,,0.82,10,10
+e,a3,m,d,magnitude,A,0.9,3,ok,,0.84,10,10
+e,b1,m,d,random,B,0.9,1,ok,,0.70,10,10
+e,b2,m,d,random,B,0.9,2,ok,,0.73,10,10
+e,b3,m,d,random,B,0.9,3,ok,,0.75,10,10
+e,x1,m,d,snip,C,0.9,1,ok,,0.81,10,10
+e,x2,m,d,snip,C,0.9,2,ok,,0.83,10,10
+e,x3,m,d,snip,C,0.9,3,ok,,0.82,10,10
+e,x4,m,d,snip,C,0.9,4,failed,diverged,,,
+CSV
+printf 'accuracy_vs_compression\n' > "$T/e/plots.list"
+
+out=$("$PB" report "$T/e" --against A 2>&1); rc=$?
+ok $rc "report runs ($(echo "$out" | head -1))"
+# A: 0.80 0.82 0.84 -> 0.8200 ± 0.0200, t(0.975, 2) = 4.302653: half-width 0.0497
+echo "$out" | grep -q '| m | d | A | 0.9 | 3 | 0.8200 ± 0.0200 | \[0.7703, 0.8697\] | 10 | 10 |'
+ok $? "mean ± std and the 95 % Student-t interval of a point"
+# B - A by seed: -0.10 -0.09 -0.09: mean -0.0933, sd 0.0058, t = -28.00
+echo "$out" | grep -q '| m | d | B | 0.9 | 3 | -0.0933 ± 0.0058 | \[-0.1077, -0.0790\] | -28.00 | 0.00127 | lower, beyond noise |'
+ok $? "a paired difference beyond the seed spread is called so, with t and p"
+echo "$out" | grep -q '| m | d | C | 0.9 | 3 | +0.0000 ± 0.0173 | .* | 0.00 | 1 | within noise |'
+ok $? "a difference within the seed spread is called within noise (the failed seed is left out)"
+# dense - A by seed: 0.10 0.09 0.08
+echo "$out" | grep -q '| m | d | dense | 0 | 3 | +0.0900 ± 0.0100 | \[+0.0652, +0.1148\] | 15.59 | 0.00409 | higher, beyond noise |'
+ok $? "the dense baseline is paired with the method at its only point"
+echo "$out" | grep -q '^- \[ \] 1 model/data pair (at least 3): m on d' &&
+  echo "$out" | grep -q '^- \[ \] operating points per method: at least 1 (at least 5)' &&
+  echo "$out" | grep -q '^- \[ \] theoretical speedup charted' &&
+  echo "$out" | grep -q '^- \[ \] 1 of 13 cells failed'
+ok $? "the checklist marks one pair, one operating point, no speedup chart and the failed cell"
+
+"$PB" report "$T/e" --latex | grep -q '0.8200 \$\\pm\$ 0.0200'
+ok $? "--latex writes the same figures as a tabular"
+
+"$PB" report "$T/nothing" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "nothing/cells.csv" "$T/err"
+ok $? "a missing directory fails naming the file ($(cat "$T/err"))"
+"$PB" report "$T/e" --against Z 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "labels: dense, A, B, C" "$T/err"
+ok $? "an unknown --against label is refused with the labels there are ($(cat "$T/err"))"
+exit $((fails > 0))
