@@ -13,5 +13,6 @@ int pb_cmd_plugins(int argc, char **argv);  /* pb_cmd_plugins.c */
 int pb_cmd_run(int argc, char **argv);      /* pb_cmd_run.c */
 int pb_cmd_plot(int argc, char **argv);     /* pb_cmd_run.c */
 int pb_cmd_report(int argc, char **argv);   /* pb_cmd_report.c */
+int pb_cmd_slurm(int argc, char **argv);    /* pb_cmd_slurm.c */
 
 #endif

@@ -10,12 +10,14 @@
 #include "exp/pb_lua.h"
 #include "exp/pb_plot.h"
 #include "exp/pb_run.h"
+#include "exp/pb_shard.h"
 #include "exp/pb_store.h"
 
 static void run_usage(FILE *f)
 {
     fprintf(f,
-            "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n\n"
+            "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
+            "                      [--shard I/N | --merge-only]\n\n"
             "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
             "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
             "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
@@ -31,6 +33,11 @@ static void run_usage(FILE *f)
             "  -t, --threads T       threads per worker (default: cores / jobs)\n"
             "      --no-plot         do not draw charts at the end\n"
             "  -q, --quiet           no progress or log lines\n"
+            "      --shard I/N       run only shard I of N (0 <= I < N; cells assigned by hash): the\n"
+            "                        shards share DIR and its cached models, on any hosts that see it,\n"
+            "                        and draw no charts (see --merge-only, prunebench slurm)\n"
+            "      --merge-only      train nothing: regenerate the CSV files from the cells every\n"
+            "                        shard recorded and draw the charts (exit 1 if cells are missing)\n"
             "  -h, --help            this help\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
             "2 bad arguments or a script error (nothing trained).\n");
@@ -44,8 +51,11 @@ int pb_cmd_run(int argc, char **argv)
         {"plugin-path", required_argument, 0, 1002}, {"data-dir", required_argument, 0, 1003},
         {"threads", required_argument, 0, 't'},  {"retry-failed", no_argument, 0, 1004},
         {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
+        {"shard", required_argument, 0, 1006},    {"merge-only", no_argument, 0, 1007},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     pb_run_opts o = {.out_dir = "results", .jobs = 1};
+    pb_shard shard = {0, 0};
+    char serr[PB_ERRLEN];
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "j:o:nt:qh", longopts, NULL)) != -1) {
@@ -72,6 +82,15 @@ int pb_cmd_run(int argc, char **argv)
         case 1003: o.data_dir = optarg; break;
         case 1004: o.retry_failed = 1; break;
         case 1005: o.no_plot = 1; break;
+        case 1006:
+            if (pb_shard_parse(optarg, &shard, serr, sizeof serr) != PB_OK) {
+                fprintf(stderr, "prunebench run: %s\n", serr);
+                return 2;
+            }
+            o.shard_index = shard.index;
+            o.shard_count = shard.count;
+            break;
+        case 1007: o.merge_only = 1; break;
         case 'q': o.quiet = 1; break;
         case 'h': run_usage(stdout); return 0;
         default: run_usage(stderr); return 2;
@@ -82,6 +101,16 @@ int pb_cmd_run(int argc, char **argv)
         return 2;
     }
     o.script = argv[optind];
+    if (o.shard_count && (o.fresh || o.merge_only)) {
+        fprintf(stderr, "prunebench run: --shard cannot go with %s: it would discard or merge the other shards' "
+                        "work while they run\n", o.fresh ? "--fresh" : "--merge-only");
+        return 2;
+    }
+    if (o.merge_only && (o.fresh || o.dry_run || o.retry_failed)) {
+        fprintf(stderr, "prunebench run: --merge-only trains nothing: it cannot go with --fresh, --dry-run or "
+                        "--retry-failed\n");
+        return 2;
+    }
     char err[PB_ERRLEN] = "";
     size_t n;
     char *text = pb_store_read_text(o.script, &n);
@@ -115,8 +144,17 @@ int pb_cmd_run(int argc, char **argv)
         rc = pb_run_experiment(&o, &exps[e], text, &sum, err, sizeof err);
         if (rc != PB_OK || o.dry_run)
             continue;
-        any_failed |= sum.failed > 0;
-        if (!o.quiet) {
+        any_failed |= sum.failed > 0 || sum.missing > 0;
+        if (o.merge_only) {
+            if (!o.quiet)
+                printf("experiment %s: %d cells: %d ok, %d failed, %d missing (no shard has recorded them)\n",
+                       exps[e].name, sum.total, sum.skipped, sum.failed, sum.missing);
+        } else if (o.shard_count && !o.quiet) {
+            printf("experiment %s: shard %d/%d: %d cells (%d run now, %d from earlier runs, %d run by other shards), "
+                   "%d failed; %d cells of other shards run here (the first to need a cached model)\n",
+                   exps[e].name, o.shard_index, o.shard_count, sum.total, sum.ran, sum.skipped, sum.by_others,
+                   sum.failed, sum.theirs);
+        } else if (!o.quiet) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
             printf("experiment %s: %d cells (%d run now, %d from earlier runs), %d failed\n", exps[e].name,

@@ -22,6 +22,7 @@ static const command commands[] = {
     {.name = "run", .fn = pb_cmd_run, .help = "run the experiment matrix of a Lua script (cells.csv, charts)"},
     {.name = "plot", .fn = pb_cmd_plot, .help = "redraw the charts of a results directory from its CSV files"},
     {.name = "report", .fn = pb_cmd_report, .help = "the reporting checklist and mean ± std tables of results directories"},
+    {.name = "slurm", .fn = pb_cmd_slurm, .help = "write (and submit) a Slurm job array running a script's shards"},
     {.name = NULL},
 };
 

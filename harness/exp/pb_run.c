@@ -18,6 +18,7 @@
 #include "pb_cost.h"
 #include "pb_csv.h"
 #include "pb_plot.h"
+#include "pb_shard.h"
 #include "pb_store.h"
 
 static void fmt_duration(char *buf, size_t n, double s)
@@ -52,6 +53,10 @@ typedef struct run_ctx {
     pb_store store;
     int threads;
     pid_t parent;
+    pb_shard shard;            /* count 0: the whole matrix */
+    pb_lock own;               /* sharded: the shard's lock */
+    pb_lock *dlocks;           /* sharded: each cached model's lock, at the index of its first cell */
+    int *keyof;                /* sharded: the first cell with the same dense key */
 } run_ctx;
 
 typedef struct worker_ud {
@@ -160,6 +165,7 @@ typedef struct slot {
     int index;
     char buf[256];
     size_t blen;
+    int dlock;     /* the index in dlocks of the lock the runner holds for this worker, -1: none */
 } slot;
 
 typedef struct progress {
@@ -243,6 +249,7 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     memset(s, 0, sizeof *s);
+    s->dlock = -1;
     s->pid = pid;
     s->cell = cell;
     s->fd = pfd[0];
@@ -281,6 +288,10 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
     const pb_cell *c = &ctx->x->cells[s->cell];
     char path[4400], desc[256], st[16] = "", reason[PB_ERRLEN] = "";
     double acc = NAN;
+    if (s->dlock >= 0) {
+        pb_lock_release(&ctx->dlocks[s->dlock]);
+        s->dlock = -1;
+    }
     pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
     cell_desc(desc, sizeof desc, ctx->x, c);
     drain(s);
@@ -316,7 +327,40 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
                  pb_now() - s->t0);
     }
     s->pid = 0;
+    /* shards regenerate when no other shard is at it; each one's last regeneration waits */
+    if (ctx->shard.count)
+        return pb_shard_regenerate(&ctx->store, 0, err, errlen);
     return pb_store_regenerate(&ctx->store, err, errlen);
+}
+
+/* Sharded: keeps the runner's locks alive. A worker whose cached model's lock
+ * another runner took (it judged this one dead) is stopped and its cell waits
+ * again, so two runners never make one model at once. */
+static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const progress *p, char *err,
+                     size_t errlen)
+{
+    if (!pb_lock_refresh(&ctx->own))
+        return pb_err(err, errlen, PB_EIO, "lost the lock of shard %d/%d (%s) to another runner: stopping",
+                      ctx->shard.index, ctx->shard.count, ctx->own.path);
+    for (int k = 0; k < nslots; k++) {
+        slot *s = &slots[k];
+        if (s->pid <= 0 || s->dlock < 0 || pb_lock_refresh(&ctx->dlocks[s->dlock]))
+            continue;
+        const pb_cell *c = &ctx->x->cells[s->cell];
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        close(s->fd);
+        char path[4400], tmp[4500];
+        pb_store_cell_path(&ctx->store, c, ".curves", path, sizeof path);
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)s->pid);
+        unlink(tmp);
+        log_line(p, "another runner took the lock of dense/%s.pb: stopped the cell making it, which waits",
+                 c->dense_key);
+        state[s->cell] = pb_shard_mine(&ctx->shard, c) ? 0 : 3;
+        s->pid = 0;
+        s->dlock = -1;
+    }
+    return PB_OK;
 }
 
 static int cell_finished(const run_ctx *ctx, const pb_cell *c, int retry_failed)
@@ -332,6 +376,114 @@ static int cell_finished(const run_ctx *ctx, const pb_cell *c, int retry_failed)
     if (pb_store_row_status(&ctx->store, c, st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
         return 0;
     return !strcmp(st, "ok");
+}
+
+/* The first cell of the matrix that needs cell i's cached model and has not
+ * run: in an unsharded run it makes the model, so it does when sharded too. */
+static int maker(const run_ctx *ctx, const int *state, const int *needs, int i)
+{
+    for (int k = 0; k < ctx->x->ncells; k++) {
+        if (!needs[k] || ctx->keyof[k] != ctx->keyof[i])
+            continue;
+        if (state[k] == 0 && !cell_finished(ctx, &ctx->x->cells[k], ctx->o->retry_failed))
+            return k;
+        char path[4400];
+        pb_store_cell_path(&ctx->store, &ctx->x->cells[k], ".row", path, sizeof path);
+        if (state[k] == 3 && !pb_store_exists(path))
+            return k;
+    }
+    return i;
+}
+
+/* Sharded: what may start for pending cell i, which needs the cached model
+ * `model`: *run is the cell to start (-1: none, wait) and *lock the index in
+ * dlocks of the model's lock the runner now holds for it (-1: none).
+ *   - The model exists: i starts, unless another runner holds the model's lock
+ *     for i itself (it is running i, the cell that made the model).
+ *   - It does not: the runner that gets its lock starts the first cell of the
+ *     matrix that needs it (maker), whichever shard's it is; the others wait. */
+static int shard_pick(run_ctx *ctx, const int *state, const int *needs, int i, const char *model, int *run,
+                      int *lock, char *err, size_t errlen)
+{
+    const pb_cell *c = &ctx->x->cells[i];
+    const int key = ctx->keyof[i];
+    pb_lock *l = &ctx->dlocks[key];
+    char path[4400], note[64];
+    int got = 0, rc;
+    *run = -1;
+    *lock = -1;
+    pb_shard_dense_lock_path(&ctx->store, c, path, sizeof path);
+    if (pb_store_exists(model)) {
+        if (!pb_lock_note(path, note, sizeof note) || strcmp(note, c->hash)) {
+            *run = i;
+            return PB_OK;
+        }
+        snprintf(l->note, sizeof l->note, "%s", c->hash);
+        if ((rc = pb_lock_try(l, path, &got, err, errlen)) != PB_OK || !got)
+            return rc;
+        if (!cell_finished(ctx, c, ctx->o->retry_failed)) { /* its runner died before recording it */
+            *run = i;
+            *lock = key;
+        } else {
+            pb_lock_release(l);
+        }
+        return PB_OK;
+    }
+    int m = maker(ctx, state, needs, i);
+    snprintf(l->note, sizeof l->note, "%s", ctx->x->cells[m].hash);
+    if ((rc = pb_lock_try(l, path, &got, err, errlen)) != PB_OK || !got)
+        return rc;
+    /* under the lock no other runner starts a maker: look again */
+    if (pb_store_exists(model) || maker(ctx, state, needs, i) != m) {
+        pb_lock_release(l);
+        return PB_OK;
+    }
+    if (l->took_over)
+        fprintf(stderr, "prunebench: dense/%s.pb: taking over from %s, which is dead\n", c->dense_key, l->owner);
+    pb_shard_clean_dense(&ctx->store, c);
+    *run = m;
+    *lock = key;
+    return PB_OK;
+}
+
+/* The lines a shard adds to its metadata block (and the Slurm job of any run). */
+static void run_extra(const run_ctx *ctx, int mine, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = '\0';
+    if (ctx->shard.count)
+        k += (size_t)snprintf(buf, n, "shard: %d/%d (%d of %d cells)\n", ctx->shard.index, ctx->shard.count, mine,
+                              ctx->x->ncells);
+    const char *job = getenv("SLURM_JOB_ID"), *ajob = getenv("SLURM_ARRAY_JOB_ID"),
+               *task = getenv("SLURM_ARRAY_TASK_ID");
+    if (ajob && task && k < n)
+        snprintf(buf + k, n - k, "slurm_job: %s_%s (job %s)\n", ajob, task, job ? job : "?");
+    else if (job && k < n)
+        snprintf(buf + k, n - k, "slurm_job: %s\n", job);
+}
+
+/* --merge-only: the merged CSV files and charts from whatever the shards recorded. */
+static int merge(run_ctx *ctx, pb_run_summary *sum, char *err, size_t errlen)
+{
+    int rc = pb_shard_regenerate(&ctx->store, 1, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    for (int i = 0; i < ctx->x->ncells; i++) {
+        char st[16] = "", reason[PB_ERRLEN];
+        double acc;
+        if (pb_store_row_status(&ctx->store, &ctx->x->cells[i], st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
+            sum->missing++;
+        else if (strcmp(st, "ok"))
+            sum->failed++;
+        else
+            sum->skipped++;
+    }
+    if (!ctx->o->no_plot) {
+        char e2[PB_ERRLEN];
+        if (pb_plot_dir(ctx->store.dir, !ctx->o->quiet, e2, sizeof e2) != PB_OK && !ctx->o->quiet)
+            fprintf(stderr, "prunebench: charts: %s\n", e2);
+    }
+    return PB_OK;
 }
 
 int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *script_text,
@@ -361,14 +513,44 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     progress p = {.tty = isatty(2), .quiet = o->quiet, .total = x->ncells, .t0 = pb_now()};
 
     double total_cost = pb_cost_experiment(x, cost, needs);
+    if (o->shard_count > 0) {
+        ctx->shard = (pb_shard){.index = o->shard_index, .count = o->shard_count};
+        ctx->dlocks = calloc((size_t)x->ncells, sizeof *ctx->dlocks);
+        ctx->keyof = calloc((size_t)x->ncells, sizeof *ctx->keyof);
+        if (!ctx->dlocks || !ctx->keyof) {
+            rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+            goto done;
+        }
+        sum->total = 0;
+        for (int i = 0; i < x->ncells; i++) {
+            ctx->keyof[i] = i;
+            for (int k = 0; k < i; k++)
+                if (!strcmp(x->cells[k].dense_key, x->cells[i].dense_key)) {
+                    ctx->keyof[i] = k;
+                    break;
+                }
+            if (pb_shard_mine(&ctx->shard, &x->cells[i]))
+                sum->total++;
+            else
+                state[i] = 3; /* another shard's */
+        }
+        total_cost = pb_shard_cost(x, ctx->shard.index, ctx->shard.count);
+        p.total = sum->total;
+    }
 
     if (o->dry_run) {
-        printf("experiment %s (%s): %d cells -> %s\n", x->name, x->where, x->ncells, ctx->store.dir);
+        if (ctx->shard.count)
+            printf("experiment %s (%s): shard %d/%d: %d of %d cells -> %s\n", x->name, x->where, ctx->shard.index,
+                   ctx->shard.count, sum->total, x->ncells, ctx->store.dir);
+        else
+            printf("experiment %s (%s): %d cells -> %s\n", x->name, x->where, x->ncells, ctx->store.dir);
         printf("%-16s %-14s %-13s %-18s %8s %5s %6s %6s %10s  %s\n", "cell", "model", "dataset", "label",
                "sparsity", "seed", "epochs", "ft_ep", "train_TFLOP", "args");
         for (int i = 0; i < x->ncells; i++) {
             const pb_cell *c = &x->cells[i];
             char path[4400];
+            if (state[i] == 3)
+                continue;
             pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
@@ -385,18 +567,34 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     }
 
     /* the output directory, before anything trains */
-    if ((rc = pb_store_open(&ctx->store, &lockfd, err, errlen)) != PB_OK)
+    if (o->merge_only) {
+        rc = pb_shard_open(&ctx->store, NULL, &lockfd, NULL, err, errlen);
+        if (rc == PB_OK)
+            rc = merge(ctx, sum, err, errlen);
         goto done;
-    pb_store_clean(&ctx->store, !o->fresh); /* or only what workers killed mid-write left */
+    }
+    if (ctx->shard.count) {
+        if ((rc = pb_shard_open(&ctx->store, &ctx->shard, &lockfd, &ctx->own, err, errlen)) != PB_OK)
+            goto done;
+    } else {
+        if ((rc = pb_store_open(&ctx->store, &lockfd, err, errlen)) != PB_OK)
+            goto done;
+        pb_store_clean(&ctx->store, !o->fresh); /* or only what workers killed mid-write left */
+    }
     for (int i = 0; i < x->ncells; i++)
-        if (cell_finished(ctx, &x->cells[i], o->retry_failed)) {
+        if (state[i] != 3 && cell_finished(ctx, &x->cells[i], o->retry_failed)) {
             state[i] = 2;
             sum->skipped++;
             total_cost -= cost[i];
         }
+    char extra[512];
+    run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,
-                        .threads = ctx->threads, .fresh = o->fresh, .finished = sum->skipped};
-    if ((rc = pb_store_write_metadata(&ctx->store, &run, err, errlen)) != PB_OK)
+                        .threads = ctx->threads, .fresh = o->fresh, .finished = sum->skipped,
+                        .extra = extra[0] ? extra : NULL};
+    rc = ctx->shard.count ? pb_shard_write_metadata(&ctx->store, &run, err, errlen)
+                          : pb_store_write_metadata(&ctx->store, &run, err, errlen);
+    if (rc != PB_OK)
         goto done;
     p.skipped = sum->skipped;
     p.cost_total = total_cost;
@@ -406,13 +604,16 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     if (jobs > PB_RUN_MAX_JOBS)
         jobs = PB_RUN_MAX_JOBS;
 
+    int idle_told = 0;
     for (;;) {
         /* start what may start: a cell that needs a dense model nobody has
          * written yet waits while another cell is training that same model */
-        int running = 0;
+        int running = 0, waiting = 0;
+        int waiting_for = -1;       /* a cached model's first cell */
         for (int k = 0; k < jobs; k++)
             running += slots[k].pid > 0;
         for (int i = 0; i < x->ncells && running < jobs && rc == PB_OK; i++) {
+            int take = -1, start = i;
             if (state[i] != 0)
                 continue;
             if (needs[i]) {
@@ -426,17 +627,63 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                             blocked = 1;
                 if (blocked)
                     continue;
+                if (ctx->shard.count) {
+                    /* another shard may have run it, as the first cell that needs its model */
+                    if (cell_finished(ctx, &x->cells[i], o->retry_failed)) {
+                        state[i] = 2;
+                        sum->by_others++;
+                        p.skipped++;
+                        continue;
+                    }
+                    if ((rc = shard_pick(ctx, state, needs, i, path, &start, &take, err, errlen)) != PB_OK)
+                        break;
+                    if (start < 0) {
+                        waiting++;
+                        waiting_for = ctx->keyof[i];
+                        continue;
+                    }
+                }
             }
             int k = 0;
             while (slots[k].pid > 0)
                 k++;
-            if ((rc = spawn(ctx, &slots[k], i, err, errlen)) != PB_OK)
+            if (ctx->shard.count)
+                pb_shard_clean_cell(&ctx->store, &x->cells[start]); /* what a killed worker left of it */
+            if ((rc = spawn(ctx, &slots[k], start, err, errlen)) != PB_OK) {
+                if (take >= 0)
+                    pb_lock_release(&ctx->dlocks[take]);
                 break;
-            state[i] = 1;
+            }
+            if (state[start] == 3) {
+                char d[256];
+                cell_desc(d, sizeof d, x, &x->cells[start]);
+                log_line(&p, "making dense/%s.pb with %s (shard %d's), the first cell that needs it",
+                         x->cells[start].dense_key, d, pb_shard_of_hash(x->cells[start].hash, ctx->shard.count));
+                p.total++;
+            }
+            slots[k].dlock = take;
+            state[start] = 1;
             running++;
+            idle_told = 0;
         }
-        if (running == 0 || rc != PB_OK)
+        if (rc != PB_OK)
             break;
+        if (running == 0) {
+            if (!waiting)
+                break;
+            /* what is left waits for models other runners are making */
+            if (!idle_told) {
+                log_line(&p, "waiting: %d cell%s need cached models other shards are making (dense/%s.pb: %s)",
+                         waiting, waiting > 1 ? "s" : "", x->cells[waiting_for].dense_key,
+                         ctx->dlocks[waiting_for].owner);
+                idle_told = 1;
+            }
+            if ((rc = heartbeat(ctx, slots, jobs, state, &p, err, errlen)) != PB_OK)
+                break;
+            struct timespec ts = {0, 500 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         show_progress(&p, ctx, slots, jobs);
 
         struct pollfd pfds[PB_RUN_MAX_JOBS];
@@ -448,13 +695,18 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         for (int k = 0; k < jobs; k++)
             if (slots[k].pid > 0)
                 drain(&slots[k]);
+        if (ctx->shard.count && (rc = heartbeat(ctx, slots, jobs, state, &p, err, errlen)) != PB_OK)
+            break;
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             for (int k = 0; k < jobs; k++)
                 if (slots[k].pid == pid) {
                     state[slots[k].cell] = 2;
-                    sum->ran++;
+                    if (pb_shard_mine(&ctx->shard, &x->cells[slots[k].cell]))
+                        sum->ran++;
+                    else
+                        sum->theirs++;
                     int r2 = reap(ctx, &slots[k], status, &p, cost, err, errlen);
                     if (r2 != PB_OK && rc == PB_OK)
                         rc = r2;
@@ -467,13 +719,16 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             kill(slots[k].pid, SIGKILL);
             waitpid(slots[k].pid, NULL, 0);
             close(slots[k].fd);
+            if (slots[k].dlock >= 0)
+                pb_lock_release(&ctx->dlocks[slots[k].dlock]);
         }
     if (p.tty && !o->quiet)
         fprintf(stderr, "\r\033[K");
     sum->failed = 0;
     {
         char e2[PB_ERRLEN];
-        int r2 = pb_store_regenerate(&ctx->store, e2, sizeof e2);
+        int r2 = ctx->shard.count ? pb_shard_regenerate(&ctx->store, 1, e2, sizeof e2)
+                                  : pb_store_regenerate(&ctx->store, e2, sizeof e2);
         if (r2 != PB_OK && rc == PB_OK) {
             rc = r2;
             snprintf(err, errlen, "%s", e2);
@@ -482,19 +737,22 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     for (int i = 0; i < x->ncells; i++) {
         char st[16] = "", reason[PB_ERRLEN];
         double acc;
-        if (pb_store_row_status(&ctx->store, &x->cells[i], st, sizeof st, reason, sizeof reason, &acc) == PB_OK &&
+        if (state[i] != 3 && pb_store_row_status(&ctx->store, &x->cells[i], st, sizeof st, reason, sizeof reason, &acc) == PB_OK &&
             strcmp(st, "ok"))
             sum->failed++;
     }
-    if (rc == PB_OK && !o->no_plot) {
+    if (rc == PB_OK && !o->no_plot && !ctx->shard.count) { /* shards: the charts are the merge's */
         char e2[PB_ERRLEN];
         int prc = pb_plot_dir(ctx->store.dir, !o->quiet, e2, sizeof e2);
         if (prc != PB_OK && !o->quiet)
             fprintf(stderr, "prunebench: charts: %s\n", e2);
     }
 done:
+    pb_lock_release(&ctx->own);
     if (lockfd >= 0)
         close(lockfd);
+    free(ctx->dlocks);
+    free(ctx->keyof);
     free(ctx);
     free(state);
     free(cost);

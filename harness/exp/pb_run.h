@@ -19,10 +19,15 @@ typedef struct pb_run_opts {
     int jobs;                   /* worker processes (default 1, at most PB_RUN_MAX_JOBS) */
     int threads;                /* OpenBLAS threads per worker (0: cores / jobs) */
     int fresh, dry_run, retry_failed, no_plot, quiet;
+    int shard_index, shard_count; /* --shard I/N: only the cells of shard I (count 0: all); see pb_shard.h */
+    int merge_only;            /* train nothing: regenerate the CSV files of all shards, draw the charts */
 } pb_run_opts;
 
 typedef struct pb_run_summary {
     int total, skipped, ran, failed;
+    int missing;               /* --merge-only: cells no shard has recorded */
+    int by_others, theirs;     /* sharded: cells of this shard another ran (as the first cell
+                                * needing a cached model), and cells of others this one ran */
 } pb_run_summary;
 
 /* Runs (or resumes) one expanded experiment. script_text is recorded in the metadata. */

@@ -525,10 +525,12 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "cells: %d\n"
                      "cells_finished_before: %d\n"
                      "script: %s\n"
+                     "%s"
                      "\n" META_SCRIPT "%s",
                      old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
                      blas ? blas : "unknown", run->threads, run->workers, host, sysconf(_SC_NPROCESSORS_ONLN), date,
-                     s->x->name, s->x->where, s->x->ncells, run->finished, run->script, script_text);
+                     s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
+                     run->extra ? run->extra : "", script_text);
     free(old);
     int rc = pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
     if (rc == PB_OK) {

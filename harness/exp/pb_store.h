@@ -99,6 +99,7 @@ typedef struct pb_store_run {
     int workers, threads;      /* worker processes; OpenBLAS threads per worker */
     int fresh;                 /* 1: the history of earlier runs starts over */
     int finished;              /* cells earlier runs had recorded */
+    const char *extra;         /* more "key: value" lines for the block (a shard's), or NULL */
 } pb_store_run;
 
 /* metadata.txt (the earlier runs' blocks, this run's block, the script text),
