@@ -20,6 +20,7 @@ typedef struct pb_train_cfg {
     long max_steps;         /* stop after this many steps (0: no limit) */
     double target_acc;      /* record the first time test accuracy reaches it (0: none) */
     const char *label;      /* prefix for log lines */
+    double deadline;        /* pb_now() at which training stops after the step in progress (0: none) */
 } pb_train_cfg;
 
 void pb_train_defaults(pb_train_cfg *c);
@@ -37,6 +38,7 @@ typedef struct pb_epoch_rec {
     double test_acc;        /* -1 when not evaluated */
     double test_loss;
     double train_s;         /* this epoch's training loop alone (steps and step hooks), without evaluation */
+    double eval_s;          /* this epoch's evaluation of the test set */
 } pb_epoch_rec;
 
 /* Hooks: any may be NULL. Each returns PB_OK or an error code (with err filled),
