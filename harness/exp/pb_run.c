@@ -370,9 +370,10 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             const pb_cell *c = &x->cells[i];
             char path[4400];
             pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
-            printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s\n", c->hash, c->model, c->dataset,
+            printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
-                   c->args_joined ? c->args_joined : "", pb_store_exists(path) && !o->fresh ? " (done)" : "");
+                   c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
+                   pb_store_exists(path) && !o->fresh ? " (done)" : "");
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
         double secs = total_cost / (rate * 1e9 * jobs);
