@@ -170,7 +170,8 @@ typedef struct progress {
 
 static void cell_desc(char *buf, size_t n, const pb_experiment *x, const pb_cell *c)
 {
-    snprintf(buf, n, "%s s=%g seed=%ld %s/%s", c->label, c->sparsity, c->seed, c->model, c->dataset);
+    snprintf(buf, n, "%s s=%g seed=%ld %s/%s%s%s", c->label, c->sparsity, c->seed, c->model, c->dataset,
+             c->data ? " data=" : "", c->data ? c->data_label : "");
     (void)x;
 }
 
