@@ -18,7 +18,7 @@ local RECIPE_KEYS = {
 local EXPERIMENT_KEYS = {
   models = true, datasets = true, methods = true, sparsity = true, seeds = true,
   train = true, finetune = true, filter = true, exclude = true, target = true,
-  plots = true, description = true, stages = true,
+  plots = true, description = true, stages = true, data = true, budget = true,
 }
 local METHOD_RESERVED = { label = true, train = true, finetune = true, sparsity = true, stages = true }
 local STAGE_KINDS = { train = true, prune = true, finetune = true, calibrate = true, keep = true, load = true }
@@ -30,6 +30,7 @@ local STAGE_KEYS = {
 local PLOTS = {
   "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
   "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
+  "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target", "accuracy_at_time",
 }
 
 local function list_words(t)
@@ -357,8 +358,12 @@ local function norm_method(fail, i, m)
       fail("methods[%d] (%s): unexpected positional value %s", i, name, tostring(m[k]))
     end
   end
-  local ok, info = pcall(pb.check_method, name, args)
+  local ok, info, kind = pcall(pb.check_method, name, args)
   if not ok then fail("methods[%d]: %s", i, tostring(info)) end
+  if kind == "data" then
+    fail("methods[%d]: %s is a data-selection method, not a weight method: give it in data = { ... } " ..
+         "(and a weight method, or dense, in methods)", i, name)
+  end
   local label = m.label or name
   if type(label) ~= "string" then fail("methods[%d]: label must be a string", i) end
   check_recipe_keys(fail, "methods[" .. i .. "].train", m.train)
@@ -366,6 +371,81 @@ local function norm_method(fail, i, m)
   local stages = norm_stages(fail, "methods[" .. i .. "].stages", m.stages)
   return { name = name, label = label, args = args, when = info, train = m.train,
            finetune = m.finetune, sparsity = m.sparsity, stages = stages }
+end
+
+-- data = { "full", { "rs2", fraction = { 0.05, 0.1 }, replace = true, label = "rs2-repl" }, "el2n" }
+-- Every entry is a data-selection method; a list of fractions gives one
+-- variant per fraction. Returns the variants {name, args, fraction, label}.
+local DATA_RESERVED = { label = true, fraction = true }
+local function norm_data(fail, i, d)
+  if type(d) == "string" then d = { d } end
+  if type(d) ~= "table" or type(d[1]) ~= "string" then
+    fail("data[%d]: expected a name or {name, fraction = {...}, param = value, label = ...}", i)
+  end
+  local name = d[1]
+  if name == "dense" then
+    fail("data[%d]: dense is the unpruned weight baseline (a method), not a data method; the whole training set is \"full\"", i)
+  end
+  local base = {}
+  for k, v in pairs(d) do
+    if type(k) == "string" and not DATA_RESERVED[k] then
+      if type(v) == "boolean" then v = v and "1" or "0"
+      elseif type(v) == "number" then v = fmtnum(v)
+      elseif type(v) ~= "string" then fail("data[%d] (%s): parameter %s must be a number, string or boolean", i, name, k) end
+      base[k] = v
+    elseif type(k) ~= "string" and k ~= 1 then
+      fail("data[%d] (%s): unexpected positional value %s", i, name, tostring(d[k]))
+    end
+  end
+  local fr = d.fraction
+  local fracs
+  if fr == nil then fracs = { false }
+  elseif type(fr) == "number" then fracs = { fr }
+  elseif type(fr) == "table" and #fr > 0 then fracs = fr
+  else fail("data[%d] (%s): fraction must be a number or a non-empty list of numbers in (0, 1]", i, name) end
+  if d.label ~= nil and type(d.label) ~= "string" then fail("data[%d]: label must be a string", i) end
+  local out = {}
+  for j, f in ipairs(fracs) do
+    local kv = {}
+    for k, v in pairs(base) do kv[k] = v end
+    if f then
+      if type(f) ~= "number" or f ~= f or f <= 0 or f > 1 then
+        fail("data[%d] (%s): fraction %s is not in (0, 1]", i, name, tostring(f))
+      end
+      kv.fraction = fmtnum(f)
+    end
+    local args = {}
+    for _, k in ipairs(sorted_keys(kv)) do args[#args + 1] = k .. "=" .. kv[k] end
+    local ok, when, kind, fraction = pcall(pb.check_method, name, args)
+    if not ok then fail("data[%d]: %s", i, tostring(when)) end
+    if kind ~= "data" then
+      fail("data[%d]: %s prunes weights (kind %s), it is not a data-selection method: give it in methods = { ... }",
+           i, name, tostring(kind))
+    end
+    local label = d.label or name
+    if f then label = label .. " r=" .. fmtnum(f) end
+    out[#out + 1] = { name = name, args = args, fraction = fraction, label = label }
+  end
+  return out
+end
+
+-- budget = { epochs = 10 } | { steps = 5000 } | { seconds = 60 }: bounds every train stage of a data cell.
+local BUDGET_KINDS = { steps = true, epochs = true, seconds = true }
+local function norm_budget(fail, b)
+  if b == nil then return nil end
+  if type(b) ~= "table" then fail("budget must be a table: { epochs = 10 }, { steps = 5000 } or { seconds = 60 }") end
+  local kind, v
+  for _, k in ipairs(sorted_keys(b)) do
+    if not BUDGET_KINDS[k] then fail("budget: unknown key '%s' (valid: epochs, seconds, steps)", tostring(k)) end
+    if kind then fail("budget: give one of epochs, seconds, steps (got %s and %s)", kind, k) end
+    kind, v = k, b[k]
+  end
+  if not kind then fail("budget: give one of epochs (full-data epochs), seconds, steps") end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
+    fail("budget.%s: %s is not a positive number", kind, tostring(v))
+  end
+  if kind == "steps" and v ~= math.floor(v) then fail("budget.steps: %s is not a whole number", tostring(v)) end
+  return { kind = kind, value = v + 0.0 }
 end
 
 local function check_sparsity(fail, what, s)
@@ -418,6 +498,17 @@ local function declare(name, spec, where)
   check_recipe_keys(fail, "train", spec.train)
   check_recipe_keys(fail, "finetune", spec.finetune)
   local exp_stages = norm_stages(fail, "stages", spec.stages)
+  local datas = { false }
+  if spec.data ~= nil then
+    datas = {}
+    for i, d in ipairs(as_list(fail, "data", spec.data, {})) do
+      for _, v in ipairs(norm_data(fail, i, d)) do datas[#datas + 1] = v end
+    end
+  end
+  local budget = norm_budget(fail, spec.budget)
+  if budget and spec.data == nil then
+    fail("budget bounds the training of data cells: give data = { ... } (\"full\" for all the data)")
+  end
   if spec.filter ~= nil and type(spec.filter) ~= "function" then fail("filter must be a function(cell)") end
   local exclude = spec.exclude or {}
   if type(exclude) ~= "table" then fail("exclude must be a list of tables") end
@@ -450,10 +541,13 @@ local function declare(name, spec, where)
           if type(sps) == "number" then sps = { sps } end
           if me.name == "dense" then sps = { 0.0 } end
           for _, s in ipairs(sps) do
+          for _, dv in ipairs(datas) do
             local cell = {
               experiment = name, model = m.name, arch = m.arch, width = m.width, dataset = d.name,
               method = me.name, label = me.label, sparsity = check_sparsity(fail, "sparsity", s),
               seed = seed, when = me.when,
+              data = dv and dv.name or nil, fraction = dv and dv.fraction or nil,
+              data_label = dv and dv.label or nil,
             }
             local keep = true
             for _, x in ipairs(exclude) do
@@ -466,6 +560,15 @@ local function declare(name, spec, where)
             end
             if keep then
               local where_c = string.format("cell %s/%s/%s/s=%g/seed=%d", m.name, d.name, me.label, s, seed)
+              if dv then
+                where_c = where_c .. "/data=" .. dv.label
+                if me.when == "run" then
+                  fail("%s: method %s drives its own training (when = run); a data method applies to train stages",
+                       where_c, me.name)
+                end
+                cell.data_args = dv.args
+                if budget then cell.budget_kind, cell.budget = budget.kind, budget.value end
+              end
               local train = recipe(fail, where_c .. ": train", cell, spec.train, me.train)
               local ft = recipe(fail, where_c .. ": finetune", cell, spec.train, spec.finetune, me.finetune)
               local target = resolve(spec.target, cell)
@@ -501,6 +604,7 @@ local function declare(name, spec, where)
               end
               cells[#cells + 1] = cell
             end
+          end
           end
         end
       end

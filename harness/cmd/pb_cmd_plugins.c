@@ -50,6 +50,14 @@ int pb_cmd_plugins(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         printf("%-18s %-15s %-9s %s\n", v[i].desc.name, pb_plugin_kind_name(v[i].desc.kind),
                pb_plugin_when_name(v[i].desc.when), v[i].desc.description);
+        if (v[i].desc.kind == PB_KIND_DATA) {
+            /* data methods go on the data axis of a script: their parameters at a glance */
+            const pb_param_spec *ps = v[i].desc.params;
+            printf("%-18s   data axis; parameters:", "");
+            for (int k = 0; ps && ps[k].name; k++)
+                printf(" %s=%g", ps[k].name, ps[k].def);
+            printf("%s\n", ps && ps[0].name ? "" : " none");
+        }
         pb_plugin_close(&v[i]);
     }
     if (n == 0)

@@ -212,7 +212,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     long total_steps = planned_steps(cfg, 0, per_epoch, cfg->epochs);
     if (hooks->total_steps)
         *hooks->total_steps = total_steps;
-    int show = cfg->progress && isatty(2);
+    int show = cfg->progress && isatty(2), out_of_time = 0;
     for (int ep = 1; ep <= cfg->epochs; ep++) {
         const double ep_t0 = pb_now();
         flops_ex = pb_model_train_flops_eff(m); /* epoch_end may have pruned */
@@ -266,6 +266,10 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             }
             if (cfg->max_steps && step >= cfg->max_steps)
                 break;
+            if (cfg->deadline > 0 && pb_now() >= cfg->deadline) {
+                out_of_time = 1;
+                break;
+            }
         }
         pb_epoch_rec rec = {.epoch = ep, .step = step, .train_flops = res->train_flops,
                             .train_loss = nb ? eloss / nb : 0, .test_acc = -1, .test_loss = -1,
@@ -282,10 +286,12 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                 res->best_val_loss = rec.val_loss;
             }
         }
-        int last = ep == cfg->epochs || (cfg->max_steps && step >= cfg->max_steps);
+        int last = ep == cfg->epochs || (cfg->max_steps && step >= cfg->max_steps) || out_of_time;
         if (test && ((cfg->eval_every > 0 && ep % cfg->eval_every == 0) || last)) {
+            const double ev_t0 = pb_now();
             if ((rc = pb_evaluate(m, test, cfg->batch, &rec.test_acc, &rec.test_loss, err, errlen)) != PB_OK)
                 goto out;
+            rec.eval_s = pb_now() - ev_t0;
             res->test_acc = rec.test_acc;
             res->test_loss = rec.test_loss;
         }

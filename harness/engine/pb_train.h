@@ -24,6 +24,7 @@ typedef struct pb_train_cfg {
      * (and BN statistics) of the epoch of lowest validation loss. */
     int early_stop;
     const pb_dataset *val;  /* the validation split (set by the caller; not part of the recipe's text) */
+    double deadline;        /* pb_now() at which training stops after the step in progress (0: none) */
 } pb_train_cfg;
 
 void pb_train_defaults(pb_train_cfg *c);
@@ -42,6 +43,7 @@ typedef struct pb_epoch_rec {
     double test_loss;
     double train_s;         /* this epoch's training loop alone (steps and step hooks), without evaluation */
     double val_loss;        /* early_stop: on the validation split; -1 otherwise */
+    double eval_s;          /* this epoch's evaluation of the test set */
 } pb_epoch_rec;
 
 /* Hooks: any may be NULL. Each returns PB_OK or an error code (with err filled),

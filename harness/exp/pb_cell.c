@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/pb_optim.h"
+#include "host/pb_datasel.h"
 
 /* Every field that changes what a recipe trains, at full precision: the
  * string is hashed, and a changed string would orphan earlier results. */
@@ -67,9 +68,17 @@ int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
     }
     free(c->stages_canon);
     c->stages_canon = all ? all : strdup("");
+    if (c->data) {
+        /* the data axis changes the trained model: part of both keys, and
+         * absent without one, so earlier cells keep their hashes */
+        size_t k = strlen(dense);
+        snprintf(dense + k, sizeof dense - k, "|data=%s|data_args=%s|budget=%s:%.17g", c->data,
+                 c->data_args_joined ? c->data_args_joined : "", pb_budget_names[c->budget_kind], c->budget);
+    }
     hex64(c->dense_key, pb_hash64(dense, strlen(dense), PB_HASH_INIT));
     size_t n = strlen(dense) + strlen(ft) + strlen(c->method) + strlen(c->label) +
-               (c->args_joined ? strlen(c->args_joined) : 0) + strlen(c->stages_canon ? c->stages_canon : "") + 256;
+               (c->args_joined ? strlen(c->args_joined) : 0) + strlen(c->stages_canon ? c->stages_canon : "") + 256 +
+               (c->data_label ? strlen(c->data_label) : 0);
     char *cfg = malloc(n);
     if (!cfg)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
@@ -79,6 +88,10 @@ int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
     if (c->nstages > 0) {
         size_t k = strlen(cfg);
         snprintf(cfg + k, n - k, "|stages=%s", c->stages_canon);
+    }
+    if (c->data && c->data_label) {
+        size_t k = strlen(cfg);
+        snprintf(cfg + k, n - k, "|data_label=%s", c->data_label);
     }
     hex64(c->hash, pb_hash64(cfg, strlen(cfg), PB_HASH_INIT));
     free(c->config);
@@ -99,6 +112,11 @@ static void free_cell(pb_cell *c)
         free(c->args[i]);
     free(c->args_joined);
     free(c->stages_canon);
+    free(c->data);
+    free(c->data_label);
+    for (int i = 0; i < c->ndata_args; i++)
+        free(c->data_args[i]);
+    free(c->data_args_joined);
     for (int i = 0; i < c->nstages; i++) {
         free((char *)c->stages[i].label);
         free((char *)c->stages[i].name);
@@ -143,5 +161,13 @@ void pb_cell_job(const pb_cell *c, pb_job *j)
     if (c->nstages > 0) {
         j->stages = c->stages;
         j->nstages = c->nstages;
+    }
+    if (c->data) {
+        j->data_method = c->data;
+        for (int i = 0; i < c->ndata_args; i++)
+            j->data_args[i] = c->data_args[i];
+        j->ndata_args = c->ndata_args;
+        j->budget_kind = c->budget_kind;
+        j->budget = c->budget;
     }
 }

@@ -43,6 +43,16 @@ typedef struct pb_cell {
     pb_train_cfg stage_recipe[PB_JOB_MAX_STAGES];
     int nstages;
     char *stages_canon;       /* pb_job_stages_canon of all stages, "" for none */
+    /* the data axis: a data-selection method (NULL: all the data) with its
+     * "name=value" arguments, its display label ("rs2 r=0.1"), its fraction
+     * (1 without one) and the train stage's budget (a pb_budget_kind) */
+    char *data, *data_label;
+    char *data_args[PB_JOB_MAX_ARGS];
+    int ndata_args;
+    char *data_args_joined;
+    double data_fraction;
+    int budget_kind;
+    double budget;
 } pb_cell;
 
 typedef struct pb_experiment {

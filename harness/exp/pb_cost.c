@@ -7,6 +7,8 @@
 
 #include <cblas.h>
 
+#include "host/pb_datasel.h"
+
 int openblas_get_num_threads(void);
 void openblas_set_num_threads(int);
 
@@ -44,6 +46,38 @@ static double prefix_cost(const pb_cell *c)
     return cost;
 }
 
+static int data_arg(const pb_cell *c, const char *key, int def)
+{
+    size_t n = strlen(key);
+    for (int i = 0; i < c->ndata_args; i++)
+        if (!strncmp(c->data_args[i], key, n) && c->data_args[i][n] == '=')
+            return atoi(c->data_args[i] + n + 1);
+    return def;
+}
+
+/* A data cell's train stage: the examples the budget or the rounds of r * N
+ * allow, and the scoring run of a score-based method (its training, and one
+ * forward per example and check, four for GraNd's per-example gradients). */
+static double data_train_cost(const pb_cell *c)
+{
+    double ex = c->train_flops_ex, n = c->ntrain, b = c->train.batch > 0 ? c->train.batch : 128;
+    double round = ceil(ceil(c->data_fraction * n) / b) * b, cost;
+    if (c->budget_kind == PB_BUDGET_STEPS)
+        cost = ex * c->budget * b;
+    else if (c->budget_kind == PB_BUDGET_EPOCHS)
+        cost = ex * c->budget * ceil(n / b) * b;
+    else
+        cost = ex * round * c->train.epochs;
+    const char *d = c->data;
+    int scoring = !strcmp(d, "el2n") || !strcmp(d, "grand"), forget = !strcmp(d, "forgetting");
+    if (scoring || forget) {
+        int epochs = data_arg(c, "epochs", forget ? 5 : 1), seeds = data_arg(c, "seeds", 1);
+        double checks = forget ? epochs : !strcmp(d, "grand") ? 4 : 1;
+        cost += seeds * (ex * n * epochs + ex / 3 * n * checks);
+    }
+    return cost;
+}
+
 double pb_cost_cell(const pb_cell *c, int *needs_dense)
 {
     if (c->nstages > 0)
@@ -73,7 +107,7 @@ double pb_cost_cell(const pb_cell *c, int *needs_dense)
             epochs = c->train.epochs;
         return per_epoch * (double)(rounds + 1) * epochs;
     }
-    return per_epoch * c->train.epochs;
+    return c->data ? data_train_cost(c) : per_epoch * c->train.epochs;
 }
 
 double pb_cost_experiment(const pb_experiment *x, double *cost, int *needs)
@@ -88,7 +122,9 @@ double pb_cost_experiment(const pb_experiment *x, double *cost, int *needs)
                 if (needs[k] && !strcmp(x->cells[k].dense_key, c->dense_key))
                     first = 0;
             if (first)
-                cost[i] += c->nstages > 0 ? prefix_cost(c) : c->train_flops_ex * c->ntrain * c->train.epochs;
+                cost[i] += c->nstages > 0 ? prefix_cost(c)
+                           : c->data        ? data_train_cost(c)
+                                            : c->train_flops_ex * c->ntrain * c->train.epochs;
         }
         total_cost += cost[i];
     }

@@ -17,13 +17,17 @@ const char *const pb_csv_cells_cols[] = {
     "build",
     /* appended with stages and ABI 1.1 */
     "stored", "compression_stored", "prefix_wall_s", "prefix_flops", "probe_flops", "cost_wall_s",
-    "cost_flops", "stages", NULL};
+    "cost_flops", "stages",
+    /* appended with the data axis */
+    "data", "data_label", "fraction", "data_args", "budget", "target", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",
     "test_acc", "test_loss",
     /* appended */
-    "train_s", NULL};
+    "train_s",
+    /* appended with the data axis: wall_s - eval_s is the training clock */
+    "eval_s", "probe_flops", NULL};
 
 const char *const pb_csv_metrics_cols[] = {"experiment", "cell", "name", "value", NULL};
 

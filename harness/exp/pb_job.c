@@ -9,6 +9,7 @@
 
 #include "engine/pb_ckpt.h"
 #include "engine/pb_par.h"
+#include "host/pb_datasel.h"
 #include "host/pb_host.h"
 #include "host/pb_plugin.h"
 #include "host/pb_probe.h"
@@ -211,7 +212,8 @@ static void on_curve(void *ud, const pb_curve_rec *r)
 {
     curve_tap *t = ud;
     double target = t->j->train.target_acc;
-    if (target > 0 && t->res->time_to_target_s < 0 && r->test_acc >= target)
+    const int scoring = r->phase && !strcmp(r->phase, "score"); /* a data method's scoring run */
+    if (target > 0 && !scoring && t->res->time_to_target_s < 0 && r->test_acc >= target)
         t->res->time_to_target_s = r->wall_s;
     if (t->j->on_curve)
         t->j->on_curve(t->j->ud, r);
@@ -258,6 +260,7 @@ typedef struct job_run {
     stage_data data[MAX_STAGE_DATA];
     int ndata;
     const pb_dataset *eval;    /* the test split of the last training stage's data */
+    pb_datasel *ds;            /* the data method, or NULL */
     char *err;
     size_t errlen;
 } job_run;
@@ -357,7 +360,11 @@ static int run_train(job_run *r, const pb_stage *s)
     r->ctx.cfg = cfg;
     r->ctx.train = train;
     r->ctx.test = test;
+    if (r->ds)
+        r->ds->on = s->kind == PB_STAGE_TRAIN && train == &r->train; /* the job's data, a train stage */
     rc = pb_ctx_train(&r->ctx, -1, s->label ? s->label : pb_stage_names[s->kind], NULL);
+    if (r->ds)
+        r->ds->on = 0;
     /* host->train() of a later `run` method trains on the job's data */
     r->ctx.cfg = j->train;
     r->ctx.train = &r->train;
@@ -489,6 +496,35 @@ static int check_needs(job_run *r, const pb_stage *st, int n)
                   "(e.g. stages = { train, keep \"%s\", finetune, prune })", d->name, d->reference, d->reference);
 }
 
+/* The data method: loaded and checked with the stages it selects for, before
+ * anything trains. */
+static int open_data(job_run *r, const pb_stage *st, int n)
+{
+    const pb_job *j = r->j;
+    if (r->plugin.dl && r->plugin.desc.when == PB_WHEN_RUN)
+        return pb_err(r->err, r->errlen, PB_EUSAGE,
+                      "method %s drives its own training (when = run): a data method applies to train stages; "
+                      "combine data selection with another method", j->method);
+    int ntrain = 0;
+    for (int i = 0; i < n; i++)
+        ntrain += st[i].kind == PB_STAGE_TRAIN && !st[i].dataset && !st[i].subset && !st[i].permute;
+    if (ntrain == 0)
+        return pb_err(r->err, r->errlen, PB_EUSAGE,
+                      "data method %s selects the examples of train stages on the job's data, and the stages "
+                      "have none", j->data_method);
+    pb_datasel *ds = calloc(1, sizeof *ds);
+    if (!ds)
+        return pb_err(r->err, r->errlen, PB_ENOMEM, "out of memory");
+    int rc = pb_datasel_open(ds, j->data_method, j->data_args, j->ndata_args, j->plugin_path,
+                             (pb_budget_kind)j->budget_kind, j->budget, r->err, r->errlen);
+    if (rc != PB_OK) {
+        free(ds);
+        return rc;
+    }
+    r->ds = ds;
+    return PB_OK;
+}
+
 int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
 {
     memset(res, 0, sizeof *res);
@@ -535,6 +571,13 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
         rc = pb_err(err, errlen, PB_EUSAGE, "a prune stage needs a method");
     if (rc == PB_OK && has_method)
         rc = check_needs(r, st, nst);
+    if (rc == PB_OK && has_method && r->plugin.desc.kind == PB_KIND_DATA)
+        rc = pb_err(err, errlen, PB_EUSAGE,
+                    "%s is a data-selection method, not a weight-pruning method: give it as the data method "
+                    "(data = { \"%s\" } in a script) and a weight method (or dense) as the method", j->method,
+                    j->method);
+    if (rc == PB_OK && j->data_method)
+        rc = open_data(r, st, nst);
     if (rc != PB_OK) {
         pb_plugin_close(&r->plugin);
         free(r);
@@ -543,6 +586,10 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     pb_par_use_threads(j->threads);
     if ((rc = pb_data_open(j->dataset, j->data_dir, j->subset, j->val, j->train.seed, &r->train, &r->val, &r->test,
                            err, errlen)) != PB_OK) {
+        if (r->ds) {
+            pb_datasel_close(r->ds);
+            free(r->ds);
+        }
         pb_plugin_close(&r->plugin);
         free(r);
         return rc;
@@ -565,10 +612,13 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     if (rc == PB_OK && (train->c != m->ic || train->h != m->ih || train->w != m->iw || train->ncls != m->ncls))
         rc = pb_err(err, errlen, PB_EUSAGE, "model %s expects %dx%dx%d inputs and %d classes; %s has %dx%dx%d and %d",
                     m->arch, m->ic, m->ih, m->iw, m->ncls, train->name, train->c, train->h, train->w, train->ncls);
+    if (rc == PB_OK && r->ds)
+        rc = pb_datasel_check_budget(r->ds, train->n, &j->train, err, errlen);
     if (rc == PB_OK)
         rc = pb_ctx_init(&r->ctx, m, train, &r->test, &j->train, j->train.seed, err, errlen);
     if (rc != PB_OK)
         goto out;
+    r->ctx.data = r->ds;
     r->trained = j->load != NULL;
     r->ctx.val = r->val.n ? &r->val : NULL;
     curve_tap tap = {j, res};
@@ -620,6 +670,10 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
         rc = pb_ckpt_save(m, j->save, err, errlen);
 out:
     pb_ctx_free(&r->ctx);
+    if (r->ds) {
+        pb_datasel_close(r->ds);
+        free(r->ds);
+    }
     pb_model_free(m);
     pb_plugin_close(&r->plugin);
     pb_data_free(&r->train);

@@ -93,6 +93,15 @@ typedef struct pb_job {
 
     void (*on_curve)(void *ud, const pb_curve_rec *r);
     void *ud;
+
+    /* Data selection (pb_datasel): a data method choosing the examples of
+     * every epoch of the train stages, with its "name=value" arguments, and a
+     * budget of the train stage (pb_budget_kind; 0: none). NULL: all data. */
+    const char *data_method;
+    const char *data_args[PB_JOB_MAX_ARGS];
+    int ndata_args;
+    int budget_kind;
+    double budget;
 } pb_job;
 
 void pb_job_defaults(pb_job *j);

@@ -12,6 +12,7 @@
 
 #include "engine/pb_data.h"
 #include "engine/pb_optim.h"
+#include "host/pb_datasel.h"
 #include "host/pb_plugin.h"
 
 struct pb_lua {
@@ -312,12 +313,18 @@ static int l_check_method(lua_State *L)
         rc = pb_err(err, sizeof err, PB_EPLUGIN, "%s: too many parameters", name);
     else
         rc = pb_plugin_parse_args(&ld.desc, args, nargs, values, err, sizeof err);
-    int when = ld.desc.when;
+    int when = ld.desc.when, kind = ld.desc.kind;
+    double fraction = 1.0; /* a data method's `fraction` parameter */
+    for (int k = 0; rc == PB_OK && ld.desc.params && ld.desc.params[k].name; k++)
+        if (!strcmp(ld.desc.params[k].name, "fraction"))
+            fraction = values[k];
     pb_plugin_close(&ld);
     if (rc != PB_OK)
         return luaL_error(L, "%s", err);
     lua_pushstring(L, when_word(when));
-    return 1;
+    lua_pushstring(L, pb_plugin_kind_name(kind));
+    lua_pushnumber(L, fraction);
+    return 3;
 }
 
 /* dataset_info(name, subset) -> {c, h, w, ncls, ntrain}; loads the training split
@@ -639,6 +646,39 @@ static void read_stages(reader *r, int idx, pb_cell *c)
     lua_pop(L, 1);
 }
 
+/* The data axis of a cell: data, data_label, data_args, fraction, budget_kind, budget. */
+static void read_data(reader *r, int idx, pb_cell *c)
+{
+    lua_State *L = r->L;
+    if (!(c->data = optstr(L, idx, "data")))
+        return;
+    c->data_label = optstr(L, idx, "data_label");
+    c->data_fraction = numfield(L, idx, "fraction", 1.0);
+    char *bk = optstr(L, idx, "budget_kind");
+    for (int k = 0; bk && pb_budget_names[k]; k++)
+        if (!strcmp(pb_budget_names[k], bk))
+            c->budget_kind = k;
+    free(bk);
+    c->budget = numfield(L, idx, "budget", 0);
+    if (lua_getfield(L, idx, "data_args") == LUA_TTABLE) {
+        int n = (int)luaL_len(L, -1);
+        size_t total = 1;
+        for (int i = 0; i < n && i < PB_JOB_MAX_ARGS; i++) {
+            lua_geti(L, -1, i + 1);
+            c->data_args[c->ndata_args++] = strdup(lua_tostring(L, -1));
+            total += strlen(c->data_args[c->ndata_args - 1]) + 1;
+            lua_pop(L, 1);
+        }
+        c->data_args_joined = calloc(total, 1);
+        for (int i = 0; c->data_args_joined && i < c->ndata_args; i++) {
+            if (i)
+                strcat(c->data_args_joined, " ");
+            strcat(c->data_args_joined, c->data_args[i]);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 static void read_cell(reader *r, int idx, pb_cell *c)
 {
     lua_State *L = r->L;
@@ -713,6 +753,7 @@ static void read_cell(reader *r, int idx, pb_cell *c)
     c->train.log_epochs = c->finetune.log_epochs = 0;
     c->train.progress = c->finetune.progress = 0;
     read_stages(r, idx, c);
+    read_data(r, idx, c);
     /* model_canon is kept in config through the arch/proto description */
     c->config = canon; /* replaced by pb_cell_finish */
     if (r->rc == PB_OK)

@@ -13,10 +13,13 @@
 
 #include "config.h"
 #include "pb_csv.h"
+#include "pb_plot_data.h"
 #include "engine/pb_util.h"
 
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
-                                     "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity", NULL};
+                                     "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
+                                     "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target",
+                                     "accuracy_at_time", NULL};
 
 #define MAXS 64      /* series per chart */
 #define MAXG 4096    /* groups (series x target sparsity) */
@@ -850,6 +853,8 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
         bad |= chart_curves(&ch, &r, 0);
     if (wanted(list, nlist, "layer_sparsity"))
         bad |= chart_layers(&ch, &r);
+    /* the data axis: time-to-accuracy (pb_plot_data) */
+    bad |= pb_plot_data_charts(dir, plots, list, nlist, &ch.drawn, &ch.gnuplot_missing) != 0;
     if (bad)
         rc = pb_err(err, errlen, PB_EIO, "cannot write the chart files under %s", plots);
     else if (verbose && ch.drawn)

@@ -176,7 +176,8 @@ typedef struct progress {
 
 static void cell_desc(char *buf, size_t n, const pb_experiment *x, const pb_cell *c)
 {
-    snprintf(buf, n, "%s s=%g seed=%ld %s/%s", c->label, c->sparsity, c->seed, c->model, c->dataset);
+    snprintf(buf, n, "%s s=%g seed=%ld %s/%s%s%s", c->label, c->sparsity, c->seed, c->model, c->dataset,
+             c->data ? " data=" : "", c->data ? c->data_label : "");
     (void)x;
 }
 
@@ -552,9 +553,10 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             if (state[i] == 3)
                 continue;
             pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
-            printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s\n", c->hash, c->model, c->dataset,
+            printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
-                   c->args_joined ? c->args_joined : "", pb_store_exists(path) && !o->fresh ? " (done)" : "");
+                   c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
+                   pb_store_exists(path) && !o->fresh ? " (done)" : "");
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
         double secs = total_cost / (rate * 1e9 * jobs);

@@ -1,6 +1,8 @@
 /* pb_store: the result store of an experiment (layout in pb_store.h). */
 #include "pb_store.h"
 
+#include "host/pb_datasel.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -287,6 +289,29 @@ static void row_prefix(pb_csv_row *r, const pb_experiment *x, const pb_cell *c)
     pb_csv_int(r, c->seed);
 }
 
+/* The data axis columns: data, data_label, fraction, data_args, budget, target. */
+static void data_fields(pb_csv_row *r, const pb_cell *c)
+{
+    pb_csv_str(r, c->data);
+    pb_csv_str(r, c->data_label);
+    if (c->data)
+        pb_csv_num(r, c->data_fraction);
+    else
+        pb_csv_empty(r);
+    pb_csv_str(r, c->data_args_joined);
+    if (c->data && c->budget_kind) {
+        char b[64];
+        snprintf(b, sizeof b, "%s=%.17g", pb_budget_names[c->budget_kind], c->budget);
+        pb_csv_str(r, b);
+    } else {
+        pb_csv_empty(r);
+    }
+    if (c->target > 0)
+        pb_csv_num(r, c->target);
+    else
+        pb_csv_empty(r);
+}
+
 int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
                       const pb_job_result *res, const char *build)
 {
@@ -345,6 +370,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
             pb_csv_empty(r);
     }
     pb_csv_str(r, c->stages_canon ? c->stages_canon : "");
+    data_fields(r, c);
     return pb_csv_end(r);
 }
 
@@ -362,6 +388,8 @@ int pb_store_curve_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, 
     pb_csv_num(r, rec->test_acc);
     pb_csv_num(r, rec->test_loss);
     pb_csv_num(r, rec->train_s);
+    pb_csv_num(r, rec->eval_s);
+    pb_csv_num(r, rec->probe_flops);
     return pb_csv_end(r);
 }
 

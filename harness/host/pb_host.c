@@ -11,6 +11,7 @@
 
 #include "engine/pb_kern.h"
 #include "engine/pb_par.h"
+#include "pb_datasel.h"
 #include "pb_mask.h"
 #include "pb_probe.h"
 #include "pb_surgery.h"
@@ -100,6 +101,13 @@ static int g_select(void *ud, pb_model *m, int epoch, int n_total, int *idx, int
     return plugin_status(c, c->plugin->desc.select(c->state, &pb_host_table, c, epoch, n_total, idx, n), "select");
 }
 
+static int g_data_select(void *ud, pb_model *m, int epoch, int n_total, int *idx, int *n, char *err,
+                         size_t errlen)
+{
+    (void)m, (void)err, (void)errlen;
+    return pb_datasel_select(((train_glue *)ud)->c, epoch, n_total, idx, n);
+}
+
 static int g_before(void *ud, pb_model *m, long step, char *err, size_t errlen)
 {
     (void)m, (void)err, (void)errlen;
@@ -134,7 +142,8 @@ static void emit(pb_ctx *c, const char *phase, int index, long step, double acc,
         return;
     pb_curve_rec r = {.phase = phase, .index = index, .step = step, .wall_s = pb_now() - c->t0,
                       .train_flops = flops, .sparsity = sparsity_now(c->m), .test_acc = acc,
-                      .test_loss = loss, .train_s = train_s};
+                      .test_loss = loss, .train_s = train_s, .eval_s = c->eval_s,
+                      .probe_flops = c->probe_flops};
     c->on_curve(c->curve_ud, &r);
 }
 
@@ -149,6 +158,7 @@ static int g_epoch(void *ud, pb_model *m, const pb_epoch_rec *rec, char *err, si
     train_glue *g = ud;
     pb_ctx *c = g->c;
     c->steps = g->step0 + rec->step;
+    c->eval_s += rec->eval_s;
     emit(c, c->phase, rec->epoch, g->step0 + rec->step, rec->test_acc, rec->test_loss,
          c->train_flops + rec->train_flops, rec->train_s);
     if (c->plugin && c->plugin->desc.epoch_end)
@@ -170,6 +180,10 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
     res->test_acc = -1;
     if (cfg.epochs == 0)
         return PB_OK;
+    const int select_data = c->data && c->data->on;
+    int rc0 = select_data ? pb_datasel_begin(c, &cfg) : PB_OK;
+    if (rc0 != PB_OK)
+        return rc0;
     train_glue g = {.c = c, .step0 = c->steps};
     const pb_plugin *d = c->plugin ? &c->plugin->desc : NULL;
     /* after_step only when the plugin has one: the loop counts effective FLOPs
@@ -181,6 +195,8 @@ int pb_ctx_train(pb_ctx *c, int epochs, const char *phase, pb_train_result *res)
         hooks.select = g_select;
     if (d && d->before_step)
         hooks.before_step = g_before;
+    if (select_data && !hooks.select)
+        hooks.select = g_data_select;
     const char *saved = c->phase;
     c->phase = phase ? phase : "train";
     /* pb_train publishes its count of steps (exact once select() has chosen

@@ -25,6 +25,8 @@ typedef struct pb_curve_rec {
     double sparsity;
     double test_acc, test_loss;
     double train_s;        /* the epoch's training loop alone (0 for rows that are not epochs) */
+    double eval_s;         /* test-set evaluations so far on the job's clock (wall_s - eval_s: training clock) */
+    double probe_flops;    /* accumulated probe FLOPs (scoring, gradients) over the job */
 } pb_curve_rec;
 
 typedef struct pb_gen_slot {
@@ -76,6 +78,8 @@ struct pb_ctx {
     void (*on_curve)(void *ud, const pb_curve_rec *r);
     void (*on_metric)(void *ud, const char *name, double value);
     void *curve_ud;                 /* for on_curve and on_metric */
+    struct pb_datasel *data;        /* a data-selection method beside the plugin (pb_datasel), or NULL */
+    double eval_s;                  /* seconds spent evaluating the test set after epochs */
 };
 
 extern const pb_host pb_host_table;
