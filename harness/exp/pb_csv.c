@@ -17,7 +17,9 @@ const char *const pb_csv_cells_cols[] = {
     "build",
     /* appended with stages and ABI 1.1 */
     "stored", "compression_stored", "prefix_wall_s", "prefix_flops", "probe_flops", "cost_wall_s",
-    "cost_flops", "stages", NULL};
+    "cost_flops", "stages",
+    /* appended with the post-training methods */
+    "pruned_acc", "pruned_loss", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",
