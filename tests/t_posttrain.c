@@ -410,6 +410,199 @@ static void test_exact_deterministic(const char *method, const char *a1, const c
        a2 ? a2 : "");
 }
 
+
+/* ---- iCBS: starts from the Wanda mask, lowers its objective, stays exact ---- */
+
+typedef struct metrics {
+    int n;
+    char name[16][64];
+    double v[16];
+} metrics;
+
+static void on_metric(void *ud, const char *name, double value)
+{
+    metrics *m = ud;
+    if (m->n < 16) {
+        snprintf(m->name[m->n], 64, "%s", name);
+        m->v[m->n++] = value;
+    }
+}
+
+static double metric_of(const metrics *m, const char *name)
+{
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->name[i], name))
+            return m->v[i];
+    return NAN;
+}
+
+static void test_icbs(void)
+{
+    const double s = 0.7;
+    float *wmask[8];
+    int np = 0;
+    {
+        const char *args[] = {"calib=100"};
+        rig r;
+        int rc = rig_open(&r, "wanda", args, 1);
+        if (rc == PB_OK)
+            rc = pb_ctx_prune(&r.ctx, s);
+        np = pb_model_nprunable(&r.m);
+        for (int i = 0; i < np; i++) {
+            const pb_param *p = pb_model_prunable(&r.m, i);
+            wmask[i] = malloc(p->n * sizeof(float));
+            memcpy(wmask[i], p->mask, p->n * sizeof(float));
+        }
+        rig_close(&r);
+    }
+    for (int iters = 0; iters <= 3; iters += 3) {
+        char it[32];
+        snprintf(it, sizeof it, "iters=%d", iters);
+        const char *args[] = {"calib=100", it, "block=8"};
+        rig r;
+        metrics mt = {0};
+        int rc = rig_open(&r, "icbs", args, 3);
+        r.ctx.on_metric = on_metric;
+        r.ctx.curve_ud = &mt;
+        if (rc == PB_OK)
+            rc = pb_ctx_prune(&r.ctx, s);
+        int same = rc == PB_OK;
+        size_t differ = 0;
+        for (int i = 0; i < np && same; i++) {
+            const pb_param *p = pb_model_prunable(&r.m, i);
+            for (size_t k = 0; k < p->n; k++)
+                differ += p->mask[k] != wmask[i][k];
+        }
+        double f0 = metric_of(&mt, "objective_start"), f1 = metric_of(&mt, "objective_end");
+        if (iters == 0)
+            ok(same && differ == 0 && f0 == f1, "icbs iters=0: the starting mask is Wanda's (objective %.4g)", f0);
+        else
+            ok(same && differ > 0 && f1 < f0 && exact_per_layer(&r.m, s) && masked_zero(&r.m),
+               "icbs iters=3: %zu mask entries changed, objective %.4g -> %.4g, each layer still exact", differ, f0,
+               f1);
+        rig_close(&r);
+    }
+    for (int i = 0; i < np; i++)
+        free(wmask[i]);
+}
+
+/* ---- ARMOR: the model's weights are A (C) B of its arrays, C exactly N:M ---- */
+
+static const pb_param *param_named(const pb_model *m, const char *name)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i]->name, name))
+            return m->params[i];
+    return NULL;
+}
+
+/* block-diagonal inverse of the wrapper stored as consecutive d x d blocks */
+static double *block_inverse(const float *A, int len, int d)
+{
+    double *full = calloc((size_t)len * len, sizeof *full);
+    size_t off = 0;
+    for (int o = 0; o < len; o += d) {
+        int sb = len - o < d ? len - o : d;
+        double *blk = malloc((size_t)sb * sb * sizeof *blk);
+        for (int k = 0; k < sb * sb; k++)
+            blk[k] = A[off + k];
+        off += (size_t)sb * sb;
+        invert(blk, sb);
+        for (int a = 0; a < sb; a++)
+            for (int b = 0; b < sb; b++)
+                full[(size_t)(o + a) * len + o + b] = blk[(size_t)a * sb + b];
+        free(blk);
+    }
+    return full;
+}
+
+static void test_armor(void)
+{
+    const char *args[] = {"calib=100", "d=8", "iters=10"};
+    rig r;
+    metrics mt = {0};
+    int rc = rig_open(&r, "armor", args, 3);
+    size_t stored0 = pb_model_stored(&r.m), wsum = 0;
+    for (int i = 0; i < pb_model_nprunable(&r.m); i++)
+        wsum += pb_model_prunable(&r.m, i)->n;
+    r.ctx.on_metric = on_metric;
+    r.ctx.curve_ud = &mt;
+    if (rc == PB_OK)
+        rc = pb_ctx_prune(&r.ctx, 0.5);
+    double acc, loss;
+    if (rc == PB_OK)
+        rc = H->evaluate(&r.ctx, &acc, &loss); /* a forward pass generates the weights */
+    int good = rc == PB_OK, pattern = rc == PB_OK;
+    double maxd = 0, scale = 0;
+    size_t arrays = 0;
+    for (int i = 0; i < pb_model_nprunable(&r.m) && good; i++) {
+        const pb_param *p = pb_model_prunable(&r.m, i);
+        char nA[96], nB[96], nC[96];
+        snprintf(nA, sizeof nA, "%s.armor_A", p->name);
+        snprintf(nB, sizeof nB, "%s.armor_B", p->name);
+        snprintf(nC, sizeof nC, "%s.armor_core", p->name);
+        const pb_param *A = param_named(&r.m, nA), *B = param_named(&r.m, nB), *C = param_named(&r.m, nC);
+        if (!A || !B || !C) {
+            good = 0;
+            break;
+        }
+        arrays += A->n + B->n + C->n;
+        int rows = p->shape[0], cols = (int)(p->n / (size_t)rows);
+        double *Ai = block_inverse(A->w, rows, 8), *Bi = block_inverse(B->w, cols, 8);
+        /* C = A^-1 W B^-1 */
+        double *T = calloc(p->n, sizeof *T), *Cm = calloc(p->n, sizeof *Cm), cmax = 0;
+        for (int a = 0; a < rows; a++)
+            for (int k = 0; k < rows; k++)
+                if (Ai[(size_t)a * rows + k] != 0)
+                    for (int j = 0; j < cols; j++)
+                        T[(size_t)a * cols + j] += Ai[(size_t)a * rows + k] * p->w[(size_t)k * cols + j];
+        for (int a = 0; a < rows; a++)
+            for (int k = 0; k < cols; k++)
+                if (T[(size_t)a * cols + k] != 0)
+                    for (int j = 0; j < cols; j++)
+                        Cm[(size_t)a * cols + j] += T[(size_t)a * cols + k] * Bi[(size_t)k * cols + j];
+        for (size_t k = 0; k < C->n; k++)
+            cmax = fabs(C->w[k]) > cmax ? fabs(C->w[k]) : cmax;
+        size_t t = 0;
+        for (int a = 0; a < rows && pattern; a++)
+            for (int g = 0; g < cols; g += 4) {
+                int nz = 0;
+                for (int q = 0; q < 4 && g + q < cols; q++) {
+                    double v = Cm[(size_t)a * cols + g + q];
+                    if (fabs(v) > 1e-3 * cmax) {
+                        nz++;
+                        if (t < C->n) {
+                            double d = fabs(v - C->w[t++]);
+                            maxd = d > maxd ? d : maxd;
+                        }
+                    }
+                }
+                pattern &= nz <= 2;
+            }
+        pattern &= t == C->n && C->n == p->n / 2;
+        scale = cmax > scale ? cmax : scale;
+        free(Ai);
+        free(Bi);
+        free(T);
+        free(Cm);
+    }
+    ok(good && pattern && maxd <= 1e-3 * scale,
+       "armor 2:4: every layer's weights are A C B of its arrays, C 2:4 with the core array's values (max error "
+       "%.2g of %.2g)", maxd, scale);
+    ok(good && pb_model_stored(&r.m) == stored0 - wsum + arrays,
+       "armor: stored counts the core values and wrapper blocks, not the generated weights (%zu)",
+       pb_model_stored(&r.m));
+    double l0 = metric_of(&mt, "loss_start"), l1 = metric_of(&mt, "loss_end");
+    ok(good && l1 < l0, "armor: the layer-wise objective falls from Wanda 2:4's %.4g to %.4g", l0, l1);
+    uint64_t h1 = model_hash(&r.m);
+    rig_close(&r);
+    rc = rig_open(&r, "armor", args, 3);
+    if (rc == PB_OK && (rc = pb_ctx_prune(&r.ctx, 0.5)) == PB_OK)
+        rc = H->evaluate(&r.ctx, &acc, &loss);
+    ok(rc == PB_OK && good && model_hash(&r.m) == h1, "armor: two runs generate identical weights");
+    rig_close(&r);
+}
+
 /* ---- refusals before training, through the job ---- */
 
 static int curve_rows;
@@ -500,8 +693,14 @@ int main(void)
     test_exact_deterministic("sparsegpt", "n=2", "m=4", 0.5, 2, 4);
     test_exact_deterministic("sparsegpt", "n=1", "m=3", 0.5, 1, 3);
     test_exact_deterministic("ecoflap", NULL, NULL, 0.8, 0, 0);
+    test_exact_deterministic("icbs", "block=8", NULL, 0.8, 0, 0);
+    test_exact_deterministic("icbs", "start=magnitude", NULL, 0.6, 0, 0);
+    test_icbs();
+    test_armor();
     test_refusal("wanda", "n=5", "m=4", NULL, 0, "n=5 is larger than m=4");
     test_refusal("sparsegpt", "n=3", "m=2", NULL, 0, "n=3 is larger than m=2");
+    test_refusal("armor", "n=4", "m=2", NULL, 0, "n=4 is larger than m=2");
+    test_refusal("icbs", "calib=3000", NULL, NULL, 0, "calibration size 3000 is larger than the training split");
     test_refusal("sparsegpt", "calib=5000", NULL, NULL, 0, "calibration size 5000 is larger than the training split");
     pb_stage st[3] = {{.kind = PB_STAGE_TRAIN}, {.kind = PB_STAGE_CALIBRATE, .n = 5000}, {.kind = PB_STAGE_PRUNE}};
     test_refusal("wanda", NULL, NULL, st, 3, "calibrate: n = 5000 is larger than the training split");
