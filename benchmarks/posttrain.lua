@@ -22,7 +22,7 @@
 -- 2-core machine, where LeNet-5 trains at ~27 s per epoch): dense models
 -- trained 4 epochs (MLP) and 2 epochs (LeNet-5) of SGD (lr 0.05, momentum
 -- 0.9, batch 128, constant rate), once per seed and shared by every cell
--- through the dense cache; 3 seeds; iCBS with its defaults (blocks of 16,
+-- through the dense cache; 3 seeds (LeNet-5 at s >= 0.8: 5); iCBS with its defaults (blocks of 16,
 -- 3 passes); ARMOR with wrapper blocks of 16 and 40 iterations.
 
 local S = { 0.5, 0.6, 0.7, 0.8, 0.9 }
@@ -60,7 +60,9 @@ for _, arch in ipairs({ "mlp", "lenet5" }) do
     datasets = { "fashion-mnist" },
     methods  = methods(arch),
     sparsity = S,
-    seeds    = { 1, 2, 3 },
+    seeds    = arch == "lenet5" and { 1, 2, 3, 4, 5 } or { 1, 2, 3 },
+    -- LeNet-5 one-shot at s >= 0.8 is near collapse for some methods: 5 seeds there
+    filter   = function(cell) return cell.seed <= 3 or cell.sparsity >= 0.8 end,
     train    = { epochs = arch == "lenet5" and 2 or 4, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
     finetune = { epochs = 0, lr = 0.01 },
     plots    = { "accuracy_vs_compression", "layer_sparsity" },
