@@ -179,6 +179,8 @@ int pb_cmd_prune(int argc, char **argv)
                res->sparsity, res->wall_s, res->stored, res->cost_wall_s, res->cost_flops);
         if (res->time_to_target_s >= 0)
             printf(" time_to_target_s=%.2f", res->time_to_target_s);
+        if (res->pruned_acc >= 0)
+            printf(" pruned_acc=%.4f pruned_loss=%.4f", res->pruned_acc, res->pruned_loss);
         for (int i = 0; i < res->nmetrics; i++)
             printf(" %s=%.6g", res->metrics[i].name, res->metrics[i].value);
         printf("\nlayer                      weights    nonzero  sparsity\n");

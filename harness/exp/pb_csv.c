@@ -20,6 +20,8 @@ const char *const pb_csv_cells_cols[] = {
     "cost_flops", "stages",
     /* appended with the data axis */
     "data", "data_label", "fraction", "data_args", "budget", "target", NULL};
+    /* appended with the post-training methods */
+    "pruned_acc", "pruned_loss", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",

@@ -343,6 +343,8 @@ static int run_prune(job_run *r)
         if ((rc = pb_evaluate(&r->m, r->eval, j->train.batch, &acc, &loss, r->err, r->errlen)) != PB_OK)
             return rc;
         pb_ctx_emit(&r->ctx, "prune", 0, acc, loss);
+        r->res->pruned_acc = acc;
+        r->res->pruned_loss = loss;
     }
     return PB_OK;
 }
@@ -530,6 +532,7 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     memset(res, 0, sizeof *res);
     res->time_to_target_s = -1;
     res->test_acc = -1;
+    res->pruned_acc = res->pruned_loss = -1;
     const int has_method = j->method && strcmp(j->method, "dense") != 0;
     if (has_method && !(j->sparsity >= 0.0 && j->sparsity < 1.0))
         return pb_err(err, errlen, PB_EUSAGE, "sparsity %g is not in [0, 1)", j->sparsity);
@@ -619,6 +622,19 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     if (rc != PB_OK)
         goto out;
     r->ctx.data = r->ds;
+    for (int i = 0; i < nst && rc == PB_OK; i++)
+        if (st[i].kind == PB_STAGE_CALIBRATE) {
+            const pb_dataset *d = st[i].split == 1 ? &r->val : &r->train;
+            if (st[i].n > d->n)
+                rc = pb_err(err, errlen, PB_EUSAGE, "calibrate: n = %d is larger than the %s split (%d examples)",
+                            st[i].n, st[i].split == 1 ? "validation" : "training", d->n);
+        }
+    /* a trained-model method's create() refuses bad arguments (n > m, a
+     * calibration size beyond the split) before the pre-training, not after */
+    if (rc == PB_OK && has_method && r->plugin.desc.when == PB_WHEN_TRAINED && !(r->plugin.desc.needs & PB_NEEDS_REFERENCE))
+        rc = pb_ctx_check_args(&r->ctx, &r->plugin, r->args);
+    if (rc != PB_OK)
+        goto out;
     r->trained = j->load != NULL;
     r->ctx.val = r->val.n ? &r->val : NULL;
     curve_tap tap = {j, res};

@@ -127,6 +127,8 @@ typedef struct pb_job_result {
     pb_metric metrics[PB_JOB_MAX_METRICS]; /* host->metric() figures, in order */
     int nlayers;
     pb_layer_stat layers[PB_MAX_PARAMS];
+    double pruned_acc, pruned_loss;  /* test split right after the last prune stage of a trained
+                                      * model, before any fine-tuning (-1: none evaluated) */
 } pb_job_result;
 
 int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen);

@@ -371,6 +371,13 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
     }
     pb_csv_str(r, c->stages_canon ? c->stages_canon : "");
     data_fields(r, c);
+    if (res && res->pruned_acc >= 0) {
+        pb_csv_num(r, res->pruned_acc);
+        pb_csv_num(r, res->pruned_loss);
+    } else {
+        pb_csv_empty(r);
+        pb_csv_empty(r);
+    }
     return pb_csv_end(r);
 }
 

@@ -588,6 +588,22 @@ int pb_ctx_bind(pb_ctx *c, const pb_loaded *p, const double *args)
     return PB_OK;
 }
 
+int pb_ctx_check_args(pb_ctx *c, const pb_loaded *p, const double *args)
+{
+    const pb_plugin *d = &p->desc;
+    if (!d->create)
+        return PB_OK;
+    const pb_loaded *old = c->plugin;
+    void *state = NULL;
+    c->plugin = p;
+    c->err[0] = 0;
+    int rc = plugin_status(c, d->create(&pb_host_table, c, args, &state), "create");
+    if (rc == PB_OK && d->destroy)
+        d->destroy(state);
+    c->plugin = old;
+    return rc == PB_OK ? PB_OK : PB_EUSAGE;
+}
+
 int pb_ctx_prune(pb_ctx *c, double sparsity)
 {
     const pb_plugin *d = &c->plugin->desc;

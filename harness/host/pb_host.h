@@ -93,6 +93,9 @@ void pb_ctx_free(pb_ctx *c);
 /* Binds a loaded plugin: create() with parsed args, then attach(). String
  * parameters are read from c->argv (set it first). */
 int pb_ctx_bind(pb_ctx *c, const pb_loaded *p, const double *args);
+/* create() then destroy() on the context as it is (before any training), so
+ * that a plugin refuses its arguments early; the context stays unbound. */
+int pb_ctx_check_args(pb_ctx *c, const pb_loaded *p, const double *args);
 /* The plugin's prune / run hook. */
 int pb_ctx_prune(pb_ctx *c, double sparsity);
 int pb_ctx_run(pb_ctx *c, double sparsity);
