@@ -11,11 +11,11 @@
  *    r_(l-1) * r_l ~ d_l, r_(-1) = 1 (the input) and r_(L-1) = 1 (the
  *    classes) fixed, by least squares on the log-ratios,
  *        min sum_l w_l (log r_(l-1) + log r_l - log d_l)^2,
- *    a tridiagonal system solved exactly; w_l = the tensor's size (fit =
- *    size, the default: the big layers, which hold the budget, are matched
- *    best) or 1 (fit = uniform, the plain least squares). Each tensor keeps
- *    max(1, lround(r_l * units)) units, r_l clamped to at most 1 (a layer
- *    cannot widen); host->remove_units cuts the rest with the matching inputs
+ *    subject to r_l <= 1 (a layer cannot widen), solved exactly on the
+ *    normal equations with the constraint's active set; w_l = the tensor's
+ *    size (fit = size, the default: the big layers, which hold the budget,
+ *    are matched best) or 1 (fit = uniform, the plain least squares). Each
+ *    tensor keeps max(1, lround(r_l * units)) units; host->remove_units cuts the rest with the matching inputs
  *    of the next layer, and host->reinit gives the narrower network a fresh
  *    initialization for its own fan-ins (seeded from the run), so it is
  *    trained from scratch as a dense network.
@@ -71,27 +71,56 @@ static int create(const pb_host *h, pb_ctx *c, const double *args, void **out)
     return PB_PLUGIN_OK;
 }
 
-/* Solves min sum_l w[l] (x[l-1] + x[l] - y[l])^2 over x[0..L-2], x[-1] =
- * x[L-1] = 0, by its normal equations (tridiagonal, positive definite):
- * Thomas' algorithm. */
+/* Solves min sum_l w[l] (x[l-1] + x[l] - y[l])^2 over x[0..L-2] subject to
+ * x <= 0 (no layer widens), x[-1] = x[L-1] = 0: the normal equations of the
+ * free variables (a tridiagonal system, by Gaussian elimination on its dense
+ * form), fixing at 0 every variable that comes out positive and solving
+ * again until none does (at most L - 1 passes). */
 static void fit_log_ratios(int L, const double *y, const double *w, double *x)
 {
-    int n = L - 1;
-    double a[MAX_T], b[MAX_T], cc[MAX_T], r[MAX_T];
-    for (int j = 0; j < n; j++) {
-        /* x[j] is in residual j (with x[j-1]) and residual j+1 (with x[j+1]) */
-        b[j] = w[j] + w[j + 1];
-        a[j] = j > 0 ? w[j] : 0;          /* coefficient of x[j-1] */
-        cc[j] = j < n - 1 ? w[j + 1] : 0; /* coefficient of x[j+1] */
-        r[j] = w[j] * y[j] + w[j + 1] * y[j + 1];
+    int n = L - 1, fixed[MAX_T] = {0};
+    static double A[MAX_T][MAX_T + 1];
+    for (int pass = 0; pass < n; pass++) {
+        int idx[MAX_T], m = 0;
+        for (int j = 0; j < n; j++)
+            if (!fixed[j])
+                idx[m++] = j;
+        for (int a = 0; a < m; a++) {
+            int j = idx[a];
+            for (int b = 0; b <= m; b++)
+                A[a][b] = 0;
+            /* x[j] appears in residual j (with x[j-1]) and residual j+1 (with x[j+1]) */
+            A[a][m] = w[j] * y[j] + w[j + 1] * y[j + 1];
+            for (int b = 0; b < m; b++) {
+                int k = idx[b];
+                A[a][b] = k == j ? w[j] + w[j + 1] : k == j - 1 ? w[j] : k == j + 1 ? w[j + 1] : 0;
+            }
+        }
+        for (int a = 0; a < m; a++) { /* positive definite: no pivoting needed */
+            for (int r = a + 1; r < m; r++) {
+                double f = A[r][a] / A[a][a];
+                for (int b = a; b <= m; b++)
+                    A[r][b] -= f * A[a][b];
+            }
+        }
+        for (int j = 0; j < n; j++)
+            x[j] = 0;
+        for (int a = m - 1; a >= 0; a--) {
+            double v = A[a][m];
+            for (int b = a + 1; b < m; b++)
+                v -= A[a][b] * x[idx[b]];
+            x[idx[a]] = v / A[a][a];
+        }
+        int changed = 0;
+        for (int a = 0; a < m; a++)
+            if (x[idx[a]] > 0) {
+                fixed[idx[a]] = 1;
+                x[idx[a]] = 0;
+                changed = 1;
+            }
+        if (!changed)
+            return;
     }
-    for (int j = 1; j < n; j++) {
-        double m = a[j] / b[j - 1];
-        b[j] -= m * cc[j - 1];
-        r[j] -= m * r[j - 1];
-    }
-    for (int j = n - 1; j >= 0; j--)
-        x[j] = (r[j] - (j < n - 1 ? cc[j] * x[j + 1] : 0)) / b[j];
 }
 
 static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
