@@ -32,6 +32,9 @@ local PLOTS = {
   "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
 }
 
+-- charts drawn only when a script lists them
+local EXTRA_PLOTS = { "accuracy_vs_sparsity" }
+
 local function list_words(t)
   local s = {}
   for i, v in ipairs(t) do s[i] = tostring(v) end
@@ -445,7 +448,9 @@ local function declare(name, spec, where)
   local plots = spec.plots or PLOTS
   if type(plots) ~= "table" then fail("plots must be a list of names") end
   for i, p in ipairs(plots) do
-    if not contains(PLOTS, p) then fail("plots[%d]: unknown chart '%s' (valid: %s)", i, tostring(p), list_words(PLOTS)) end
+    if not contains(PLOTS, p) and not contains(EXTRA_PLOTS, p) then
+      fail("plots[%d]: unknown chart '%s' (valid: %s, %s)", i, tostring(p), list_words(PLOTS), list_words(EXTRA_PLOTS))
+    end
   end
 
   local cells = {}
