@@ -1,6 +1,6 @@
-/* delta_magnitude: magnitude pruning of the delta, the control of the DARE
- * papers (Yu et al. 2024, Table "DARE vs magnitude-based pruning"; Deng et
- * al. 2024). With delta = w_ft - w_base against the kept base model, keep the
+/* delta_magnitude: magnitude pruning of the delta, the baseline that the
+ * DARE papers compare random dropping with (Yu et al. 2024, "Language Models
+ * are Super Mario"; Deng et al. 2024, "DARE the Extreme"). With delta = w_ft - w_base against the kept base model, keep the
  * llround((1 - p) * n) entries of largest |delta| in each tensor (scope =
  * layer) or over all pruned tensors (scope = global), p the target sparsity,
  * and set the others back to the base value, without rescaling (rescale = 1
