@@ -23,8 +23,8 @@ local EXPERIMENT_KEYS = {
 local METHOD_RESERVED = { label = true, train = true, finetune = true, sparsity = true, stages = true }
 local STAGE_KINDS = { train = true, prune = true, finetune = true, calibrate = true, keep = true, load = true }
 local STAGE_KEYS = {
-  train = { label = true, dataset = true, subset = true, permute = true },
-  finetune = { label = true, dataset = true, subset = true, permute = true },
+  train = { label = true, dataset = true, subset = true, permute = true, classes = true, labels = true },
+  finetune = { label = true, dataset = true, subset = true, permute = true, classes = true, labels = true },
   prune = {}, calibrate = { n = true, split = true }, keep = { name = true }, load = { name = true, file = true },
 }
 local PLOTS = {
@@ -32,6 +32,9 @@ local PLOTS = {
   "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
   "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target", "accuracy_at_time",
 }
+
+-- charts drawn only when a script lists them
+local EXTRA_PLOTS = { "accuracy_vs_sparsity" }
 
 local function list_words(t)
   local s = {}
@@ -331,6 +334,24 @@ local function norm_stages(fail, what, list)
         fail("%s[%d]: %s must be an integer >= 0", what, i, k)
       end
     end
+    -- derived tasks: classes = { 0, 1, 2 } keeps those classes' examples;
+    -- labels = { ... } maps class k to labels[k + 1] (one 0-based entry per class)
+    for _, k in ipairs({ "classes", "labels" }) do
+      local v = n[k]
+      if v ~= nil then
+        if type(v) ~= "table" or #v == 0 then fail("%s[%d]: %s must be a non-empty list of class numbers", what, i, k) end
+        local seen = {}
+        for j, c in ipairs(v) do
+          if math.type(c) ~= "integer" or c < 0 or c > 63 then
+            fail("%s[%d]: %s[%d] = %s is not a class number in [0, 63]", what, i, k, j, tostring(c))
+          end
+          if k == "classes" then
+            if seen[c] then fail("%s[%d]: classes lists class %d twice", what, i, c) end
+            seen[c] = true
+          end
+        end
+      end
+    end
     if n.split ~= nil then
       if n.split ~= "train" and n.split ~= "val" then fail("%s[%d]: split must be \"train\" or \"val\"", what, i) end
       n.split = n.split == "val" and 1 or 0
@@ -518,7 +539,9 @@ local function declare(name, spec, where)
   local plots = spec.plots or PLOTS
   if type(plots) ~= "table" then fail("plots must be a list of names") end
   for i, p in ipairs(plots) do
-    if not contains(PLOTS, p) then fail("plots[%d]: unknown chart '%s' (valid: %s)", i, tostring(p), list_words(PLOTS)) end
+    if not contains(PLOTS, p) and not contains(EXTRA_PLOTS, p) then
+      fail("plots[%d]: unknown chart '%s' (valid: %s, %s)", i, tostring(p), list_words(PLOTS), list_words(EXTRA_PLOTS))
+    end
   end
 
   local cells = {}
@@ -591,7 +614,19 @@ local function declare(name, spec, where)
                 for si, st in ipairs(sts) do
                   local c2 = { kind = st.kind, label = st.label, name = st.name, path = st.path,
                                dataset = st.dataset, subset = st.subset, permute = st.permute, n = st.n,
-                               split = st.split }
+                               split = st.split, classes = st.classes, labels = st.labels }
+                  for _, k in ipairs({ "classes", "labels" }) do
+                    for _, cl in ipairs(st[k] or {}) do
+                      if cl >= ds.ncls then
+                        fail("%s: stages[%d]: %s names class %d, but %s has %d classes (0..%d)", where_c, si, k, cl,
+                             d.name, ds.ncls, ds.ncls - 1)
+                      end
+                    end
+                  end
+                  if st.labels and #st.labels ~= ds.ncls then
+                    fail("%s: stages[%d]: labels maps %d classes, but %s has %d (one entry per class)", where_c, si,
+                         #st.labels, d.name, ds.ncls)
+                  end
                   if st.kind == "prune" then nprune = nprune + 1 end
                   if next(st.recipe_keys) then
                     local base = st.kind == "finetune" and ft or train

@@ -741,3 +741,33 @@ void pb_data_permute_labels(pb_dataset *d, uint64_t seed)
     for (int i = 0; i < d->n; i++)
         d->y[i] = (uint8_t)perm[d->y[i]];
 }
+
+int pb_data_keep_classes(pb_dataset *d, uint64_t classes, char *err, size_t errlen)
+{
+    int *idx = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+    if (!idx)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < d->n; i++)
+        if (d->y[i] < 64 && (classes >> d->y[i] & 1u))
+            idx[n++] = i;
+    int rc = n > 0 ? pb_data_subset(d, idx, n, d, err, errlen)
+                   : pb_err(err, errlen, PB_EUSAGE, "%s: no example of the classes asked for (mask 0x%llx of %d classes)",
+                            d->name, (unsigned long long)classes, d->ncls);
+    free(idx);
+    return rc;
+}
+
+int pb_data_map_labels(pb_dataset *d, const int *map, int nmap, char *err, size_t errlen)
+{
+    if (nmap != d->ncls)
+        return pb_err(err, errlen, PB_EUSAGE, "%s: a label map needs one entry per class (%d), got %d", d->name,
+                      d->ncls, nmap);
+    for (int k = 0; k < nmap; k++)
+        if (map[k] < 0 || map[k] >= d->ncls)
+            return pb_err(err, errlen, PB_EUSAGE, "%s: label map sends class %d to %d, not in [0, %d)", d->name, k,
+                          map[k], d->ncls);
+    for (int i = 0; i < d->n; i++)
+        d->y[i] = (uint8_t)map[d->y[i]];
+    return PB_OK;
+}

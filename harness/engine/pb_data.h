@@ -64,6 +64,15 @@ int pb_data_subset(const pb_dataset *src, const int *idx, int n, pb_dataset *out
  * classes drawn from seed (the same seed gives the same task on every split). */
 void pb_data_permute_labels(pb_dataset *d, uint64_t seed);
 
+/* A class subset, in place: keeps the examples whose label k has bit k of
+ * `classes` set (classes 0..63); the label space (ncls) is unchanged. Fails
+ * if no example is left. */
+int pb_data_keep_classes(pb_dataset *d, uint64_t classes, char *err, size_t errlen);
+
+/* A label map, in place: every label y becomes map[y]; map has one entry per
+ * class, each in [0, ncls) (several classes may merge into one). */
+int pb_data_map_labels(pb_dataset *d, const int *map, int nmap, char *err, size_t errlen);
+
 /* The train and test splits of a data set, the first `subset` training
  * examples only (0: all), `nval` of them (seeded) held out as val (may be
  * NULL when nval is 0). On failure nothing is left to free. */

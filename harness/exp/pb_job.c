@@ -68,7 +68,7 @@ int pb_job_prefix_len(const pb_stage *st, int n)
 static int is_default_train(const pb_stage *s)
 {
     return s->kind == PB_STAGE_TRAIN && (!s->label || !strcmp(s->label, "train")) && !s->dataset &&
-           !s->subset && !s->permute && !s->recipe;
+           !s->subset && !s->permute && !s->recipe && !s->classes && !s->nlabel_map;
 }
 
 void pb_job_stages_canon(const pb_stage *st, int n, char *buf, size_t len)
@@ -84,10 +84,17 @@ void pb_job_stages_canon(const pb_stage *st, int n, char *buf, size_t len)
             pb_train_canon(s->recipe, recipe, sizeof recipe);
         k += (size_t)snprintf(buf + k, len - k,
                               "%s%s(label=%s,name=%s,path=%s,dataset=%s,subset=%d,permute=%llu,n=%d,split=%d,"
-                              "recipe=%s)",
+                              "recipe=%s",
                               i ? ";" : "", pb_stage_names[s->kind], s->label ? s->label : "", s->name ? s->name : "",
                               s->path ? s->path : "", s->dataset ? s->dataset : "", s->subset,
                               (unsigned long long)s->permute, s->n, s->split, recipe);
+        /* derived-task keys only when set, so the keys of earlier stages stay valid */
+        if (s->classes && k < len)
+            k += (size_t)snprintf(buf + k, len - k, ",classes=%llx", (unsigned long long)s->classes);
+        for (int q = 0; q < s->nlabel_map && k < len; q++)
+            k += (size_t)snprintf(buf + k, len - k, "%s%d", q ? "." : ",labels=", s->label_map[q]);
+        if (k < len)
+            k += (size_t)snprintf(buf + k, len - k, ")");
     }
 }
 
@@ -242,6 +249,7 @@ typedef struct stage_data {
     const char *dataset;
     int subset;
     uint64_t permute;
+    const pb_stage *task;      /* its classes and label map */
     pb_dataset train, test;
 } stage_data;
 
@@ -265,10 +273,17 @@ typedef struct job_run {
     size_t errlen;
 } job_run;
 
+static int same_task(const pb_stage *a, const pb_stage *b)
+{
+    if (a->classes != b->classes || a->nlabel_map != b->nlabel_map)
+        return 0;
+    return !a->nlabel_map || !memcmp(a->label_map, b->label_map, (size_t)a->nlabel_map * sizeof(int));
+}
+
 static int stage_data_of(job_run *r, const pb_stage *s, const pb_dataset **train, const pb_dataset **test)
 {
     const pb_job *j = r->j;
-    if (!s->dataset && !s->subset && !s->permute) {
+    if (!s->dataset && !s->subset && !s->permute && !s->classes && !s->nlabel_map) {
         *train = &r->train;
         *test = &r->test;
         return PB_OK;
@@ -276,7 +291,8 @@ static int stage_data_of(job_run *r, const pb_stage *s, const pb_dataset **train
     const char *name = s->dataset ? s->dataset : j->dataset;
     for (int i = 0; i < r->ndata; i++) {
         stage_data *d = &r->data[i];
-        if (!strcmp(d->dataset, name) && d->subset == s->subset && d->permute == s->permute) {
+        if (!strcmp(d->dataset, name) && d->subset == s->subset && d->permute == s->permute &&
+            same_task(d->task, s)) {
             *train = &d->train;
             *test = &d->test;
             return PB_OK;
@@ -294,10 +310,18 @@ static int stage_data_of(job_run *r, const pb_stage *s, const pb_dataset **train
     d->dataset = name;
     d->subset = s->subset;
     d->permute = s->permute;
+    d->task = s;
     if (d->train.c != r->m.ic || d->train.h != r->m.ih || d->train.w != r->m.iw || d->train.ncls != r->m.ncls)
         return pb_err(r->err, r->errlen, PB_EUSAGE,
                       "stage data %s has %dx%dx%d inputs and %d classes; the model expects %dx%dx%d and %d", name,
                       d->train.c, d->train.h, d->train.w, d->train.ncls, r->m.ic, r->m.ih, r->m.iw, r->m.ncls);
+    if (s->classes && ((rc = pb_data_keep_classes(&d->train, s->classes, r->err, r->errlen)) != PB_OK ||
+                       (rc = pb_data_keep_classes(&d->test, s->classes, r->err, r->errlen)) != PB_OK))
+        return rc;
+    if (s->nlabel_map &&
+        ((rc = pb_data_map_labels(&d->train, s->label_map, s->nlabel_map, r->err, r->errlen)) != PB_OK ||
+         (rc = pb_data_map_labels(&d->test, s->label_map, s->nlabel_map, r->err, r->errlen)) != PB_OK))
+        return rc;
     if (s->permute) {
         pb_data_permute_labels(&d->train, s->permute);
         pb_data_permute_labels(&d->test, s->permute);

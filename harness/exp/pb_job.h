@@ -32,6 +32,8 @@ typedef enum pb_stage_kind {
 
 extern const char *const pb_stage_names[]; /* "train", "prune", ... NULL-terminated */
 
+#define PB_STAGE_MAX_CLASSES 64 /* derived tasks address classes 0..63 */
+
 typedef struct pb_stage {
     pb_stage_kind kind;
     const char *label;         /* train/finetune: the curves' phase (NULL: the kind's name) */
@@ -43,6 +45,10 @@ typedef struct pb_stage {
     const pb_train_cfg *recipe;/* train/finetune: NULL = the job's train / finetune recipe */
     int n;                     /* calibrate: examples (0: 128) */
     int split;                 /* calibrate: 0 the training set, 1 the held-out validation set */
+    /* derived tasks, applied in this order after `subset`, before `permute`: */
+    uint64_t classes;          /* train/finetune: keep examples of the classes whose bit is set (0: all) */
+    int nlabel_map;            /* train/finetune: label y becomes label_map[y] (0: no map) */
+    int label_map[PB_STAGE_MAX_CLASSES];
 } pb_stage;
 
 #define PB_JOB_MAX_STAGES 16

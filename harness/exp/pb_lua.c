@@ -597,6 +597,28 @@ static char *optstr(lua_State *L, int idx, const char *key)
     return v;
 }
 
+/* A stage's derived task: classes = {k, ...} into a bitmask, labels = {...}
+ * into the label map (the prelude has checked both). */
+static void read_task(lua_State *L, int t, pb_stage *st)
+{
+    if (lua_getfield(L, t, "classes") == LUA_TTABLE)
+        for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n; i++) {
+            lua_geti(L, -1, i);
+            lua_Integer k = lua_tointeger(L, -1);
+            if (k >= 0 && k < PB_STAGE_MAX_CLASSES)
+                st->classes |= 1ull << k;
+            lua_pop(L, 1);
+        }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "labels") == LUA_TTABLE)
+        for (lua_Integer i = 1, n = luaL_len(L, -1); i <= n && st->nlabel_map < PB_STAGE_MAX_CLASSES; i++) {
+            lua_geti(L, -1, i);
+            st->label_map[st->nlabel_map++] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    lua_pop(L, 1);
+}
+
 /* cell.stages: a list of {kind=, label=, name=, path=, dataset=, subset=,
  * permute=, n=, split=, recipe={...}} the prelude has validated. */
 static void read_stages(reader *r, int idx, pb_cell *c)
@@ -630,6 +652,7 @@ static void read_stages(reader *r, int idx, pb_cell *c)
         st->permute = (uint64_t)numfield(L, t, "permute", 0);
         st->n = (int)numfield(L, t, "n", 0);
         st->split = (int)numfield(L, t, "split", 0);
+        read_task(L, t, st);
         if (lua_getfield(L, t, "recipe") == LUA_TTABLE) {
             lua_pop(L, 1);
             pb_train_cfg *cfg = &c->stage_recipe[c->nstages - 1];

@@ -19,7 +19,7 @@
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
                                      "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
                                      "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target",
-                                     "accuracy_at_time", NULL};
+                                     "accuracy_at_time", "accuracy_vs_sparsity", NULL};
 
 #define MAXS 64      /* series per chart */
 #define MAXG 4096    /* groups (series x target sparsity) */
@@ -349,7 +349,9 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         int s = r->row_series[i];
         double x = pb_csv_getnum(t, i, xcol), y = pb_csv_getnum(t, i, r->c_acc);
         double sp = pb_csv_getnum(t, i, r->c_sparsity), nz = pb_csv_getnum(t, i, r->c_nonzero);
-        if (s >= 0 && rel_full && r->row_narrowed[i] && nz > 0) {
+        if (rel_full == 2) /* x is the target sparsity: drawn as 1 / (1 - s), the drop's rescale */
+            x = x < 1 ? 1.0 / (1.0 - x) : NAN;
+        if (s >= 0 && rel_full == 1 && r->row_narrowed[i] && nz > 0) {
             double full = full_params(r, i);
             if (full > 0)
                 x = full / nz;
@@ -847,6 +849,11 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
     if (wanted(list, nlist, "accuracy_vs_flops"))
         bad |= chart_scatter(&ch, &r, "accuracy_vs_flops", r.c_flops,
                              "effective inference FLOPs per example (nonzero weights)", 10, 0);
+    /* only when a script asks for it: delta pruning, where nonzero counts do not change */
+    if (nlist > 0 && wanted(list, nlist, "accuracy_vs_sparsity"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_sparsity", r.c_sparsity,
+                             "1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped",
+                             10, 2);
     if (wanted(list, nlist, "accuracy_vs_time"))
         bad |= chart_curves(&ch, &r, 1);
     if (wanted(list, nlist, "accuracy_vs_epochs"))
