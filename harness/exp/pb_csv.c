@@ -19,7 +19,7 @@ const char *const pb_csv_cells_cols[] = {
     "stored", "compression_stored", "prefix_wall_s", "prefix_flops", "probe_flops", "cost_wall_s",
     "cost_flops", "stages",
     /* appended with the data axis */
-    "data", "data_label", "fraction", "data_args", "budget", "target", NULL};
+    "data", "data_label", "fraction", "data_args", "budget", "target",
     /* appended with the post-training methods */
     "pruned_acc", "pruned_loss", NULL};
 
