@@ -43,6 +43,8 @@ struct pb_model {
     float *dx_scratch;        /* gradient w.r.t. model input, when requested */
     pb_rng rng;               /* dropout */
     int finalized;
+    int gen_stale;            /* generated parameters must be generated again before the next forward */
+    long generations;         /* times the generators ran (tests count them) */
 };
 
 /* ---- building ---- */
@@ -125,6 +127,16 @@ double pb_model_train_flops_eff(const pb_model *m);
 pb_param *pb_model_find_param(const pb_model *m, const char *name);
 
 void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen);
+/* Parameter sharing. The generated weights are made from the shared arrays
+ * lazily: pb_model_forward regenerates them only when an array changed since
+ * the last generation (an optimizer step, a load, a rewind or a method's own
+ * write, which pb_model_arrays_changed announces), so one optimizer step costs
+ * one generation however many evaluation batches follow. pb_model_generate
+ * makes them now if stale. */
+void pb_model_arrays_changed(pb_model *m);
+void pb_model_generate(pb_model *m);
+/* Whether parameter i (index into m->params) is generated from a shared array. */
+int pb_model_is_generated(const pb_model *m, int i);
 void pb_model_set_input_hook(pb_model *m, pb_input_hook hook, void *ud);
 
 /* Prints a layer table with shapes and parameter counts. */

@@ -1,0 +1,48 @@
+#include "pb_sharing.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const pb_metric *metric_of(const pb_job_result *res, const char *name)
+{
+    for (int i = 0; i < res->nmetrics; i++)
+        if (!strcmp(res->metrics[i].name, name))
+            return &res->metrics[i];
+    return NULL;
+}
+
+void pb_sharing_measure(const pb_model *m, pb_job_result *res)
+{
+    int shared = 0;
+    for (int i = 0; i < m->nparams; i++)
+        shared |= pb_model_is_generated(m, i);
+    if (!shared)
+        return;
+    size_t stored = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        const pb_param *p = m->params[i];
+        if (p->layer < 0) {
+            stored += p->n; /* a shared array, stored whole */
+            continue;
+        }
+        if (!p->prunable || pb_model_is_generated(m, i))
+            continue;
+        for (size_t k = 0; k < p->n; k++)
+            stored += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);
+    }
+    res->prunable_nonzero = stored;
+    res->sparsity = res->prunable ? 1.0 - (double)stored / (double)res->prunable : 0;
+    for (int k = 0; k < res->nlayers; k++) {
+        pb_layer_stat *s = &res->layers[k];
+        const pb_param *p = pb_model_find_param(m, s->name);
+        int i = 0;
+        while (i < m->nparams && m->params[i] != p)
+            i++;
+        if (!p || !pb_model_is_generated(m, i))
+            continue;
+        char name[80];
+        snprintf(name, sizeof name, "reads.%s", s->name);
+        const pb_metric *r = metric_of(res, name);
+        s->nonzero = r && r->value >= 0 && r->value <= (double)s->n ? (size_t)r->value : s->n;
+    }
+}
