@@ -236,7 +236,7 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
             if (version != PB_CKPT_VERSION_SHARED)
                 goto corrupt;
             if (!allow_generated) {
-                pb_err(err, errlen, PB_EUSAGE,
+                rc = pb_err(err, errlen, PB_EUSAGE,
                        "%s: %s is generated from a shared array by a parameter-sharing method; the checkpoint "
                        "holds the arrays only, so load it into a model with that method bound (a `load` stage)",
                        path, pname);

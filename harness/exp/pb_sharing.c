@@ -30,6 +30,12 @@ void pb_sharing_measure(const pb_model *m, pb_job_result *res)
         for (size_t k = 0; k < p->n; k++)
             stored += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);
     }
+    if (res->nmetrics < PB_JOB_MAX_METRICS) {
+        /* float32 values; the hash maps are recomputed from the seed, not stored */
+        pb_metric *mb = &res->metrics[res->nmetrics++];
+        snprintf(mb->name, sizeof mb->name, "memory_bytes");
+        mb->value = 4.0 * (double)res->stored;
+    }
     res->prunable_nonzero = stored;
     res->sparsity = res->prunable ? 1.0 - (double)stored / (double)res->prunable : 0;
     for (int k = 0; k < res->nlayers; k++) {
