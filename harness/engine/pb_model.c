@@ -672,8 +672,16 @@ void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i]->prunable) {
             t += m->params[i]->n;
-            nz += nonzero_of(m->params[i]);
+            nz += m->gens[i].generate ? 0 : nonzero_of(m->params[i]);
         }
+    /* generated weights are stored as their shared arrays */
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->layer < 0 && !m->params[i]->prunable)
+            for (int k = 0; k < m->nparams; k++)
+                if (m->gens[k].generate) {
+                    nz += m->params[i]->n;
+                    break;
+                }
     *total = t;
     *nonzero = nz;
 }

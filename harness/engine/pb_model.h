@@ -110,7 +110,10 @@ void pb_model_apply_masks(pb_model *m);
 int pb_model_nprunable(const pb_model *m);
 pb_param *pb_model_prunable(const pb_model *m, int i); /* i-th prunable parameter */
 int pb_model_ensure_masks(pb_model *m, char *err, size_t errlen); /* all-ones masks where missing */
-/* Counts over prunable weights (mask-aware, exact zeros count as pruned). */
+/* Counts over prunable weights (mask-aware, exact zeros count as pruned).
+ * With parameter sharing, generated weights count as the values stored for
+ * them: nonzero adds the shared arrays whole instead of the generated weights,
+ * so 1 - nonzero / total is 1 - stored / params over the prunable weights. */
 void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero);
 /* Parameters over everything (weights, biases, BN), total and nonzero. */
 void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero);

@@ -18,26 +18,12 @@ void pb_sharing_measure(const pb_model *m, pb_job_result *res)
         shared |= pb_model_is_generated(m, i);
     if (!shared)
         return;
-    size_t stored = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        const pb_param *p = m->params[i];
-        if (p->layer < 0) {
-            stored += p->n; /* a shared array, stored whole */
-            continue;
-        }
-        if (!p->prunable || pb_model_is_generated(m, i))
-            continue;
-        for (size_t k = 0; k < p->n; k++)
-            stored += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);
-    }
     if (res->nmetrics < PB_JOB_MAX_METRICS) {
         /* float32 values; the hash maps are recomputed from the seed, not stored */
         pb_metric *mb = &res->metrics[res->nmetrics++];
         snprintf(mb->name, sizeof mb->name, "memory_bytes");
         mb->value = 4.0 * (double)res->stored;
     }
-    res->prunable_nonzero = stored;
-    res->sparsity = res->prunable ? 1.0 - (double)stored / (double)res->prunable : 0;
     for (int k = 0; k < res->nlayers; k++) {
         pb_layer_stat *s = &res->layers[k];
         const pb_param *p = pb_model_find_param(m, s->name);

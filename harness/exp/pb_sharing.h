@@ -2,10 +2,9 @@
  * from shared arrays, METHODS.md "Randomized parameter sharing").
  *
  * Over the prunable weights such a model stores its arrays, not its weights:
- * `prunable_nonzero` becomes the values stored for them (the arrays whole,
- * plus the nonzero weights of any layer that is not generated), so
- * `achieved_sparsity` = 1 - stored / params over the prunable weights, the
- * axis a pruning cell of the same memory shares. A generated layer's row of
+ * pb_model_sparsity counts the arrays whole for them, so `prunable_nonzero`
+ * and `achieved_sparsity` = 1 - stored / params over the prunable weights are
+ * the axis a pruning cell of the same memory shares. A generated layer's row of
  * layers.csv counts the array values it reads, as the method reported them
  * with host->metric("reads.<weight name>", count); a layer without such a
  * figure counts its weights. The metric memory_bytes = 4 * stored is added
@@ -16,9 +15,9 @@
 #include "engine/pb_model.h"
 #include "pb_job.h"
 
-/* Rewrites res's prunable_nonzero, sparsity and layer counts for a model with
- * generated weights (measure() has filled them as for pruning); a model
- * without any is left alone. */
+/* Rewrites res's layer counts for a model with generated weights (measure()
+ * has filled them as for pruning) and adds memory_bytes; a model without any
+ * is left alone. */
 void pb_sharing_measure(const pb_model *m, pb_job_result *res);
 
 #endif
