@@ -38,8 +38,11 @@ int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen)
 {
     wbuf b = {0};
     char name[64];
+    int shared = 0;
+    for (int i = 0; i < m->nparams; i++)
+        shared |= pb_model_is_generated(m, i);
     put(&b, MAGIC, 8);
-    put_u32(&b, PB_CKPT_VERSION);
+    put_u32(&b, shared ? PB_CKPT_VERSION_SHARED : PB_CKPT_VERSION);
     uint32_t hdr[6] = {(uint32_t)m->ic, (uint32_t)m->ih, (uint32_t)m->iw, (uint32_t)m->ncls,
                        (uint32_t)m->nlayers, (uint32_t)m->nparams};
     put(&b, hdr, sizeof hdr);
@@ -65,8 +68,12 @@ int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen)
         put(&b, name, 48);
         uint64_t n = p->n;
         put(&b, &n, 8);
-        unsigned char flags[2] = {p->mask != NULL, (unsigned char)p->trainable};
+        /* generated weights are made from the shared arrays, which are stored */
+        const int gen = pb_model_is_generated(m, i);
+        unsigned char flags[2] = {(unsigned char)(gen ? PB_CKPT_GENERATED : p->mask != NULL), (unsigned char)p->trainable};
         put(&b, flags, 2);
+        if (gen)
+            continue;
         put(&b, p->w, p->n * sizeof(float));
         if (p->mask)
             put(&b, p->mask, p->n * sizeof(float));
@@ -121,7 +128,7 @@ static int get_u32(rbuf *r, uint32_t *v)
     return q != NULL;
 }
 
-int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen)
+static int load(pb_model *m, const char *path, int max_batch, int allow_generated, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -148,9 +155,9 @@ int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t
     }
     uint32_t version;
     memcpy(&version, buf + 8, 4);
-    if (version != PB_CKPT_VERSION) {
-        pb_err(err, errlen, PB_EIO, "%s: checkpoint version %u, this prunebench reads version %d",
-               path, version, PB_CKPT_VERSION);
+    if (version != PB_CKPT_VERSION && version != PB_CKPT_VERSION_SHARED) {
+        pb_err(err, errlen, PB_EIO, "%s: checkpoint version %u, this prunebench reads versions %d and %d",
+               path, version, PB_CKPT_VERSION, PB_CKPT_VERSION_SHARED);
         goto out;
     }
     uint32_t stored;
@@ -224,11 +231,24 @@ int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t
                    path, i, pname, (unsigned long long)n, p->name, p->n);
             goto fail;
         }
+        p->trainable = flags[1];
+        if (flags[0] == PB_CKPT_GENERATED) {
+            if (version != PB_CKPT_VERSION_SHARED)
+                goto corrupt;
+            if (!allow_generated) {
+                rc = pb_err(err, errlen, PB_EUSAGE,
+                       "%s: %s is generated from a shared array by a parameter-sharing method; the checkpoint "
+                       "holds the arrays only, so load it into a model with that method bound (a `load` stage)",
+                       path, pname);
+                goto fail;
+            }
+            p->generated = 1;
+            continue;
+        }
         const void *w = get(&r, n * sizeof(float));
         if (r.short_read)
             goto corrupt;
         memcpy(p->w, w, n * sizeof(float));
-        p->trainable = flags[1];
         if (flags[0]) {
             const void *mk = get(&r, n * sizeof(float));
             if (r.short_read)
@@ -263,4 +283,51 @@ fail:
 out:
     free(buf);
     return rc == PB_OK ? PB_EIO : rc;
+}
+
+int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen)
+{
+    return load(m, path, max_batch, 0, err, errlen);
+}
+
+int pb_ckpt_restore(pb_model *m, const char *path, char *err, size_t errlen)
+{
+    pb_model src;
+    int rc = load(&src, path, 1, 1, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    if (src.nparams != m->nparams || src.nlayers != m->nlayers) {
+        rc = pb_err(err, errlen, PB_EIO, "%s does not match the model's architecture", path);
+        goto out;
+    }
+    for (int i = 0; i < m->nparams; i++) {
+        const pb_param *a = src.params[i];
+        pb_param *p = m->params[i];
+        if (a->n != p->n || strcmp(a->name, p->name)) {
+            rc = pb_err(err, errlen, PB_EIO, "%s: parameter %d is %s[%zu], the model's %s[%zu]", path, i, a->name,
+                        a->n, p->name, p->n);
+            goto out;
+        }
+        if (a->generated != pb_model_is_generated(m, i)) {
+            rc = pb_err(err, errlen, PB_EUSAGE, "%s: %s is %s in the checkpoint but %s in the model", path, a->name,
+                        a->generated ? "generated from a shared array" : "stored",
+                        a->generated ? "stored" : "generated from a shared array");
+            goto out;
+        }
+        if (a->generated)
+            continue;
+        memcpy(p->w, a->w, p->n * sizeof(float));
+        if (a->mask && p->mask)
+            memcpy(p->mask, a->mask, p->n * sizeof(float));
+    }
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind == PB_BN) {
+            memcpy(m->layers[i].run_mean, src.layers[i].run_mean, (size_t)m->layers[i].oc * sizeof(float));
+            memcpy(m->layers[i].run_var, src.layers[i].run_var, (size_t)m->layers[i].oc * sizeof(float));
+        }
+    pb_model_arrays_changed(m); /* generated weights follow the loaded arrays */
+    rc = PB_OK;
+out:
+    pb_model_free(&src);
+    return rc;
 }

@@ -11,6 +11,10 @@
  *                    f32 mask[n] if has_mask
  *   per BN layer (in layer order): f32 run_mean[oc], f32 run_var[oc]
  *   u32     CRC-32 (zlib) of every byte before it
+ * Version 2, written when some weights are generated from shared arrays
+ * (parameter sharing): the same, except that a generated weight's record has
+ * has_mask = 2 and no w[] or mask[] (the shared arrays, ordinary records, are
+ * what is stored). Both versions are read.
  * Written to a temporary file and renamed, so a file on disk is always whole. */
 #ifndef PB_CKPT_H
 #define PB_CKPT_H
@@ -18,9 +22,16 @@
 #include "pb_model.h"
 
 #define PB_CKPT_VERSION 1
+#define PB_CKPT_VERSION_SHARED 2
+#define PB_CKPT_GENERATED 2   /* has_mask value of a generated weight (version 2) */
 
 int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen);
 /* Builds *m from the file (pb_model_free it later), finalized for max_batch. */
 int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen);
+/* Loads the file's values into m, an existing model of the same shapes: what
+ * a `load` stage does. Weights the file marks as generated must be generated
+ * in m too (a parameter-sharing method bound); they follow the loaded arrays
+ * at the next forward. */
+int pb_ckpt_restore(pb_model *m, const char *path, char *err, size_t errlen);
 
 #endif

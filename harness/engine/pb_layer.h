@@ -27,6 +27,7 @@ typedef struct pb_param {
     int trainable;        /* 0: the optimizer leaves it alone (e.g. generated weights) */
     int layer;            /* owning layer index, -1 for extra arrays */
     int fan_in;           /* inputs per output unit (in * kh * kw) */
+    int generated;        /* read from a checkpoint that holds no values for it (parameter sharing) */
 } pb_param;
 
 typedef enum pb_layer_kind {

@@ -301,6 +301,7 @@ void pb_model_init_weights(pb_model *m, uint64_t seed)
     }
     pb_rng_seed(&m->rng, seed ^ 0xd00dULL);
     pb_model_apply_masks(m);
+    m->gen_stale = 1; /* generated weights were overwritten */
 }
 
 void pb_model_free(pb_model *m)
@@ -477,11 +478,27 @@ static int relu_fused(const pb_model *m, const pb_layer *l)
     return l->in_place && m->layers[l->in].relu_after;
 }
 
+void pb_model_arrays_changed(pb_model *m) { m->gen_stale = 1; }
+
+int pb_model_is_generated(const pb_model *m, int i) { return i >= 0 && i < m->nparams && m->gens[i].generate; }
+
+void pb_model_generate(pb_model *m)
+{
+    if (!m->gen_stale)
+        return;
+    int any = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->gens[i].generate) {
+            m->gens[i].generate(m->gens[i].ud, m->params[i]);
+            any = 1;
+        }
+    m->generations += any;
+    m->gen_stale = 0;
+}
+
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
 {
-    for (int i = 0; i < m->nparams; i++)
-        if (m->gens[i].generate)
-            m->gens[i].generate(m->gens[i].ud, m->params[i]);
+    pb_model_generate(m);
     /* An input hook must see a fused ReLU's input before the ReLU, so while
      * one is set the ReLUs run themselves, in place. */
     for (int i = 0; i < m->nlayers; i++)
@@ -589,9 +606,14 @@ void pb_model_backward(pb_model *m, const float *x, int B, const float *dlogits,
         else
             pb_layer_backward(l, in, din, din2, B);
     }
+    /* The generated weights' gradients move into the arrays' (and are
+     * cleared), so a second backward before zero_grad (gradients accumulated
+     * over batches) routes only its own contribution. */
     for (int i = 0; i < m->nparams; i++)
-        if (m->gens[i].backprop)
+        if (m->gens[i].backprop) {
             m->gens[i].backprop(m->gens[i].ud, m->params[i]);
+            memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
+        }
 }
 
 void pb_model_apply_masks(pb_model *m)
@@ -650,8 +672,16 @@ void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i]->prunable) {
             t += m->params[i]->n;
-            nz += nonzero_of(m->params[i]);
+            nz += m->gens[i].generate ? 0 : nonzero_of(m->params[i]);
         }
+    /* generated weights are stored as their shared arrays */
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i]->layer < 0 && !m->params[i]->prunable)
+            for (int k = 0; k < m->nparams; k++)
+                if (m->gens[k].generate) {
+                    nz += m->params[i]->n;
+                    break;
+                }
     *total = t;
     *nonzero = nz;
 }
@@ -659,9 +689,14 @@ void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
 void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero)
 {
     size_t t = 0, nz = 0;
+    int shared = 0;
+    for (int i = 0; i < m->nparams; i++)
+        shared |= m->gens[i].generate != NULL;
     for (int i = 0; i < m->nparams; i++) {
-        if (m->gens[i].generate)
-            continue; /* generated weights are not stored */
+        /* with parameter sharing the network's parameters are its weights,
+         * generated or not; the shared arrays are what it stores (stored) */
+        if (shared && m->params[i]->layer < 0)
+            continue;
         t += m->params[i]->n;
         nz += nonzero_of(m->params[i]);
     }
@@ -684,12 +719,20 @@ size_t pb_model_stored(const pb_model *m)
     return st;
 }
 
+static int layer_generated(const pb_model *m, const pb_layer *l)
+{
+    for (int i = 0; l->w && i < m->nparams; i++)
+        if (m->params[i] == l->w)
+            return m->gens[i].generate != NULL;
+    return 0;
+}
+
 void pb_model_flops(const pb_model *m, double *dense, double *effective)
 {
     double d = 0, e = 0;
     for (int i = 0; i < m->nlayers; i++) {
         d += pb_layer_flops(&m->layers[i], 0);
-        e += pb_layer_flops(&m->layers[i], 1);
+        e += pb_layer_flops(&m->layers[i], !layer_generated(m, &m->layers[i])); /* a generated layer is dense */
     }
     if (dense)
         *dense = d;
@@ -725,6 +768,7 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
         if (m->params[i] == target) {
             m->gens[i] = gen;
             target->trainable = gen.generate ? 0 : 1;
+            m->gen_stale = 1;
         }
 }
 

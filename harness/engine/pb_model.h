@@ -43,6 +43,8 @@ struct pb_model {
     float *dx_scratch;        /* gradient w.r.t. model input, when requested */
     pb_rng rng;               /* dropout */
     int finalized;
+    int gen_stale;            /* generated parameters must be generated again before the next forward */
+    long generations;         /* times the generators ran (tests count them) */
 };
 
 /* ---- building ---- */
@@ -108,7 +110,10 @@ void pb_model_apply_masks(pb_model *m);
 int pb_model_nprunable(const pb_model *m);
 pb_param *pb_model_prunable(const pb_model *m, int i); /* i-th prunable parameter */
 int pb_model_ensure_masks(pb_model *m, char *err, size_t errlen); /* all-ones masks where missing */
-/* Counts over prunable weights (mask-aware, exact zeros count as pruned). */
+/* Counts over prunable weights (mask-aware, exact zeros count as pruned).
+ * With parameter sharing, generated weights count as the values stored for
+ * them: nonzero adds the shared arrays whole instead of the generated weights,
+ * so 1 - nonzero / total is 1 - stored / params over the prunable weights. */
 void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero);
 /* Parameters over everything (weights, biases, BN), total and nonzero. */
 void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero);
@@ -125,6 +130,16 @@ double pb_model_train_flops_eff(const pb_model *m);
 pb_param *pb_model_find_param(const pb_model *m, const char *name);
 
 void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen);
+/* Parameter sharing. The generated weights are made from the shared arrays
+ * lazily: pb_model_forward regenerates them only when an array changed since
+ * the last generation (an optimizer step, a load, a rewind or a method's own
+ * write, which pb_model_arrays_changed announces), so one optimizer step costs
+ * one generation however many evaluation batches follow. pb_model_generate
+ * makes them now if stale. */
+void pb_model_arrays_changed(pb_model *m);
+void pb_model_generate(pb_model *m);
+/* Whether parameter i (index into m->params) is generated from a shared array. */
+int pb_model_is_generated(const pb_model *m, int i);
 void pb_model_set_input_hook(pb_model *m, pb_input_hook hook, void *ud);
 
 /* Prints a layer table with shapes and parameter counts. */

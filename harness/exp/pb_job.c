@@ -1,4 +1,5 @@
 #include "pb_job.h"
+#include "pb_sharing.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -172,18 +173,14 @@ static int copy_values(pb_model *m, const pb_model *src, const char *what, char 
             memcpy(m->layers[i].run_mean, src->layers[i].run_mean, (size_t)m->layers[i].oc * sizeof(float));
             memcpy(m->layers[i].run_var, src->layers[i].run_var, (size_t)m->layers[i].oc * sizeof(float));
         }
+    pb_model_arrays_changed(m);
     return PB_OK;
 }
 
 static int load_into(pb_model *m, const char *path, int batch, char *err, size_t errlen)
 {
-    pb_model src;
-    int rc = pb_ckpt_load(&src, path, batch, err, errlen);
-    if (rc != PB_OK)
-        return rc;
-    rc = copy_values(m, &src, path, err, errlen);
-    pb_model_free(&src);
-    return rc;
+    (void)batch;
+    return pb_ckpt_restore(m, path, err, errlen); /* also a parameter-sharing model's arrays */
 }
 
 static void measure(pb_model *m, const pb_dataset *test, int batch, pb_job_result *res, char *err,
@@ -207,6 +204,7 @@ static void measure(pb_model *m, const pb_dataset *test, int batch, pb_job_resul
         for (size_t k = 0; k < p->n; k++)
             s->nonzero += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);
     }
+    pb_sharing_measure(m, res);
 }
 
 typedef struct curve_tap {

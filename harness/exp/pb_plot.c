@@ -29,6 +29,7 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
+    int c_stored;
     int multi;                 /* more than one (base model, dataset): series names carry them */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
@@ -123,6 +124,7 @@ static int prepare(results *r)
     r->c_nonzero = pb_csv_col(t, "nonzero");
     r->c_flops = pb_csv_col(t, "flops_eff");
     r->c_params = pb_csv_col(t, "params");
+    r->c_stored = pb_csv_col(t, "stored");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     size_t n = (size_t)(t->nrows ? t->nrows : 1);
@@ -351,6 +353,13 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         double sp = pb_csv_getnum(t, i, r->c_sparsity), nz = pb_csv_getnum(t, i, r->c_nonzero);
         if (rel_full == 2) /* x is the target sparsity: drawn as 1 / (1 - s), the drop's rescale */
             x = x < 1 ? 1.0 / (1.0 - x) : NAN;
+        /* parameter sharing stores fewer values than it has nonzero weights: it
+         * sits where a pruned model storing as many values does */
+        double st = r->c_stored >= 0 ? pb_csv_getnum(t, i, r->c_stored) : NAN;
+        if (st > 0 && st < nz && (xcol == r->c_comp || xcol == r->c_nonzero)) {
+            x = xcol == r->c_comp ? pb_csv_getnum(t, i, r->c_params) / st : st;
+            nz = st;
+        }
         if (s >= 0 && rel_full == 1 && r->row_narrowed[i] && nz > 0) {
             double full = full_params(r, i);
             if (full > 0)

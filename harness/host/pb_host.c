@@ -44,6 +44,8 @@ static void h_log(pb_ctx *c, const char *fmt, ...)
 /* A plugin that returned an error without saying why still gets a message. */
 static int plugin_status(pb_ctx *c, int rc, const char *hook)
 {
+    /* a hook may have written a shared array: generate again before the next forward */
+    pb_model_arrays_changed(c->m);
     if (rc == PB_OK)
         return PB_OK;
     if (!c->err[0])
@@ -284,6 +286,7 @@ static int h_rewind(pb_ctx *c, int slot)
     for (int i = 0; i < c->m->nparams && i < c->nsnap[slot]; i++)
         memcpy(c->m->params[i]->w, c->snap[slot][i], c->m->params[i]->n * sizeof(float));
     pb_model_apply_masks(c->m);
+    pb_model_arrays_changed(c->m);
     return PB_OK;
 }
 
