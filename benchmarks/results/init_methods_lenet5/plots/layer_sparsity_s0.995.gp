@@ -1,5 +1,5 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/main/benchmarks/results/init_methods_lenet5/plots && gnuplot layer_sparsity_s0.995.gp
+#   cd /tmp/run12/out/init_methods_lenet5/plots && gnuplot layer_sparsity_s0.995.gp
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.995.png'
 set title 'weights kept in each layer at overall target sparsity 0.995 (mean over seeds)'
