@@ -1,5 +1,5 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/main/benchmarks/results/sparse_vs_dense_lenet300/plots && gnuplot accuracy_vs_epochs_s0.98.gp
+#   cd /tmp/run12/out/sparse_vs_dense_lenet300/plots && gnuplot accuracy_vs_epochs_s0.98.gp
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_epochs_s0.98.png'
 set title 'test accuracy over epochs at sparsity 0.98 (dense for reference)'
