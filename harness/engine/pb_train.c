@@ -137,12 +137,9 @@ static void progress(const pb_train_cfg *cfg, int epoch, int done, int total, do
     fflush(stderr);
 }
 
-/* The values early stopping returns to: every parameter and BN statistic. */
-typedef struct best_copy {
-    float *buf;
-    size_t n;
-} best_copy;
-
+/* Copies every parameter and BN statistic into buf (save) or back from it:
+ * the values early stopping returns to. Returns their count (buf NULL: only
+ * counts). */
 static size_t best_walk(pb_model *m, float *buf, int save)
 {
     size_t k = 0;
@@ -175,7 +172,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                       "early_stop needs a validation split: hold out training examples with val = K (--val K)");
     if (!hooks)
         hooks = &none;
-    best_copy best = {0};
+    float *best = NULL;
     int rc = pb_model_finalize(m, cfg->batch, err, errlen);
     if (rc != PB_OK)
         return rc;
@@ -197,7 +194,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     res->time_to_target_s = -1;
     res->test_acc = -1;
     res->best_val_loss = -1;
-    if (cfg->early_stop && !(best.buf = malloc((best.n = best_walk(m, NULL, 0)) * sizeof(float) + 1))) {
+    if (cfg->early_stop && !(best = malloc(best_walk(m, NULL, 0) * sizeof(float) + 1))) {
         rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
         goto out;
     }
@@ -280,7 +277,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             if ((rc = pb_evaluate(m, cfg->val, cfg->batch, &va, &rec.val_loss, err, errlen)) != PB_OK)
                 goto out;
             if (!res->best_epoch || rec.val_loss < res->best_val_loss) {
-                best_walk(m, best.buf, 1);
+                best_walk(m, best, 1);
                 res->best_epoch = ep;
                 res->best_step = step;
                 res->best_val_loss = rec.val_loss;
@@ -322,7 +319,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     }
     rc = PB_OK;
     if (cfg->early_stop && res->best_epoch && res->best_epoch < res->epochs_done) {
-        best_walk(m, best.buf, 0);
+        best_walk(m, best, 0);
         if (test && (rc = pb_evaluate(m, test, cfg->batch, &res->test_acc, &res->test_loss, err, errlen)) != PB_OK)
             goto out;
         if (cfg->log_epochs)
@@ -331,7 +328,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                     res->best_val_loss);
     }
 out:
-    free(best.buf);
+    free(best);
     pb_batch_free(&b);
     free(idx);
     return rc;
