@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "engine/pb_ckpt.h"
+#include "engine/pb_gpt.h"
+#include "engine/pb_text.h"
 #include "engine/pb_par.h"
 
 void pb_common_defaults(pb_common *c)
@@ -63,7 +65,8 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
     static int lr_given;
     switch (opt) {
     case 'm':
-        if (lookup(pb_model_names, "model", arg) < 0)
+        /* a gpt takes its options in the name: gpt:layers=2,dim=128,... */
+        if (!pb_gpt_is(arg) && lookup(pb_model_names, "model", arg) < 0)
             return -1;
         c->model = arg;
         return 1;
@@ -91,7 +94,8 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         return 1;
     }
     case 'd':
-        if (lookup(pb_dataset_names, "dataset", arg) < 0)
+        /* a text set takes its topics in the name: fortunes:science,ctx=32 */
+        if (!pb_text_is(arg) && lookup(pb_dataset_names, "dataset", arg) < 0)
             return -1;
         c->dataset = arg;
         return 1;
@@ -116,7 +120,7 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         int k = lookup(pb_opt_names, "optimizer", arg);
         if (k < 0) return -1;
         c->train.opt.kind = (pb_opt_kind)k;
-        if (k == PB_OPT_ADAM && !lr_given)
+        if ((k == PB_OPT_ADAM || k == PB_OPT_ADAMW) && !lr_given)
             c->train.opt.lr = 0.001;
         return 1;
     }
@@ -177,7 +181,7 @@ int pb_common_model(pb_common *c, const pb_dataset *d, pb_model *m, char *err, s
     if (c->load)
         return pb_ckpt_load(m, c->load, c->train.batch, err, errlen);
     if (!c->model)
-        return pb_err(err, errlen, PB_EUSAGE, "no model given: use --model NAME (valid: lenet300, lenet5, conv4, resnet20, mlp) or --load FILE");
+        return pb_err(err, errlen, PB_EUSAGE, "no model given: use --model NAME (valid: lenet300, lenet5, conv4, resnet20, mlp, gpt[:layers=L,dim=D,heads=H,ctx=C,ff=F]) or --load FILE");
     int rc = pb_model_build(m, c->model, c->width, c->hidden, c->nhidden, d->c, d->h, d->w, d->ncls,
                             err, errlen);
     if (rc == PB_OK)

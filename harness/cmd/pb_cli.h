@@ -39,16 +39,16 @@ typedef struct pb_common {
     {"quiet", no_argument, 0, 'q'}, {"early-stop", no_argument, 0, 1017}
 
 #define PB_COMMON_HELP                                                                         \
-    "  -m, --model NAME      lenet300 | lenet5 | conv4 | resnet20 | mlp\n"                          \
+    "  -m, --model NAME      lenet300 | lenet5 | conv4 | resnet20 | mlp | gpt[:layers=L,dim=D,heads=H,ctx=C,ff=F]\n" \
     "      --width X         width multiplier of hidden layers (default 1)\n"                       \
     "      --hidden A,B,..   hidden widths for --model mlp (default 300,100)\n"                    \
-    "  -d, --dataset NAME    fashion-mnist (default) | mnist | cifar10 | synthetic\n"             \
+    "  -d, --dataset NAME    fashion-mnist (default) | mnist | cifar10 | synthetic | fortunes[:TOPIC,..,ctx=N]\n" \
     "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"      \
     "      --subset K        train on the first K training examples only\n"                     \
     "      --val K           hold out K training examples (seeded) as a validation set\n"        \
     "  -e, --epochs N        epochs (default 10)\n"                                               \
     "  -b, --batch B         batch size (default 128)\n"                                          \
-    "      --opt NAME        sgd (default) | adam\n"                                               \
+    "      --opt NAME        sgd (default) | adam | adamw\n"                                               \
     "      --lr X            learning rate (default 0.05 for sgd, 0.001 for adam)\n"             \
     "      --momentum M      SGD momentum (default 0.9)\n"                                        \
     "      --nesterov        Nesterov momentum\n"                                                 \

@@ -6,6 +6,7 @@
 #endif
 
 #include "pb_data.h"
+#include "pb_text.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,7 +20,7 @@
 #define PATHLEN 4096
 #define CIFAR_REC 3073 /* 1 label byte + 3 planes of 32x32 */
 
-const char *const pb_dataset_names[] = {"fashion-mnist", "mnist", "cifar10", "synthetic", NULL};
+const char *const pb_dataset_names[] = {"fashion-mnist", "mnist", "cifar10", "synthetic", "fortunes", NULL};
 
 enum { DS_FASHION, DS_MNIST, DS_CIFAR, DS_SYNTH };
 
@@ -397,6 +398,8 @@ int pb_data_load(const char *name, const char *dir, int split, pb_dataset *out,
     if (!out)
         return pb_err(err, errlen, PB_EUSAGE, "pb_data_load: out is NULL");
     memset(out, 0, sizeof *out);
+    if (pb_text_is(name))
+        return pb_text_load(name, dir, split, out, err, errlen);
     int kind = find_name(name);
     if (kind < 0)
         return unknown_name(name, err, errlen);
@@ -552,12 +555,12 @@ int pb_data_synthetic(pb_dataset *out, int n, int c, int h, int w, int ncls, uin
 /* Copies examples idx[0..n-1] of src into fresh arrays of dst (metadata from src). */
 static int gather(const pb_dataset *src, const int *idx, int n, pb_dataset *dst)
 {
-    size_t chw = (size_t)src->c * src->h * src->w;
+    size_t chw = (size_t)src->c * src->h * src->w, ny = (size_t)pb_data_ny(src);
     *dst = *src;
     dst->n = n;
     /* malloc(0) may return NULL; one byte keeps "NULL = failure" unambiguous. */
     dst->x = malloc(n ? (size_t)n * chw : 1);
-    dst->y = malloc(n ? (size_t)n : 1);
+    dst->y = malloc(n ? (size_t)n * ny : 1);
     if (!dst->x || !dst->y) {
         free(dst->x);
         free(dst->y);
@@ -566,7 +569,7 @@ static int gather(const pb_dataset *src, const int *idx, int n, pb_dataset *dst)
     }
     for (int i = 0; i < n; i++) {
         memcpy(dst->x + (size_t)i * chw, src->x + (size_t)idx[i] * chw, chw);
-        dst->y[i] = src->y[idx[i]];
+        memcpy(dst->y + (size_t)i * ny, src->y + (size_t)idx[i] * ny, ny);
     }
     return PB_OK;
 }
@@ -631,6 +634,18 @@ void pb_data_batch(const pb_dataset *d, const int *idx, int B, pb_rng *rng,
 {
     /* Per call, not cached: 768 divisions are noise next to one example,
      * and no shared state means no thread or staleness questions. */
+    if (d->ny > 0) {
+        /* token ids as they are, and ny targets per example */
+        size_t len = (size_t)d->c * d->h * d->w, ny = (size_t)d->ny;
+        for (int i = 0; i < B; i++) {
+            const uint8_t *src = d->x + (size_t)idx[i] * len, *ys = d->y + (size_t)idx[i] * ny;
+            for (size_t j = 0; j < len; j++)
+                x[(size_t)i * len + j] = (float)src[j];
+            for (size_t j = 0; j < ny; j++)
+                y[(size_t)i * ny + j] = ys[j];
+        }
+        return;
+    }
     float lut[3][256];
     int C = d->c < 3 ? d->c : 3, h = d->h, w = d->w;
     for (int c = 0; c < C; c++) {
@@ -701,7 +716,12 @@ int pb_data_open(const char *name, const char *dir, int subset, int nval, uint64
     int rc = pb_data_load(name, dir, PB_SPLIT_TRAIN, train, err, errlen);
     if (rc == PB_OK)
         rc = pb_data_load(name, dir, PB_SPLIT_TEST, test, err, errlen);
-    if (rc == PB_OK && nval > 0 && val) {
+    if (rc == PB_OK && nval > 0 && val && train->ny > 0) {
+        /* a text set holds out documents, not windows: its own split */
+        rc = pb_data_load(name, dir, PB_SPLIT_VAL, val, err, errlen);
+        if (rc == PB_OK && nval < val->n)
+            val->n = nval;
+    } else if (rc == PB_OK && nval > 0 && val) {
         if (nval >= train->n)
             rc = pb_err(err, errlen, PB_EUSAGE, "--val %d leaves no training data (%d examples)", nval, train->n);
         else
@@ -738,12 +758,14 @@ void pb_data_permute_labels(pb_dataset *d, uint64_t seed)
     pb_rng r;
     pb_rng_seed(&r, seed ^ 0x7e57a5c0ULL);
     pb_rng_shuffle(&r, perm, d->ncls);
-    for (int i = 0; i < d->n; i++)
+    for (size_t i = 0; i < (size_t)d->n * pb_data_ny(d); i++)
         d->y[i] = (uint8_t)perm[d->y[i]];
 }
 
 int pb_data_keep_classes(pb_dataset *d, uint64_t classes, char *err, size_t errlen)
 {
+    if (d->ny > 0)
+        return pb_err(err, errlen, PB_EUSAGE, "%s: a language-model data set has no classes to keep", d->name);
     int *idx = malloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
     if (!idx)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
@@ -760,6 +782,8 @@ int pb_data_keep_classes(pb_dataset *d, uint64_t classes, char *err, size_t errl
 
 int pb_data_map_labels(pb_dataset *d, const int *map, int nmap, char *err, size_t errlen)
 {
+    if (d->ny > 0)
+        return pb_err(err, errlen, PB_EUSAGE, "%s: a language-model data set has no class labels to map", d->name);
     if (nmap != d->ncls)
         return pb_err(err, errlen, PB_EUSAGE, "%s: a label map needs one entry per class (%d), got %d", d->name,
                       d->ncls, nmap);

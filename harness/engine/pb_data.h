@@ -3,7 +3,8 @@
  * Names: "fashion-mnist" (default dir /usr/share/datasets/fashion-mnist),
  * "mnist" (IDX files in a user's dir), "cifar10" (binary batches
  * data_batch_1.bin .. data_batch_5.bin, test_batch.bin), "synthetic" (seeded,
- * generated, for tests). IDX files may be gzipped (.gz) or plain. */
+ * generated, for tests), "fortunes" and "fortunes:topic,...,ctx=N" (byte-level
+ * text, pb_text.h). IDX files may be gzipped (.gz) or plain. */
 #ifndef PB_DATA_H
 #define PB_DATA_H
 
@@ -21,9 +22,17 @@ typedef struct pb_dataset {
     uint8_t *y;          /* n labels */
     float mean[3], std[3];  /* per-channel normalization, on the [0,1] scale */
     int augment;         /* 1: random crop (pad 4) and horizontal flip in pb_data_batch (CIFAR) */
+    /* Labels per example: 0 (one class label, y holds n bytes) or, for a
+     * language-model set (pb_text.h), the tokens per example: y holds n * ny
+     * next-token targets and x token ids, which pb_data_batch copies as
+     * floats instead of normalizing them. */
+    int ny;
 } pb_dataset;
 
-enum { PB_SPLIT_TRAIN = 0, PB_SPLIT_TEST = 1 };
+/* Labels per example: 1, or ny of a language-model set. */
+static inline int pb_data_ny(const pb_dataset *d) { return d->ny > 0 ? d->ny : 1; }
+
+enum { PB_SPLIT_TRAIN = 0, PB_SPLIT_TEST = 1, PB_SPLIT_VAL = 2 /* text sets only */ };
 
 extern const char *const pb_dataset_names[]; /* NULL-terminated */
 
@@ -75,7 +84,8 @@ int pb_data_map_labels(pb_dataset *d, const int *map, int nmap, char *err, size_
 
 /* The train and test splits of a data set, the first `subset` training
  * examples only (0: all), `nval` of them (seeded) held out as val (may be
- * NULL when nval is 0). On failure nothing is left to free. */
+ * NULL when nval is 0); a text set's val is instead the first nval examples
+ * of its own validation documents. On failure nothing is left to free. */
 int pb_data_open(const char *name, const char *dir, int subset, int nval, uint64_t seed, pb_dataset *train,
                  pb_dataset *val, pb_dataset *test, char *err, size_t errlen);
 

@@ -602,6 +602,12 @@ int pb_model_hvp_on(pb_model *m, const pb_dataset *d, const int *idx, int n, flo
         return pb_err(err, errlen, PB_EUSAGE, "hvp: no examples");
     if (m->ncls > 4096)
         return pb_err(err, errlen, PB_EUSAGE, "hvp: %d classes (at most 4096)", m->ncls);
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].kind >= PB_EMBED)
+            return pb_err(err, errlen, PB_EUSAGE,
+                          "hvp: layer %s is a %s layer, which the exact Hessian-vector product does not "
+                          "cover (it covers dense, conv, pooling, relu, bn, flatten, add and dropout)",
+                          m->layers[i].name, pb_layer_kind_names[m->layers[i].kind]);
     const double T = temperature > 0 ? temperature : 1.0;
     for (int i = 0; i < m->nparams; i++)
         if (m->gens[i].generate)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pb_kern.h"
+#include "pb_kern_lm.h"
 
 const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
     [PB_DENSE] = "dense",
@@ -23,6 +24,12 @@ const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
     [PB_FLATTEN] = "flatten",
     [PB_ADD] = "add",
     [PB_DROPOUT] = "dropout",
+    [PB_EMBED] = "embed",
+    [PB_LAYERNORM] = "layernorm",
+    [PB_LINEAR] = "linear",
+    [PB_ATTN] = "attn",
+    [PB_GELU] = "gelu",
+    [PB_TIEDOUT] = "tiedout",
 };
 
 static const char *lname(const pb_layer *l) { return l->name[0] ? l->name : "(unnamed)"; }
@@ -112,6 +119,47 @@ static int dropout_shape(pb_layer *l, char *err, size_t errlen)
     return same_shape(l, err, errlen);
 }
 
+/* Language-model kinds: rows of features, one per token (pb_layer.h). */
+static int rows_shape(pb_layer *l, char *err, size_t errlen)
+{
+    const char *kn = pb_layer_kind_names[l->kind];
+    if (l->iw != 1)
+        return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): input %dx%dx%d is not rows of tokens (c x T x 1)",
+                      lname(l), kn, l->ic, l->ih, l->iw);
+    l->oh = l->ih;
+    l->ow = 1;
+    switch (l->kind) {
+    case PB_EMBED:
+        if (l->ic != 1 || l->oc < 1 || l->k < 1 || l->stride < 1)
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (embed): needs token ids (1 x T x 1), a width, a "
+                          "vocabulary and a context (got input %dx%d, width %d, vocabulary %d, context %d)",
+                          lname(l), l->ic, l->ih, l->oc, l->k, l->stride);
+        if (l->ih > l->stride)
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (embed): the data's context of %d tokens is longer "
+                          "than the model's (%d)", lname(l), l->ih, l->stride);
+        break;
+    case PB_ATTN:
+        if (l->k < 1 || l->ic % (3 * l->k))
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (attn): %d inputs are not q, k and v of heads of "
+                          "dimension %d", lname(l), l->ic, l->k);
+        l->oc = l->ic / 3;
+        break;
+    case PB_LINEAR:
+    case PB_TIEDOUT:
+        if (l->oc < 1)
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (%s): %d outputs", lname(l), kn, l->oc);
+        break;
+    case PB_LAYERNORM:
+        if (!(l->bn_eps > 0.0f))
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (layernorm): eps=%g must be > 0", lname(l),
+                          (double)l->bn_eps);
+        /* fall through */
+    default:
+        l->oc = l->ic;
+    }
+    return PB_OK;
+}
+
 /* ------------------------------------------------- parameters and buffers */
 
 static int check_param(const pb_layer *l, const pb_param *p, const char *what, size_t n, char *err,
@@ -137,6 +185,34 @@ static int weights_check(const pb_layer *l, char *err, size_t errlen)
         return rc;
     if (l->has_bias && (rc = check_param(l, l->b, "bias", (size_t)l->oc, err, errlen)) != PB_OK)
         return rc;
+    return PB_OK;
+}
+
+static int embed_check(const pb_layer *l, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = check_param(l, l->w, "token table", (size_t)l->k * l->oc, err, errlen)) != PB_OK ||
+        (rc = check_param(l, l->b, "position table", (size_t)l->stride * l->oc, err, errlen)) != PB_OK)
+        return rc;
+    return PB_OK;
+}
+
+static int layernorm_check(const pb_layer *l, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = check_param(l, l->w, "gain", (size_t)l->oc, err, errlen)) != PB_OK ||
+        (rc = check_param(l, l->b, "shift", (size_t)l->oc, err, errlen)) != PB_OK)
+        return rc;
+    return PB_OK;
+}
+
+static int lm_buffers(pb_layer *l, int max_batch, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    l->ws_n = pb_kern_lm_ws(l, max_batch);
+    size_t ns = pb_kern_lm_stat(l, max_batch);
+    if (ns && !(l->stat = pb_alloc(ns * sizeof(float))))
+        return PB_ENOMEM;
     return PB_OK;
 }
 
@@ -297,6 +373,41 @@ static void dropout_backward(pb_layer *l, const layer_call *c)
         pb_kern_dropout_backward(l, c->dx, out_n(l, c));
 }
 
+static void embed_forward(pb_layer *l, const layer_call *c) { pb_kern_embed_forward(l, c->x, c->B); }
+
+static void embed_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_embed_backward(l, c->x, c->dx, c->B, c->write);
+}
+
+static void layernorm_forward(pb_layer *l, const layer_call *c) { pb_kern_layernorm_forward(l, c->x, c->B); }
+
+static void layernorm_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_layernorm_backward(l, c->dx, c->B, c->write);
+}
+
+static void linear_forward(pb_layer *l, const layer_call *c) { pb_kern_linear_forward(l, c->x, c->B); }
+
+static void linear_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_linear_backward(l, c->x, c->dx, c->B, c->write);
+}
+
+static void attn_forward(pb_layer *l, const layer_call *c) { pb_kern_attn_forward(l, c->x, c->B); }
+
+static void attn_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_attn_backward(l, c->x, c->dx, c->B, c->write);
+}
+
+static void gelu_forward(pb_layer *l, const layer_call *c) { pb_kern_gelu_forward(l, c->x, c->B); }
+
+static void gelu_backward(pb_layer *l, const layer_call *c)
+{
+    pb_kern_gelu_backward(l, c->x, c->dx, c->B, c->write);
+}
+
 static void dense_unfold(const pb_layer *l, const float *x, int B, float *rows)
 {
     memcpy(rows, x, (size_t)B * pb_layer_isize(l) * sizeof(float));
@@ -344,6 +455,18 @@ static const layer_ops kinds[PB_LAYER_KINDS] = {
                 .backward_adds = 1},
     [PB_DROPOUT] = {.shape = dropout_shape, .buffers = stat_buffers,
                     .forward = dropout_forward, .backward = dropout_backward, .backward_adds = 1},
+    [PB_EMBED] = {.shape = rows_shape, .check = embed_check, .forward = embed_forward,
+                  .backward = embed_backward},
+    [PB_LAYERNORM] = {.shape = rows_shape, .check = layernorm_check, .buffers = lm_buffers,
+                      .forward = layernorm_forward, .backward = layernorm_backward},
+    /* a linear layer's rows are its input: it unfolds like a dense layer */
+    [PB_LINEAR] = {.shape = rows_shape, .check = weights_check, .forward = linear_forward,
+                   .backward = linear_backward, .unfold = dense_unfold},
+    [PB_ATTN] = {.shape = rows_shape, .buffers = lm_buffers, .forward = attn_forward,
+                 .backward = attn_backward},
+    [PB_GELU] = {.shape = rows_shape, .forward = gelu_forward, .backward = gelu_backward},
+    [PB_TIEDOUT] = {.shape = rows_shape, .check = weights_check, .forward = linear_forward,
+                    .backward = linear_backward},
 };
 
 /* ------------------------------------------------------------- the API */
@@ -466,6 +589,8 @@ int pb_layer_fuses_relu(const pb_layer *l)
 
 size_t pb_layer_unfold_cols(const pb_layer *l)
 {
+    if (l->kind == PB_LINEAR || l->kind == PB_TIEDOUT)
+        return (size_t)l->ic; /* per row */
     return l->kind == PB_CONV ? (size_t)l->ic * l->k * l->k : pb_layer_isize(l);
 }
 
@@ -479,9 +604,12 @@ void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows)
 
 double pb_layer_flops(const pb_layer *l, int effective)
 {
-    if (l->kind != PB_DENSE && l->kind != PB_CONV)
+    if (l->kind == PB_ATTN) /* scores and mixing, the causal half counted whole */
+        return 4.0 * (double)l->ih * l->ih * l->oc;
+    if (l->kind != PB_DENSE && l->kind != PB_CONV && l->kind != PB_LINEAR && l->kind != PB_TIEDOUT)
         return 0.0;
-    const double positions = l->kind == PB_CONV ? (double)l->oh * l->ow : 1.0;
+    const double positions = l->kind == PB_CONV ? (double)l->oh * l->ow
+                             : l->kind == PB_LINEAR || l->kind == PB_TIEDOUT ? (double)l->oh : 1.0;
     size_t nw = (size_t)l->oc * pb_layer_unfold_cols(l);
     if (effective && l->w && l->w->w) {
         const float *w = l->w->w, *mask = l->w->mask;

@@ -41,6 +41,18 @@ typedef enum pb_layer_kind {
     PB_FLATTEN,    /* shape change only: C x H x W -> (CHW) x 1 x 1 */
     PB_ADD,        /* residual add of inputs in and in2 (same shape) */
     PB_DROPOUT,    /* inverted dropout with probability p, identity in eval */
+    /* Language-model kinds (pb_kern_lm.c). Their activations are token-major:
+     * an example of shape (c, T, 1) is T rows of c features, row t the
+     * token at position t (not NCHW). */
+    PB_EMBED,      /* token ids (1, T, 1) -> (oc, T, 1): w = token table [k = vocab, oc],
+                    * b = position table [stride = context, oc], out = w[id] + b[t] */
+    PB_LAYERNORM,  /* per row over c features, eps bn_eps; w = gain, b = shift [c] */
+    PB_LINEAR,     /* per row: out = x w^T + b, w [oc, ic]; prunable like dense */
+    PB_ATTN,       /* causal multi-head self-attention over rows q|k|v (ic = 3 * heads * k,
+                    * k = head dimension) -> (heads * k, T, 1); no parameters */
+    PB_GELU,       /* GELU, tanh approximation */
+    PB_TIEDOUT,    /* logits per row over the vocabulary of the EMBED layer in2, with its
+                    * token table as weights (tied): (c, T, 1) -> (vocab, T, 1) */
     PB_LAYER_KINDS
 } pb_layer_kind;
 
@@ -105,12 +117,13 @@ void pb_layer_backward(pb_layer *l, const float *x, float *dx, float *dx2, int B
  * which saves zeroing the largest gradient buffers before every backward. */
 void pb_layer_backward_write(pb_layer *l, const float *x, float *dx, int B);
 
-/* A DENSE or CONV layer's input as the matrix its weights multiply, for
+/* A DENSE, CONV or LINEAR layer's input as the matrix its weights multiply, for
  * calibration: pb_layer_unfold writes B * oh*ow rows (B for DENSE) of
  * pb_layer_unfold_cols(l) floats to `rows`. A conv's row is one example's
  * window at one output position, rows in (example, oy, ox) order, columns
  * (ic, kh, kw) as in the weights, zero where the window covers padding; a
- * dense layer's rows are its input. Either way the layer's output before a
+ * dense layer's rows are its input, a linear layer's its input rows (B * T
+ * of ic). Either way the layer's output before a
  * fused ReLU is rows x weight^T + bias. */
 size_t pb_layer_unfold_cols(const pb_layer *l);
 void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows);

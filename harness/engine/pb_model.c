@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", NULL};
+#include "pb_gpt.h"
+
+const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", "gpt", NULL};
 
 void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int ncls)
 {
@@ -15,6 +17,7 @@ void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int nc
     m->ih = ih;
     m->iw = iw;
     m->ncls = ncls;
+    m->ntok = 1;
     pb_rng_seed(&m->rng, 0x5eed);
 }
 
@@ -116,13 +119,44 @@ int pb_model_append(pb_model *m, const pb_layer *proto, char *err, size_t errlen
         static const char *const prefix[PB_LAYER_KINDS] = {
             [PB_DENSE] = "fc", [PB_CONV] = "conv", [PB_MAXPOOL] = "pool", [PB_AVGPOOL] = "avgpool",
             [PB_GAP] = "gap", [PB_RELU] = "relu", [PB_BN] = "bn", [PB_FLATTEN] = "flatten",
-            [PB_ADD] = "add", [PB_DROPOUT] = "dropout"};
+            [PB_ADD] = "add", [PB_DROPOUT] = "dropout", [PB_EMBED] = "embed", [PB_LAYERNORM] = "ln",
+            [PB_LINEAR] = "linear", [PB_ATTN] = "attn", [PB_GELU] = "gelu", [PB_TIEDOUT] = "head"};
         snprintf(l->name, sizeof l->name, "%s%d", prefix[l->kind], count_kind(m, l->kind) + 1);
     }
     if (pb_layer_infer_shape(l, err, errlen) != PB_OK)
         return -1;
     m->nlayers++;
-    if (l->kind == PB_DENSE || l->kind == PB_CONV) {
+    if (l->kind == PB_TIEDOUT) {
+        /* the token table of an earlier embedding, shared, not a parameter of its own */
+        const pb_layer *e = l->in2 >= 0 && l->in2 < idx ? &m->layers[l->in2] : NULL;
+        if (!e || e->kind != PB_EMBED || e->oc != l->ic || e->k != l->oc) {
+            m->nlayers--;
+            return pb_err(err, errlen, PB_EUSAGE, "layer %s (tiedout): layer %d is not an embedding of %d "
+                          "tokens by %d features", l->name, l->in2, l->oc, l->ic), -1;
+        }
+        l->w = e->w;
+        l->has_bias = 0;
+    } else if (l->kind == PB_EMBED) {
+        int tok[2] = {l->k, l->oc}, pos[2] = {l->stride, l->oc};
+        if (!(l->w = new_param(m, l->name, "weight", 2, tok, idx, err, errlen)) ||
+            !(l->b = new_param(m, l->name, "pos", 2, pos, idx, err, errlen)))
+            goto fail;
+        l->has_bias = 1;
+    } else if (l->kind == PB_LAYERNORM) {
+        if (!(l->w = new_param(m, l->name, "weight", 1, &l->oc, idx, err, errlen)) ||
+            !(l->b = new_param(m, l->name, "bias", 1, &l->oc, idx, err, errlen)))
+            goto fail;
+        l->has_bias = 1;
+        for (int c = 0; c < l->oc; c++)
+            l->w->w[c] = 1.0f;
+    } else if (l->kind == PB_LINEAR) {
+        int shp[2] = {l->oc, l->ic};
+        if (!(l->w = new_param(m, l->name, "weight", 2, shp, idx, err, errlen)))
+            goto fail;
+        l->w->prunable = 1;
+        if (l->has_bias && !(l->b = new_param(m, l->name, "bias", 1, &l->oc, idx, err, errlen)))
+            goto fail;
+    } else if (l->kind == PB_DENSE || l->kind == PB_CONV) {
         int shp[4] = {l->oc, (int)pb_layer_isize(l), 0, 0};
         int nd = 2;
         if (l->kind == PB_CONV) {
@@ -243,7 +277,8 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
     if (m->nlayers == 0)
         return pb_err(err, errlen, PB_EUSAGE, "model %s has no layers", m->arch);
     pb_layer *last = &m->layers[m->nlayers - 1];
-    if ((int)pb_layer_osize(last) != m->ncls)
+    m->ntok = last->kind == PB_LINEAR || last->kind == PB_TIEDOUT ? last->oh : 1;
+    if ((int)pb_layer_osize(last) != m->ncls * m->ntok)
         return pb_err(err, errlen, PB_EUSAGE, "model %s ends with %zu outputs but the data has %d classes",
                       m->arch, pb_layer_osize(last), m->ncls);
     if (m->finalized && m->max_batch >= max_batch)
@@ -266,8 +301,8 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
     pb_free(m->dlogits);
     pb_free(m->probs);
     pb_free(m->dx_scratch);
-    m->dlogits = pb_alloc((size_t)max_batch * m->ncls * sizeof(float));
-    m->probs = pb_alloc((size_t)max_batch * m->ncls * sizeof(float));
+    m->dlogits = pb_alloc((size_t)max_batch * m->ntok * m->ncls * sizeof(float));
+    m->probs = pb_alloc((size_t)max_batch * m->ntok * m->ncls * sizeof(float));
     m->dx_scratch = NULL;
     if (!m->dlogits || !m->probs)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
@@ -296,6 +331,22 @@ void pb_model_init_weights(pb_model *m, uint64_t seed)
                 l->b->w[c] = 0.0f;
                 l->run_mean[c] = 0.0f;
                 l->run_var[c] = 1.0f;
+            }
+        } else if (l->kind == PB_LINEAR) {
+            /* GPT-2's: N(0, 0.02), zero biases */
+            for (size_t j = 0; j < l->w->n; j++)
+                l->w->w[j] = 0.02f * pb_rng_normal(&r);
+            if (l->b)
+                memset(l->b->w, 0, l->b->n * sizeof(float));
+        } else if (l->kind == PB_EMBED) {
+            for (size_t j = 0; j < l->w->n; j++)
+                l->w->w[j] = 0.02f * pb_rng_normal(&r);
+            for (size_t j = 0; j < l->b->n; j++)
+                l->b->w[j] = 0.02f * pb_rng_normal(&r);
+        } else if (l->kind == PB_LAYERNORM) {
+            for (int c = 0; c < l->oc; c++) {
+                l->w->w[c] = 1.0f;
+                l->b->w[c] = 0.0f;
             }
         }
     }
@@ -373,6 +424,8 @@ int pb_model_build(pb_model *m, const char *name, double width, const int *hidde
                    int ic, int ih, int iw, int ncls, char *err, size_t errlen)
 {
     char arch[64];
+    if (pb_gpt_is(name))
+        return pb_gpt_build(m, name, ic, ih, iw, ncls, err, errlen);
     if (width <= 0)
         return pb_err(err, errlen, PB_EUSAGE, "width multiplier %g must be > 0", width);
     if (width != 1.0)
@@ -520,10 +573,14 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
                      int *correct)
 {
     const float *logits = m->layers[m->nlayers - 1].out;
-    int K = m->ncls, ok = 0;
+    int K = m->ncls, ok = 0, nt = m->ntok;
     double total = 0;
-    float invt = 1.0f / temperature, invb = 1.0f / (float)B;
-    for (int i = 0; i < B; i++) {
+    /* a language model's rows are its tokens: B * ntok of them, one target each */
+    const int R = B * nt;
+    float invt = 1.0f / temperature, invb = 1.0f / (float)R;
+    if (per_ex && nt > 1)
+        memset(per_ex, 0, (size_t)B * sizeof(float));
+    for (int i = 0; i < R; i++) {
         const float *z = logits + (size_t)i * K;
         float *p = m->probs + (size_t)i * K, *d = m->dlogits + (size_t)i * K;
         float mx = z[0] * invt;
@@ -545,14 +602,16 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
         }
         d[y[i]] -= invb * invt;
         double li = -(z[y[i]] * invt - mx - log(s));
-        if (per_ex)
+        if (per_ex && nt > 1)
+            per_ex[i / nt] += (float)(li / nt);
+        else if (per_ex)
             per_ex[i] = (float)li;
         total += li;
         ok += arg == y[i];
     }
     if (correct)
         *correct = ok;
-    return total / B;
+    return total / R;
 }
 
 void pb_model_zero_grad(pb_model *m)
@@ -586,7 +645,7 @@ void pb_model_backward(pb_model *m, const float *x, int B, const float *dlogits,
         if (sole_consumer(m, i) < 0)
             memset(m->layers[i].dout, 0, (size_t)B * pb_layer_osize(&m->layers[i]) * sizeof(float));
     pb_layer *last = &m->layers[m->nlayers - 1];
-    memcpy(last->dout, dlogits ? dlogits : m->dlogits, (size_t)B * m->ncls * sizeof(float));
+    memcpy(last->dout, dlogits ? dlogits : m->dlogits, (size_t)B * m->ntok * m->ncls * sizeof(float));
     if (dx)
         memset(dx, 0, (size_t)B * m->ic * m->ih * m->iw * sizeof(float));
     for (int i = m->nlayers - 1; i >= 0; i--) {

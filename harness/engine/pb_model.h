@@ -45,6 +45,10 @@ struct pb_model {
     int finalized;
     int gen_stale;            /* generated parameters must be generated again before the next forward */
     long generations;         /* times the generators ran (tests count them) */
+    /* Predictions per example: 1 for a classifier; a language model's last
+     * layer (LINEAR or TIEDOUT) gives one row of ncls logits per token, and
+     * its data a target per token (pb_dataset.ny). Set by pb_model_finalize. */
+    int ntok;
 };
 
 /* ---- building ---- */
@@ -86,12 +90,14 @@ extern const char *const pb_model_names[]; /* NULL-terminated */
 int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err, size_t errlen);
 
 /* ---- running ---- */
-/* Forward of B examples x [B * ic*ih*iw]; returns the logits [B * ncls]. */
+/* Forward of B examples x [B * ic*ih*iw]; returns the logits [B * ntok * ncls]. */
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train);
 
 /* Softmax cross-entropy of the last forward; fills m->dlogits with dL/dlogits
  * (mean over the batch), per-example losses into per_ex when non-NULL, and the
- * number correct into *correct when non-NULL. Returns the mean loss.
+ * number correct into *correct when non-NULL. Returns the mean loss. With
+ * ntok > 1, y holds B * ntok targets, the loss is the mean over every token
+ * (nats per token), per_ex an example's mean and *correct counts tokens.
  * temperature != 1 divides logits by it first (GraSP). */
 double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float *per_ex,
                      int *correct);

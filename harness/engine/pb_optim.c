@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const pb_opt_names[] = {[PB_OPT_SGD] = "sgd", [PB_OPT_ADAM] = "adam", NULL};
+const char *const pb_opt_names[] = {[PB_OPT_SGD] = "sgd", [PB_OPT_ADAM] = "adam", [PB_OPT_ADAMW] = "adamw", NULL};
 const char *const pb_sched_names[] = {[PB_SCHED_CONSTANT] = "constant", [PB_SCHED_STEP] = "step",
                                       [PB_SCHED_COSINE] = "cosine", [PB_SCHED_LINEAR] = "linear",
                                       NULL};
@@ -46,7 +46,7 @@ int pb_optim_init(pb_optim *o, pb_model *m, const pb_optim_cfg *cfg, char *err, 
         pb_param *p = m->params[i];
         if (!p->opt1 && !(p->opt1 = pb_alloc(p->n * sizeof(float))))
             return pb_err(err, errlen, PB_ENOMEM, "out of memory for optimizer state");
-        if (cfg->kind == PB_OPT_ADAM && !p->opt2 && !(p->opt2 = pb_alloc(p->n * sizeof(float))))
+        if ((cfg->kind == PB_OPT_ADAM || cfg->kind == PB_OPT_ADAMW) && !p->opt2 && !(p->opt2 = pb_alloc(p->n * sizeof(float))))
             return pb_err(err, errlen, PB_ENOMEM, "out of memory for optimizer state");
     }
     pb_optim_reset(o, m);
@@ -152,7 +152,13 @@ void pb_optim_step(pb_optim *o, pb_model *m, double lr)
             continue;
         if (p->mask)
             mask_mul(p->g, p->mask, p->n);
-        if (c->kind == PB_OPT_ADAM)
+        if (c->kind == PB_OPT_ADAMW) {
+            const float decay = 1.0f - (float)(lr * c->wd);
+            for (size_t j = 0; j < p->n; j++)
+                p->w[j] *= decay;
+            adam_update(p->w, p->g, p->opt1, p->opt2, p->n, (float)lr, (float)c->beta1, (float)c->beta2,
+                        (float)c->eps, 0.0f, bc1, bc2);
+        } else if (c->kind == PB_OPT_ADAM)
             adam_update(p->w, p->g, p->opt1, p->opt2, p->n, (float)lr, (float)c->beta1,
                         (float)c->beta2, (float)c->eps, (float)c->wd, bc1, bc2);
         else

@@ -6,7 +6,9 @@
 
 #include "pb_model.h"
 
-typedef enum { PB_OPT_SGD = 0, PB_OPT_ADAM, PB_OPT_KINDS } pb_opt_kind;
+/* ADAMW: Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * wd * w
+ * besides the Adam step, instead of wd * w added to the gradient. */
+typedef enum { PB_OPT_SGD = 0, PB_OPT_ADAM, PB_OPT_ADAMW, PB_OPT_KINDS } pb_opt_kind;
 typedef enum {
     PB_SCHED_CONSTANT = 0,
     PB_SCHED_STEP,    /* lr * gamma^(floor(epoch / step_epochs)) */

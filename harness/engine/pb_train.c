@@ -20,7 +20,7 @@ int pb_batch_init(pb_batch *b, const pb_dataset *d, int cap, char *err, size_t e
 {
     b->cap = cap;
     b->x = pb_alloc((size_t)cap * d->c * d->h * d->w * sizeof(float));
-    b->y = malloc((size_t)cap * sizeof(int));
+    b->y = malloc((size_t)cap * pb_data_ny(d) * sizeof(int));
     if (!b->x || !b->y) {
         pb_batch_free(b);
         return pb_err(err, errlen, PB_ENOMEM, "out of memory for a batch of %d", cap);
@@ -62,7 +62,8 @@ int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double
     }
     pb_batch_free(&b);
     free(idx);
-    *acc = d->n ? (double)ok / d->n : 0;
+    /* a language model's accuracy is over its predicted tokens */
+    *acc = d->n ? (double)ok / ((double)d->n * m->ntok) : 0;
     if (loss)
         *loss = d->n ? tl / d->n : 0;
     return PB_OK;
@@ -84,7 +85,7 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
         tl += pb_model_loss(m, b.y, B, temperature, NULL, NULL) * B;
         /* dlogits are per-batch means; reweight so the sum is the mean over all n */
         float sc = (float)B / (float)n;
-        for (size_t j = 0; j < (size_t)B * m->ncls; j++)
+        for (size_t j = 0; j < (size_t)B * m->ncls * m->ntok; j++)
             m->dlogits[j] *= sc;
         pb_model_backward(m, b.x, B, NULL, NULL);
     }

@@ -570,7 +570,7 @@ static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
     lua_pop(L, 1);
     lr_given = lua_getfield(L, t, "lr") == LUA_TNUMBER;
     lua_pop(L, 1);
-    if (c->opt.kind == PB_OPT_ADAM && !lr_given)
+    if ((c->opt.kind == PB_OPT_ADAM || c->opt.kind == PB_OPT_ADAMW) && !lr_given)
         c->opt.lr = 0.001;
     c->epochs = (int)numfield(L, t, "epochs", c->epochs);
     c->batch = (int)numfield(L, t, "batch", c->batch);
