@@ -249,6 +249,27 @@ local function as_list(fail, what, v, default)
   return v
 end
 
+-- { "gpt", layers = 2, dim = 128, heads = 4, ctx = 64, ff = 512 }: the
+-- options travel in the architecture's name, "gpt:layers=2,dim=128,...",
+-- which the engine parses (and refuses with the reason) when the model is built.
+local GPT_KEYS = { "layers", "dim", "heads", "ctx", "ff" }
+local function norm_gpt(fail, i, m)
+  local opts = {}
+  for k, v in pairs(m) do
+    if k ~= 1 and k ~= "label" then
+      if not contains(GPT_KEYS, k) then
+        fail("models[%d] (gpt): unknown key '%s' (valid: %s, label)", i, tostring(k), list_words(GPT_KEYS))
+      end
+      if math.type(v) ~= "integer" or v < 1 then fail("models[%d] (gpt): %s must be a positive integer", i, k) end
+    end
+  end
+  for _, k in ipairs(GPT_KEYS) do
+    if m[k] ~= nil then opts[#opts + 1] = k .. "=" .. m[k] end
+  end
+  local arch = #opts > 0 and ("gpt:" .. table.concat(opts, ",")) or "gpt"
+  return { arch = arch, name = m.label or "gpt", width = 1.0, hidden = {} }
+end
+
 local function norm_model(fail, i, m)
   if type(m) == "string" then m = { m } end
   if getmetatable(m) == model_mt then
@@ -261,6 +282,7 @@ local function norm_model(fail, i, m)
   if not contains(pb.models, name) then
     fail("models[%d]: unknown model '%s' (valid: %s)", i, name, list_words(pb.models))
   end
+  if name == "gpt" then return norm_gpt(fail, i, m) end
   local width = m.width or 1.0
   if type(width) ~= "number" or width <= 0 or width > 1000 then
     fail("models[%d]: width %s is not a number in (0, 1000]", i, tostring(width))
@@ -274,16 +296,44 @@ local function norm_model(fail, i, m)
   return { arch = name, name = display, width = width + 0.0, hidden = hidden }
 end
 
+-- { "fortunes", topics = { "science", "medicine" }, ctx = 32 } as the name the
+-- engine reads, "fortunes:science,medicine,ctx=32" (pb_text.h); other data
+-- sets take neither key.
+local function text_spec(fail, where, d)
+  local base = d[1]
+  if d.topics == nil and d.ctx == nil then return base end
+  if base ~= "fortunes" then fail("%s: topics and ctx belong to the text data set fortunes, not %s", where, base) end
+  local parts = {}
+  if d.topics ~= nil then
+    if type(d.topics) ~= "table" or #d.topics == 0 then fail("%s: topics must be a non-empty list of names", where) end
+    for j, t in ipairs(d.topics) do
+      if type(t) ~= "string" or not t:match("^[%w_%-]+$") then fail("%s: topics[%d] is not a topic name", where, j) end
+      parts[#parts + 1] = t
+    end
+  end
+  if d.ctx ~= nil then
+    if math.type(d.ctx) ~= "integer" or d.ctx < 1 then fail("%s: ctx must be a positive integer", where) end
+    parts[#parts + 1] = "ctx=" .. d.ctx
+  end
+  return base .. ":" .. table.concat(parts, ",")
+end
+
 local function norm_dataset(fail, i, d)
   if type(d) == "string" then d = { d } end
   if type(d) ~= "table" or type(d[1]) ~= "string" then fail("datasets[%d]: expected a name", i) end
   if not contains(pb.datasets, d[1]) then
     fail("datasets[%d]: unknown dataset '%s' (valid: %s)", i, d[1], list_words(pb.datasets))
   end
+  for k in pairs(d) do
+    if k ~= 1 and k ~= "subset" and k ~= "val" and k ~= "topics" and k ~= "ctx" then
+      fail("datasets[%d]: unknown key '%s' (valid: subset, val, topics, ctx)", i, tostring(k))
+    end
+  end
+  local spec = text_spec(fail, string.format("datasets[%d]", i), d)
   local subset, val = d.subset or 0, d.val or 0
   if math.type(subset) ~= "integer" or subset < 0 then fail("datasets[%d]: subset must be an integer >= 0", i) end
   if math.type(val) ~= "integer" or val < 0 then fail("datasets[%d]: val must be an integer >= 0", i) end
-  return { name = d[1], subset = subset, val = val }
+  return { name = spec, subset = subset, val = val }
 end
 
 -- stages = { "train", { "keep", "base" }, { "finetune", permute = 7, epochs = 2 }, "prune" }
@@ -326,7 +376,16 @@ local function norm_stages(fail, what, list)
     if n.label ~= nil and (type(n.label) ~= "string" or not n.label:match("^[%w_]+$")) then
       fail("%s[%d]: label must be a word of letters, digits and _", what, i)
     end
-    if n.dataset ~= nil and not contains(pb.datasets, n.dataset) then
+    -- a stage's data set: a name or { name, topics = ..., ctx = ... }
+    if type(n.dataset) == "table" then
+      local d = n.dataset
+      if type(d[1]) ~= "string" or not contains(pb.datasets, d[1]) then
+        fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(d[1]), list_words(pb.datasets))
+      end
+      n.dataset = text_spec(fail, string.format("%s[%d].dataset", what, i), d)
+      local ok, info = pcall(pb.dataset_info, n.dataset, 0)
+      if not ok then fail("%s[%d]: %s", what, i, tostring(info)) end
+    elseif n.dataset ~= nil and not contains(pb.datasets, n.dataset) then
       fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(n.dataset), list_words(pb.datasets))
     end
     for _, k in ipairs({ "subset", "permute", "n" }) do
@@ -595,7 +654,11 @@ local function declare(name, spec, where)
               local train = recipe(fail, where_c .. ": train", cell, spec.train, me.train)
               local ft = recipe(fail, where_c .. ": finetune", cell, spec.train, spec.finetune, me.finetune)
               local target = resolve(spec.target, cell)
-              if target ~= nil and (type(target) ~= "number" or target <= 0 or target > 1) then
+              -- a text data set's target is a test perplexity (lower is better)
+              local text = d.name == "fortunes" or d.name:sub(1, 9) == "fortunes:"
+              if target ~= nil and text and (type(target) ~= "number" or target <= 1) then
+                fail("target: %s is not a perplexity > 1 (the data set %s is text)", tostring(target), d.name)
+              elseif target ~= nil and not text and (type(target) ~= "number" or target <= 0 or target > 1) then
                 fail("target: %s is not an accuracy in (0, 1]", tostring(target))
               end
               cell.model_canon = m.canon

@@ -294,7 +294,9 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
             res->test_loss = rec.test_loss;
         }
         rec.wall_s = pb_now() - t0;
-        if (cfg->target_acc > 0 && res->time_to_target_s < 0 && rec.test_acc >= cfg->target_acc) {
+        /* a language model's target is a perplexity, reached from above */
+        const int reached = m->ntok > 1 ? exp(rec.test_loss) <= cfg->target_acc : rec.test_acc >= cfg->target_acc;
+        if (cfg->target_acc > 0 && res->time_to_target_s < 0 && rec.test_acc >= 0 && reached) {
             res->time_to_target_s = rec.wall_s;
             res->epoch_to_target = ep;
         }
@@ -343,6 +345,10 @@ void pb_print_result(FILE *f, const pb_model *m, double acc, double loss, double
     pb_model_flops(m, &df, &ef);
     fprintf(f,
             "result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f "
-            "eff_flops=%.0f sparsity=%.4f wall_s=%.2f\n",
+            "eff_flops=%.0f sparsity=%.4f wall_s=%.2f",
             acc, loss, total, nz, df, ef, sparsity_of(m), wall_s);
+    /* a language model's loss is nats per token (byte): perplexity and bits per byte */
+    if (m->ntok > 1)
+        fprintf(f, " test_ppl=%.4f test_bpb=%.4f", exp(loss), loss / log(2.0));
+    fputc('\n', f);
 }

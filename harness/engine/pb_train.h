@@ -18,7 +18,8 @@ typedef struct pb_train_cfg {
     int progress;           /* 1: an updating progress line on stderr (a terminal) */
     int log_epochs;         /* 1: one line per epoch on stderr */
     long max_steps;         /* stop after this many steps (0: no limit) */
-    double target_acc;      /* record the first time test accuracy reaches it (0: none) */
+    double target_acc;      /* record the first time test accuracy reaches it (0: none); for a
+                             * language model (ntok > 1), test perplexity falls to it */
     const char *label;      /* prefix for log lines */
     /* Early stopping: evaluate `val` after every epoch and end with the weights
      * (and BN statistics) of the epoch of lowest validation loss. */
@@ -103,7 +104,8 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
                      double *loss, char *err, size_t errlen);
 
 /* Prints the standard result line:
- * result: test_acc=... test_loss=... params=... nonzero=... flops=... sparsity=... wall_s=... */
+ * result: test_acc=... test_loss=... params=... nonzero=... flops=... sparsity=... wall_s=...
+ * and, for a language model, test_ppl=... test_bpb=... (per token, from the loss in nats). */
 void pb_print_result(FILE *f, const pb_model *m, double acc, double loss, double wall_s);
 
 #endif

@@ -21,7 +21,10 @@ const char *const pb_csv_cells_cols[] = {
     /* appended with the data axis */
     "data", "data_label", "fraction", "data_args", "budget", "target",
     /* appended with the post-training methods */
-    "pruned_acc", "pruned_loss", NULL};
+    "pruned_acc", "pruned_loss",
+    /* appended with language models: perplexity exp(loss) and bits per byte
+     * loss / ln 2 of a text data set's cells, empty for the others */
+    "test_ppl", "test_bpb", "pruned_ppl", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",
@@ -29,7 +32,9 @@ const char *const pb_csv_curves_cols[] = {
     /* appended */
     "train_s",
     /* appended with the data axis: wall_s - eval_s is the training clock */
-    "eval_s", "probe_flops", NULL};
+    "eval_s", "probe_flops",
+    /* appended with language models (empty for the others) */
+    "test_ppl", NULL};
 
 const char *const pb_csv_metrics_cols[] = {"experiment", "cell", "name", "value", NULL};
 

@@ -1,4 +1,5 @@
 #include "pb_job.h"
+#include "engine/pb_text.h"
 #include "pb_sharing.h"
 
 #include <math.h>
@@ -218,7 +219,10 @@ static void on_curve(void *ud, const pb_curve_rec *r)
     curve_tap *t = ud;
     double target = t->j->train.target_acc;
     const int scoring = r->phase && !strcmp(r->phase, "score"); /* a data method's scoring run */
-    if (target > 0 && !scoring && t->res->time_to_target_s < 0 && r->test_acc >= target)
+    /* a text set's target is a perplexity, reached from above */
+    const int reached = pb_text_is(t->j->dataset) ? r->test_acc >= 0 && exp(r->test_loss) <= target
+                                                  : r->test_acc >= target;
+    if (target > 0 && !scoring && t->res->time_to_target_s < 0 && reached)
         t->res->time_to_target_s = r->wall_s;
     if (t->j->on_curve)
         t->j->on_curve(t->j->ud, r);

@@ -30,6 +30,10 @@ typedef struct results {
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
     int c_stored;
+    /* language-model results (a test_ppl value in cells.csv): the charts plot
+     * perplexity, lower is better, on a log axis, in place of accuracy */
+    int lm;
+    const char *ylabel, *ycol;
     int multi;                 /* more than one (base model, dataset): series names carry them */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
@@ -127,6 +131,16 @@ static int prepare(results *r)
     r->c_stored = pb_csv_col(t, "stored");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
+    r->ycol = "test_acc";
+    r->ylabel = "test accuracy";
+    const int c_ppl = pb_csv_col(t, "test_ppl");
+    for (int i = 0; c_ppl >= 0 && i < t->nrows && !r->lm; i++)
+        r->lm = pb_csv_get(t, i, c_ppl)[0] != 0;
+    if (r->lm) {
+        r->c_acc = c_ppl;
+        r->ycol = "test_ppl";
+        r->ylabel = "test perplexity (lower is better)";
+    }
     size_t n = (size_t)(t->nrows ? t->nrows : 1);
     r->row_series = malloc(sizeof(int) * n);
     r->row_cseries = malloc(sizeof(int) * n);
@@ -393,7 +407,9 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
     char path[4400];
     snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
     FILE *d = fopen(path, "w");
-    FILE *f = d ? open_gp(ch, name, "test accuracy (mean ± std over seeds)", xlabel, "test accuracy") : NULL;
+    char title[160];
+    snprintf(title, sizeof title, "%s (mean ± std over seeds)", r->ylabel);
+    FILE *f = d ? open_gp(ch, name, title, xlabel, r->ylabel) : NULL;
     if (!d || !f) {
         if (d)
             fclose(d);
@@ -412,8 +428,10 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
                 logbase, xmin / 1.3, xmax * 1.3);
     else
         fprintf(f, "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n");
-    fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity, nonzero mean, model; "
-               "one block per series\n");
+    if (r->lm)
+        fprintf(f, "set logscale y\n");
+    fprintf(d, "# x mean, %s mean, %s std, seeds, target sparsity, nonzero mean, model; "
+               "one block per series\n", r->ycol, r->ycol);
     int block = -1, prev = -1;
     fprintf(f, "plot ");
     for (int k = 0; k < ng; k++) {
@@ -467,7 +485,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         return 0;
     const pb_csv_table *c = &r->curves;
     int cc = pb_csv_col(c, "cell"), cp = pb_csv_col(c, "phase"), cw = pb_csv_col(c, "wall_s"),
-        ca = pb_csv_col(c, "test_acc"), cs = pb_csv_col(c, "step");
+        ca = pb_csv_col(c, r->ycol), cs = pb_csv_col(c, "step");
     if (cc < 0 || cp < 0 || cw < 0 || ca < 0)
         return 0;
     int *crow = malloc(sizeof(int) * (size_t)(c->nrows ? c->nrows : 1));
@@ -558,12 +576,12 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         }
         char path[4400], title[320];
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "test accuracy over %s at sparsity %g (dense for reference)",
+        snprintf(title, sizeof title, "%s over %s at sparsity %g (dense for reference)", r->ylabel,
                  by_time ? "time" : "epochs", sp);
         FILE *d = fopen(path, "w");
         FILE *f = d ? open_gp(ch, name, title, by_time ? "wall seconds (pruning a trained model includes its pre-training)"
                                                      : "epochs (pruning a trained model includes its pre-training)",
-                              "test accuracy") : NULL;
+                              r->ylabel) : NULL;
         if (!d || !f) {
             if (d)
                 fclose(d);
@@ -571,7 +589,9 @@ static int chart_curves(chart *ch, const results *r, int by_time)
             rc = -1;
             break;
         }
-        fprintf(d, "# %s, test_acc; mean over seeds; one block per series\n", by_time ? "wall_s" : "epoch");
+        fprintf(d, "# %s, %s; mean over seeds; one block per series\n", by_time ? "wall_s" : "epoch", r->ycol);
+        if (r->lm)
+            fprintf(f, "set logscale y\n");
         fprintf(f, "plot ");
         int block = 0;
         for (int s = 0; s < r->nseries; s++) {

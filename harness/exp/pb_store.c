@@ -2,6 +2,7 @@
 #include "pb_store.h"
 
 #include "host/pb_datasel.h"
+#include "engine/pb_text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -312,6 +313,22 @@ static void data_fields(pb_csv_row *r, const pb_cell *c)
         pb_csv_empty(r);
 }
 
+/* test_ppl, test_bpb, pruned_ppl of a text data set's cell (losses are nats per token) */
+static void lm_fields(pb_csv_row *r, const pb_cell *c, const pb_job_result *res)
+{
+    if (!res || !pb_text_is(c->dataset)) {
+        for (int i = 0; i < 3; i++)
+            pb_csv_empty(r);
+        return;
+    }
+    pb_csv_num(r, exp(res->test_loss));
+    pb_csv_num(r, res->test_loss / log(2.0));
+    if (res->pruned_acc >= 0)
+        pb_csv_num(r, exp(res->pruned_loss));
+    else
+        pb_csv_empty(r);
+}
+
 int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
                       const pb_job_result *res, const char *build)
 {
@@ -378,6 +395,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
         pb_csv_empty(r);
         pb_csv_empty(r);
     }
+    lm_fields(r, c, res);
     return pb_csv_end(r);
 }
 
@@ -397,6 +415,10 @@ int pb_store_curve_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, 
     pb_csv_num(r, rec->train_s);
     pb_csv_num(r, rec->eval_s);
     pb_csv_num(r, rec->probe_flops);
+    if (pb_text_is(c->dataset) && rec->test_acc >= 0)
+        pb_csv_num(r, exp(rec->test_loss));
+    else
+        pb_csv_empty(r);
     return pb_csv_end(r);
 }
 
