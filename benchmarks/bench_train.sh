@@ -37,7 +37,7 @@
 # so both see the same load.
 #
 # usage: benchmarks/bench_train.sh           (from the build directory)
-# environment: RUNS (3), EPOCHS (2), TRIALS (3), MODELS ("lenet300 lenet5"),
+# environment: RUNS (3), EPOCHS (2), TRIALS (3), MODELS ("lenet300 lenet5"; " " for the GPT section alone),
 #              PYTHON (/usr/bin/python3), PRUNEBENCH_DATA
 set -eu
 
@@ -177,3 +177,48 @@ while read -r model pbt mp tt tw mt flops g_mlp g_cube rest; do
 done <"$table"
 echo "all runs (s/epoch, prunebench | pytorch):"
 while read -r model pbt mp tt tw mt flops g_mlp g_cube rest; do echo "  $model: $rest"; done <"$table"
+
+# ======================================================================
+# GPT section: a training step of the default gpt (pb_gpt.h: 2 blocks of
+# width 128, 4 heads, context 64, about 0.44 M parameters) on the fortunes
+# corpus against the same model in PyTorch (benchmarks/torch_gpt_peer.py),
+# batch 32, AdamW with warm-up and cosine decay. Each side trains one epoch
+# of GPT_EXAMPLES windows (100 steps); the figure is seconds per step of the
+# training loop alone (prunebench's train_s over its steps, the peer's
+# step_s), median of GPT_RUNS alternated runs, both sides on GPT_THREADS
+# threads (PyTorch with OMP_WAIT_POLICY=PASSIVE). Target: ratio <= 1.0.
+# GPT=0 skips the section; it needs Debian's fortunes package.
+# environment: GPT (1), GPT_RUNS (5), GPT_EXAMPLES (3200), GPT_THREADS (1)
+# ======================================================================
+if [ "${GPT:-1}" != 0 ]; then
+    GPT_RUNS=${GPT_RUNS:-5}
+    GPT_EXAMPLES=${GPT_EXAMPLES:-3200}
+    GPT_THREADS=${GPT_THREADS:-1}
+    GPT_PEER=$here/torch_gpt_peer.py
+    gpt_steps=$(( (GPT_EXAMPLES + 31) / 32 ))
+    echo
+    echo "== gpt: $GPT_RUNS alternated runs of $gpt_steps steps (batch 32, context 64; $GPT_THREADS thread(s) each side)"
+    gps= ; gts=
+    i=1
+    while [ $i -le "$GPT_RUNS" ]; do
+        OPENBLAS_NUM_THREADS=$GPT_THREADS "$PB" train --model gpt --dataset fortunes --subset "$GPT_EXAMPLES" \
+            --epochs 1 --batch 32 --opt adamw --lr 0.003 --wd 0.1 --schedule cosine --warmup 10 \
+            -t "$GPT_THREADS" >"$tmp/gpt.out" 2>&1 || { cat "$tmp/gpt.out" >&2; exit 1; }
+        s=$(awk -v n="$gpt_steps" '/^epoch /{for(i=1;i<=NF;i++) if($i ~ /^train_s=/){sub("train_s=","",$i); printf "%.5f\n", $i/n}}' \
+            "$tmp/gpt.out")
+        OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$GPT_THREADS "$PYTHON" "$GPT_PEER" --threads "$GPT_THREADS" \
+            --examples "$GPT_EXAMPLES" >"$tmp/gpt_th.out" 2>&1 || { cat "$tmp/gpt_th.out" >&2; exit 1; }
+        s2=$(sed -n 's/.*step_s=\([0-9.]*\).*/\1/p' "$tmp/gpt_th.out")
+        echo "  run $i: prunebench $s s/step, pytorch $s2 s/step"
+        gps="$gps $s"; gts="$gts $s2"
+        i=$((i + 1))
+    done
+    mp=$(echo "$gps" | median)
+    mt=$(echo "$gts" | median)
+    awk -v mp="$mp" -v mt="$mt" -v t="$GPT_THREADS" 'BEGIN{
+        printf "%-9s %-22s %-22s %-8s %s\n", "model", "prunebench s/step", "pytorch s/step", "ratio", "target"
+        printf "%-9s %-22s %-22s %-8.2f %s\n", "gpt", sprintf("%.4f (-t %d)", mp, t), sprintf("%.4f (%d thr)", mt, t),
+            mp / mt, "<= 1.0" }'
+    echo "all gpt runs (s/step, prunebench | pytorch):$gps |$gts"
+fi
+
