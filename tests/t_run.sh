@@ -54,7 +54,7 @@ check "curves.csv has per-epoch rows with the documented columns" sh -c \
     "head -1 '$R/curves.csv' | grep -q '^experiment,cell,phase,epoch,step,wall_s,train_flops,sparsity,test_acc,test_loss' && grep -q ',finetune,1,' '$R/curves.csv'"
 check "layers.csv has per-layer sparsity" sh -c "grep -q 'fc1.weight' '$R/layers.csv'"
 check "metadata records version, git revision, OpenBLAS, host, date and the script" sh -c \
-    "grep -q '^prunebench_version:' '$R/metadata.txt' && grep -q '^git_revision:' '$R/metadata.txt' && grep -q '^openblas_config:' '$R/metadata.txt' && grep -q '^host:' '$R/metadata.txt' && grep -q '^date:' '$R/metadata.txt' && grep -q 'global_magnitude' '$R/metadata.txt'"
+    "grep -q '^prunebench_version:' '$R/metadata.txt' && grep -q '^git_revision:' '$R/metadata.txt' && grep -q '^openblas_config:' '$R/metadata.txt' && grep -Eq '^openblas_kernels: [A-Za-z]' '$R/metadata.txt' && grep -q '^cpu: ' '$R/metadata.txt' && grep -q '^host:' '$R/metadata.txt' && grep -q '^date:' '$R/metadata.txt' && grep -q 'global_magnitude' '$R/metadata.txt'"
 # column 23 is dense_cache_hit; the dense model is trained once, by one cell
 check "the dense model is trained once and reused by the other methods" sh -c \
     "test \$(ls '$R'/dense/*.pb | wc -l) -eq 1 && test \$(grep -l 'dense model from cache' '$R'/cells/*.log | wc -l) -eq 4 && test \$(awk -F, 'NR > 1 && \$23 == 1' '$R/cells.csv' | wc -l) -eq 4"
