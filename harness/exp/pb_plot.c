@@ -242,10 +242,9 @@ static FILE *open_gp(const chart *ch, const char *name, const char *title, const
     FILE *f = fopen(path, "w");
     if (!f)
         return NULL;
-    char *abs = realpath(ch->dir, NULL);
+    /* no absolute path: the scripts travel with the results they draw */
     fprintf(f, "# Written by prunebench %s from the results CSV files; edit and rerun with\n"
-               "#   cd %s && gnuplot %s.gp\n", PACKAGE_VERSION, abs ? abs : ch->dir, name);
-    free(abs);
+               "#   gnuplot %s.gp\n# in this directory (the plots directory of the results).\n", PACKAGE_VERSION, name);
     fprintf(f, "set terminal pngcairo size 960,600 font ',10' noenhanced\nset output '%s.png'\n", name);
     char full[1024];
     snprintf(full, sizeof full, "%s%s%s", ch->ctx ? ch->ctx : "", ch->ctx ? ": " : "", title);
