@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..31
+echo 1..32
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -108,11 +108,11 @@ check "dense models of one network at several widths are one series, by nonzero 
 # target line.
 Q=$tmp/q
 mkdir -p "$Q"
-{ echo 'cell,label,model,dataset,method,sparsity,seed,status,test_acc,compression,nonzero,params,flops_eff,target'
-  echo 'd1,dense,net,syn,dense,0,1,ok,0.9,1,1000,1000,2000,0.75'
-  echo 'd2,dense,net,syn,dense,0,2,ok,0.8,1,1000,1000,2000,0.75'
-  echo 'm1,magnitude,net,syn,magnitude,0.9,1,ok,0.6,10,100,1000,200,0.75'
-  echo 'm2,magnitude,net,syn,magnitude,0.9,2,ok,0.7,10,100,1000,200,0.75'
+{ echo 'cell,label,model,dataset,method,sparsity,seed,status,test_acc,compression,nonzero,params,flops_eff,target,speedup'
+  echo 'd1,dense,net,syn,dense,0,1,ok,0.9,1,1000,1000,2000,0.75,1'
+  echo 'd2,dense,net,syn,dense,0,2,ok,0.8,1,1000,1000,2000,0.75,1'
+  echo 'm1,magnitude,net,syn,magnitude,0.9,1,ok,0.6,10,100,1000,200,0.75,7'
+  echo 'm2,magnitude,net,syn,magnitude,0.9,2,ok,0.7,10,100,1000,200,0.75,7'
 } > "$Q/cells.csv"
 { echo 'cell,phase,step,wall_s,test_acc'
   for c in m1 m2; do for e in 1 2 3; do echo "$c,finetune,$e,$e,0.$((5 + e))"; done; done
@@ -120,6 +120,10 @@ mkdir -p "$Q"
 "$PB" plot "$Q" >/dev/null 2>&1
 check "the dense baseline is a band (mean ± std over seeds), not a point" sh -c \
     "grep -q '^# baseline band: dense' '$Q/plots/accuracy_vs_compression.dat' && ! grep -q '^# dense' '$Q/plots/accuracy_vs_compression.dat' && awk '/^# baseline band/ { b = 1; next } b && NF { n++; ok += (\$4 == 0.85 && \$2 < 0.78 && \$2 > 0.77 && \$3 > 0.92 && \$3 < 0.93) } END { exit !(n == 2 && ok == 2) }' '$Q/plots/accuracy_vs_compression.dat' && grep -q 'filledcurves' '$Q/plots/accuracy_vs_compression.gp' && grep -q \"title 'dense: 0.8500 ± 0.0707 (2 seeds)'\" '$Q/plots/accuracy_vs_compression.gp'"
+echo accuracy_vs_compression > "$Q/plots.list"
+"$PB" plot "$Q" >/dev/null 2>&1
+check "asking for compression also charts the theoretical speedup" sh -c \
+    "grep -q '^7 0.650000 0.070711 2 0.9 ' '$Q/plots/accuracy_vs_speedup.dat' && grep -q 'theoretical speedup' '$Q/plots/accuracy_vs_speedup.gp'"
 check "chart titles name the experiment, the model and the data set" \
     grep -q "^set title 'q: net on syn: " "$Q/plots/accuracy_vs_compression.gp"
 check "the y range is fitted to the means ± std" sh -c \

@@ -19,7 +19,7 @@
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
                                      "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
                                      "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target",
-                                     "accuracy_at_time", "accuracy_vs_sparsity", NULL};
+                                     "accuracy_at_time", "accuracy_vs_sparsity", "accuracy_vs_speedup", NULL};
 
 #define MAXS 64      /* series per chart */
 #define MAXG 4096    /* groups (series x target sparsity) */
@@ -29,7 +29,7 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
-    int c_stored;
+    int c_stored, c_speedup;
     int multi;                 /* more than one (base model, dataset): series names carry them */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
@@ -126,6 +126,7 @@ static int prepare(results *r)
     r->c_flops = pb_csv_col(t, "flops_eff");
     r->c_params = pb_csv_col(t, "params");
     r->c_stored = pb_csv_col(t, "stored");
+    r->c_speedup = pb_csv_col(t, "speedup");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     size_t n = (size_t)(t->nrows ? t->nrows : 1);
@@ -994,6 +995,11 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
                                             "model: full-width parameters / its own)"
                                           : "compression ratio (parameters / nonzero parameters)", 2, 1);
     }
+    /* compression and theoretical speedup go together (Blalock et al. 2020):
+     * a script asking for one gets both */
+    if (wanted(list, nlist, "accuracy_vs_speedup") || wanted(list, nlist, "accuracy_vs_compression"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_speedup", r.c_speedup,
+                             "theoretical speedup (dense FLOPs / effective FLOPs per example)", 2, 0);
     if (wanted(list, nlist, "accuracy_vs_params"))
         bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10, 0);
     if (wanted(list, nlist, "accuracy_vs_flops"))
