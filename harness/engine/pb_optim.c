@@ -166,5 +166,5 @@ void pb_optim_step(pb_optim *o, pb_model *m, double lr)
                 mask_mul(p->opt2, p->mask, p->n);
         }
     }
-    pb_model_arrays_changed(m); /* weights generated from a shared array follow it */
+    pb_model_values_changed(m); /* generated weights and sparse formats follow */
 }
