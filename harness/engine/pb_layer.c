@@ -216,10 +216,13 @@ static void dense_forward(pb_layer *l, const layer_call *c)
 
 static void dense_backward(pb_layer *l, const layer_call *c)
 {
-    if (pb_sparse_active(l, c->B) && !l->sp->full_grad)
+    if (pb_sparse_active(l, c->B) && !l->sp->full_grad) {
         pb_kern_sparse_backward(l, c->x, c->dx, c->B, c->write);
-    else
-        pb_kern_dense_backward(l, c->x, c->dx, c->B, c->write);
+        return;
+    }
+    pb_kern_dense_backward(l, c->x, c->dx, c->B, c->write);
+    if (l->sp)
+        l->sp->g_dirty = 1; /* pruned weights got gradients too */
 }
 
 static void conv_forward(pb_layer *l, const layer_call *c) { pb_kern_conv_forward(l, c->x, c->B); }

@@ -574,7 +574,7 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
 void pb_model_zero_grad(pb_model *m)
 {
     for (int i = 0; i < m->nparams; i++)
-        memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
+        pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
 }
 
 /* The layer whose backward alone writes layer i's output gradient: the only

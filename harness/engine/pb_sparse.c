@@ -97,6 +97,7 @@ void pb_sparse_free(pb_sparse *s)
     free(s->rowptr);
     free(s->col);
     free(s->off);
+    free(s->pos);
     pb_free(s->val);
     pb_free(s->xt);
     pb_free(s->yt);
@@ -120,7 +121,7 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
     for (size_t j = 0; j < w->n; j++)
         s->nnz += mask[j] != 0.0f;
     if (fmt == PB_WFMT_CSR) {
-        if (cols > 65535)
+        if (cols > 65535 || (size_t)rows * cols >= UINT32_MAX)
             return pb_err(err, errlen, PB_EUSAGE, "%s: %d inputs, more than csr's 16-bit columns hold",
                           w->name, cols);
         s->slots = s->nnz;
@@ -137,7 +138,7 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
         }
         s->rowptr[rows] = (int32_t)k;
     } else if (fmt == PB_WFMT_NM) {
-        if (n < 1 || m < n || m > 64)
+        if (n < 1 || m < n || m > 64 || (size_t)rows * cols >= UINT32_MAX)
             return pb_err(err, errlen, PB_EUSAGE, "%s: bad n:m %d:%d", w->name, n, m);
         s->nm_n = n;
         s->nm_m = m;
@@ -169,6 +170,22 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
         return pb_err(err, errlen, PB_EUSAGE, "%s: format %d is not a sparse one", w->name, (int)fmt);
     }
     s->val = pb_alloc((s->slots ? s->slots : 1) * sizeof(float));
+    s->pos = malloc((s->slots ? s->slots : 1) * sizeof *s->pos);
+    if (!s->pos)
+        goto nomem;
+    if (fmt == PB_WFMT_CSR) {
+        for (int r = 0; r < rows; r++)
+            for (int32_t k = s->rowptr[r]; k < s->rowptr[r + 1]; k++)
+                s->pos[k] = (uint32_t)((size_t)r * cols + s->col[k]);
+    } else {
+        size_t k = 0;
+        for (int r = 0; r < rows; r++)
+            for (int g = 0; g < s->groups; g++)
+                for (int t = 0; t < n; t++, k++)
+                    s->pos[k] = s->off[k] & 0x80 ? UINT32_MAX
+                                                 : (uint32_t)((size_t)r * cols + (size_t)g * m + s->off[k]);
+    }
+    s->g_dirty = 1;
     const size_t bp = bp_of(max_batch);
     s->xt = pb_alloc((size_t)cols * bp * sizeof(float));
     s->yt = pb_alloc((size_t)rows * bp * sizeof(float));
@@ -292,6 +309,34 @@ void pb_sparse_sync(pb_model *m)
     }
     m->sp_mode = (int)mode + 1;
     m->sp_stale = m->sp_vals_stale = 0;
+}
+
+int pb_sparse_kept(const pb_model *m, const pb_param *p, const uint32_t **pos, size_t *n)
+{
+    if (m->sp_stale || p->layer < 0 || p->layer >= m->nlayers)
+        return 0;
+    const pb_layer *l = &m->layers[p->layer];
+    if (l->kind != PB_DENSE || l->w != p || !l->sp)
+        return 0;
+    *pos = l->sp->pos;
+    *n = l->sp->slots;
+    return 1;
+}
+
+void pb_sparse_zero_grad(const pb_model *m, pb_param *p)
+{
+    const uint32_t *pos;
+    size_t n;
+    if (pb_sparse_kept(m, p, &pos, &n) && !m->layers[p->layer].sp->g_dirty) {
+        float *g = p->g;
+        for (size_t k = 0; k < n; k++)
+            if (pos[k] != UINT32_MAX)
+                g[pos[k]] = 0.0f;
+        return;
+    }
+    memset(p->g, 0, p->n * sizeof(float));
+    if (pb_sparse_kept(m, p, &pos, &n))
+        m->layers[p->layer].sp->g_dirty = 0;
 }
 
 int pb_sparse_active(const pb_layer *l, int B)

@@ -73,6 +73,9 @@ typedef struct pb_sparse {
     uint16_t *col;       /* csr: [nnz] */
     uint8_t *off;        /* nm: [slots] offset in the group; bit 7 marks padding */
     float *val;          /* [slots] */
+    uint32_t *pos;       /* [slots] the weight's index in the dense array; UINT32_MAX: padding */
+    int g_dirty;         /* the dense gradient may be nonzero where pruned (a dense backward ran) */
+    int opt_clean;       /* the optimizer moments are zero where pruned (a dense step ran) */
     int forced;          /* the mode forces this format: used at every batch size */
     int full_grad;       /* the model wants dense weight gradients (pb_model.h's dense_grads) */
     /* workspace for batches up to max_batch, padded to bp floats a row */
@@ -119,6 +122,15 @@ void pb_sparse_to_dense(const pb_sparse *s, float *w);
 void pb_sparse_sync(pb_model *m);
 /* Frees a layer's format. */
 void pb_sparse_drop(pb_layer *l);
+
+/* For an optimizer step or zero_grad on parameter p of model m: when p is
+ * the weight of a layer whose format is current, fills *pos and *n with the
+ * dense indices of its kept weights (padding is UINT32_MAX) and returns 1;
+ * else 0 (then every element must be visited). */
+int pb_sparse_kept(const pb_model *m, const pb_param *p, const uint32_t **pos, size_t *n);
+/* Zeroes p's gradient: only at the kept weights where the rest is known to
+ * be zero, else whole. */
+void pb_sparse_zero_grad(const pb_model *m, pb_param *p);
 
 /* Whether layer l runs sparse for a batch of B examples. */
 int pb_sparse_active(const pb_layer *l, int B);
