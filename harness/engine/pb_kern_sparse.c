@@ -53,37 +53,70 @@ static inline int is_pad(const pb_sparse *s, size_t k) { return s->fmt == PB_WFM
 
 /* ------------------------------------------------------------ transposes */
 
-/* a [n x m] (row stride lda) -> t [m x ld] columns 0..n-1, zeros in n..npad-1 */
+/* 16 x 16 transposes in registers: at block size b = 8, 4, 2, 1 the rows i
+ * (bit b clear) and i + b swap their off-diagonal b x b blocks. */
+#define LANES(M, b) M(b, 0), M(b, 1), M(b, 2), M(b, 3), M(b, 4), M(b, 5), M(b, 6), M(b, 7), \
+                    M(b, 8), M(b, 9), M(b, 10), M(b, 11), M(b, 12), M(b, 13), M(b, 14), M(b, 15)
+#define LO_(b, l) (((l) & (b)) ? 16 + (l) - (b) : (l))
+#define HI_(b, l) (((l) & (b)) ? 16 + (l) : (l) + (b))
+#define STAGE(r, b)                                                        \
+    for (int i = 0; i < 16; i++)                                           \
+        if (!(i & (b))) {                                                  \
+            const vf a_ = r[i], c_ = r[i + (b)];                           \
+            r[i] = __builtin_shufflevector(a_, c_, LANES(LO_, b));         \
+            r[i + (b)] = __builtin_shufflevector(a_, c_, LANES(HI_, b));   \
+        }
+
+static inline void transpose16(vf *r)
+{
+    STAGE(r, 8)
+    STAGE(r, 4)
+    STAGE(r, 2)
+    STAGE(r, 1)
+}
+
+/* a [n x m] (row stride lda) -> t [m x ld] columns 0..n-1, zeros in n..npad-1
+ * (ld and npad multiples of 16, t aligned) */
 CLONES static void transpose_pad(const float *restrict a, int n, int m, size_t lda, float *restrict t,
                                  size_t ld, int npad)
 {
-    for (int c0 = 0; c0 < m; c0 += 32) {
-        const int c1 = c0 + 32 < m ? c0 + 32 : m;
-        for (int i = 0; i < n; i++) {
-            const float *restrict ar = a + (size_t)i * lda;
-            for (int c = c0; c < c1; c++)
-                t[(size_t)c * ld + i] = ar[c];
+    const int m16 = m / 16 * 16;
+    for (int i0 = 0; i0 < npad; i0 += 16) {
+        for (int c0 = 0; c0 < m16; c0 += 16) {
+            vf r[16];
+            for (int q = 0; q < 16; q++)
+                r[q] = i0 + q < n ? (vf) * (const vf_unaligned *)(a + (size_t)(i0 + q) * lda + c0) : (vf){0};
+            transpose16(r);
+            for (int q = 0; q < 16; q++)
+                *(vf *)(t + (size_t)(c0 + q) * ld + i0) = r[q];
         }
+        for (int c = m16; c < m; c++)
+            for (int q = 0; q < 16; q++)
+                t[(size_t)c * ld + i0 + q] = i0 + q < n ? a[(size_t)(i0 + q) * lda + c] : 0.0f;
     }
-    if (npad > n)
-        for (int c = 0; c < m; c++)
-            memset(t + (size_t)c * ld + n, 0, (size_t)(npad - n) * sizeof(float));
 }
 
 /* t [m x ld] columns 0..n-1 -> a [n x m], written or added to */
 CLONES static void transpose_back(const float *restrict t, int n, int m, size_t ld, float *restrict a,
                                   int add)
 {
-    for (int c0 = 0; c0 < m; c0 += 32) {
-        const int c1 = c0 + 32 < m ? c0 + 32 : m;
-        for (int i = 0; i < n; i++) {
-            float *restrict ar = a + (size_t)i * m;
-            if (add)
-                for (int c = c0; c < c1; c++)
-                    ar[c] += t[(size_t)c * ld + i];
-            else
-                for (int c = c0; c < c1; c++)
-                    ar[c] = t[(size_t)c * ld + i];
+    const int m16 = m / 16 * 16;
+    for (int i0 = 0; i0 < n; i0 += 16) {
+        const int rows = n - i0 < 16 ? n - i0 : 16;
+        for (int c0 = 0; c0 < m16; c0 += 16) {
+            vf r[16];
+            for (int q = 0; q < 16; q++)
+                r[q] = *(const vf *)(t + (size_t)(c0 + q) * ld + i0);
+            transpose16(r);
+            for (int q = 0; q < rows; q++) {
+                vf_unaligned *o = (vf_unaligned *)(a + (size_t)(i0 + q) * m + c0);
+                *o = add ? *o + r[q] : r[q];
+            }
+        }
+        for (int q = 0; q < rows; q++) {
+            float *restrict ar = a + (size_t)(i0 + q) * m;
+            for (int c = m16; c < m; c++)
+                ar[c] = add ? ar[c] + t[(size_t)c * ld + i0 + q] : t[(size_t)c * ld + i0 + q];
         }
     }
 }
