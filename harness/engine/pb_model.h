@@ -52,6 +52,7 @@ struct pb_model {
      * weight gradients of pruned weights too (the scores of SNIP, GraSP). */
     int sp_stale, sp_vals_stale, sp_mode;
     int dense_grads;
+    int kernels;              /* 0: the process's kernel mode (pb_sparse_get_mode); else a pb_sparse_mode + 1 */
 };
 
 /* ---- building ---- */

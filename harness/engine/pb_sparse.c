@@ -291,7 +291,7 @@ static void rebuild(pb_model *m, pb_layer *l, pb_sparse_mode mode)
 
 void pb_sparse_sync(pb_model *m)
 {
-    const pb_sparse_mode mode = pb_sparse_get_mode();
+    const pb_sparse_mode mode = m->kernels > 0 ? (pb_sparse_mode)(m->kernels - 1) : pb_sparse_get_mode();
     const int all = m->sp_stale || m->sp_mode != (int)mode + 1;
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].sp)
