@@ -8,8 +8,9 @@
  * Every dense layer gets a uniformly random mask keeping round(D * n) of its
  * n weights (seeded); convolutions stay dense. Each round times N forwards
  * of each layer alone, dense kernel then sparse kernel, then N forwards of
- * the whole model in dense mode then in the sparse mode; the lines give the
- * median over R rounds of the microseconds per forward:
+ * the whole model in dense mode then in the sparse mode, each forward timed
+ * on its own; the lines give the median microseconds of those single
+ * forwards over all rounds:
  *   layer NAME ROWS COLS DENSITY BATCH FORMAT DENSE_US SPARSE_US
  *   model NAME DENSITY BATCH DENSE_US SPARSE_US */
 #include <math.h>
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (reps < 1)
-        reps = B == 1 ? 2000 : 50;
+        reps = B == 1 ? 1000 : 30;
     pb_par_set_threads(1);
     pb_model m;
     const int conv = !strcmp(model, "lenet5");
@@ -115,8 +116,16 @@ int main(int argc, char **argv)
     /* each dense layer's input: the model's activations from one forward */
     pb_sparse_set_mode(smode);
     pb_model_forward(&m, x, B, 0);
-    static double ld[PB_MAX_LAYERS][MAX_ROUNDS], ls[PB_MAX_LAYERS][MAX_ROUNDS];
-    double md[MAX_ROUNDS], ms[MAX_ROUNDS];
+    /* every forward timed on its own: the median of single forwards leaves
+     * out the ones during which the process was descheduled */
+    const size_t ns = (size_t)rounds * reps;
+    double *ld[PB_MAX_LAYERS] = {0}, *ls[PB_MAX_LAYERS] = {0};
+    double *md = malloc(ns * sizeof *md), *ms = malloc(ns * sizeof *ms);
+    for (int i = 0; i < m.nlayers; i++)
+        if (m.layers[i].kind == PB_DENSE) {
+            ld[i] = malloc(ns * sizeof(double));
+            ls[i] = malloc(ns * sizeof(double));
+        }
     for (int rd = 0; rd < rounds; rd++) {
         pb_sparse_set_mode(smode);
         pb_model_forward(&m, x, B, 0);
@@ -125,39 +134,41 @@ int main(int argc, char **argv)
             if (l->kind != PB_DENSE || !l->sp)
                 continue;
             const float *in = l->in < 0 ? x : m.layers[l->in].out;
-            double t0 = pb_now();
-            for (int k = 0; k < reps; k++)
+            for (int k = 0; k < reps; k++) {
+                const double t0 = pb_now();
                 pb_kern_dense_forward(l, in, B);
-            double t1 = pb_now();
-            for (int k = 0; k < reps; k++)
+                ld[i][(size_t)rd * reps + k] = pb_now() - t0;
+            }
+            for (int k = 0; k < reps; k++) {
+                const double t0 = pb_now();
                 pb_kern_sparse_forward(l, in, B, 0);
-            double t2 = pb_now();
-            ld[i][rd] = (t1 - t0) / reps * 1e6;
-            ls[i][rd] = (t2 - t1) / reps * 1e6;
+                ls[i][(size_t)rd * reps + k] = pb_now() - t0;
+            }
         }
-        pb_sparse_set_mode(PB_KERNELS_DENSE);
-        pb_model_forward(&m, x, B, 0);
-        double t0 = pb_now();
-        for (int k = 0; k < reps; k++)
+        for (int side = 0; side < 2; side++) {
+            pb_sparse_set_mode(side ? smode : PB_KERNELS_DENSE);
             pb_model_forward(&m, x, B, 0);
-        double t1 = pb_now();
-        pb_sparse_set_mode(smode);
-        pb_model_forward(&m, x, B, 0);
-        double t2 = pb_now();
-        for (int k = 0; k < reps; k++)
-            pb_model_forward(&m, x, B, 0);
-        double t3 = pb_now();
-        md[rd] = (t1 - t0) / reps * 1e6;
-        ms[rd] = (t3 - t2) / reps * 1e6;
+            for (int k = 0; k < reps; k++) {
+                const double t0 = pb_now();
+                pb_model_forward(&m, x, B, 0);
+                (side ? ms : md)[(size_t)rd * reps + k] = pb_now() - t0;
+            }
+        }
     }
     for (int i = 0; i < m.nlayers; i++) {
         pb_layer *l = &m.layers[i];
         if (l->kind != PB_DENSE || !l->sp)
             continue;
         printf("layer %s %d %d %.4f %d %s %.3f %.3f\n", l->name, l->oc, (int)pb_layer_isize(l), density, B,
-               pb_wfmt_names[l->sp->fmt], median(ld[i], rounds), median(ls[i], rounds));
+               pb_wfmt_names[l->sp->fmt], median(ld[i], (int)ns) * 1e6, median(ls[i], (int)ns) * 1e6);
     }
-    printf("model %s %.4f %d %.3f %.3f\n", model, density, B, median(md, rounds), median(ms, rounds));
+    printf("model %s %.4f %d %.3f %.3f\n", model, density, B, median(md, (int)ns) * 1e6, median(ms, (int)ns) * 1e6);
+    for (int i = 0; i < m.nlayers; i++) {
+        free(ld[i]);
+        free(ls[i]);
+    }
+    free(md);
+    free(ms);
     pb_free(x);
     pb_model_free(&m);
     return 0;

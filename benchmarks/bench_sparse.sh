@@ -8,8 +8,8 @@
 # dense: the sparse formats cover dense layers only) and batches of 1 and
 # 128, it runs benchmarks/bench_sparse (the engine, both kernels in every
 # round, one thread) and benchmarks/sparse_peer.py (torch.sparse, one
-# thread) alternately RUNS times, each run quoting the median of ROUNDS
-# rounds, and prints the median over runs of each, with the ratios:
+# thread) alternately RUNS times, each run quoting the median of the single
+# forwards of ROUNDS rounds, and prints the median over runs, with the ratios:
 #   speedup  = dense engine / sparse engine
 #   vs_torch = torch.sparse / sparse engine (above 1: the engine is faster)
 # The torch side multiplies by the weights with the input already
@@ -48,7 +48,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); one thread on every side"
-echo "medians of $RUNS alternated runs (each the median of $ROUNDS rounds), microseconds per forward"
+echo "medians of $RUNS alternated runs (each the median single forward of $ROUNDS rounds), microseconds per forward"
 # all raw lines: "engine|torch RUN line..."
 : >"$tmp/raw"
 for model in $MODELS; do

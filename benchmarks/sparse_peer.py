@@ -8,7 +8,7 @@ batch of BATCH examples. Each layer is y^T = W x^T + b with W a
 torch.sparse_csr_tensor and x^T a dense (cols x BATCH) tensor, so no
 transposes are timed on this side; "model" chains the layers with bias and
 ReLU the same way. One thread (bench_sparse runs the engine on one), no
-autograd. Prints, with medians over ROUNDS rounds of REPS products:
+autograd. Prints the medians of the single products of ROUNDS rounds of REPS:
   layer NAME ROWS COLS DENSITY BATCH TORCH_US
   model NAME DENSITY BATCH TORCH_US
 
@@ -56,22 +56,26 @@ def main():
     for _, _, _, w, b in layers:
         inputs.append(h)
         h = torch.relu(torch.addmm(b, w, h))
+    # every product timed on its own; medians of the single ones (as
+    # bench_sparse does) leave out those during which the process was
+    # descheduled on a shared machine
     times = {name: [] for name, *_ in layers}
     times["model"] = []
+    clock = time.perf_counter
     for _ in range(a.rounds):
         for (name, _, _, w, b), xi in zip(layers, inputs):
-            t0 = time.perf_counter()
             for _ in range(reps):
+                t0 = clock()
                 torch.addmm(b, w, xi)
-            times[name].append((time.perf_counter() - t0) / reps * 1e6)
-        t0 = time.perf_counter()
+                times[name].append((clock() - t0) * 1e6)
         for _ in range(reps):
+            t0 = clock()
             h = x
             for i, (_, _, _, w, b) in enumerate(layers):
                 h = torch.addmm(b, w, h)
                 if i + 1 < len(layers):
                     h = torch.relu(h)
-        times["model"].append((time.perf_counter() - t0) / reps * 1e6)
+            times["model"].append((clock() - t0) * 1e6)
     for name, rows, cols, _, _ in layers:
         print(f"layer {name} {rows} {cols} {a.density:.4f} {a.batch} {statistics.median(times[name]):.3f}")
     print(f"model {a.model} {a.density:.4f} {a.batch} {statistics.median(times['model']):.3f}")
