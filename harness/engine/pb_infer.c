@@ -44,13 +44,13 @@ static void paired(pb_model *a, pb_model *b, const float *x, int B, long reps, d
 /* The median single forward of each: on a machine shared with other work,
  * a block's mean counts the time the process was descheduled, a median of
  * single forwards does not. */
-int pb_infer_measure(const pb_model *m, const pb_dataset *d, double min_s, pb_infer_rec *out, char *err,
-                     size_t errlen)
+int pb_infer_measure(const pb_model *m, const pb_model *ref, const pb_dataset *d, double min_s, pb_infer_rec *out,
+                     char *err, size_t errlen)
 {
     if (d->n < 1)
         return pb_err(err, errlen, PB_EUSAGE, "inference timing needs examples (data set %s is empty)", d->name);
     pb_model dense, exec;
-    int rc = pb_model_clone(m, &dense, BIG, err, errlen);
+    int rc = pb_model_clone(ref ? ref : m, &dense, BIG, err, errlen);
     if (rc != PB_OK)
         return rc;
     if ((rc = pb_model_clone(m, &exec, BIG, err, errlen)) != PB_OK) {

@@ -12,11 +12,12 @@ typedef struct pb_infer_rec {
 } pb_infer_rec;
 
 /* Times evaluation forwards of two copies of m on examples of d (the first
- * 128, repeated if d has fewer), one on the dense kernels, one in m's kernel
- * mode (m->kernels, by default the process's), alternating blocks of
+ * 128, repeated if d has fewer), one on the dense kernels (a copy of ref
+ * instead when not NULL: the architecture before structured pruning made
+ * m's layers narrower), one in m's kernel mode (m->kernels, by default the process's), alternating blocks of
  * forwards of the two, at least min_s seconds each: at batch 1 and 128, 5
  * rounds, the median of the single forwards of every round. */
-int pb_infer_measure(const pb_model *m, const pb_dataset *d, double min_s, pb_infer_rec *out, char *err,
-                     size_t errlen);
+int pb_infer_measure(const pb_model *m, const pb_model *ref, const pb_dataset *d, double min_s, pb_infer_rec *out,
+                     char *err, size_t errlen);
 
 #endif
