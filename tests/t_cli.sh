@@ -13,7 +13,7 @@ status_is() { # status_is CODE COMMAND...
     want=$1; shift
     "$@" >"$tmp/out" 2>"$tmp/err"; test $? -eq "$want"
 }
-echo 1..12
+echo 1..13
 check "prunebench --help exits 0 and lists train" sh -c "'$PB' --help | grep -q train"
 check "train --help lists --model" sh -c "'$PB' train --help | grep -q -- --model"
 check "no command is a usage error (exit 2)" status_is 2 "$PB"
@@ -30,4 +30,6 @@ check "corrupt checkpoint refused (exit 1, names the file)" sh -c \
 check "missing data directory names the path" sh -c \
     "! '$PB' train --model lenet300 --dataset mnist --data-dir '$tmp/nodata' 2>'$tmp/e' && grep -q nodata '$tmp/e'"
 check "eval without --load is a usage error" status_is 2 "$PB" eval
+check "a bad PB_KERNELS is refused with exit 2, naming the valid modes" sh -c \
+    "PB_KERNELS=fast '$PB' train --help 2>'$tmp/e' >/dev/null; test \$? -eq 2 && grep -q 'PB_KERNELS.*valid: auto, dense, sparse, csr' '$tmp/e'"
 exit $failed
