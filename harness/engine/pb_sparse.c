@@ -45,14 +45,15 @@ void pb_sparse_set_mode(pb_sparse_mode mode) { mode_now = (int)mode; }
 
 /* Densities below which the sparse kernels beat the dense ones, measured by
  * benchmarks/bench_sparse.sh on LeNet-300-100's and LeNet-5's dense layers
- * (the crossing of the dense and sparse times, rounded down): the gathered
- * kernels of small batches win up to about half density, the batched ones,
- * against an SGEMM that uses the vector units fully, up to a fifth. */
+ * (one thread, AVX-512): at batch 1 the gathered kernels matched the dense
+ * ones at about 10 % density (fc1 1.11x faster at 10 %, 0.63x at 20 %); in
+ * batches of 128 the batched ones at about 40 % (fc1 2.2x at 20 %, 0.86x at
+ * 50 %). Each is the crossing rounded down. */
 double pb_sparse_threshold(pb_wfmt fmt, int B)
 {
     if (fmt == PB_WFMT_DENSE)
         return 0.0;
-    return B < PB_SPARSE_GATHER_B ? 0.45 : 0.2;
+    return B < PB_SPARSE_GATHER_B ? 0.1 : 0.35;
 }
 
 static double max_threshold(pb_wfmt fmt)
