@@ -90,17 +90,9 @@ CLONES static void transpose_pad(const float *restrict a, int n, int m, size_t l
             for (int q = 0; q < 16; q++)
                 *(vf *)(t + (size_t)(c0 + q) * ld + i0) = r[q];
         }
-        if (m16 < m) { /* the last columns through a zero-padded block */
-            float blk[16][16] __attribute__((aligned(64))) = {{0}};
-            for (int q = 0; q < 16 && i0 + q < n; q++)
-                memcpy(blk[q], a + (size_t)(i0 + q) * lda + m16, (size_t)(m - m16) * sizeof(float));
-            vf r[16];
+        for (int c = m16; c < m; c++)
             for (int q = 0; q < 16; q++)
-                r[q] = *(const vf *)blk[q];
-            transpose16(r);
-            for (int q = 0; q < m - m16; q++)
-                *(vf *)(t + (size_t)(m16 + q) * ld + i0) = r[q];
-        }
+                t[(size_t)c * ld + i0 + q] = i0 + q < n ? a[(size_t)(i0 + q) * lda + c] : 0.0f;
     }
 }
 
@@ -121,16 +113,10 @@ CLONES static void transpose_back(const float *restrict t, int n, int m, size_t 
                 *o = add ? *o + r[q] : r[q];
             }
         }
-        if (m16 < m) {
-            vf r[16];
-            for (int q = 0; q < 16; q++)
-                r[q] = m16 + q < m ? *(const vf *)(t + (size_t)(m16 + q) * ld + i0) : (vf){0};
-            transpose16(r);
-            for (int q = 0; q < rows; q++) {
-                float *restrict ar = a + (size_t)(i0 + q) * m + m16;
-                for (int c = 0; c < m - m16; c++)
-                    ar[c] = add ? ar[c] + r[q][c] : r[q][c];
-            }
+        for (int q = 0; q < rows; q++) {
+            float *restrict ar = a + (size_t)(i0 + q) * m;
+            for (int c = m16; c < m; c++)
+                ar[c] = add ? ar[c] + t[(size_t)c * ld + i0 + q] : t[(size_t)c * ld + i0 + q];
         }
     }
 }
