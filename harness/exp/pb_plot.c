@@ -19,7 +19,8 @@
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
                                      "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
                                      "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target",
-                                     "accuracy_at_time", "accuracy_vs_sparsity", "accuracy_vs_speedup", NULL};
+                                     "accuracy_at_time", "accuracy_vs_sparsity", "accuracy_vs_speedup",
+                                     "measured_speedup", NULL};
 
 #define MAXS 64      /* series per chart */
 #define MAXG 4096    /* groups (series x target sparsity) */
@@ -494,6 +495,101 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         gp_quote(f, title);
     }
     free(band);
+    fprintf(f, "\n");
+    fclose(d);
+    close_gp(f, name);
+    free(g);
+    draw(ch, name);
+    return 0;
+}
+
+/* ---- measured against theoretical speedup (sparse execution) ---- */
+
+/* Per series and target sparsity, the batch-1 inference speedup measured
+ * (dense kernels over the kernels the engine chose, measured_speedup)
+ * against the theoretical one (flops_dense / flops_eff, speedup), means over
+ * seeds with the measured one's std; the diagonal is where the measured
+ * speedup reaches the theoretical. */
+static int chart_speed(chart *ch, const results *r)
+{
+    const pb_csv_table *t = &r->cells;
+    const int cm = pb_csv_col(t, "measured_speedup"), ct = pb_csv_col(t, "speedup");
+    if (cm < 0 || ct < 0)
+        return 0;
+    group *g = calloc(MAXG, sizeof *g);
+    if (!g)
+        return -1;
+    int ng = 0;
+    for (int i = 0; i < t->nrows; i++) {
+        const int s = r->row_series[i];
+        const double x = pb_csv_getnum(t, i, ct), y = pb_csv_getnum(t, i, cm), sp = pb_csv_getnum(t, i, r->c_sparsity);
+        if (s < 0 || !isfinite(x) || !isfinite(y) || x <= 0 || y <= 0)
+            continue;
+        int k = 0;
+        while (k < ng && !(g[k].series == s && fabs(g[k].sp - sp) < 1e-12 &&
+                           !strcmp(pb_csv_get(t, g[k].row, r->c_model), pb_csv_get(t, i, r->c_model))))
+            k++;
+        if (k == ng) {
+            if (ng == MAXG)
+                continue;
+            g[ng++] = (group){.series = s, .sp = sp, .row = i};
+        }
+        g[k].n++;
+        g[k].sx += x;
+        g[k].sy += y;
+        g[k].syy += y * y;
+    }
+    if (ng == 0) {
+        free(g);
+        return 0;
+    }
+    for (int k = 0; k < ng; k++)
+        g[k].key = g[k].sx / g[k].n;
+    qsort(g, (size_t)ng, sizeof *g, cmp_group);
+    const char *name = "measured_speedup";
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
+    FILE *d = fopen(path, "w");
+    FILE *f = d ? open_gp(ch, name, "batch-1 inference: measured against theoretical speedup (mean ± std over seeds)",
+                          "theoretical speedup (dense FLOPs / effective FLOPs)",
+                          "measured speedup (dense kernels / kernels as executed)")
+                : NULL;
+    if (!d || !f) {
+        if (d)
+            fclose(d);
+        free(g);
+        return -1;
+    }
+    double hi = 1;
+    for (int k = 0; k < ng; k++) {
+        const double m = g[k].sy / g[k].n, x = g[k].sx / g[k].n;
+        hi = fmax(hi, fmax(m, x));
+    }
+    fprintf(f, "set logscale xy 2\nset xrange [0.8:%g]\nset yrange [0.4:%g]\n", hi * 1.3, hi * 1.3);
+    fprintf(d, "# theoretical speedup mean, measured speedup mean, its std, seeds, target sparsity, model; "
+               "one block per series\n");
+    fprintf(f, "plot x with lines lc rgb '#999999' dt 2 title 'measured = theoretical'");
+    int block = -1, prev = -1;
+    for (int k = 0; k < ng; k++) {
+        if (g[k].series != prev) {
+            if (block >= 0)
+                fprintf(d, "\n\n");
+            block++;
+            prev = g[k].series;
+            fprintf(d, "# ");
+            dat_text(d, r->series[prev]);
+            fprintf(d, "\n");
+            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorpoints pointsize 1", name, block);
+            style(f, prev);
+            fprintf(f, " title ");
+            gp_quote(f, r->series[prev]);
+        }
+        const double m = g[k].sy / g[k].n;
+        const double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
+        fprintf(d, "%.8g %.6g %.6g %d %g ", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp);
+        dat_text(d, pb_csv_get(t, g[k].row, r->c_model));
+        fputc('\n', d);
+    }
     fprintf(f, "\n");
     fclose(d);
     close_gp(f, name);
@@ -1016,6 +1112,8 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
         bad |= chart_curves(&ch, &r, 0);
     if (wanted(list, nlist, "layer_sparsity"))
         bad |= chart_layers(&ch, &r);
+    if (wanted(list, nlist, "measured_speedup"))
+        bad |= chart_speed(&ch, &r);
     /* the data axis: time-to-accuracy (pb_plot_data) */
     bad |= pb_plot_data_charts(dir, plots, list, nlist, &ch.drawn, &ch.gnuplot_missing) != 0;
     if (bad)

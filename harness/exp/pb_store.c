@@ -379,6 +379,14 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
         pb_csv_empty(r);
         pb_csv_empty(r);
     }
+    if (res && res->infer_us_b1 > 0) {
+        pb_csv_num(r, res->infer_us_b1);
+        pb_csv_num(r, res->infer_ips_b128);
+        pb_csv_num(r, res->infer_us_b1_dense / res->infer_us_b1); /* batch-1 latency, dense over executed */
+    } else {
+        for (int i = 0; i < 3; i++)
+            pb_csv_empty(r);
+    }
     return pb_csv_end(r);
 }
 
