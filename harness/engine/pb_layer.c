@@ -12,6 +12,7 @@
 
 #include "pb_kern.h"
 #include "pb_kern_lm.h"
+#include "pb_sparse.h"
 
 const char *const pb_layer_kind_names[PB_LAYER_KINDS] = {
     [PB_DENSE] = "dense",
@@ -281,11 +282,23 @@ typedef struct layer_call {
 
 static size_t out_n(const pb_layer *l, const layer_call *c) { return (size_t)c->B * pb_layer_osize(l); }
 
-static void dense_forward(pb_layer *l, const layer_call *c) { pb_kern_dense_forward(l, c->x, c->B); }
+static void dense_forward(pb_layer *l, const layer_call *c)
+{
+    if (pb_sparse_active(l, c->B))
+        pb_kern_sparse_forward(l, c->x, c->B, c->train);
+    else
+        pb_kern_dense_forward(l, c->x, c->B);
+}
 
 static void dense_backward(pb_layer *l, const layer_call *c)
 {
+    if (pb_sparse_active(l, c->B) && !l->sp->full_grad) {
+        pb_kern_sparse_backward(l, c->x, c->dx, c->B, c->write);
+        return;
+    }
     pb_kern_dense_backward(l, c->x, c->dx, c->B, c->write);
+    if (l->sp)
+        l->sp->g_dirty = 1; /* pruned weights got gradients too */
 }
 
 static void conv_forward(pb_layer *l, const layer_call *c) { pb_kern_conv_forward(l, c->x, c->B); }
@@ -506,6 +519,7 @@ void pb_layer_free(pb_layer *l)
         pb_free(l->dout);
     }
     l->in_place = 0;
+    pb_sparse_drop(l);
     pb_free(l->ws);
     pb_free(l->idx);
     pb_free(l->stat);

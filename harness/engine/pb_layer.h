@@ -58,6 +58,8 @@ typedef enum pb_layer_kind {
 
 extern const char *const pb_layer_kind_names[PB_LAYER_KINDS]; /* "dense", "conv", ... */
 
+struct pb_sparse;
+
 typedef struct pb_layer {
     pb_layer_kind kind;
     char name[32];        /* "fc1", "conv2", "relu3" */
@@ -89,6 +91,10 @@ typedef struct pb_layer {
      * own forward and backward are skipped. */
     int relu_after;       /* CONV: apply the ReLU that follows (see above) */
     int in_place;         /* RELU: out and dout belong to the producer */
+
+    /* DENSE: the weights in a sparse format (pb_sparse.h), NULL while the
+     * layer runs dense; the model builds it, pb_layer_free frees it. */
+    struct pb_sparse *sp;
 } pb_layer;
 
 static inline size_t pb_layer_isize(const pb_layer *l) { return (size_t)l->ic * l->ih * l->iw; }

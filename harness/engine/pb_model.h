@@ -49,6 +49,14 @@ struct pb_model {
      * layer (LINEAR or TIEDOUT) gives one row of ncls logits per token, and
      * its data a target per token (pb_dataset.ny). Set by pb_model_finalize. */
     int ntok;
+    /* Sparse formats of the dense layers (pb_sparse.h): rebuilt from the
+     * masks before the next forward (sp_stale), or their values gathered
+     * again (sp_vals_stale); sp_mode is the kernel mode they were built
+     * under, plus one (0: never built). dense_grads: backward computes the
+     * weight gradients of pruned weights too (the scores of SNIP, GraSP). */
+    int sp_stale, sp_vals_stale, sp_mode;
+    int dense_grads;
+    int kernels;              /* 0: the process's kernel mode (pb_sparse_get_mode); else a pb_sparse_mode + 1 */
 };
 
 /* ---- building ---- */
@@ -143,6 +151,9 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen);
  * one generation however many evaluation batches follow. pb_model_generate
  * makes them now if stale. */
 void pb_model_arrays_changed(pb_model *m);
+/* The same for a write that changed values of parameters but no mask (an
+ * optimizer step): the sparse formats keep their structure. */
+void pb_model_values_changed(pb_model *m);
 void pb_model_generate(pb_model *m);
 /* Whether parameter i (index into m->params) is generated from a shared array. */
 int pb_model_is_generated(const pb_model *m, int i);

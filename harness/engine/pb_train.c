@@ -77,6 +77,7 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
     if (pb_batch_init(&b, d, batch, err, errlen) != PB_OK)
         return PB_ENOMEM;
     pb_model_zero_grad(m);
+    m->dense_grads = 1; /* scores need the gradients of pruned weights too */
     double tl = 0;
     for (int s = 0; s < n; s += batch) {
         int B = n - s < batch ? n - s : batch;
@@ -89,6 +90,7 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
             m->dlogits[j] *= sc;
         pb_model_backward(m, b.x, B, NULL, NULL);
     }
+    m->dense_grads = 0;
     pb_batch_free(&b);
     if (loss)
         *loss = tl / n;
@@ -323,6 +325,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     rc = PB_OK;
     if (cfg->early_stop && res->best_epoch && res->best_epoch < res->epochs_done) {
         best_walk(m, best, 0);
+        pb_model_arrays_changed(m);
         if (test && (rc = pb_evaluate(m, test, cfg->batch, &res->test_acc, &res->test_loss, err, errlen)) != PB_OK)
             goto out;
         if (cfg->log_epochs)

@@ -22,6 +22,8 @@ const char *const pb_csv_cells_cols[] = {
     "data", "data_label", "fraction", "data_args", "budget", "target",
     /* appended with the post-training methods */
     "pruned_acc", "pruned_loss",
+    /* appended with sparse execution: measured inference speed */
+    "infer_us_b1", "infer_ips_b128", "measured_speedup",
     /* appended with language models: perplexity exp(loss) and bits per byte
      * loss / ln 2 of a text data set's cells, empty for the others */
     "test_ppl", "test_bpb", "pruned_ppl", NULL};
