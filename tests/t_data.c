@@ -135,10 +135,10 @@ static void t_names(void)
     int n = 0;
     while (pb_dataset_names[n])
         n++;
-    ok(n == 4 && !strcmp(pb_dataset_names[0], "fashion-mnist") &&
+    ok(n == 5 && !strcmp(pb_dataset_names[0], "fashion-mnist") &&
            !strcmp(pb_dataset_names[1], "mnist") && !strcmp(pb_dataset_names[2], "cifar10") &&
-           !strcmp(pb_dataset_names[3], "synthetic"),
-       "pb_dataset_names lists the four data sets");
+           !strcmp(pb_dataset_names[3], "synthetic") && !strcmp(pb_dataset_names[4], "fortunes"),
+       "pb_dataset_names lists the five data sets");
     pb_dataset d;
     int rc = pb_data_load("imagenet", NULL, PB_SPLIT_TRAIN, &d, err, sizeof err);
     ok(rc == PB_EUSAGE && has(err, "imagenet") && has(err, "fashion-mnist") && has(err, "cifar10") &&

@@ -69,5 +69,5 @@ check "stored values and their compression are recorded" sh -c \
 check "metrics.csv: experiment, cell, name, value, from the plugin's metric()" sh -c \
     "head -1 '$R/metrics.csv' | grep -qx 'experiment,cell,name,value' && test \$(grep -c '^st,[0-9a-f]\\{16\\},\\(w_hash\\|ref_hash\\|delta_max\\),' '$R/metrics.csv') -eq 3"
 check "curves carry the stage's label and train_s" sh -c \
-    "grep -q ',task_b,' '$R/curves.csv' && head -1 '$R/curves.csv' | grep -q ',train_s,eval_s,probe_flops\$'"
+    "grep -q ',task_b,' '$R/curves.csv' && head -1 '$R/curves.csv' | grep -q ',train_s,eval_s,probe_flops,test_ppl\$'"
 exit $failed
