@@ -250,6 +250,19 @@ static void bar_style(FILE *f, int k)
         fprintf(f, " lc rgb '%s' fs pattern %d border -1", colours[k % 8], 1 + (k / 8 - 1) % 7);
 }
 
+/* A perplexity axis: log scale over [lo, hi] (clamped at 1) with six ticks
+ * spaced evenly in log, since a range narrower than a decade gets no default
+ * tick of gnuplot's. */
+static void log_ppl_axis(FILE *f, double lo, double hi)
+{
+    lo = (lo > 1 ? lo : 1) / 1.05;
+    hi = hi > lo ? hi * 1.05 : lo * 1.2;
+    fprintf(f, "set logscale y\nset yrange [%g:%g]\nset ytics (", lo, hi);
+    for (int k = 0; k < 6; k++)
+        fprintf(f, "%s%.3g", k ? ", " : "", lo * pow(hi / lo, (k + 0.5) / 6.0));
+    fprintf(f, ")\n");
+}
+
 static FILE *open_gp(const chart *ch, const char *name, const char *title, const char *xlabel,
                      const char *ylabel)
 {
@@ -460,7 +473,10 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
     }
     double yspan = ymax - ymin > 0.01 ? ymax - ymin : 0.01;
     if (r->lm) /* perplexity on a log axis */
-        fprintf(f, "set xrange [%g:%g]\nset logscale y\nset yrange [%g:%g]\n", xlo, xhi, (ymin > 1 ? ymin : 1) / 1.05, ymax * 1.05);
+    {
+        fprintf(f, "set xrange [%g:%g]\n", xlo, xhi);
+        log_ppl_axis(f, ymin, ymax);
+    }
     else
         fprintf(f, "set xrange [%g:%g]\nset yrange [%g:%g]\n", xlo, xhi, ymin - 0.05 * yspan, ymax + 0.05 * yspan);
     fprintf(d, "# x mean, %s mean, %s std, seeds, target sparsity, nonzero mean, model; "
@@ -782,7 +798,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         }
         double yspan = ymax - ymin > 0.01 ? ymax - ymin : 0.01;
         if (r->lm) /* perplexity on a log axis */
-            fprintf(f, "set logscale y\nset yrange [%g:%g]\n", (ymin > 1 ? ymin : 1) / 1.05, ymax * 1.05);
+            log_ppl_axis(f, ymin, ymax);
         else
             fprintf(f, "set yrange [%g:%g]\n", ymin - 0.05 * yspan, ymax + 0.05 * yspan);
         if (!by_time) {
