@@ -1,0 +1,21 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   gnuplot accuracy_vs_sparsity.gp
+# in this directory (the plots directory of the results).
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_sparsity.png'
+set title 'lm_domain_general: gpt on fortunes: test perplexity (lower is better) (mean ± std over seeds)'
+set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
+set ylabel 'test perplexity (lower is better)'
+set grid
+set key outside right top
+set logscale x 10
+set xrange [1.53846:4.33333]
+set logscale y
+set yrange [12.8011:19.1018]
+plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'wanda', \
+     'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'sparsegpt'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_sparsity.svg'
+replot
+unset output

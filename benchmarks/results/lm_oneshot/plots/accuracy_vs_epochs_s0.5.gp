@@ -1,0 +1,35 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   gnuplot accuracy_vs_epochs_s0.5.gp
+# in this directory (the plots directory of the results).
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_epochs_s0.5.png'
+set title 'lm_oneshot: gpt on fortunes: perplexity over epochs at s = 0.5 (mean, ± std band)'
+set xlabel 'epochs (pruning a trained model includes its pre-training)'
+set ylabel 'test perplexity (lower is better)'
+set grid
+set key outside right top
+set logscale y
+set yrange [12.6105:15.9837]
+set xrange [0:1]
+set xtics 1
+set mxtics 1
+set format x '%.0f'
+plot 'accuracy_vs_epochs_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
+     'accuracy_vs_epochs_s0.5.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
+     'accuracy_vs_epochs_s0.5.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'wanda', \
+     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'sparsegpt', \
+     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'magnitude_2:4', \
+     'accuracy_vs_epochs_s0.5.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'wanda_2:4', \
+     'accuracy_vs_epochs_s0.5.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'sparsegpt_2:4'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_epochs_s0.5.svg'
+replot
+unset output

@@ -1,0 +1,27 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   gnuplot accuracy_vs_sparsity.gp
+# in this directory (the plots directory of the results).
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_sparsity.png'
+set title 'lm_oneshot: gpt on fortunes: test perplexity (lower is better) (mean ± std over seeds)'
+set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
+set ylabel 'test perplexity (lower is better)'
+set grid
+set key outside right top
+set logscale x 10
+set xrange [1.53846:4.33333]
+set logscale y
+set yrange [12.6105:18.6555]
+plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
+     'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'wanda', \
+     'accuracy_vs_sparsity.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'sparsegpt', \
+     'accuracy_vs_sparsity.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 11 dt 1 title 'magnitude_2:4', \
+     'accuracy_vs_sparsity.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 6 dt 1 title 'wanda_2:4', \
+     'accuracy_vs_sparsity.dat' index 5 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#000000' pt 4 dt 1 title 'sparsegpt_2:4', \
+     'accuracy_vs_sparsity.dat' index 6 using 1:2:3 with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_sparsity.dat' index 6 using 1:4 with lines lw 1.5 dt 2 lc rgb '#0072b2' title 'dense: 13.8006 ± 0.5595 (3 seeds)'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_sparsity.svg'
+replot
+unset output
