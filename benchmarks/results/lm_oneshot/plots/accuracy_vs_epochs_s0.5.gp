@@ -10,6 +10,7 @@ set grid
 set key outside right top
 set logscale y
 set yrange [12.6105:15.9837]
+set ytics (12.9, 13.4, 13.9, 14.5, 15.1, 15.7)
 set xrange [0:1]
 set xtics 1
 set mxtics 1

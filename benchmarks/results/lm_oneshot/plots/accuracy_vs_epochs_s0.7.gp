@@ -10,6 +10,7 @@ set grid
 set key outside right top
 set logscale y
 set yrange [12.6105:18.6555]
+set ytics (13, 13.9, 14.8, 15.8, 16.9, 18.1)
 set xrange [0:1]
 set xtics 1
 set mxtics 1

@@ -12,6 +12,7 @@ set logscale x 10
 set xrange [1.53846:4.33333]
 set logscale y
 set yrange [12.6105:18.6555]
+set ytics (13, 13.9, 14.8, 15.8, 16.9, 18.1)
 plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
      'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'wanda', \
      'accuracy_vs_sparsity.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'sparsegpt', \
