@@ -557,8 +557,11 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
 
 void pb_model_zero_grad(pb_model *m)
 {
+    /* a generated tensor's g is cleared by the backward that routes it (and
+     * when its generator is set) */
     for (int i = 0; i < m->nparams; i++)
-        memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
+        if (!m->gens[i].backprop)
+            memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
 }
 
 /* The layer whose backward alone writes layer i's output gradient: the only
@@ -768,6 +771,7 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
         if (m->params[i] == target) {
             m->gens[i] = gen;
             target->trainable = gen.generate ? 0 : 1;
+            memset(target->g, 0, target->n * sizeof(float));
             m->gen_stale = 1;
         }
 }
