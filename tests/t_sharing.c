@@ -40,11 +40,11 @@ static pb_train_cfg quick_cfg(int epochs)
     return c;
 }
 
-/* MLP 64-32-16-4 (dense layers only); wide: 64-512-32-4, whose first two
- * layers are large enough for the sharing kernels to split them over the pool. */
+/* MLP 64-32-16-4 (dense layers only); wide: 64-16384-32-4, whose first layer
+ * (2^20 weights) is large enough for the sharing kernels to split it over the pool. */
 static int build_mlp(pb_model *m, int wide, char *err, size_t errlen)
 {
-    static const int hidden[] = {32, 16}, wide_hidden[] = {512, 32};
+    static const int hidden[] = {32, 16}, wide_hidden[] = {16384, 32};
     int rc = pb_model_build(m, "mlp", 1.0, wide ? wide_hidden : hidden, 2, 1, 8, 8, 4, err, errlen);
     return rc == PB_OK ? pb_model_finalize(m, 32, err, errlen) : rc;
 }
@@ -282,7 +282,7 @@ static void test_threads(const char *method, const char *arg, int adjoint)
     rig r;
     const char *args[1] = {arg};
     int rc = rig_open(&r, WIDE_MLP, method, args, arg ? 1 : 0, 5, 0.9);
-    size_t N = 64 * 512 + 512 * 32 + 32 * 4, m = 0;
+    size_t N = 64 * 16384 + 16384 * 32 + 32 * 4, m = 0;
     float *w[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
     float *gz[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
     double wg[2] = {0}, zdz[2] = {0};
@@ -298,7 +298,7 @@ static void test_threads(const char *method, const char *arg, int adjoint)
     }
     double adj = fabs(wg[0] - zdz[0]) / (fabs(wg[0]) + 1e-12);
     ok(rc == PB_OK && same && (!adjoint || adj < 1e-5) && wg[0] == wg[1],
-       "%s%s%s on 64-512-32-4: 1 and 2 threads generate the same weights and route the same array gradients "
+       "%s%s%s on 64-16384-32-4: 1 and 2 threads generate the same weights and route the same array gradients "
        "(%zu values)%s (sum W.G = %.6g, z.dz = %.6g) %s",
        method, arg ? " " : "", arg ? arg : "", m, adjoint ? ", and routing is generation's transpose" : "", wg[0],
        zdz[0], rc == PB_OK ? "" : r.err);
