@@ -260,6 +260,9 @@ static int sh_report_reads(sh_state *s, const pb_host *h, pb_ctx *c)
         char name[96];
         snprintf(name, sizeof name, "reads.%s", L->name);
         rc = h->metric(c, name, (double)reads);
+        /* a generated layer multiplies by all its weights and reads `reads` stored values */
+        if (rc == PB_PLUGIN_OK && PB_HOST_HAS(h, set_layer_cost))
+            rc = h->set_layer_cost(c, l, (double)L->n, (double)reads);
     }
     free(seen);
     return rc;

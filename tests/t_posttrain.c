@@ -516,6 +516,50 @@ static double *block_inverse(const float *A, int len, int d)
     return full;
 }
 
+/* ARMOR's cost through the job: the factored form's multiply-adds and values,
+ * counted by hand for 784-32-16-10 (the job's synthetic set), d = 8, 2:4.
+ * Per tensor: A's blocks (rows in blocks of 8, the last smaller), B's blocks
+ * (cols likewise), and the core's kept values (half of rows x cols):
+ *   fc1 32 x 784: 4*64 + 98*64 + 12544 = 19072
+ *   fc2 16 x 32:  2*64 +  4*64 +   256 =   640
+ *   fc3 10 x 16:  (64 + 4) + 2*64 + 80 =   276
+ * so flops_eff = 2 * 19988 + 58 biases = 40034 (dense 2 * 25760 + 58 = 51578)
+ * and stored = 19988 + 58 = 20046. */
+static void test_armor_cost(void)
+{
+    pb_job j;
+    pb_job_defaults(&j);
+    static const int hidden[] = {32, 16};
+    j.model = "mlp";
+    j.hidden = hidden;
+    j.nhidden = 2;
+    j.dataset = "synthetic";
+    j.threads = 1;
+    j.train.epochs = 1;
+    j.train.log_epochs = 0;
+    j.train.max_steps = 3;
+    j.method = "armor";
+    j.args[0] = "d=8";
+    j.args[1] = "iters=2";
+    j.args[2] = "calib=64";
+    j.nargs = 3;
+    j.sparsity = 0.5;
+    pb_job_result res;
+    char err[PB_ERRLEN] = "";
+    int rc = pb_job_run(&j, &res, err, sizeof err);
+    const size_t want[3] = {19072, 640, 276};
+    int rows = rc == PB_OK && res.nlayers == 3;
+    for (int l = 0; rows && l < 3; l++)
+        rows = res.layers[l].nonzero == want[l];
+    ok(rc == PB_OK && res.flops_eff == 40034 && res.flops_dense == 51578,
+       "armor d=8 2:4 on 784-32-16-10: effective FLOPs %.0f (want 40034: wrappers' blocks and kept core values), "
+       "dense %.0f (51578) %s", rc == PB_OK ? res.flops_eff : -1, rc == PB_OK ? res.flops_dense : -1, err);
+    ok(rows && res.stored == 20046,
+       "armor: layer rows count 19072 / 640 / 276 stored values (got %zu / %zu / %zu), stored %zu (want 20046)",
+       rc == PB_OK ? res.layers[0].nonzero : 0, rc == PB_OK ? res.layers[1].nonzero : 0,
+       rc == PB_OK ? res.layers[2].nonzero : 0, rc == PB_OK ? res.stored : 0);
+}
+
 static void test_armor(void)
 {
     const char *args[] = {"calib=100", "d=8", "iters=10"};
@@ -697,6 +741,7 @@ int main(void)
     test_exact_deterministic("icbs", "start=magnitude", NULL, 0.6, 0, 0);
     test_icbs();
     test_armor();
+    test_armor_cost();
     test_refusal("wanda", "n=5", "m=4", NULL, 0, "n=5 is larger than m=4");
     test_refusal("sparsegpt", "n=3", "m=2", NULL, 0, "n=3 is larger than m=2");
     test_refusal("armor", "n=4", "m=2", NULL, 0, "n=4 is larger than m=2");

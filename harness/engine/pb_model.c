@@ -714,6 +714,10 @@ size_t pb_model_stored(const pb_model *m)
         const pb_param *p = m->params[i];
         if (m->gens[i].generate)
             continue;
+        if (m->costs[i].set) {
+            st += (size_t)llround(m->costs[i].stored);
+            continue;
+        }
         st += p->layer < 0 ? p->n : nonzero_of(p); /* a shared array is stored whole */
     }
     for (int i = 0; i < m->nlayers; i++)
@@ -730,12 +734,22 @@ static int layer_generated(const pb_model *m, const pb_layer *l)
     return 0;
 }
 
+/* A layer whose weight's method reported its cost: 2 FLOPs per multiply-add
+ * at every output position, and the bias. */
+static double reported_flops(const pb_layer *l, const pb_param_cost *c)
+{
+    const double positions = l->kind == PB_CONV ? (double)l->oh * l->ow : 1.0;
+    return 2.0 * c->macs * positions + (l->has_bias ? (double)l->oc * positions : 0.0);
+}
+
 void pb_model_flops(const pb_model *m, double *dense, double *effective)
 {
     double d = 0, e = 0;
     for (int i = 0; i < m->nlayers; i++) {
-        d += pb_layer_flops(&m->layers[i], 0);
-        e += pb_layer_flops(&m->layers[i], !layer_generated(m, &m->layers[i])); /* a generated layer is dense */
+        const pb_layer *l = &m->layers[i];
+        const pb_param_cost *c = l->w && (l->kind == PB_DENSE || l->kind == PB_CONV) ? pb_model_cost_of(m, l->w) : NULL;
+        d += pb_layer_flops(l, 0);
+        e += c ? reported_flops(l, c) : pb_layer_flops(l, !layer_generated(m, l)); /* a generated layer is dense */
     }
     if (dense)
         *dense = d;
@@ -774,6 +788,21 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
             memset(target->g, 0, target->n * sizeof(float));
             m->gen_stale = 1;
         }
+}
+
+void pb_model_set_cost(pb_model *m, const pb_param *target, double macs, double stored)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i] == target)
+            m->costs[i] = (pb_param_cost){.set = 1, .macs = macs, .stored = stored};
+}
+
+const pb_param_cost *pb_model_cost_of(const pb_model *m, const pb_param *p)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i] == p)
+            return m->costs[i].set ? &m->costs[i] : NULL;
+    return NULL;
 }
 
 void pb_model_set_input_hook(pb_model *m, pb_input_hook hook, void *ud)
