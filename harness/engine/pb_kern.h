@@ -58,6 +58,7 @@ void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, siz
 void pb_kern_dropout_forward(pb_layer *l, const float *restrict x, size_t n, int train, pb_rng *rng);
 void pb_kern_dropout_backward(pb_layer *l, float *restrict dx, size_t n);
 void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train);
+void pb_kern_bn_infer(pb_layer *l, const float *x, int B); /* out only, running statistics */
 void pb_kern_bn_backward(pb_layer *l, float *dx, int B);
 
 #endif

@@ -256,6 +256,8 @@ static void relu_backward(pb_layer *l, const layer_call *c)
 
 static void bn_forward(pb_layer *l, const layer_call *c) { pb_kern_bn_forward(l, c->x, c->B, c->train); }
 
+static void bn_infer(pb_layer *l, const layer_call *c) { pb_kern_bn_infer(l, c->x, c->B); }
+
 /* also without dx: it adds the gradients of gamma and beta */
 static void bn_backward(pb_layer *l, const layer_call *c) { pb_kern_bn_backward(l, c->dx, c->B); }
 
@@ -322,6 +324,8 @@ typedef struct layer_ops {
     /* the input as rows that the weights multiply (pb_layer_unfold); NULL:
      * the kind has no weights */
     void (*unfold)(const pb_layer *l, const float *x, int B, float *rows);
+    /* inference forward (pb_layer_infer); NULL: forward with train=0 */
+    void (*infer)(pb_layer *l, const layer_call *c);
 } layer_ops;
 
 static const layer_ops kinds[PB_LAYER_KINDS] = {
@@ -338,7 +342,8 @@ static const layer_ops kinds[PB_LAYER_KINDS] = {
                 .backward_adds = 1},
     [PB_RELU] = {.shape = same_shape, .forward = relu_forward, .backward = relu_backward},
     [PB_BN] = {.shape = bn_shape, .check = bn_check, .buffers = stat_buffers,
-               .forward = bn_forward, .backward = bn_backward, .backward_adds = 1},
+               .forward = bn_forward, .backward = bn_backward, .backward_adds = 1,
+               .infer = bn_infer},
     [PB_FLATTEN] = {.shape = flatten_shape, .forward = flatten_forward, .backward = flatten_backward},
     [PB_ADD] = {.shape = same_shape, .forward = add_forward, .backward = add_backward,
                 .backward_adds = 1},
@@ -432,6 +437,15 @@ void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int t
     assert((unsigned)l->kind < PB_LAYER_KINDS);
     const layer_call c = {.x = x, .x2 = x2, .B = B, .train = train, .rng = rng};
     kinds[l->kind].forward(l, &c);
+}
+
+void pb_layer_infer(pb_layer *l, const float *x, const float *x2, int B)
+{
+    assert(B >= 1 && B <= l->max_batch);
+    assert((unsigned)l->kind < PB_LAYER_KINDS);
+    const layer_call c = {.x = x, .x2 = x2, .B = B};
+    const layer_ops *ops = &kinds[l->kind];
+    (ops->infer ? ops->infer : ops->forward)(l, &c);
 }
 
 static void backward(pb_layer *l, const float *x, float *dx, float *dx2, int B, int write)

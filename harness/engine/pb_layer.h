@@ -95,6 +95,12 @@ void pb_layer_free(pb_layer *l);
  * train=1 uses batch statistics (BN) and draws dropout masks from rng. */
 void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int train, pb_rng *rng);
 
+/* Inference forward for B examples: what pb_layer_forward computes with
+ * train=0, writing only l->out (and the kind's own scratch), keeping nothing
+ * that a backward would read (BN's x-hat). A backward must follow a
+ * pb_layer_forward, not this. */
+void pb_layer_infer(pb_layer *l, const float *x, const float *x2, int B);
+
 /* Backward for B examples from l->dout: adds to dx (and dx2 for ADD) when
  * non-NULL, and adds parameter gradients to l->w->g / l->b->g.
  * x is the same input given to forward. dx may be NULL (first layer). */

@@ -56,7 +56,7 @@ int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double
         for (int i = 0; i < B; i++)
             idx[i] = s + i;
         pb_data_batch(d, idx, B, NULL, b.x, b.y);
-        pb_model_forward(m, b.x, B, 0);
+        pb_model_infer(m, b.x, B);
         tl += pb_model_loss(m, b.y, B, 1.0f, NULL, &c) * B;
         ok += c;
     }
