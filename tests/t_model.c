@@ -9,6 +9,7 @@
 #include "engine/pb_data.h"
 #include "engine/pb_model.h"
 #include "engine/pb_optim.h"
+#include "engine/pb_par.h"
 #include "engine/pb_train.h"
 #include "tap.h"
 
@@ -180,7 +181,7 @@ static int relu_fusion_matches(void)
 
 int main(void)
 {
-    tap_plan(26);
+    tap_plan(28);
     /* Parameter counts of the named architectures (PyTorch gives the same). */
     ok(nparams_of("lenet300") == 266610, "lenet300 has 266610 parameters");
     ok(nparams_of("lenet5") == 61706, "lenet5 has 61706 parameters (got %zu)", nparams_of("lenet5"));
@@ -242,6 +243,51 @@ int main(void)
     rc = train_small("lenet300", 8, &tr, &te, &b, &rb, 1);
     ok(rc == PB_OK && !same_weights(&a, &b), "different seed, different weights");
     pb_model_free(&b);
+
+    /* ResNet-20 (thin convolutions at 16 channels, the SGEMM chunks at 32
+     * and 64, stride 2, 1x1 projections, BN, residual adds) and conv4 (fused
+     * ReLUs on the SGEMM path): a rerun with the same seed and thread count
+     * gives bit-identical weights, on 1 and on 2 threads. */
+    {
+        static const char *const nets[2] = {"resnet20", "conv4"};
+        static const double widths[2] = {1.0, 0.25};
+        for (int t = 1; t <= 2; t++) {
+            pb_par_set_threads(t);
+            int same = 1, trained = 1;
+            for (int k = 0; k < 2; k++) {
+                pb_model r[2];
+                pb_train_result rr;
+                for (int run = 0; run < 2; run++) {
+                    pb_train_cfg c = quick_cfg(1);
+                    c.seed = 11;
+                    c.max_steps = 3;
+                    int rc2 = pb_model_build(&r[run], nets[k], widths[k], NULL, 0, tr.c, tr.h, tr.w, tr.ncls,
+                                             err, sizeof err);
+                    if (rc2 == PB_OK)
+                        rc2 = pb_model_finalize(&r[run], c.batch, err, sizeof err);
+                    if (rc2 == PB_OK) {
+                        pb_model_init_weights(&r[run], 11);
+                        rc2 = pb_train(&r[run], &tr, &te, &c, NULL, &rr, err, sizeof err);
+                    }
+                    trained &= rc2 == PB_OK;
+                }
+                same &= trained && same_weights(&r[0], &r[1]);
+                /* and the steps did move the weights */
+                pb_model init;
+                if (trained && pb_model_build(&init, nets[k], widths[k], NULL, 0, tr.c, tr.h, tr.w, tr.ncls, err,
+                                              sizeof err) == PB_OK) {
+                    pb_model_init_weights(&init, 11);
+                    same &= !same_weights(&init, &r[0]);
+                    pb_model_free(&init);
+                }
+                pb_model_free(&r[0]);
+                pb_model_free(&r[1]);
+            }
+            ok(same, "resnet20 and conv4 on %d thread%s: same seed, bit-identical weights after 3 steps %s", t,
+               t > 1 ? "s" : "", trained ? "" : err);
+        }
+        pb_par_set_threads(1);
+    }
 
     /* A conv net trains too (lenet5 at half width). */
     rc = train_width("lenet5", 0.5, 3, &tr, &te, &b, &rb, 3);

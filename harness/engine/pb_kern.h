@@ -3,7 +3,7 @@
  *
  * Dense and conv layers run on OpenBLAS SGEMM, except thin convolutions
  * (pb_kern_conv.c), which have kernels of their own; the other kinds are
- * plain loops. gcc -O2 does not vectorize loops, so the hot ones (thin
+ * plain or vector loops. gcc -O2 does not vectorize loops, so the hot ones (thin
  * convolutions, ReLU, short-row copies) use GCC vector extensions and are
  * cloned for AVX-512 and AVX2 (pb_kern_vec.h). Nothing here allocates: the
  * buffers are the layer's, sized by pb_layer_alloc. Thin convolutions, max
@@ -31,11 +31,13 @@ void pb_kern_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, f
 void pb_kern_dense_forward(pb_layer *l, const float *x, int B);
 void pb_kern_dense_backward(pb_layer *l, const float *x, float *dx, int B, int write);
 
-/* pb_kern_conv.c. Whether a conv takes the thin kernels (which can apply a
- * following ReLU, see pb_layer_fuses_relu); the floats of workspace it needs
+/* pb_kern_conv.c. Whether a conv takes the thin kernels; whether it can
+ * apply a following ReLU (pb_layer_fuses_relu: every conv, as both paths
+ * copy their outputs and output gradients anyway); the floats of workspace it needs
  * for batches up to max_batch (0: its output is too large); forward and
  * backward (dx may be NULL); and unfold (see pb_layer_unfold). */
 int pb_kern_conv_is_thin(const pb_layer *l);
+int pb_kern_conv_fuses_relu(const pb_layer *l);
 size_t pb_kern_conv_ws(const pb_layer *l, int max_batch);
 void pb_kern_conv_forward(pb_layer *l, const float *x, int B);
 void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write);

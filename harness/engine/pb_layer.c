@@ -333,7 +333,7 @@ static const layer_ops kinds[PB_LAYER_KINDS] = {
                   .forward = dense_forward, .backward = dense_backward, .unfold = dense_unfold},
     [PB_CONV] = {.shape = conv_shape, .check = weights_check, .buffers = conv_buffers,
                  .forward = conv_forward, .backward = conv_backward,
-                 .fuses_relu = pb_kern_conv_is_thin, .unfold = pb_kern_conv_unfold},
+                 .fuses_relu = pb_kern_conv_fuses_relu, .unfold = pb_kern_conv_unfold},
     [PB_MAXPOOL] = {.shape = pool_shape, .check = maxpool_check, .buffers = maxpool_buffers,
                     .forward = maxpool_forward, .backward = maxpool_backward},
     [PB_AVGPOOL] = {.shape = pool_shape, .forward = avgpool_forward, .backward = avgpool_backward,

@@ -126,8 +126,8 @@ void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows);
  * where its mask is nonzero when effective=1 (for convolutions per output position). */
 double pb_layer_flops(const pb_layer *l, int effective);
 
-/* Whether the layer can apply a following ReLU itself (relu_after): a conv
- * on the thin kernels, which copy every output and output gradient anyway. */
+/* Whether the layer can apply a following ReLU itself (relu_after): a conv,
+ * whose kernels copy every output and output gradient anyway. */
 int pb_layer_fuses_relu(const pb_layer *l);
 
 /* Makes a RELU work in place on its producer's out and dout (in_place),
