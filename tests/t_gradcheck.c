@@ -773,10 +773,15 @@ static int t_bn_infer(void)
         l->w->w[c] = 1.0f + 0.2f * (float)c;
         l->b->w[c] = -0.1f * (float)c;
     }
+    float rm[5], rv[5];
     if (ok) {
         pb_layer_forward(l, x2, NULL, B, 0, NULL);
         memcpy(want, l->out, n * sizeof(float));
+        memcpy(rm, l->run_mean, sizeof rm);
+        memcpy(rv, l->run_var, sizeof rv);
         pb_layer_forward(l, x, NULL, B, 1, &g_rng);
+        memcpy(l->run_mean, rm, sizeof rm); /* the train-mode forward moved them */
+        memcpy(l->run_var, rv, sizeof rv);
         memcpy(xh, l->ws, n * sizeof(float));
         memcpy(st, l->stat, ns * sizeof(float));
         pb_layer_infer(l, x2, NULL, B);

@@ -131,10 +131,16 @@ static int thin_parts(const pb_layer *l)
  * built in cache, the columns cost little to rebuild in backward, and
  * OpenBLAS runs these shapes (32 to 64 rows, a few hundred columns and
  * taps) at 130 to 170 GFLOP/s from L2 against 90 to 150 from memory. The
- * batch is split by examples across pb_par's threads, each part with its
+ * chunks are fixed by the batch (examples [i*cb, (i+1)*cb)), whatever the
+ * thread count, since OpenBLAS's result for a column depends on the shape
+ * it is part of; pb_par's threads take whole chunks, each part with its
  * chunk buffers and its own weight and bias gradient, which the caller adds
- * in part order (deterministic for a thread count, like the thin kernels). */
+ * in part order. So outputs and input gradients do not depend on the thread
+ * count, and the weight gradients are deterministic for a thread count,
+ * like the thin kernels'. */
 #define GEMM_CHUNK_BYTES ((size_t)1 << 20)
+/* A full batch makes at least this many chunks, for the threads to share. */
+#define GEMM_MIN_CHUNKS 8
 
 typedef struct gemm_ws {
     int cb;               /* examples per chunk (0: a chunk is too large for SGEMM's int) */
@@ -152,10 +158,9 @@ static void gemm_layout(const pb_layer *l, int max_batch, float *ws, int part, g
     const size_t ohw = (size_t)l->oh * l->ow, rows = conv_cols_rows(l), oc = (size_t)l->oc;
     const size_t per = (rows + oc) * ohw * sizeof(float);
     size_t cb = GEMM_CHUNK_BYTES / per;
-    const int nt = pb_par_threads();
-    const size_t share = ((size_t)max_batch + (size_t)nt - 1) / (size_t)nt;
-    if (cb > share)
-        cb = share;
+    const size_t most = ((size_t)max_batch + GEMM_MIN_CHUNKS - 1) / GEMM_MIN_CHUNKS;
+    if (cb > most)
+        cb = most;
     if (cb < 1)
         cb = 1;
     if (cb * ohw > INT_MAX || rows * ohw > INT_MAX) /* SGEMM dimensions are int */
@@ -270,19 +275,64 @@ static inline void row_relu_grad(float *restrict d, const float *restrict g, con
         d[i] = out[i] > 0.0f ? g[i] : 0.0f;
 }
 
+/* Output rows [*ylo, *yhi) of kernel row ki read inside the input; with
+ * stride 1 and ow == iw ("same" convolutions) their im2col rows are one
+ * contiguous run of the input plane, shifted by (ki - pad) * iw + kj - pad,
+ * except the columns outside [xlo, xhi), which fall on padding: im2col and
+ * col2im move such a run as one vector copy instead of rows of 7 or 14
+ * floats one at a time. */
+static int conv_same_run(const pb_layer *l, int ki, int *ylo, int *yhi)
+{
+    if (l->stride != 1 || l->ow != l->iw)
+        return 0;
+    int lo = l->pad - ki, hi = l->ih + l->pad - ki;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > l->oh ? l->oh : hi;
+    *ylo = lo;
+    *yhi = hi < lo ? lo : hi;
+    return 1;
+}
+
 /* cols [ic*k*k, ld >= nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
 CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, size_t ld,
                    float *restrict cols)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld, plane = (size_t)ih * iw;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                int xlo, xhi;
+                int xlo, xhi, ylo, yhi;
                 conv_xrange(l, kj, &xlo, &xhi);
                 const int off = kj - l->pad;
                 float *restrict row = cols + ((size_t)(c * k + ki) * k + kj) * n;
+                if (conv_same_run(l, ki, &ylo, &yhi)) {
+                    const long start = (long)(ylo + ki - l->pad) * iw + off, len = (long)(yhi - ylo) * ow;
+                    /* the run's first and last floats may lie outside the
+                     * plane; they are padding columns, zeroed below */
+                    const long a = start < 0 ? -start : 0;
+                    const long e = start + len > (long)plane ? (long)plane - start : len;
+                    for (int b = 0; b < nb; b++) {
+                        const float *restrict xc = x + b * isz + (size_t)c * plane;
+                        float *restrict d = row + b * ohw;
+                        memset(d, 0, (size_t)ylo * ow * sizeof(float));
+                        memset(d + (size_t)yhi * ow, 0, (size_t)(oh - yhi) * ow * sizeof(float));
+                        float *restrict dr = d + (size_t)ylo * ow;
+                        if (e > a)
+                            row_copy(dr + a, xc + start + a, (int)(e - a));
+                        for (int y = 0; y < yhi - ylo; y++) {
+                            for (int xo = 0; xo < xlo; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                            for (int xo = xhi; xo < ow; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                        }
+                        for (long i = 0; i < a && i < len; i++)
+                            dr[i] = 0.0f;
+                        for (long i = e > a ? e : a; i < len; i++)
+                            dr[i] = 0.0f;
+                    }
+                    continue;
+                }
                 for (int b = 0; b < nb; b++) {
                     const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
                     for (int y = 0; y < oh; y++) {
@@ -307,19 +357,39 @@ CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, si
             }
 }
 
-/* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped. */
-CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb, size_t ld,
+/* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped.
+ * The runs of conv_same_run are added whole after their padding columns are
+ * zeroed (dcols is scratch), so what lands on a neighbouring row adds 0. */
+CLONES static void col2im(const pb_layer *l, float *restrict dcols, int nb, size_t ld,
                    float *restrict dx)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld, plane = (size_t)ih * iw;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                int xlo, xhi;
+                int xlo, xhi, ylo, yhi;
                 conv_xrange(l, kj, &xlo, &xhi);
                 const int off = kj - l->pad;
-                const float *restrict row = dcols + ((size_t)(c * k + ki) * k + kj) * n;
+                float *restrict row = dcols + ((size_t)(c * k + ki) * k + kj) * n;
+                if (conv_same_run(l, ki, &ylo, &yhi)) {
+                    const long start = (long)(ylo + ki - l->pad) * iw + off, len = (long)(yhi - ylo) * ow;
+                    const long a = start < 0 ? -start : 0;
+                    const long e = start + len > (long)plane ? (long)plane - start : len;
+                    for (int b = 0; b < nb; b++) {
+                        float *restrict xc = dx + b * isz + (size_t)c * plane;
+                        float *restrict dr = row + b * ohw + (size_t)ylo * ow;
+                        for (int y = 0; y < yhi - ylo; y++) {
+                            for (int xo = 0; xo < xlo; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                            for (int xo = xhi; xo < ow; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                        }
+                        if (e > a)
+                            row_add(xc + start + a, dr + a, (int)(e - a));
+                    }
+                    continue;
+                }
                 for (int b = 0; b < nb; b++) {
                     float *restrict xc = dx + b * isz + (size_t)c * ih * iw;
                     for (int y = 0; y < oh; y++) {
@@ -973,7 +1043,7 @@ CLONES static float row_sum(const float *restrict x, size_t n)
     return s;
 }
 
-/* The examples of part `part` in chunks: the chunk bounds, a chunk at a time. */
+/* Part `part`'s chunks, one at a time. */
 static void gemm_forward_part(void *ctx, int part, int nparts)
 {
     const batch_job *j = ctx;
@@ -982,9 +1052,9 @@ static void gemm_forward_part(void *ctx, int part, int nparts)
     gemm_layout(l, l->max_batch, l->ws, part, &g);
     const int oc = l->oc, rows = (int)conv_cols_rows(l);
     const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    const int b1 = pb_par_begin(j->B, part + 1, nparts);
-    for (int b0 = pb_par_begin(j->B, part, nparts); b0 < b1; b0 += g.cb) {
-        const int nb = b1 - b0 < g.cb ? b1 - b0 : g.cb;
+    const int nchunks = (j->B + g.cb - 1) / g.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * g.cb, nb = j->B - b0 < g.cb ? j->B - b0 : g.cb;
         const int n = (int)((size_t)nb * ohw);
         im2col(l, j->x + b0 * isz, nb, (size_t)n, g.cols);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, n, rows, 1.0f, l->w->w, rows, g.cols, n,
@@ -1006,9 +1076,9 @@ static void gemm_backward_part(void *ctx, int part, int nparts)
     const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
     memset(g.g, 0, ((size_t)oc * rows) * sizeof(float));
     memset(g.gb, 0, (size_t)oc * sizeof(float));
-    const int b1 = pb_par_begin(j->B, part + 1, nparts);
-    for (int b0 = pb_par_begin(j->B, part, nparts); b0 < b1; b0 += g.cb) {
-        const int nb = b1 - b0 < g.cb ? b1 - b0 : g.cb;
+    const int nchunks = (j->B + g.cb - 1) / g.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * g.cb, nb = j->B - b0 < g.cb ? j->B - b0 : g.cb;
         const int n = (int)((size_t)nb * ohw);
         im2col(l, j->x + b0 * isz, nb, (size_t)n, g.cols);
         for (int b = 0; b < nb; b++)
@@ -1037,8 +1107,13 @@ static void gemm_backward_part(void *ctx, int part, int nparts)
     }
 }
 
-/* Parts of the batch the workspace has room for. */
-static int gemm_parts(const pb_layer *l, const gemm_ws *g) { return (int)(l->ws_n / g->part_n); }
+/* Parts a batch of B examples can take: no more than the workspace has room
+ * for, nor than its chunks. */
+static int gemm_parts(const pb_layer *l, const gemm_ws *g, int B)
+{
+    const int room = (int)(l->ws_n / g->part_n), nchunks = (B + g->cb - 1) / g->cb;
+    return room < nchunks ? room : nchunks;
+}
 
 void pb_kern_conv_forward(pb_layer *l, const float *x, int B)
 {
@@ -1049,7 +1124,7 @@ void pb_kern_conv_forward(pb_layer *l, const float *x, int B)
     gemm_ws g;
     gemm_layout(l, l->max_batch, l->ws, 0, &g);
     batch_job j = {l, x, NULL, B, 0};
-    pb_par_run(gemm_forward_part, &j, batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g)));
+    pb_par_run(gemm_forward_part, &j, batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g, B)));
 }
 
 void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
@@ -1061,7 +1136,7 @@ void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int wr
     gemm_ws g;
     gemm_layout(l, l->max_batch, l->ws, 0, &g);
     batch_job j = {l, x, dx, B, write};
-    const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g));
+    const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g, B));
     pb_par_run(gemm_backward_part, &j, nparts);
     /* the parts' sums are added in part order, so the sums do not depend on
      * which part finished first */

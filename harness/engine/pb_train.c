@@ -306,8 +306,10 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                 fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
             if (rec.val_loss >= 0)
                 fprintf(stderr, " val_loss=%.4f", rec.val_loss);
-            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f\n", rec.sparsity, rec.wall_s,
-                    rec.train_s);
+            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f", rec.sparsity, rec.wall_s, rec.train_s);
+            if (rec.test_acc >= 0)
+                fprintf(stderr, " eval_s=%.3f", rec.eval_s);
+            fprintf(stderr, "\n");
         }
         res->epochs_done = ep;
         res->steps = step;
