@@ -45,11 +45,6 @@ int pb_kern_conv_is_thin(const pb_layer *l)
     return l->stride == 1 && l->oc <= THIN_MAX_OC && conv_cols_rows(l) <= THIN_MAX_ROWS;
 }
 
-int pb_kern_conv_fuses_relu(const pb_layer *l)
-{
-    (void)l;
-    return 1;
-}
 
 /* The thin workspace: the weights in the kernels' layouts, shared, then one
  * block per part of the batch (see pb_par.h) for the example in flight and

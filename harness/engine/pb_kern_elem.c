@@ -115,13 +115,17 @@ void pb_kern_relu_backward(float *dx, const float *out, const float *d, size_t n
     relu_run(relu_backward_part, dx, out, d, n, write);
 }
 
-CLONES void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n)
+CLONES void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n, int relu)
 {
     size_t i = 0;
-    for (; i + VL <= n; i += VL)
-        *(vf_unaligned *)(o + i) = *(const vf_unaligned *)(x + i) + *(const vf_unaligned *)(x2 + i);
-    for (; i < n; i++)
-        o[i] = x[i] + x2[i];
+    for (; i + VL <= n; i += VL) {
+        const vf v = *(const vf_unaligned *)(x + i) + *(const vf_unaligned *)(x2 + i);
+        *(vf_unaligned *)(o + i) = relu ? (vf)((vi)v & ~(v < (vf){0})) : v;
+    }
+    for (; i < n; i++) {
+        const float v = x[i] + x2[i];
+        o[i] = relu && v < 0.0f ? 0.0f : v;
+    }
 }
 
 void pb_kern_dropout_forward(pb_layer *l, const float *restrict x, size_t n, int train, pb_rng *rng)
@@ -214,40 +218,53 @@ CLONES static double plane_sqdev(const float *restrict x, size_t n, float mean)
 }
 
 /* xh = (x - mean) * invstd (unless xh is NULL), o = g * xh + be */
+/* a ReLU that keeps NaN, as relu_forward */
+#define RELU_V(v) ((vf)((vi)(v) & ~((v) < (vf){0})))
+#define RELU_S(v) ((v) < 0.0f ? 0.0f : (v))
+
 CLONES static void plane_norm(float *restrict o, float *restrict xh, const float *restrict x, size_t n,
-                              float mean, float invstd, float g, float be)
+                              float mean, float invstd, float g, float be, int relu)
 {
     const vf m = mean - (vf){0}, iv = invstd - (vf){0}, gv = g - (vf){0}, bv = be - (vf){0};
     size_t i = 0;
     if (xh) {
         for (; i + VL <= n; i += VL) {
-            const vf h = (*(const vf_unaligned *)(x + i) - m) * iv;
+            const vf h = (*(const vf_unaligned *)(x + i) - m) * iv, v = gv * h + bv;
             *(vf_unaligned *)(xh + i) = h;
-            *(vf_unaligned *)(o + i) = gv * h + bv;
+            *(vf_unaligned *)(o + i) = relu ? RELU_V(v) : v;
         }
         for (; i < n; i++) {
             xh[i] = (x[i] - mean) * invstd;
-            o[i] = g * xh[i] + be;
+            const float v = g * xh[i] + be;
+            o[i] = relu ? RELU_S(v) : v;
         }
         return;
     }
     /* inference: the same arithmetic, x-hat not kept */
     for (; i + VL <= n; i += VL) {
-        const vf h = (*(const vf_unaligned *)(x + i) - m) * iv;
-        *(vf_unaligned *)(o + i) = gv * h + bv;
+        const vf v = gv * ((*(const vf_unaligned *)(x + i) - m) * iv) + bv;
+        *(vf_unaligned *)(o + i) = relu ? RELU_V(v) : v;
     }
-    for (; i < n; i++)
-        o[i] = g * ((x[i] - mean) * invstd) + be;
+    for (; i < n; i++) {
+        const float v = g * ((x[i] - mean) * invstd) + be;
+        o[i] = relu ? RELU_S(v) : v;
+    }
 }
 
+/* The output gradient where out > 0 (a fused ReLU's backward; out NULL: no ReLU). */
+#define DOUT_V(d, out, i)                                                                   \
+    ((out) ? (vf)((vi) * (const vf_unaligned *)((d) + (i)) & (*(const vf_unaligned *)((out) + (i)) > (vf){0})) \
+           : *(const vf_unaligned *)((d) + (i)))
+#define DOUT_S(d, out, i) ((out) && !((out)[i] > 0.0f) ? 0.0f : (d)[i])
+
 /* sum of d and of d * xh */
-CLONES static void plane_dsums(const float *restrict d, const float *restrict xh, size_t n, double *sdy,
-                               double *sdyh)
+CLONES static void plane_dsums(const float *restrict d, const float *restrict out, const float *restrict xh,
+                               size_t n, double *sdy, double *sdyh)
 {
     vf a = {0}, b = {0};
     size_t i = 0;
     for (; i + VL <= n; i += VL) {
-        const vf dv = *(const vf_unaligned *)(d + i);
+        const vf dv = DOUT_V(d, out, i);
         a += dv;
         b += dv * *(const vf_unaligned *)(xh + i);
     }
@@ -257,24 +274,24 @@ CLONES static void plane_dsums(const float *restrict d, const float *restrict xh
         t += b[k];
     }
     for (; i < n; i++) {
-        s += d[i];
-        t += (double)d[i] * xh[i];
+        const float dv = DOUT_S(d, out, i);
+        s += dv;
+        t += (double)dv * xh[i];
     }
     *sdy += s;
     *sdyh += t;
 }
 
 /* g += k * (d - mdy - xh * mdyh) */
-CLONES static void plane_dx(float *restrict g, const float *restrict d, const float *restrict xh, size_t n,
-                            float k, float mdy, float mdyh)
+CLONES static void plane_dx(float *restrict g, const float *restrict d, const float *restrict out,
+                            const float *restrict xh, size_t n, float k, float mdy, float mdyh)
 {
     const vf kv = k - (vf){0}, a = mdy - (vf){0}, b = mdyh - (vf){0};
     size_t i = 0;
     for (; i + VL <= n; i += VL)
-        *(vf_unaligned *)(g + i) +=
-            kv * (*(const vf_unaligned *)(d + i) - a - *(const vf_unaligned *)(xh + i) * b);
+        *(vf_unaligned *)(g + i) += kv * (DOUT_V(d, out, i) - a - *(const vf_unaligned *)(xh + i) * b);
     for (; i < n; i++)
-        g[i] += k * (d[i] - mdy - xh[i] * mdyh);
+        g[i] += k * (DOUT_S(d, out, i) - mdy - xh[i] * mdyh);
 }
 
 void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train)
@@ -311,7 +328,7 @@ void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train)
         invstd_s[c] = (float)invstd;
         for (int b = 0; b < B; b++)
             plane_norm(l->out + b * osz + c * hw, l->ws + b * osz + c * hw, x + b * osz + c * hw, hw,
-                       (float)mean, (float)invstd, gamma[c], beta[c]);
+                       (float)mean, (float)invstd, gamma[c], beta[c], l->relu_after);
     }
     l->stat[2 * C] = train ? MODE_TRAIN : MODE_EVAL;
 }
@@ -324,7 +341,7 @@ void pb_kern_bn_infer(pb_layer *l, const float *x, int B)
         const float invstd = (float)(1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps));
         for (int b = 0; b < B; b++)
             plane_norm(l->out + b * osz + c * hw, NULL, x + b * osz + c * hw, hw, l->run_mean[c], invstd,
-                       l->w->w[c], l->b->w[c]);
+                       l->w->w[c], l->b->w[c], l->relu_after);
     }
 }
 
@@ -334,10 +351,12 @@ void pb_kern_bn_backward(pb_layer *l, float *dx, int B)
     const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l), N = (size_t)B * hw;
     const float *invstd_s = l->stat + C;
     const int train = l->stat[2 * C] == MODE_TRAIN;
+    const float *out = l->relu_after ? l->out : NULL;
     for (int c = 0; c < C; c++) {
         double sdy = 0.0, sdyh = 0.0;
         for (int b = 0; b < B; b++)
-            plane_dsums(l->dout + b * osz + c * hw, l->ws + b * osz + c * hw, hw, &sdy, &sdyh);
+            plane_dsums(l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL, l->ws + b * osz + c * hw,
+                        hw, &sdy, &sdyh);
         l->w->g[c] += (float)sdyh;
         l->b->g[c] += (float)sdy;
         if (!dx)
@@ -347,7 +366,7 @@ void pb_kern_bn_backward(pb_layer *l, float *dx, int B)
         const float mdy = train ? (float)(sdy / (double)N) : 0.0f;
         const float mdyh = train ? (float)(sdyh / (double)N) : 0.0f;
         for (int b = 0; b < B; b++)
-            plane_dx(dx + b * osz + c * hw, l->dout + b * osz + c * hw, l->ws + b * osz + c * hw, hw, k, mdy,
-                     mdyh);
+            plane_dx(dx + b * osz + c * hw, l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL,
+                     l->ws + b * osz + c * hw, hw, k, mdy, mdyh);
     }
 }

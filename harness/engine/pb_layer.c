@@ -276,15 +276,20 @@ static void flatten_backward(pb_layer *l, const layer_call *c)
 
 static void add_forward(pb_layer *l, const layer_call *c)
 {
-    pb_kern_add_forward(l->out, c->x, c->x2, out_n(l, c));
+    pb_kern_add_forward(l->out, c->x, c->x2, out_n(l, c), l->relu_after);
 }
 
 static void add_backward(pb_layer *l, const layer_call *c)
 {
-    /* separate calls: dx and dx2 are the same buffer when a layer is added to itself */
-    if (c->dx)
+    /* separate calls: dx and dx2 are the same buffer when a layer is added to
+     * itself; a fused ReLU passes the gradient where out > 0 */
+    if (c->dx && l->relu_after)
+        pb_kern_relu_backward(c->dx, l->out, l->dout, out_n(l, c), 0);
+    else if (c->dx)
         pb_kern_add_into(c->dx, l->dout, out_n(l, c));
-    if (c->dx2)
+    if (c->dx2 && l->relu_after)
+        pb_kern_relu_backward(c->dx2, l->out, l->dout, out_n(l, c), 0);
+    else if (c->dx2)
         pb_kern_add_into(c->dx2, l->dout, out_n(l, c));
 }
 
@@ -328,12 +333,20 @@ typedef struct layer_ops {
     void (*infer)(pb_layer *l, const layer_call *c);
 } layer_ops;
 
+/* The kinds that write every output and read every output gradient in a
+ * loop of their own apply a following ReLU there (relu_after). */
+static int fuses(const pb_layer *l)
+{
+    (void)l;
+    return 1;
+}
+
 static const layer_ops kinds[PB_LAYER_KINDS] = {
     [PB_DENSE] = {.shape = dense_shape, .check = weights_check,
                   .forward = dense_forward, .backward = dense_backward, .unfold = dense_unfold},
     [PB_CONV] = {.shape = conv_shape, .check = weights_check, .buffers = conv_buffers,
                  .forward = conv_forward, .backward = conv_backward,
-                 .fuses_relu = pb_kern_conv_fuses_relu, .unfold = pb_kern_conv_unfold},
+                 .fuses_relu = fuses, .unfold = pb_kern_conv_unfold},
     [PB_MAXPOOL] = {.shape = pool_shape, .check = maxpool_check, .buffers = maxpool_buffers,
                     .forward = maxpool_forward, .backward = maxpool_backward},
     [PB_AVGPOOL] = {.shape = pool_shape, .forward = avgpool_forward, .backward = avgpool_backward,
@@ -343,10 +356,10 @@ static const layer_ops kinds[PB_LAYER_KINDS] = {
     [PB_RELU] = {.shape = same_shape, .forward = relu_forward, .backward = relu_backward},
     [PB_BN] = {.shape = bn_shape, .check = bn_check, .buffers = stat_buffers,
                .forward = bn_forward, .backward = bn_backward, .backward_adds = 1,
-               .infer = bn_infer},
+               .fuses_relu = fuses, .infer = bn_infer},
     [PB_FLATTEN] = {.shape = flatten_shape, .forward = flatten_forward, .backward = flatten_backward},
     [PB_ADD] = {.shape = same_shape, .forward = add_forward, .backward = add_backward,
-                .backward_adds = 1},
+                .backward_adds = 1, .fuses_relu = fuses},
     [PB_DROPOUT] = {.shape = dropout_shape, .buffers = stat_buffers,
                     .forward = dropout_forward, .backward = dropout_backward, .backward_adds = 1},
 };

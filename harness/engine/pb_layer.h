@@ -75,7 +75,7 @@ typedef struct pb_layer {
      * producer's relu_after is set, the producer applies the ReLU as it
      * writes out and masks dout by out > 0 as it reads it, and the RELU's
      * own forward and backward are skipped. */
-    int relu_after;       /* CONV: apply the ReLU that follows (see above) */
+    int relu_after;       /* CONV, BN, ADD: apply the ReLU that follows (see above) */
     int in_place;         /* RELU: out and dout belong to the producer */
 } pb_layer;
 
@@ -127,7 +127,8 @@ void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows);
 double pb_layer_flops(const pb_layer *l, int effective);
 
 /* Whether the layer can apply a following ReLU itself (relu_after): a conv,
- * whose kernels copy every output and output gradient anyway. */
+ * BN or residual add, whose kernels write every output and read every output
+ * gradient in loops of their own anyway. */
 int pb_layer_fuses_relu(const pb_layer *l);
 
 /* Makes a RELU work in place on its producer's out and dout (in_place),
