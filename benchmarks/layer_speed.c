@@ -4,7 +4,7 @@
  * classes, runs one forward and backward of a batch of random inputs, then
  * times every layer's forward (train mode), its backward and its inference
  * forward (pb_model_infer's), each the median of REPS calls, and sums them by
- * layer kind: "conv3x3/s1/16ch" (a convolution's kernel, stride and output
+ * layer kind: "conv3x3/s1/16-16ch" (a convolution's kernel, stride and output
  * channels), "bn", "add", "gap", "dense" and so on. It prints milliseconds per
  * batch for each, and GFLOP/s for the kinds with multiply-adds (forward
  * 2*MACs, backward 4*MACs: the weight and the input gradient), to be read
@@ -38,7 +38,7 @@ static int cmp_double(const void *a, const void *b)
 static void kind_name(const pb_layer *l, char *buf, size_t n)
 {
     if (l->kind == PB_CONV)
-        snprintf(buf, n, "conv%dx%d/s%d/%dch", l->k, l->k, l->stride, l->oc);
+        snprintf(buf, n, "conv%dx%d/s%d/%d-%dch", l->k, l->k, l->stride, l->ic, l->oc);
     else
         snprintf(buf, n, "%s", pb_layer_kind_names[l->kind]);
 }

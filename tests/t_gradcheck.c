@@ -387,6 +387,16 @@ static int t_conv_channel_vector(void)
     return gradcheck(mk_conv(2, 7, 9, 12, 3, 1, 1, 1), 2, GEN_NORMAL, 1) &&
            gradcheck(mk_conv(2, 8, 8, 16, 5, 1, 0, 1), 2, GEN_NORMAL, 1);
 }
+/* Few taps and many channels (conv4's first layer) stay on the thin kernels. */
+static int t_conv_few_taps(void)
+{
+    pb_layer l = mk_conv(1, 6, 7, 40, 3, 1, 1, 1);
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || !pb_kern_conv_is_thin(&l))
+        return 0;
+    return gradcheck(mk_conv(1, 6, 7, 40, 3, 1, 1, 1), 2, GEN_NORMAL, 1) &&
+           gradcheck(mk_conv(3, 5, 5, 20, 3, 1, 0, 0), 2, GEN_NORMAL, 1);
+}
 static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0), 2, GEN_NORMAL, 1); }
 
 /* Convolutions on the im2col/SGEMM chunks (not thin): more than 16 output
@@ -395,7 +405,7 @@ static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0
 static const int wide_shapes[][8] = {
     /* ic ih iw oc k stride pad bias */
     {17, 5, 7, 20, 3, 1, 1, 0}, {5, 9, 7, 33, 3, 2, 1, 1}, {6, 7, 7, 18, 1, 2, 0, 1},
-    {3, 6, 6, 24, 3, 1, 1, 1},  {30, 4, 5, 7, 3, 1, 1, 1}, {9, 6, 5, 17, 3, 2, 0, 0},
+    {4, 6, 6, 24, 3, 1, 1, 1},  {30, 4, 5, 7, 3, 1, 1, 1}, {9, 6, 5, 17, 3, 2, 0, 0},
 };
 #define NWIDE (sizeof wide_shapes / sizeof wide_shapes[0])
 
@@ -993,12 +1003,12 @@ static int t_maxpool2_scan(void)
  * rounding (partial sums per part); backward_write overwrites dx. */
 static int t_threads(void)
 {
-    const pb_layer protos[5] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+    const pb_layer protos[6] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
                                 mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2), mk_conv(16, 14, 14, 32, 3, 2, 1, 0),
-                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1)};
+                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1)};
     const int B = 16;
     int ok = 1;
-    for (int t = 0; t < 5 && ok; t++) {
+    for (int t = 0; t < 6 && ok; t++) {
         fixture f;
         if (!fx_setup(&f, protos[t], B)) {
             fx_free(&f);
@@ -1226,6 +1236,7 @@ static const test tests[] = {
     {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
     {"conv with 12 and 16 channels, 3x3 and 5x5 (a vector of channels per pixel): gradients", t_conv_channel_vector},
     {"conv forward matches direct convolution", t_conv_naive},
+    {"conv with few taps and 40 or 20 channels (thin kernels): gradients", t_conv_few_taps},
     {"conv on the SGEMM path (>16 channels, >256 taps, odd sizes, stride 2, 1x1): gradients", t_conv_wide},
     {"conv on the SGEMM path: forward and gradients match the direct convolution and its adjoint", t_conv_wide_ref},
     {"conv with its ReLU fused matches conv and ReLU bit for bit (thin and SGEMM paths)", t_conv_relu_fused},
