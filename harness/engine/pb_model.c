@@ -532,6 +532,24 @@ const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
     return m->layers[m->nlayers - 1].out;
 }
 
+const float *pb_model_infer(pb_model *m, const float *x, int B)
+{
+    pb_model_generate(m);
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].in_place)
+            m->layers[m->layers[i].in].relu_after = m->input_hook == NULL;
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        const float *in = l->in < 0 ? x : m->layers[l->in].out;
+        const float *in2 = l->kind == PB_ADD ? (l->in2 < 0 ? x : m->layers[l->in2].out) : NULL;
+        if (m->input_hook)
+            m->input_hook(m->input_hook_ud, m, i, in, B);
+        if (!relu_fused(m, l))
+            pb_layer_infer(l, in, in2, B);
+    }
+    return m->layers[m->nlayers - 1].out;
+}
+
 double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float *per_ex,
                      int *correct)
 {

@@ -96,6 +96,10 @@ int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err,
 /* ---- running ---- */
 /* Forward of B examples x [B * ic*ih*iw]; returns the logits [B * ncls]. */
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train);
+/* The same in eval mode for inference only (evaluation): each layer's
+ * pb_layer_infer, which keeps nothing for a backward. pb_model_loss may
+ * follow; a backward must follow a pb_model_forward instead. */
+const float *pb_model_infer(pb_model *m, const float *x, int B);
 
 /* Softmax cross-entropy of the last forward; fills m->dlogits with dL/dlogits
  * (mean over the batch), per-example losses into per_ex when non-NULL, and the
