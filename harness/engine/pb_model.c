@@ -535,6 +535,7 @@ const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
 const float *pb_model_infer(pb_model *m, const float *x, int B)
 {
     pb_model_generate(m);
+    pb_sparse_sync(m); /* the sparse formats follow the weights and masks, as in pb_model_forward */
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].in_place)
             m->layers[m->layers[i].in].relu_after = m->input_hook == NULL;
