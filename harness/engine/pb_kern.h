@@ -54,6 +54,8 @@ void pb_kern_gap_backward(pb_layer *l, float *dx, int B);
 void pb_kern_relu_forward(float *out, const float *x, size_t n);
 void pb_kern_relu_backward(float *dx, const float *out, const float *d, size_t n, int write);
 void pb_kern_add_into(float *restrict y, const float *restrict x, size_t n);
+/* w *= mask, reading the mask and writing only blocks holding a value other than 1. */
+void pb_kern_mask_generated(float *restrict w, const float *restrict mask, size_t n);
 void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n, int relu);
 void pb_kern_dropout_forward(pb_layer *l, const float *restrict x, size_t n, int train, pb_rng *rng);
 void pb_kern_dropout_backward(pb_layer *l, float *restrict dx, size_t n);

@@ -26,6 +26,33 @@ CLONES void pb_kern_add_into(float *restrict y, const float *restrict x, size_t 
         y[i] += x[i];
 }
 
+/* w *= mask on a tensor just generated from a shared array, whose mask is
+ * nearly always all ones: the mask is read in blocks and only a block with a
+ * value other than 1 is multiplied, so the pass reads the mask and writes
+ * nothing where nothing changes (multiplying by 1 changes no bit). */
+#define MASK_BLOCK (4 * VL)
+
+CLONES static void mask_generated(float *restrict w, const float *restrict mask, size_t n)
+{
+    size_t i = 0;
+    for (; i + MASK_BLOCK <= n; i += MASK_BLOCK) {
+        vi ne = {0};
+        for (size_t k = 0; k < MASK_BLOCK; k += VL)
+            ne |= *(const vf_unaligned *)(mask + i + k) != (vf){0} + 1.0f;
+        int any = 0;
+        for (int k = 0; k < VL; k++)
+            any |= ne[k];
+        if (any)
+            for (size_t k = 0; k < MASK_BLOCK; k++)
+                w[i + k] *= mask[i + k];
+    }
+    for (; i < n; i++)
+        if (mask[i] != 1.0f)
+            w[i] *= mask[i];
+}
+
+void pb_kern_mask_generated(float *restrict w, const float *restrict mask, size_t n) { mask_generated(w, mask, n); }
+
 /* ReLU runs on the largest activations (LeNet-5's conv1: 600k floats a
  * batch), so it is vectorized by hand like the thin convolutions: a float
  * compare gives a lane mask of all ones or zeros that selects by bitwise and. */

@@ -592,8 +592,11 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
 
 void pb_model_zero_grad(pb_model *m)
 {
+    /* a generated tensor's g is cleared by the backward that routes it (and
+     * when its generator is set) */
     for (int i = 0; i < m->nparams; i++)
-        pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
+        if (!m->gens[i].backprop)
+            pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
 }
 
 /* The layer whose backward alone writes layer i's output gradient: the only
@@ -804,6 +807,7 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
         if (m->params[i] == target) {
             m->gens[i] = gen;
             target->trainable = gen.generate ? 0 : 1;
+            memset(target->g, 0, target->n * sizeof(float));
             m->gen_stale = 1;
         }
 }

@@ -322,8 +322,7 @@ static void gen_generate(void *ud, pb_param *target)
     pb_gen_slot *s = ud;
     s->gen.generate(s->gen.ud, s->index, target->w, target->n);
     if (target->mask)
-        for (size_t j = 0; j < target->n; j++)
-            target->w[j] *= target->mask[j];
+        pb_kern_mask_generated(target->w, target->mask, target->n);
 }
 
 static void gen_backprop(void *ud, const pb_param *target)
