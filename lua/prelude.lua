@@ -31,6 +31,7 @@ local PLOTS = {
   "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
   "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
   "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target", "accuracy_at_time",
+  "accuracy_vs_speedup", "measured_speedup",
 }
 
 -- charts drawn only when a script lists them

@@ -13,7 +13,7 @@ status_is() { # status_is CODE COMMAND...
     want=$1; shift
     "$@" >"$tmp/out" 2>"$tmp/err"; test $? -eq "$want"
 }
-echo 1..12
+echo 1..15
 check "prunebench --help exits 0 and lists train" sh -c "'$PB' --help | grep -q train"
 check "train --help lists --model" sh -c "'$PB' train --help | grep -q -- --model"
 check "no command is a usage error (exit 2)" status_is 2 "$PB"
@@ -30,4 +30,19 @@ check "corrupt checkpoint refused (exit 1, names the file)" sh -c \
 check "missing data directory names the path" sh -c \
     "! '$PB' train --model lenet300 --dataset mnist --data-dir '$tmp/nodata' 2>'$tmp/e' && grep -q nodata '$tmp/e'"
 check "eval without --load is a usage error" status_is 2 "$PB" eval
+cat > "$tmp/two.lua" <<'LUA'
+for _, name in ipairs { "first", "second" } do
+  experiment(name) {
+    models = { model{ name = "tiny", dense(8), relu(), dense(10) } },
+    datasets = { "synthetic" }, methods = { "dense" }, seeds = { 1 },
+    train = { epochs = 1, batch = 32 },
+  }
+end
+LUA
+check "run -e NAME runs only that experiment" sh -c \
+    "'$PB' run '$tmp/two.lua' -e second --out '$tmp/two' -q --no-plot && test -s '$tmp/two/second/cells.csv' && ! test -e '$tmp/two/first'"
+check "run -e with a name the script does not declare: exit 2, the declared ones listed" sh -c \
+    "'$PB' run '$tmp/two.lua' -e third --out '$tmp/two' 2>'$tmp/e'; test \$? -eq 2 && grep -q \"no experiment 'third'.*first second\" '$tmp/e'"
+check "a bad PB_KERNELS is refused with exit 2, naming the valid modes" sh -c \
+    "PB_KERNELS=fast '$PB' train --help 2>'$tmp/e' >/dev/null; test \$? -eq 2 && grep -q 'PB_KERNELS.*valid: auto, dense, sparse, csr' '$tmp/e'"
 exit $failed

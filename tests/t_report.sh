@@ -27,7 +27,7 @@ e,x2,m,d,snip,C,0.9,2,ok,,0.83,10,10
 e,x3,m,d,snip,C,0.9,3,ok,,0.82,10,10
 e,x4,m,d,snip,C,0.9,4,failed,diverged,,,
 CSV
-printf 'accuracy_vs_compression\n' > "$T/e/plots.list"
+printf 'accuracy_vs_params\n' > "$T/e/plots.list"
 
 out=$("$PB" report "$T/e" --against A 2>&1); rc=$?
 ok $rc "report runs ($(echo "$out" | head -1))"

@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..27
+echo 1..32
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -54,7 +54,7 @@ check "curves.csv has per-epoch rows with the documented columns" sh -c \
     "head -1 '$R/curves.csv' | grep -q '^experiment,cell,phase,epoch,step,wall_s,train_flops,sparsity,test_acc,test_loss' && grep -q ',finetune,1,' '$R/curves.csv'"
 check "layers.csv has per-layer sparsity" sh -c "grep -q 'fc1.weight' '$R/layers.csv'"
 check "metadata records version, git revision, OpenBLAS, host, date and the script" sh -c \
-    "grep -q '^prunebench_version:' '$R/metadata.txt' && grep -q '^git_revision:' '$R/metadata.txt' && grep -q '^openblas_config:' '$R/metadata.txt' && grep -q '^host:' '$R/metadata.txt' && grep -q '^date:' '$R/metadata.txt' && grep -q 'global_magnitude' '$R/metadata.txt'"
+    "grep -q '^prunebench_version:' '$R/metadata.txt' && grep -q '^git_revision:' '$R/metadata.txt' && grep -q '^openblas_config:' '$R/metadata.txt' && grep -Eq '^openblas_kernels: [A-Za-z]' '$R/metadata.txt' && grep -q '^cpu: ' '$R/metadata.txt' && grep -q '^host:' '$R/metadata.txt' && grep -q '^date:' '$R/metadata.txt' && grep -q 'global_magnitude' '$R/metadata.txt'"
 # column 23 is dense_cache_hit; the dense model is trained once, by one cell
 check "the dense model is trained once and reused by the other methods" sh -c \
     "test \$(ls '$R'/dense/*.pb | wc -l) -eq 1 && test \$(grep -l 'dense model from cache' '$R'/cells/*.log | wc -l) -eq 4 && test \$(awk -F, 'NR > 1 && \$23 == 1' '$R/cells.csv' | wc -l) -eq 4"
@@ -101,6 +101,35 @@ check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefi
     "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
 check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
+
+# Chart conventions: the dense baseline is a line with its ± std band, titles
+# name the experiment, model and data set, the y range is fitted to the data,
+# the epoch axis has whole-epoch tics, curves carry a spread band and the
+# target line.
+Q=$tmp/q
+mkdir -p "$Q"
+{ echo 'cell,label,model,dataset,method,sparsity,seed,status,test_acc,compression,nonzero,params,flops_eff,target,speedup'
+  echo 'd1,dense,net,syn,dense,0,1,ok,0.9,1,1000,1000,2000,0.75,1'
+  echo 'd2,dense,net,syn,dense,0,2,ok,0.8,1,1000,1000,2000,0.75,1'
+  echo 'm1,magnitude,net,syn,magnitude,0.9,1,ok,0.6,10,100,1000,200,0.75,7'
+  echo 'm2,magnitude,net,syn,magnitude,0.9,2,ok,0.7,10,100,1000,200,0.75,7'
+} > "$Q/cells.csv"
+{ echo 'cell,phase,step,wall_s,test_acc'
+  for c in m1 m2; do for e in 1 2 3; do echo "$c,finetune,$e,$e,0.$((5 + e))"; done; done
+} > "$Q/curves.csv"
+"$PB" plot "$Q" >/dev/null 2>&1
+check "the dense baseline is a band (mean ± std over seeds), not a point" sh -c \
+    "grep -q '^# baseline band: dense' '$Q/plots/accuracy_vs_compression.dat' && ! grep -q '^# dense' '$Q/plots/accuracy_vs_compression.dat' && awk '/^# baseline band/ { b = 1; next } b && NF { n++; ok += (\$4 == 0.85 && \$2 < 0.78 && \$2 > 0.77 && \$3 > 0.92 && \$3 < 0.93) } END { exit !(n == 2 && ok == 2) }' '$Q/plots/accuracy_vs_compression.dat' && grep -q 'filledcurves' '$Q/plots/accuracy_vs_compression.gp' && grep -q \"title 'dense: 0.8500 ± 0.0707 (2 seeds)'\" '$Q/plots/accuracy_vs_compression.gp'"
+echo accuracy_vs_compression > "$Q/plots.list"
+"$PB" plot "$Q" >/dev/null 2>&1
+check "asking for compression also charts the theoretical speedup" sh -c \
+    "grep -q '^7 0.650000 0.070711 2 0.9 ' '$Q/plots/accuracy_vs_speedup.dat' && grep -q 'theoretical speedup' '$Q/plots/accuracy_vs_speedup.gp'"
+check "chart titles name the experiment, the model and the data set" \
+    grep -q "^set title 'q: net on syn: " "$Q/plots/accuracy_vs_compression.gp"
+check "the y range is fitted to the means ± std" sh -c \
+    "sed -n 's/^set yrange .\\(.*\\):\\(.*\\).\$/\\1 \\2/p' '$Q/plots/accuracy_vs_compression.gp' | awk '{ ok = (\$1 > 0.55 && \$1 < 0.579 && \$2 > 0.921 && \$2 < 0.95) } END { exit !ok }'"
+check "epoch charts: whole-epoch tics, a spread band, the target line" sh -c \
+    "grep -q '^set xtics 1\$' '$Q/plots/accuracy_vs_epochs_s0.9.gp' && grep -q 'filledcurves' '$Q/plots/accuracy_vs_epochs_s0.9.gp' && grep -q 'first 0.75 to graph 1, first 0.75 nohead' '$Q/plots/accuracy_vs_epochs_s0.9.gp' && grep -q '^2 0.700000 0.000000 2\$' '$Q/plots/accuracy_vs_epochs_s0.9.dat'"
 
 # kill -9 mid-matrix, then resume: every cell exactly once
 cat > "$tmp/long.lua" <<'LUA'

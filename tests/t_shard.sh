@@ -33,8 +33,9 @@ experiment "m" {
 LUA
 # the columns that do not depend on timing or on which host ran a cell:
 # cells.csv without wall_s (19), time_to_target_s (21), build (31), prefix_wall_s (34), cost_wall_s (37)
+# and the inference timings (48-50)
 same_results() { # same_results DIR_A DIR_B
-    C=1-18,20,22-30,32,33,35,36,38-
+    C=1-18,20,22-30,32,33,35,36,38-47
     cut -d, -f$C "$1/cells.csv" > "$tmp/ca" && cut -d, -f$C "$2/cells.csv" > "$tmp/cb" && diff "$tmp/ca" "$tmp/cb" &&
     cut -d, -f1-5,7-10 "$1/curves.csv" > "$tmp/ua" && cut -d, -f1-5,7-10 "$2/curves.csv" > "$tmp/ub" &&
     diff "$tmp/ua" "$tmp/ub" && diff "$1/layers.csv" "$2/layers.csv" && diff "$1/metrics.csv" "$2/metrics.csv" &&

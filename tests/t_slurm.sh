@@ -109,7 +109,7 @@ wait_job() { # wait_job ID SECONDS: until the job (all its array tasks) has left
 }
 states() { scontrol show job "$1" | sed -n 's/.*JobState=\([A-Z]*\).*/\1/p'; }
 same_results() { # same_results DIR_A DIR_B: equal but for timing and build columns
-    C=1-18,20,22-30,32,33,35,36,38-
+    C=1-18,20,22-30,32,33,35,36,38-47
     cut -d, -f$C "$1/cells.csv" > "$tmp/ca" && cut -d, -f$C "$2/cells.csv" > "$tmp/cb" && diff "$tmp/ca" "$tmp/cb" &&
     cut -d, -f1-5,7-10 "$1/curves.csv" > "$tmp/ua" && cut -d, -f1-5,7-10 "$2/curves.csv" > "$tmp/ub" &&
     diff "$tmp/ua" "$tmp/ub" && diff "$1/layers.csv" "$2/layers.csv" && test "$(tail -n +2 "$1/cells.csv" | wc -l)" -gt 0

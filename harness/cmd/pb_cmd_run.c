@@ -17,7 +17,7 @@ static void run_usage(FILE *f)
 {
     fprintf(f,
             "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
-            "                      [--shard I/N | --merge-only]\n\n"
+            "                      [--shard I/N | --merge-only] [-e NAME]...\n\n"
             "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
             "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
             "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
@@ -38,6 +38,8 @@ static void run_usage(FILE *f)
             "                        and draw no charts (see --merge-only, prunebench slurm)\n"
             "      --merge-only      train nothing: regenerate the CSV files from the cells every\n"
             "                        shard recorded and draw the charts (exit 1 if cells are missing)\n"
+            "  -e, --experiment NAME run only the experiment NAME of the script (repeatable; default:\n"
+            "                        all of them)\n"
             "  -h, --help            this help\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
             "2 bad arguments or a script error (nothing trained).\n");
@@ -52,13 +54,17 @@ int pb_cmd_run(int argc, char **argv)
         {"threads", required_argument, 0, 't'},  {"retry-failed", no_argument, 0, 1004},
         {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
         {"shard", required_argument, 0, 1006},    {"merge-only", no_argument, 0, 1007},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"experiment", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    enum { MAX_ONLY = 32 };
+    const char *only[MAX_ONLY];
+    int nonly = 0;
     pb_run_opts o = {.out_dir = "results", .jobs = 1};
     pb_shard shard = {0, 0};
     char serr[PB_ERRLEN];
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "j:o:nt:qh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "j:o:nt:qe:h", longopts, NULL)) != -1) {
         char *end;
         switch (opt) {
         case 'j':
@@ -92,6 +98,13 @@ int pb_cmd_run(int argc, char **argv)
             break;
         case 1007: o.merge_only = 1; break;
         case 'q': o.quiet = 1; break;
+        case 'e':
+            if (nonly == MAX_ONLY) {
+                fprintf(stderr, "prunebench run: --experiment: at most %d names\n", MAX_ONLY);
+                return 2;
+            }
+            only[nonly++] = optarg;
+            break;
         case 'h': run_usage(stdout); return 0;
         default: run_usage(stderr); return 2;
         }
@@ -130,9 +143,41 @@ int pb_cmd_run(int argc, char **argv)
         pb_lua_close(L);
         return rc == PB_EUSAGE ? 2 : 1;
     }
+    /* --experiment: keep the named experiments, in the script's order; a name
+     * the script does not declare is an error that lists those it does */
+    for (int k = 0; k < nonly && rc == PB_OK; k++) {
+        int e = 0;
+        while (e < nexp && strcmp(exps[e].name, only[k]))
+            e++;
+        if (e == nexp) {
+            fprintf(stderr, "prunebench run: %s declares no experiment '%s'; it declares:", o.script, only[k]);
+            for (int q = 0; q < nexp; q++)
+                fprintf(stderr, " %s", exps[q].name);
+            fprintf(stderr, "\n");
+            pb_cell_free_experiments(exps, nexp);
+            pb_lua_close(L);
+            free(text);
+            return 2;
+        }
+    }
+    int *skip = calloc((size_t)(nexp > 0 ? nexp : 1), sizeof *skip);
+    if (!skip) {
+        fprintf(stderr, "prunebench run: out of memory\n");
+        pb_cell_free_experiments(exps, nexp);
+        pb_lua_close(L);
+        free(text);
+        return 1;
+    }
+    for (int e = 0; e < nexp && nonly; e++) {
+        skip[e] = 1;
+        for (int k = 0; k < nonly; k++)
+            skip[e] &= strcmp(exps[e].name, only[k]) != 0;
+    }
     /* an unwritable output directory is reported before anything trains */
     if (!o.dry_run) {
         for (int e = 0; e < nexp && rc == PB_OK; e++) {
+            if (skip[e])
+                continue;
             char dir[4096];
             snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
             rc = pb_store_check_writable(dir, err, sizeof err);
@@ -140,6 +185,8 @@ int pb_cmd_run(int argc, char **argv)
     }
     int any_failed = 0;
     for (int e = 0; e < nexp && rc == PB_OK; e++) {
+        if (skip[e])
+            continue;
         pb_run_summary sum;
         rc = pb_run_experiment(&o, &exps[e], text, &sum, err, sizeof err);
         if (rc != PB_OK || o.dry_run)
@@ -166,6 +213,7 @@ int pb_cmd_run(int argc, char **argv)
     }
     if (rc != PB_OK)
         fprintf(stderr, "prunebench run: %s\n", err);
+    free(skip);
     pb_cell_free_experiments(exps, nexp);
     pb_lua_close(L);
     free(text);

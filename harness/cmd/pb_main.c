@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "pb_cmd.h"
+#include "engine/pb_sparse.h"
 
 typedef struct command {
     const char *name;
@@ -77,6 +78,14 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--version")) {
         printf("prunebench %s (OpenBLAS kernels: %s)\n", PACKAGE_VERSION, openblas_get_corename());
         return 0;
+    }
+    /* the kernel mode of the sparse formats (pb_sparse.h), for benchmarks */
+    const char *kernels = getenv("PB_KERNELS");
+    pb_sparse_mode mode;
+    char err[PB_ERRLEN];
+    if (kernels && *kernels && pb_sparse_parse_mode(kernels, &mode, err, sizeof err) != PB_OK) {
+        fprintf(stderr, "prunebench: environment variable PB_KERNELS: %s\n", err);
+        return 2;
     }
     for (const command *c = commands; c->name; c++)
         if (!strcmp(argv[1], c->name))

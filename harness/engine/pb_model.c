@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_sparse.h"
+
 const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", NULL};
 
 void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int ncls)
@@ -101,6 +103,7 @@ int pb_model_append(pb_model *m, const pb_layer *proto, char *err, size_t errlen
     l->max_batch = 0;
     l->ws_n = 0;
     l->relu_after = l->in_place = 0;
+    l->sp = NULL;
     if (l->in >= idx || l->in2 >= idx || l->in < -1)
         return pb_err(err, errlen, PB_EUSAGE, "layer %s reads from a later layer", l->name), -1;
     producer_shape(m, l->in, &l->ic, &l->ih, &l->iw);
@@ -273,6 +276,7 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
         return pb_err(err, errlen, PB_ENOMEM, "out of memory");
     m->max_batch = max_batch;
     m->finalized = 1;
+    m->sp_stale = 1; /* the layers' buffers, sparse formats among them, are new */
     return PB_OK;
 }
 
@@ -302,6 +306,7 @@ void pb_model_init_weights(pb_model *m, uint64_t seed)
     pb_rng_seed(&m->rng, seed ^ 0xd00dULL);
     pb_model_apply_masks(m);
     m->gen_stale = 1; /* generated weights were overwritten */
+    m->sp_stale = 1;
 }
 
 void pb_model_free(pb_model *m)
@@ -478,7 +483,17 @@ static int relu_fused(const pb_model *m, const pb_layer *l)
     return l->in_place && m->layers[l->in].relu_after;
 }
 
-void pb_model_arrays_changed(pb_model *m) { m->gen_stale = 1; }
+void pb_model_arrays_changed(pb_model *m)
+{
+    m->gen_stale = 1;
+    m->sp_stale = 1;
+}
+
+void pb_model_values_changed(pb_model *m)
+{
+    m->gen_stale = 1;
+    m->sp_vals_stale = 1;
+}
 
 int pb_model_is_generated(const pb_model *m, int i) { return i >= 0 && i < m->nparams && m->gens[i].generate; }
 
@@ -499,6 +514,7 @@ void pb_model_generate(pb_model *m)
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
 {
     pb_model_generate(m);
+    pb_sparse_sync(m);
     /* An input hook must see a fused ReLU's input before the ReLU, so while
      * one is set the ReLUs run themselves, in place. */
     for (int i = 0; i < m->nlayers; i++)
@@ -512,6 +528,25 @@ const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
             m->input_hook(m->input_hook_ud, m, i, in, B);
         if (!relu_fused(m, l))
             pb_layer_forward(l, in, in2, B, train, &m->rng);
+    }
+    return m->layers[m->nlayers - 1].out;
+}
+
+const float *pb_model_infer(pb_model *m, const float *x, int B)
+{
+    pb_model_generate(m);
+    pb_sparse_sync(m); /* the sparse formats follow the weights and masks, as in pb_model_forward */
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].in_place)
+            m->layers[m->layers[i].in].relu_after = m->input_hook == NULL;
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        const float *in = l->in < 0 ? x : m->layers[l->in].out;
+        const float *in2 = l->kind == PB_ADD ? (l->in2 < 0 ? x : m->layers[l->in2].out) : NULL;
+        if (m->input_hook)
+            m->input_hook(m->input_hook_ud, m, i, in, B);
+        if (!relu_fused(m, l))
+            pb_layer_infer(l, in, in2, B);
     }
     return m->layers[m->nlayers - 1].out;
 }
@@ -561,7 +596,7 @@ void pb_model_zero_grad(pb_model *m)
      * when its generator is set) */
     for (int i = 0; i < m->nparams; i++)
         if (!m->gens[i].backprop)
-            memset(m->params[i]->g, 0, m->params[i]->n * sizeof(float));
+            pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
 }
 
 /* The layer whose backward alone writes layer i's output gradient: the only
@@ -628,6 +663,7 @@ void pb_model_apply_masks(pb_model *m)
         for (size_t j = 0; j < p->n; j++)
             p->w[j] *= p->mask[j];
     }
+    m->sp_stale = 1; /* masks may have changed too */
 }
 
 int pb_model_nprunable(const pb_model *m)

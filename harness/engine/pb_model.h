@@ -56,6 +56,14 @@ struct pb_model {
     int finalized;
     int gen_stale;            /* generated parameters must be generated again before the next forward */
     long generations;         /* times the generators ran (tests count them) */
+    /* Sparse formats of the dense layers (pb_sparse.h): rebuilt from the
+     * masks before the next forward (sp_stale), or their values gathered
+     * again (sp_vals_stale); sp_mode is the kernel mode they were built
+     * under, plus one (0: never built). dense_grads: backward computes the
+     * weight gradients of pruned weights too (the scores of SNIP, GraSP). */
+    int sp_stale, sp_vals_stale, sp_mode;
+    int dense_grads;
+    int kernels;              /* 0: the process's kernel mode (pb_sparse_get_mode); else a pb_sparse_mode + 1 */
 };
 
 /* ---- building ---- */
@@ -99,6 +107,10 @@ int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err,
 /* ---- running ---- */
 /* Forward of B examples x [B * ic*ih*iw]; returns the logits [B * ncls]. */
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train);
+/* The same in eval mode for inference only (evaluation): each layer's
+ * pb_layer_infer, which keeps nothing for a backward. pb_model_loss may
+ * follow; a backward must follow a pb_model_forward instead. */
+const float *pb_model_infer(pb_model *m, const float *x, int B);
 
 /* Softmax cross-entropy of the last forward; fills m->dlogits with dL/dlogits
  * (mean over the batch), per-example losses into per_ex when non-NULL, and the
@@ -156,6 +168,9 @@ const pb_param_cost *pb_model_cost_of(const pb_model *m, const pb_param *p);
  * one generation however many evaluation batches follow. pb_model_generate
  * makes them now if stale. */
 void pb_model_arrays_changed(pb_model *m);
+/* The same for a write that changed values of parameters but no mask (an
+ * optimizer step): the sparse formats keep their structure. */
+void pb_model_values_changed(pb_model *m);
 void pb_model_generate(pb_model *m);
 /* Whether parameter i (index into m->params) is generated from a shared array. */
 int pb_model_is_generated(const pb_model *m, int i);

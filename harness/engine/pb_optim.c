@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pb_sparse.h"
+
 const char *const pb_opt_names[] = {[PB_OPT_SGD] = "sgd", [PB_OPT_ADAM] = "adam", NULL};
 const char *const pb_sched_names[] = {[PB_SCHED_CONSTANT] = "constant", [PB_SCHED_STEP] = "step",
                                       [PB_SCHED_COSINE] = "cosine", [PB_SCHED_LINEAR] = "linear",
@@ -134,6 +136,38 @@ static void adam_update(float *restrict w, const float *restrict g, float *restr
     }
 }
 
+/* The same updates on the kept weights of a sparse layer alone (pos: their
+ * indices, UINT32_MAX for padding), in the same operations, so the same
+ * bits: the pruned ones stay at zero, value and moments (opt_clean). */
+static void sgd_update_kept(float *restrict w, const float *restrict g, float *restrict v,
+                            const uint32_t *pos, size_t n, float lr, float mu, float wd, int nesterov)
+{
+    for (size_t k = 0; k < n; k++) {
+        const uint32_t j = pos[k];
+        if (j == UINT32_MAX)
+            continue;
+        float gj = g[j] + wd * w[j];
+        v[j] = mu * v[j] + gj;
+        w[j] -= lr * (nesterov ? gj + mu * v[j] : v[j]);
+    }
+}
+
+static void adam_update_kept(float *restrict w, const float *restrict g, float *restrict m1,
+                             float *restrict m2, const uint32_t *pos, size_t n, float lr, float b1,
+                             float b2, float eps, float wd, float bc1, float bc2)
+{
+    float sc = lr / bc1, isq = 1.0f / sqrtf(bc2);
+    for (size_t k = 0; k < n; k++) {
+        const uint32_t j = pos[k];
+        if (j == UINT32_MAX)
+            continue;
+        float gj = g[j] + wd * w[j];
+        m1[j] = b1 * m1[j] + (1.0f - b1) * gj;
+        m2[j] = b2 * m2[j] + (1.0f - b2) * gj * gj;
+        w[j] -= sc * m1[j] / (sqrtf(m2[j]) * isq + eps);
+    }
+}
+
 static void mask_mul(float *restrict a, const float *restrict mask, size_t n)
 {
     for (size_t j = 0; j < n; j++)
@@ -150,6 +184,19 @@ void pb_optim_step(pb_optim *o, pb_model *m, double lr)
         pb_param *p = m->params[i];
         if (!p->trainable || m->gens[i].generate)
             continue;
+        const uint32_t *pos;
+        size_t npos;
+        if (p->mask && pb_sparse_kept(m, p, &pos, &npos) && m->layers[p->layer].sp->opt_clean) {
+            if (c->kind == PB_OPT_ADAM)
+                adam_update_kept(p->w, p->g, p->opt1, p->opt2, pos, npos, (float)lr, (float)c->beta1,
+                                 (float)c->beta2, (float)c->eps, (float)c->wd, bc1, bc2);
+            else
+                sgd_update_kept(p->w, p->g, p->opt1, pos, npos, (float)lr, (float)c->momentum,
+                                (float)c->wd, c->nesterov);
+            continue;
+        }
+        if (p->mask && pb_sparse_kept(m, p, &pos, &npos))
+            m->layers[p->layer].sp->opt_clean = 1; /* this step zeroes the pruned moments */
         if (p->mask)
             mask_mul(p->g, p->mask, p->n);
         if (c->kind == PB_OPT_ADAM)
@@ -166,5 +213,5 @@ void pb_optim_step(pb_optim *o, pb_model *m, double lr)
                 mask_mul(p->opt2, p->mask, p->n);
         }
     }
-    pb_model_arrays_changed(m); /* weights generated from a shared array follow it */
+    pb_model_values_changed(m); /* generated weights and sparse formats follow */
 }

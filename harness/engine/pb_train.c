@@ -56,7 +56,7 @@ int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double
         for (int i = 0; i < B; i++)
             idx[i] = s + i;
         pb_data_batch(d, idx, B, NULL, b.x, b.y);
-        pb_model_forward(m, b.x, B, 0);
+        pb_model_infer(m, b.x, B);
         tl += pb_model_loss(m, b.y, B, 1.0f, NULL, &c) * B;
         ok += c;
     }
@@ -76,6 +76,7 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
     if (pb_batch_init(&b, d, batch, err, errlen) != PB_OK)
         return PB_ENOMEM;
     pb_model_zero_grad(m);
+    m->dense_grads = 1; /* scores need the gradients of pruned weights too */
     double tl = 0;
     for (int s = 0; s < n; s += batch) {
         int B = n - s < batch ? n - s : batch;
@@ -88,6 +89,7 @@ int pb_model_grad_on(pb_model *m, const pb_dataset *d, const int *idx, int n, fl
             m->dlogits[j] *= sc;
         pb_model_backward(m, b.x, B, NULL, NULL);
     }
+    m->dense_grads = 0;
     pb_batch_free(&b);
     if (loss)
         *loss = tl / n;
@@ -306,8 +308,10 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                 fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
             if (rec.val_loss >= 0)
                 fprintf(stderr, " val_loss=%.4f", rec.val_loss);
-            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f\n", rec.sparsity, rec.wall_s,
-                    rec.train_s);
+            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f", rec.sparsity, rec.wall_s, rec.train_s);
+            if (rec.test_acc >= 0)
+                fprintf(stderr, " eval_s=%.3f", rec.eval_s);
+            fprintf(stderr, "\n");
         }
         res->epochs_done = ep;
         res->steps = step;
@@ -320,6 +324,7 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
     rc = PB_OK;
     if (cfg->early_stop && res->best_epoch && res->best_epoch < res->epochs_done) {
         best_walk(m, best, 0);
+        pb_model_arrays_changed(m);
         if (test && (rc = pb_evaluate(m, test, cfg->batch, &res->test_acc, &res->test_loss, err, errlen)) != PB_OK)
             goto out;
         if (cfg->log_epochs)

@@ -21,7 +21,9 @@ const char *const pb_csv_cells_cols[] = {
     /* appended with the data axis */
     "data", "data_label", "fraction", "data_args", "budget", "target",
     /* appended with the post-training methods */
-    "pruned_acc", "pruned_loss", NULL};
+    "pruned_acc", "pruned_loss",
+    /* appended with sparse execution: measured inference speed */
+    "infer_us_b1", "infer_ips_b128", "measured_speedup", NULL};
 
 const char *const pb_csv_curves_cols[] = {
     "experiment", "cell", "phase", "epoch", "step", "wall_s", "train_flops", "sparsity",

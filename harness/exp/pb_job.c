@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/pb_ckpt.h"
+#include "engine/pb_infer.h"
 #include "engine/pb_par.h"
 #include "host/pb_datasel.h"
 #include "host/pb_host.h"
@@ -270,6 +271,9 @@ typedef struct job_run {
     int ndata;
     const pb_dataset *eval;    /* the test split of the last training stage's data */
     pb_datasel *ds;            /* the data method, or NULL */
+    pb_model arch;             /* the model as built, before any surgery: what a narrowed
+                                * model's measured speedup is relative to */
+    int have_arch;
     char *err;
     size_t errlen;
 } job_run;
@@ -558,6 +562,7 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     res->time_to_target_s = -1;
     res->test_acc = -1;
     res->pruned_acc = res->pruned_loss = -1;
+    res->infer_us_b1 = res->infer_us_b1_dense = res->infer_ips_b128 = res->infer_ips_b128_dense = -1;
     const int has_method = j->method && strcmp(j->method, "dense") != 0;
     if (has_method && !(j->sparsity >= 0.0 && j->sparsity < 1.0))
         return pb_err(err, errlen, PB_EUSAGE, "sparsity %g is not in [0, 1)", j->sparsity);
@@ -669,6 +674,7 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     ctx->curve_ud = &tap;
     ctx->t0 = t_start;
     pb_model_flops(m, &res->flops_dense_orig, NULL);
+    r->have_arch = pb_model_clone(m, &r->arch, 1, NULL, 0) == PB_OK;
 
     /* The plugin-free prefix: from the cache, or run (and cached) */
     const int prefix = pb_job_prefix_len(st, nst);
@@ -707,10 +713,23 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     res->probe_flops = ctx->probe_flops - prefix_probe;
     res->cost_wall_s = res->prefix_wall_s + res->wall_s;
     res->cost_flops = res->prefix_flops + res->train_flops + res->probe_flops;
+    /* inference speed, outside the cell's cost; a cell whose timing fails
+     * is still a result, with the columns empty */
+    pb_infer_rec inf;
+    char ierr[PB_ERRLEN];
+    const int narrowed = r->have_arch && res->flops_dense_orig > res->flops_dense * (1 + 1e-9);
+    if (pb_infer_measure(m, narrowed ? &r->arch : NULL, r->eval, 0.004, &inf, ierr, sizeof ierr) == PB_OK) {
+        res->infer_us_b1 = inf.us_b1;
+        res->infer_us_b1_dense = inf.us_b1_dense;
+        res->infer_ips_b128 = inf.ips_b128;
+        res->infer_ips_b128_dense = inf.ips_b128_dense;
+    }
     if (j->save)
         rc = pb_ckpt_save(m, j->save, err, errlen);
 out:
     pb_ctx_free(&r->ctx);
+    if (r->have_arch)
+        pb_model_free(&r->arch);
     if (r->ds) {
         pb_datasel_close(r->ds);
         free(r->ds);

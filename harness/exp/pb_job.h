@@ -135,6 +135,10 @@ typedef struct pb_job_result {
     pb_layer_stat layers[PB_MAX_PARAMS];
     double pruned_acc, pruned_loss;  /* test split right after the last prune stage of a trained
                                       * model, before any fine-tuning (-1: none evaluated) */
+    /* inference speed of the final model (pb_infer): latency at batch 1 and
+     * throughput at batch 128, as executed and on the dense kernels; -1:
+     * not measured */
+    double infer_us_b1, infer_us_b1_dense, infer_ips_b128, infer_ips_b128_dense;
 } pb_job_result;
 
 int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen);

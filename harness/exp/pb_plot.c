@@ -19,7 +19,8 @@
 const char *const pb_plot_names[] = {"accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops",
                                      "accuracy_vs_time", "accuracy_vs_epochs", "layer_sparsity",
                                      "time_to_accuracy", "accuracy_vs_train_flops", "time_to_target",
-                                     "accuracy_at_time", "accuracy_vs_sparsity", NULL};
+                                     "accuracy_at_time", "accuracy_vs_sparsity", "accuracy_vs_speedup",
+                                     "measured_speedup", NULL};
 
 #define MAXS 64      /* series per chart */
 #define MAXG 4096    /* groups (series x target sparsity) */
@@ -29,7 +30,7 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
-    int c_stored;
+    int c_stored, c_speedup;
     int multi;                 /* more than one (base model, dataset): series names carry them */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
@@ -42,6 +43,7 @@ typedef struct results {
 
 typedef struct chart {
     const char *dir;           /* DIR/plots */
+    const char *ctx;           /* "experiment: models on data sets", the head of every title */
     int gnuplot_missing;
     int drawn, verbose;
 } chart;
@@ -125,6 +127,7 @@ static int prepare(results *r)
     r->c_flops = pb_csv_col(t, "flops_eff");
     r->c_params = pb_csv_col(t, "params");
     r->c_stored = pb_csv_col(t, "stored");
+    r->c_speedup = pb_csv_col(t, "speedup");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     size_t n = (size_t)(t->nrows ? t->nrows : 1);
@@ -241,13 +244,14 @@ static FILE *open_gp(const chart *ch, const char *name, const char *title, const
     FILE *f = fopen(path, "w");
     if (!f)
         return NULL;
-    char *abs = realpath(ch->dir, NULL);
+    /* no absolute path: the scripts travel with the results they draw */
     fprintf(f, "# Written by prunebench %s from the results CSV files; edit and rerun with\n"
-               "#   cd %s && gnuplot %s.gp\n", PACKAGE_VERSION, abs ? abs : ch->dir, name);
-    free(abs);
+               "#   gnuplot %s.gp\n# in this directory (the plots directory of the results).\n", PACKAGE_VERSION, name);
     fprintf(f, "set terminal pngcairo size 960,600 font ',10' noenhanced\nset output '%s.png'\n", name);
+    char full[1024];
+    snprintf(full, sizeof full, "%s%s%s", ch->ctx ? ch->ctx : "", ch->ctx ? ": " : "", title);
     fprintf(f, "set title ");
-    gp_quote(f, title);
+    gp_quote(f, full);
     fprintf(f, "\nset xlabel ");
     gp_quote(f, xlabel);
     fprintf(f, "\nset ylabel ");
@@ -400,23 +404,53 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         free(g);
         return -1;
     }
-    /* room around the extreme points (the dense baseline sits on an edge) */
-    double xmin = INFINITY, xmax = -INFINITY;
+    /* The unpruned model of a (model, data set) is a reference, not a point
+     * on the x axis: a horizontal line at its mean with its ± std band across
+     * the chart (unless it is all there is). Narrowed dense models stay a
+     * series: their widths are operating points. */
+    int *band = calloc((size_t)ng, sizeof *band);
+    if (!band) {
+        fclose(d), fclose(f), free(g);
+        return -1;
+    }
+    int nonband = 0;
     for (int k = 0; k < ng; k++) {
+        band[k] = is_dense_row(r, g[k].row) && !r->row_narrowed[g[k].row];
+        nonband += !band[k];
+    }
+    for (int k = 0; k < ng && nonband == 0; k++)
+        band[k] = 0;
+    /* the x range from the operating points, the y range from every mean ± std */
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    for (int k = 0; k < ng; k++) {
+        double m = g[k].sy / g[k].n;
+        double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
+        double sd = var > 0 ? sqrt(var) : 0;
+        ymin = m - sd < ymin ? m - sd : ymin;
+        ymax = m + sd > ymax ? m + sd : ymax;
+        if (band[k])
+            continue;
         double x = g[k].sx / g[k].n;
         xmin = x < xmin ? x : xmin;
         xmax = x > xmax ? x : xmax;
     }
-    if (logbase)
-        fprintf(f, "set logscale x %d\nset xrange [%g:%g]\nset offsets 0, 0, graph 0.04, graph 0.04\n",
-                logbase, xmin / 1.3, xmax * 1.3);
-    else
-        fprintf(f, "set offsets graph 0.04, graph 0.04, graph 0.04, graph 0.04\n");
+    double xlo, xhi;
+    if (logbase) {
+        xlo = xmin / 1.3, xhi = xmax * 1.3;
+        fprintf(f, "set logscale x %d\n", logbase);
+    } else {
+        double span = xmax > xmin ? xmax - xmin : fabs(xmin) > 0 ? fabs(xmin) : 1;
+        xlo = xmin - 0.04 * span, xhi = xmax + 0.04 * span;
+    }
+    double yspan = ymax - ymin > 0.01 ? ymax - ymin : 0.01;
+    fprintf(f, "set xrange [%g:%g]\nset yrange [%g:%g]\n", xlo, xhi, ymin - 0.05 * yspan, ymax + 0.05 * yspan);
     fprintf(d, "# x mean, test_acc mean, test_acc std, seeds, target sparsity, nonzero mean, model; "
-               "one block per series\n");
+               "one block per series; a baseline band block: x, mean - std, mean + std, mean, seeds\n");
     int block = -1, prev = -1;
     fprintf(f, "plot ");
     for (int k = 0; k < ng; k++) {
+        if (band[k])
+            continue;
         if (g[k].series != prev) {
             if (block >= 0)
                 fprintf(d, "\n\n");
@@ -435,6 +469,124 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
         double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
         fprintf(d, "%.8g %.6f %.6f %d %g %.8g ", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp,
                 g[k].snz / g[k].n);
+        dat_text(d, pb_csv_get(t, g[k].row, r->c_model));
+        fputc('\n', d);
+    }
+    for (int k = 0; k < ng; k++) {
+        if (!band[k])
+            continue;
+        double m = g[k].sy / g[k].n;
+        double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
+        double sd = var > 0 ? sqrt(var) : 0;
+        block++;
+        fprintf(d, "\n\n# baseline band: ");
+        dat_text(d, r->series[g[k].series]);
+        fprintf(d, " (");
+        dat_text(d, pb_csv_get(t, g[k].row, r->c_model));
+        fprintf(d, ")\n%g %.6f %.6f %.6f %d\n%g %.6f %.6f %.6f %d\n", xlo, m - sd, m + sd, m, g[k].n, xhi, m - sd,
+                m + sd, m, g[k].n);
+        const char *col = colours[g[k].series % 8];
+        char title[320];
+        snprintf(title, sizeof title, "%s: %.4f ± %.4f (%d seed%s)", r->series[g[k].series], m, sd, g[k].n,
+                 g[k].n == 1 ? "" : "s");
+        fprintf(f, "%s'%s.dat' index %d using 1:2:3 with filledcurves fs transparent solid 0.15 noborder "
+                   "lc rgb '%s' notitle, \\\n     '%s.dat' index %d using 1:4 with lines lw 1.5 dt 2 lc rgb '%s' title ",
+                block ? ", \\\n     " : "", name, block, col, name, block, col);
+        gp_quote(f, title);
+    }
+    free(band);
+    fprintf(f, "\n");
+    fclose(d);
+    close_gp(f, name);
+    free(g);
+    draw(ch, name);
+    return 0;
+}
+
+/* ---- measured against theoretical speedup (sparse execution) ---- */
+
+/* Per series and target sparsity, the batch-1 inference speedup measured
+ * (dense kernels over the kernels the engine chose, measured_speedup)
+ * against the theoretical one (flops_dense / flops_eff, speedup), means over
+ * seeds with the measured one's std; the diagonal is where the measured
+ * speedup reaches the theoretical. */
+static int chart_speed(chart *ch, const results *r)
+{
+    const pb_csv_table *t = &r->cells;
+    const int cm = pb_csv_col(t, "measured_speedup"), ct = pb_csv_col(t, "speedup");
+    if (cm < 0 || ct < 0)
+        return 0;
+    group *g = calloc(MAXG, sizeof *g);
+    if (!g)
+        return -1;
+    int ng = 0;
+    for (int i = 0; i < t->nrows; i++) {
+        const int s = r->row_series[i];
+        const double x = pb_csv_getnum(t, i, ct), y = pb_csv_getnum(t, i, cm), sp = pb_csv_getnum(t, i, r->c_sparsity);
+        if (s < 0 || !isfinite(x) || !isfinite(y) || x <= 0 || y <= 0)
+            continue;
+        int k = 0;
+        while (k < ng && !(g[k].series == s && fabs(g[k].sp - sp) < 1e-12 &&
+                           !strcmp(pb_csv_get(t, g[k].row, r->c_model), pb_csv_get(t, i, r->c_model))))
+            k++;
+        if (k == ng) {
+            if (ng == MAXG)
+                continue;
+            g[ng++] = (group){.series = s, .sp = sp, .row = i};
+        }
+        g[k].n++;
+        g[k].sx += x;
+        g[k].sy += y;
+        g[k].syy += y * y;
+    }
+    if (ng == 0) {
+        free(g);
+        return 0;
+    }
+    for (int k = 0; k < ng; k++)
+        g[k].key = g[k].sx / g[k].n;
+    qsort(g, (size_t)ng, sizeof *g, cmp_group);
+    const char *name = "measured_speedup";
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
+    FILE *d = fopen(path, "w");
+    FILE *f = d ? open_gp(ch, name, "batch-1 inference: measured against theoretical speedup (mean ± std over seeds)",
+                          "theoretical speedup (dense FLOPs / effective FLOPs)",
+                          "measured speedup (dense kernels / kernels as executed)")
+                : NULL;
+    if (!d || !f) {
+        if (d)
+            fclose(d);
+        free(g);
+        return -1;
+    }
+    double hi = 1;
+    for (int k = 0; k < ng; k++) {
+        const double m = g[k].sy / g[k].n, x = g[k].sx / g[k].n;
+        hi = fmax(hi, fmax(m, x));
+    }
+    fprintf(f, "set logscale xy 2\nset xrange [0.8:%g]\nset yrange [0.4:%g]\n", hi * 1.3, hi * 1.3);
+    fprintf(d, "# theoretical speedup mean, measured speedup mean, its std, seeds, target sparsity, model; "
+               "one block per series\n");
+    fprintf(f, "plot x with lines lc rgb '#999999' dt 2 title 'measured = theoretical'");
+    int block = -1, prev = -1;
+    for (int k = 0; k < ng; k++) {
+        if (g[k].series != prev) {
+            if (block >= 0)
+                fprintf(d, "\n\n");
+            block++;
+            prev = g[k].series;
+            fprintf(d, "# ");
+            dat_text(d, r->series[prev]);
+            fprintf(d, "\n");
+            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorpoints pointsize 1", name, block);
+            style(f, prev);
+            fprintf(f, " title ");
+            gp_quote(f, r->series[prev]);
+        }
+        const double m = g[k].sy / g[k].n;
+        const double var = g[k].n > 1 ? (g[k].syy - g[k].n * m * m) / (g[k].n - 1) : 0;
+        fprintf(d, "%.8g %.6g %.6g %d %g ", g[k].sx / g[k].n, m, var > 0 ? sqrt(var) : 0, g[k].n, g[k].sp);
         dat_text(d, pb_csv_get(t, g[k].row, r->c_model));
         fputc('\n', d);
     }
@@ -458,8 +610,23 @@ static int cell_row_of(const results *r, const char *hash)
 
 typedef struct point {
     int n;
-    double sx, sy;
+    double sx, sy, syy;
 } point;
+
+/* The accuracy target of the cells at sparsity sp (cells.csv "target"), or 0
+ * when none of them sets one. */
+static double curve_target(const results *r, double sp)
+{
+    int c = pb_csv_col(&r->cells, "target");
+    if (c < 0)
+        return 0;
+    for (int i = 0; i < r->cells.nrows; i++) {
+        double v = pb_csv_getnum(&r->cells, i, c);
+        if (isfinite(v) && v > 0 && fabs(pb_csv_getnum(&r->cells, i, r->c_sparsity) - sp) < 1e-12)
+            return v;
+    }
+    return 0;
+}
 
 static int chart_curves(chart *ch, const results *r, int by_time)
 {
@@ -545,6 +712,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
             pt->n++;
             pt->sx += by_time ? pb_csv_getnum(c, i, cw) + off_t[row] : epochs + off_e[row];
             pt->sy += acc;
+            pt->syy += acc * acc;
             pos++;
             if (pos > len[s])
                 len[s] = pos;
@@ -558,7 +726,7 @@ static int chart_curves(chart *ch, const results *r, int by_time)
         }
         char path[4400], title[320];
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "test accuracy over %s at sparsity %g (dense for reference)",
+        snprintf(title, sizeof title, "accuracy over %s at s = %g (mean, ± std band)",
                  by_time ? "time" : "epochs", sp);
         FILE *d = fopen(path, "w");
         FILE *f = d ? open_gp(ch, name, title, by_time ? "wall seconds (pruning a trained model includes its pre-training)"
@@ -571,7 +739,39 @@ static int chart_curves(chart *ch, const results *r, int by_time)
             rc = -1;
             break;
         }
-        fprintf(d, "# %s, test_acc; mean over seeds; one block per series\n", by_time ? "wall_s" : "epoch");
+        /* fitted ranges; whole epochs on the epoch axis; the target where the
+         * experiment sets one */
+        double xmax = 0, ymin = INFINITY, ymax = -INFINITY;
+        for (int s = 0; s < r->nseries; s++)
+            for (int q = 0; q < len[s]; q++) {
+                point *pt = &pts[s * MAXP + q];
+                if (!pt->n)
+                    continue;
+                double m = pt->sy / pt->n, var = pt->n > 1 ? (pt->syy - pt->n * m * m) / (pt->n - 1) : 0;
+                double sd = var > 0 ? sqrt(var) : 0;
+                xmax = pt->sx / pt->n > xmax ? pt->sx / pt->n : xmax;
+                ymin = m - sd < ymin ? m - sd : ymin;
+                ymax = m + sd > ymax ? m + sd : ymax;
+            }
+        double target = curve_target(r, sp);
+        if (target > 0) {
+            ymin = target < ymin ? target : ymin;
+            ymax = target > ymax ? target : ymax;
+            fprintf(f, "set arrow from graph 0, first %g to graph 1, first %g nohead dt 3 lw 1.5 lc rgb '#444444'\n"
+                       "set label 'target %g' at graph 0.01, first %g offset 0, 0.6 tc rgb '#444444'\n",
+                    target, target, target, target);
+        }
+        double yspan = ymax - ymin > 0.01 ? ymax - ymin : 0.01;
+        fprintf(f, "set yrange [%g:%g]\n", ymin - 0.05 * yspan, ymax + 0.05 * yspan);
+        if (!by_time) {
+            int step = xmax > 10 ? (int)ceil(xmax / 10) : 1;
+            fprintf(f, "set xrange [0:%d]\nset xtics %d\nset mxtics 1\nset format x '%%.0f'\n",
+                    (int)ceil(xmax) > 0 ? (int)ceil(xmax) : 1, step);
+        } else {
+            fprintf(f, "set xrange [0:%g]\n", xmax > 0 ? xmax * 1.02 : 1);
+        }
+        fprintf(d, "# %s, test_acc mean, test_acc std, seeds; over seeds; one block per series\n",
+                by_time ? "wall_s" : "epoch");
         fprintf(f, "plot ");
         int block = 0;
         for (int s = 0; s < r->nseries; s++) {
@@ -582,11 +782,14 @@ static int chart_curves(chart *ch, const results *r, int by_time)
             fputc('\n', d);
             for (int q = 0; q < len[s]; q++) {
                 point *pt = &pts[s * MAXP + q];
-                if (pt->n)
-                    fprintf(d, "%.6g %.6f\n", pt->sx / pt->n, pt->sy / pt->n);
+                if (!pt->n)
+                    continue;
+                double m = pt->sy / pt->n, var = pt->n > 1 ? (pt->syy - pt->n * m * m) / (pt->n - 1) : 0;
+                fprintf(d, "%.6g %.6f %.6f %d\n", pt->sx / pt->n, m, var > 0 ? sqrt(var) : 0, pt->n);
             }
-            fprintf(f, "%s'%s.dat' index %d using 1:2 with linespoints pointsize 0.6", block ? ", \\\n     " : "",
-                    name, block);
+            fprintf(f, "%s'%s.dat' index %d using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 "
+                       "noborder lc rgb '%s' notitle, \\\n     '%s.dat' index %d using 1:2 with linespoints pointsize 0.6",
+                    block ? ", \\\n     " : "", name, block, colours[s % 8], name, block);
             style(f, s);
             fprintf(f, " title ");
             gp_quote(f, r->series[s]);
@@ -801,6 +1004,39 @@ static int wanted(char **list, int n, const char *name)
     return 0;
 }
 
+/* "experiment: model, model on data set": the experiment is the results
+ * directory's name, the models (base names, widths folded) and data sets
+ * those of its cells, in order of first appearance. */
+static void plot_context(const results *r, const char *dir, char *buf, size_t n)
+{
+    size_t len = strlen(dir);
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    size_t b = len;
+    while (b > 0 && dir[b - 1] != '/')
+        b--;
+    size_t k = (size_t)snprintf(buf, n, "%.*s:", (int)(len - b), dir + b);
+    const pb_csv_table *t = &r->cells;
+    for (int pass = 0; pass < 2 && k < n; pass++) {
+        int col = pass ? r->c_dataset : r->c_model, any = 0;
+        if (col < 0)
+            continue;
+        for (int i = 0; i < t->nrows && k < n; i++) {
+            const char *v = pb_csv_get(t, i, col);
+            size_t vl = pass ? strlen(v) : base_len(v);
+            int seen = 0;
+            for (int j = 0; j < i && !seen; j++) {
+                const char *u = pb_csv_get(t, j, col);
+                seen = (pass ? strlen(u) : base_len(u)) == vl && !strncmp(u, v, vl);
+            }
+            if (seen || !vl)
+                continue;
+            k += (size_t)snprintf(buf + k, n - k, "%s%.*s", any ? ", " : pass ? " on " : " ", (int)vl, v);
+            any = 1;
+        }
+    }
+}
+
 int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
 {
     char path[4400], plots[4200];
@@ -841,7 +1077,9 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
         rc = pb_err(err, errlen, PB_EIO, "cannot create %s: %s", plots, strerror(errno));
         goto out;
     }
-    chart ch = {.dir = plots, .verbose = verbose};
+    char ctx[512];
+    plot_context(&r, dir, ctx, sizeof ctx);
+    chart ch = {.dir = plots, .ctx = ctx, .verbose = verbose};
     int bad = 0;
     {
         int narrowed = 0;
@@ -853,6 +1091,11 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
                                             "model: full-width parameters / its own)"
                                           : "compression ratio (parameters / nonzero parameters)", 2, 1);
     }
+    /* compression and theoretical speedup go together (Blalock et al. 2020):
+     * a script asking for one gets both */
+    if (wanted(list, nlist, "accuracy_vs_speedup") || wanted(list, nlist, "accuracy_vs_compression"))
+        bad |= chart_scatter(&ch, &r, "accuracy_vs_speedup", r.c_speedup,
+                             "theoretical speedup (dense FLOPs / effective FLOPs per example)", 2, 0);
     if (wanted(list, nlist, "accuracy_vs_params"))
         bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10, 0);
     if (wanted(list, nlist, "accuracy_vs_flops"))
@@ -869,6 +1112,8 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
         bad |= chart_curves(&ch, &r, 0);
     if (wanted(list, nlist, "layer_sparsity"))
         bad |= chart_layers(&ch, &r);
+    if (wanted(list, nlist, "measured_speedup"))
+        bad |= chart_speed(&ch, &r);
     /* the data axis: time-to-accuracy (pb_plot_data) */
     bad |= pb_plot_data_charts(dir, plots, list, nlist, &ch.drawn, &ch.gnuplot_missing) != 0;
     if (bad)

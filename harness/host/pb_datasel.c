@@ -198,6 +198,7 @@ static void restore_model(pb_model *m, const saved_model *s)
             memcpy(m->layers[i].run_mean, s->bn[2 * i], (size_t)m->layers[i].oc * sizeof(float));
             memcpy(m->layers[i].run_var, s->bn[2 * i + 1], (size_t)m->layers[i].oc * sizeof(float));
         }
+    pb_model_arrays_changed(m);
 }
 
 static int bind(pb_ctx *c, pb_datasel *ds)

@@ -1,15 +1,16 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/wt-delta/benchmarks/results/dare/plots && gnuplot accuracy_vs_sparsity.gp
+#   gnuplot accuracy_vs_sparsity.gp
+# in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_sparsity.png'
-set title 'test accuracy (mean ± std over seeds)'
+set title 'dare: lenet300 on fashion-mnist: test accuracy (mean ± std over seeds)'
 set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
 set logscale x 10
 set xrange [0.769231:1300]
-set offsets 0, 0, graph 0.04, graph 0.04
+set yrange [0.0381817:0.864937]
 plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'finetuned_small', \
      'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'dare_small', \
      'accuracy_vs_sparsity.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'darex_q_small', \

@@ -1,15 +1,16 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/wt-posttrain/benchmarks/results/posttrain_lenet5/plots && gnuplot accuracy_vs_compression.gp
+#   gnuplot accuracy_vs_compression.gp
+# in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_compression.png'
-set title 'test accuracy (mean ± std over seeds)'
+set title 'posttrain_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std over seeds)'
 set xlabel 'compression ratio (parameters / nonzero parameters)'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
 set logscale x 2
 set xrange [0.778826:12.5674]
-set offsets 0, 0, graph 0.04, graph 0.04
+set yrange [0.0821167:0.919913]
 plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'magnitude', \
      'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'wanda', \
      'accuracy_vs_compression.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'sparsegpt', \

@@ -1,8 +1,9 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/wt-posttrain/benchmarks/results/posttrain_lenet5/plots && gnuplot layer_sparsity_s0.5.gp
+#   gnuplot layer_sparsity_s0.5.gp
+# in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.5.png'
-set title 'weights kept in each layer at overall target sparsity 0.5 (mean over seeds)'
+set title 'posttrain_lenet5: lenet5 on fashion-mnist: weights kept in each layer at overall target sparsity 0.5 (mean over seeds)'
 set xlabel 'layer'
 set ylabel 'weights kept (log scale; 0 drawn at the tic 0)'
 set grid

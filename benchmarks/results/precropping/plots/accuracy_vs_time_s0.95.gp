@@ -1,18 +1,28 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/wt-delta/benchmarks/results/precropping/plots && gnuplot accuracy_vs_time_s0.95.gp
+#   gnuplot accuracy_vs_time_s0.95.gp
+# in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_time_s0.95.png'
-set title 'test accuracy over time at sparsity 0.95 (dense for reference)'
+set title 'precropping: lenet5 on fashion-mnist: accuracy over time at s = 0.95 (mean, ± std band)'
 set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
-plot 'accuracy_vs_time_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'synflow', \
+set yrange [0.673526:0.896202]
+set xrange [0:17.9793]
+plot 'accuracy_vs_time_s0.95.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'synflow', \
+     'accuracy_vs_time_s0.95.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
      'accuracy_vs_time_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'random_synflow_densities', \
+     'accuracy_vs_time_s0.95.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
      'accuracy_vs_time_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'precropping', \
+     'accuracy_vs_time_s0.95.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
      'accuracy_vs_time_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense', \
+     'accuracy_vs_time_s0.95.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
      'accuracy_vs_time_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (lenet5@w0.443)', \
+     'accuracy_vs_time_s0.95.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
      'accuracy_vs_time_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (lenet5@w0.311)', \
+     'accuracy_vs_time_s0.95.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
      'accuracy_vs_time_s0.95.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'dense (lenet5@w0.219)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced

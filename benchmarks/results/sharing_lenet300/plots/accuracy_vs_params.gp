@@ -1,15 +1,16 @@
 # Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
-#   cd /work/wt-sharing/benchmarks/results/sharing_lenet300/plots && gnuplot accuracy_vs_params.gp
+#   gnuplot accuracy_vs_params.gp
+# in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_params.png'
-set title 'test accuracy (mean ± std over seeds)'
+set title 'sharing_lenet300: lenet300 on fashion-mnist: test accuracy (mean ± std over seeds)'
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
 set logscale x 10
 set xrange [520:346593]
-set offsets 0, 0, graph 0.04, graph 0.04
+set yrange [0.0884421:0.918911]
 plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'dense (narrowed)', \
      'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'stable_rps', \
      'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'roast', \

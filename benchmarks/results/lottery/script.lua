@@ -1,0 +1,44 @@
+-- lottery.lua: lottery tickets (Frankle & Carbin 2019), METHODS.md
+-- "Iterative magnitude pruning / lottery tickets".
+--
+--   ./prunebench run benchmarks/lottery.lua -j 2 --out benchmarks/results
+--
+-- LeNet-300-100 on Fashion-MNIST, iterative magnitude pruning per layer
+-- (p = 20 % of the surviving weights of each hidden layer, 10 % of the output
+-- layer per round) with rewinding to initialization, until the target
+-- sparsity; the last round prunes exactly to the target. Compared:
+--   lottery         the winning ticket (survivors rewound to their initial values)
+--   lottery_reinit  the ticket's masks, fresh random initialization
+--   lottery_random  random masks with the ticket's per-layer kept counts,
+--                   rewound to the same initialization
+-- at target sparsities 0.5, 0.8, 0.9 and 0.95 (4, 8, 11 and 14 rounds; 0.95
+-- leaves 5 % of the weights).
+--
+-- As in the paper, 5 000 training examples are held out as a validation set
+-- and every round's training ends at its iteration of minimum validation loss
+-- (early_stop; taken per epoch): the ticket's accuracy after every round is in
+-- curves.csv, phase "round", at that iteration, and the final round's
+-- early-stopping step is the metric train.early_stop_step (metrics.csv), the
+-- paper's "learns faster" measure. The controls only exist at the targets.
+--
+-- Budget: 6 epochs of SGD per round (lr 0.05, momentum 0.9, batch 128;
+-- LeNet-300-100 on 55 000 Fashion-MNIST examples is within 1 % of its final
+-- test accuracy by then, where the paper trains 50 000 Adam iterations of
+-- batch 60), 3 seeds. Every control cell repeats the ticket's whole pruning
+-- schedule to get its masks, so each control at each target costs as much as
+-- the ticket: about 4 000 LeNet-300-100 epochs in all.
+
+experiment "lottery" {
+  models   = { "lenet300" },
+  datasets = { { "fashion-mnist", val = 5000 } },
+  methods  = {
+    "dense",
+    { "lottery", epochs = 6, label = "lottery" },
+    { "lottery", epochs = 6, control = "reinit", label = "lottery_reinit" },
+    { "lottery", epochs = 6, control = "random", label = "lottery_random" },
+  },
+  sparsity = { 0.5, 0.8, 0.9, 0.95 },
+  seeds    = { 1, 2, 3 },
+  train    = { epochs = 6, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9, early_stop = true },
+  plots    = { "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_epochs" },
+}
