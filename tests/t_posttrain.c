@@ -560,6 +560,39 @@ static void test_armor_cost(void)
        rc == PB_OK ? res.layers[2].nonzero : 0, rc == PB_OK ? res.stored : 0);
 }
 
+/* host->set_layer_cost on a plain (not generated) trained MLP 64-32-16-4:
+ * fc1 charged 100 multiply-adds and 50 stored values; bad input refused. */
+static void test_layer_cost(void)
+{
+    rig r;
+    int rc = rig_open(&r, "magnitude", NULL, 0);
+    double d0 = 0, e0 = 0, d1 = 0, e1 = 0;
+    size_t st0 = 0, st1 = 0, nz1 = 0;
+    int bad_i = PB_OK, bad_v = PB_OK;
+    char e_i[PB_ERRLEN] = "", e_v[PB_ERRLEN] = "";
+    if (rc == PB_OK) {
+        pb_model_flops(&r.m, &d0, &e0);
+        st0 = pb_model_stored(&r.m);
+        const pb_param *p = pb_model_prunable(&r.m, 0);
+        for (size_t k = 0; k < p->n; k++)
+            nz1 += p->w[k] != 0.0f;
+        bad_i = H->set_layer_cost(&r.ctx, 7, 1, 1);
+        snprintf(e_i, sizeof e_i, "%s", r.err);
+        bad_v = H->set_layer_cost(&r.ctx, 0, -1, 1);
+        snprintf(e_v, sizeof e_v, "%s", r.err);
+        rc = H->set_layer_cost(&r.ctx, 0, 100, 50);
+        pb_model_flops(&r.m, &d1, &e1);
+        st1 = pb_model_stored(&r.m);
+    }
+    /* fc1 (64 x 32, 32 biases) dense: 2 * 2048 + 32 = 4128 FLOPs; charged: 2 * 100 + 32 = 232 */
+    ok(rc == PB_OK && d1 == d0 && e1 == e0 - 4128 + 232 && st1 == st0 - nz1 + 50,
+       "set_layer_cost: fc1 charged 100 multiply-adds and 50 values: effective FLOPs %.0f -> %.0f, dense %.0f "
+       "kept, stored %zu -> %zu", e0, e1, d1, st0, st1);
+    ok(bad_i != PB_OK && strstr(e_i, "no weight tensor 7") && bad_v != PB_OK && strstr(e_v, "must be finite and >= 0"),
+       "set_layer_cost refuses tensor 7 of 3 (%s) and negative macs (%s)", e_i, e_v);
+    rig_close(&r);
+}
+
 static void test_armor(void)
 {
     const char *args[] = {"calib=100", "d=8", "iters=10"};
@@ -742,6 +775,7 @@ int main(void)
     test_icbs();
     test_armor();
     test_armor_cost();
+    test_layer_cost();
     test_refusal("wanda", "n=5", "m=4", NULL, 0, "n=5 is larger than m=4");
     test_refusal("sparsegpt", "n=3", "m=2", NULL, 0, "n=3 is larger than m=2");
     test_refusal("armor", "n=4", "m=2", NULL, 0, "n=4 is larger than m=2");
