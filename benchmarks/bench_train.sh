@@ -36,8 +36,16 @@
 # measured by benchmarks/sgemm_peak in every round of the alternation (median),
 # so both see the same load.
 #
+# The conv models (conv4 and ResNet-20, CONV_MODELS) get a section of their
+# own at the end: they train on the first CONV_SUBSET (6000) examples for one
+# epoch a run, the thread settings are chosen on a quarter of that, and it
+# also compares evaluation (the 10000 test images, eval_s) per example with
+# training per example, and prints GFLOP/s per layer kind
+# (benchmarks/layer_speed) against single-thread SGEMM.
+#
 # usage: benchmarks/bench_train.sh           (from the build directory)
-# environment: RUNS (3), EPOCHS (2), TRIALS (3), MODELS ("lenet300 lenet5"; " " for the GPT section alone),
+# environment: RUNS (3), EPOCHS (2), TRIALS (3), MODELS ("lenet300 lenet5"; " " skips them),
+#              CONV_MODELS ("conv4 resnet20"; "" skips them), CONV_SUBSET (6000),
 #              PYTHON (/usr/bin/python3), PRUNEBENCH_DATA
 set -eu
 
@@ -45,15 +53,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 top_builddir=${top_builddir:-$(pwd)}
 PB=$top_builddir/prunebench
 PEAK=$top_builddir/benchmarks/sgemm_peak
+LAYERS=$top_builddir/benchmarks/layer_speed
 PEER=$here/torch_peer.py
 PYTHON=${PYTHON:-/usr/bin/python3}
 RUNS=${RUNS:-3}
 EPOCHS=${EPOCHS:-2}
 TRIALS=${TRIALS:-3}
-MODELS=${MODELS:-lenet300 lenet5}
+MODELS=${MODELS-lenet300 lenet5}
 EXAMPLES=60000
 
-for f in "$PB" "$PEAK"; do
+for f in "$PB" "$PEAK" "$LAYERS"; do
     [ -x "$f" ] || { echo "bench_train.sh: $f not built (run make in $top_builddir)" >&2; exit 2; }
 done
 "$PYTHON" -c 'import torch' 2>/dev/null ||
@@ -221,4 +230,96 @@ if [ "${GPT:-1}" != 0 ]; then
             mp / mt, "<= 1.0" }'
     echo "all gpt runs (s/step, prunebench | pytorch):$gps |$gts"
 fi
+# ======================================================================
 
+# ---- conv models (conv4, ResNet-20): training, evaluation, GFLOP/s per layer kind ----
+CONV_MODELS=${CONV_MODELS-conv4 resnet20}
+CONV_SUBSET=${CONV_SUBSET:-6000}
+[ -n "$CONV_MODELS" ] || exit 0
+cal_subset=$((CONV_SUBSET / 4))
+TEST_EXAMPLES=10000
+
+# prints "train_s eval_s" of one one-epoch run on `subset` examples
+conv_pb_run() { # model threads subset out
+    OPENBLAS_NUM_THREADS=$2 "$PB" train --model "$1" --subset "$3" --epochs 1 -t "$2" >"$4" 2>&1 ||
+        { cat "$4" >&2; exit 1; }
+    awk '/^epoch /{for(i=1;i<=NF;i++){if($i ~ /^train_s=/){sub("train_s=","",$i); t=$i}
+                                       if($i ~ /^eval_s=/){sub("eval_s=","",$i); e=$i}}}
+         END{if(t == "" || e == "") exit 1; print t, e}' "$4"
+}
+
+conv_torch_run() { # model threads subset out
+    OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=$2 "$PYTHON" "$PEER" --model "$1" --threads "$2" \
+        --subset "$3" --epochs 1 >"$4" 2>&1 || { cat "$4" >&2; exit 1; }
+    awk '/^epoch /{for(i=1;i<=NF;i++) if($i ~ /^train_s=/){sub("train_s=","",$i); t=$i}}
+         /^result:/{for(i=1;i<=NF;i++) if($i ~ /^eval_s=/){sub("eval_s=","",$i); e=$i}}
+         END{if(t == "" || e == "") exit 1; print t, e}' "$4"
+}
+
+ctable=$tmp/ctable
+: >"$ctable"
+echo
+for model in $CONV_MODELS; do
+    echo "== $model: choosing thread settings (median of $TRIALS alternated one-epoch trials on $cal_subset examples)"
+    p1= ; p2= ; q1= ; q2=
+    i=1
+    while [ $i -le "$TRIALS" ]; do
+        for t in 1 2; do
+            [ -n "${PB_THREADS:-}" ] || { s=$(conv_pb_run "$model" $t $cal_subset "$tmp/cal" | cut -d' ' -f1); eval "p$t=\"\$p$t $s\""; }
+            [ -n "${TORCH_THREADS:-}" ] || { s=$(conv_torch_run "$model" $t $cal_subset "$tmp/cal" | cut -d' ' -f1); eval "q$t=\"\$q$t $s\""; }
+        done
+        i=$((i + 1))
+    done
+    pbt=${PB_THREADS:-1}
+    tt=${TORCH_THREADS:-1}
+    if [ -z "${PB_THREADS:-}" ]; then
+        m1=$(echo "$p1" | median); m2=$(echo "$p2" | median)
+        echo "  prunebench -t 1: $m1 s ($p1 ), -t 2: $m2 s ($p2 )"
+        awk "BEGIN{exit !($m2 < $m1)}" && pbt=2
+    fi
+    if [ -z "${TORCH_THREADS:-}" ]; then
+        m1=$(echo "$q1" | median); m2=$(echo "$q2" | median)
+        echo "  pytorch OMP_WAIT_POLICY=PASSIVE threads=1: $m1 s ($q1 ), threads=2: $m2 s ($q2 )"
+        awk "BEGIN{exit !($m2 < $m1)}" && tt=2
+    fi
+    echo "== $model: $RUNS alternated one-epoch runs on $CONV_SUBSET examples (prunebench -t $pbt, pytorch threads=$tt)"
+    pts= ; pes= ; tts= ; tes=
+    i=1
+    while [ $i -le "$RUNS" ]; do
+        set -- $(conv_pb_run "$model" "$pbt" "$CONV_SUBSET" "$tmp/pb.out"); pts="$pts $1"; pes="$pes $2"
+        set -- $(conv_torch_run "$model" "$tt" "$CONV_SUBSET" "$tmp/th.out"); tts="$tts $1"; tes="$tes $2"
+        echo "  run $i: prunebench train $(echo "$pts" | awk '{print $NF}') s eval $(echo "$pes" | awk '{print $NF}') s, pytorch train $1 s eval $2 s"
+        i=$((i + 1))
+    done
+    echo "$model $pbt $tt $(echo "$pts" | median) $(echo "$pes" | median) $(echo "$tts" | median) $(echo "$tes" | median)" >>"$ctable"
+    echo
+done
+
+echo "== results (conv models): one epoch on $CONV_SUBSET examples, evaluation of $TEST_EXAMPLES, medians of $RUNS alternated runs"
+printf '%-9s %-20s %-20s %-7s %-7s %-28s %s\n' model "prunebench train_s" "pytorch train_s" ratio target \
+    "eval speed-up over training" "eval_s prunebench / pytorch"
+while read -r model pbt tt pt pe tht the; do
+    awk -v m="$model" -v pbt="$pbt" -v tt="$tt" -v pt="$pt" -v pe="$pe" -v tht="$tht" -v the="$the" \
+        -v n="$CONV_SUBSET" -v ne="$TEST_EXAMPLES" 'BEGIN{
+        printf "%-9s %-20s %-20s %-7.2f %-7s %-28s %.3f / %.3f (ratio %.2f)\n", m, sprintf("%.3f (-t %d)", pt, pbt),
+            sprintf("%.3f (%d thr)", tht, tt), pt / tht, "<= 0.7",
+            sprintf("%.2fx per example (>= 3)", (pt / n) / (pe / ne)), pe, the, pe / the
+    }'
+done <"$ctable"
+
+echo
+echo "== GFLOP/s per layer kind (benchmarks/layer_speed, batch 128, one thread, median of 5 calls;"
+echo "   backward counts the weight and input gradients, 4 x MACs), single-thread SGEMM in the same round"
+for model in $CONV_MODELS; do
+    "$PEAK" 0.3 >"$tmp/peak"
+    "$LAYERS" "$model" 128 1 5 >"$tmp/layers" || { cat "$tmp/layers" >&2; exit 1; }
+    "$PEAK" 0.3 >>"$tmp/peak"
+    g=$(awk '$1=="sgemm" && $2==1024 {print $5}' "$tmp/peak" | median)
+    echo "-- $model (SGEMM 1024^3: $g GFLOP/s)"
+    awk -v g="$g" '$1=="kind"{
+        line = sprintf("  %-18s fwd %8.2f ms  bwd %8.2f ms  infer %8.2f ms", $2, $4, $6, $8)
+        if (NF >= 14)
+            line = line sprintf("  GFLOP/s fwd %6.1f (%3.0f%%) bwd %6.1f (%3.0f%%) infer %6.1f", $10, 100*$10/g, $12, 100*$12/g, $14)
+        print line }
+        $1=="total"{printf "  %-18s fwd %8.2f ms  bwd %8.2f ms  infer %8.2f ms\n", "total", $3, $5, $7}' "$tmp/layers"
+done

@@ -20,11 +20,12 @@
  * are host arrays (add_array, trained by fine-tuning), and W^ is generated
  * from them before every forward pass (set_generator); so `stored` counts
  * the wrappers and the core (kept values only, not the pattern's 2 bits per
- * value) and not W^. The engine multiplies by the dense W^, so flops_eff and
- * the layer counts see a dense tensor; the factored form's cost is reported
- * as the metrics macs_ratio.I (per tensor I: core values plus wrapper
- * entries, the multiply-adds per output position of A (C B), over the dense
- * tensor's) and stored_factored (core values plus wrapper entries).
+ * value) and not W^. The engine multiplies by the dense W^, but each tensor's
+ * cost is reported as the factored form's (host->set_layer_cost, ABI 1.2):
+ * per output position A (C (B x)) takes one multiply-add per kept core value
+ * and per wrapper block entry, and those are the values it stores, so
+ * flops_eff and the layer rows count them. The metrics macs_ratio.I (that
+ * count over the dense tensor's) and stored_factored (its sum) say the same.
  *
  * Departures: the paper optimises the wrappers with Adam on the
  * reconstruction loss of transformer layers with the full X^T X; here the
@@ -545,6 +546,12 @@ static int prune(void *p, const pb_host *h, pb_ctx *c, double sparsity)
             h->metric(c, name, ((double)f->ncore + (double)f->nA + (double)f->nB) / (double)wt.n);
         }
         stored += (double)f->ncore + (double)f->nA + (double)f->nB;
+        /* y = A (C (B x)): per output position the kept core values and the
+         * wrappers' block entries are one multiply-add each, and those values
+         * are what the tensor stores (not the pattern's 2 bits per value) */
+        if (PB_HOST_HAS(h, set_layer_cost))
+            rc = h->set_layer_cost(c, i, (double)f->ncore + (double)f->nA + (double)f->nB,
+                                   (double)f->ncore + (double)f->nA + (double)f->nB);
         /* the mask of a generated tensor stays all ones: W^ is dense */
         for (size_t k = 0; k < wt.n; k++)
             wt.mask[k] = 1.0f;

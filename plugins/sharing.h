@@ -30,8 +30,16 @@
  * learning rate times the mean gradient of the weights sharing its value,
  * whatever z's initialization scale (at s = 0 training is exactly dense SGD).
  *
- * Every loop runs in a fixed order on the hook's thread, so the arrays'
- * gradients are bit-identical from run to run for any thread count. */
+ * Cost. The run layouts (SH_ROAST, SH_FOLD) generate and route in vector
+ * kernels over whole runs, the sign hash computed 16 weights at a time; a
+ * layer of at least SH_PAR_MIN (2^20) weights is split over the host's pool
+ * (host->parallel_for): generation by ranges of weights, gradient routing by
+ * ranges of array values, each thread taking from every run (in run order)
+ * the part that reads its values. So every array value sums the gradients of
+ * its weights in one fixed order whatever the thread count, and the arrays'
+ * gradients are bit-identical from run to run and across thread counts.
+ * SH_HASHED (a scatter through an element-wise hash) runs on the calling
+ * thread in weight order. */
 #ifndef PB_PLUGINS_SHARING_H
 #define PB_PLUGINS_SHARING_H
 
@@ -77,6 +85,10 @@ typedef struct sh_state {
     float *gscale;        /* SH_FOLD with scaling: count_j / (sum lambda)^2 */
     uint64_t seed;
     int built;
+    /* for generate/backprop, which run outside hooks: the host's pool (par: it has parallel_for) */
+    const pb_host *host;
+    pb_ctx *ctx;
+    int par;
 } sh_state;
 
 /* splitmix64's finalizer: a bijective 64-bit mix. */
@@ -248,9 +260,139 @@ static int sh_report_reads(sh_state *s, const pb_host *h, pb_ctx *c)
         char name[96];
         snprintf(name, sizeof name, "reads.%s", L->name);
         rc = h->metric(c, name, (double)reads);
+        /* a generated layer multiplies by all its weights and reads `reads` stored values */
+        if (rc == PB_PLUGIN_OK && PB_HOST_HAS(h, set_layer_cost))
+            rc = h->set_layer_cost(c, l, (double)L->n, (double)reads);
     }
     free(seen);
     return rc;
+}
+
+/* The run layouts' kernels, on GCC vector types and cloned for AVX-512 and
+ * AVX2 (GNU ifunc), like the engine's hot loops: a weight's value and its
+ * gradient's contribution are the same IEEE operations in a vector lane and
+ * in the scalar tail (no contraction into FMAs under -std=c11), so where a
+ * span is cut between vector and tail changes no bit. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define SH_CLONES
+#endif
+#define SH_VL 16
+typedef float sh_vf __attribute__((vector_size(SH_VL * sizeof(float)), aligned(sizeof(float))));
+typedef uint32_t sh_vu __attribute__((vector_size(SH_VL * sizeof(uint32_t)), aligned(sizeof(uint32_t))));
+
+/* sh_sign_bit of SH_VL consecutive global weights from g (a macro: a
+ * function returning a vector would change the ABI between clones). */
+#define SH_SIGN_BITS(bits, g, seed32)                                                                       \
+    do {                                                                                                     \
+        sh_vu x_ = (sh_iota + (g)) ^ (seed32);                                                              \
+        x_ ^= x_ >> 16;                                                                                      \
+        x_ *= 0x7feb352dU;                                                                                   \
+        x_ ^= x_ >> 15;                                                                                      \
+        x_ *= 0x846ca68bU;                                                                                   \
+        (bits) = (x_ ^ (x_ >> 16)) & 0x80000000U;                                                            \
+    } while (0)
+
+static const sh_vu sh_iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* w[k] = G(g + k) * lam * z[k], k < len. */
+SH_CLONES static void sh_gen_span(float *restrict w, const float *restrict z, uint32_t g, uint32_t seed32, float lam,
+                                  size_t len)
+{
+    size_t k = 0;
+    for (; k + SH_VL <= len; k += SH_VL) {
+        sh_vu bits;
+        SH_SIGN_BITS(bits, g + (uint32_t)k, seed32);
+        sh_vf v = lam * *(const sh_vf *)(z + k);
+        *(sh_vf *)(w + k) = (sh_vf)((sh_vu)v ^ bits);
+    }
+    for (; k < len; k++)
+        w[k] = sh_signed(lam * z[k], sh_sign_bit(seed32, g + (uint32_t)k));
+}
+
+/* gz[k] += G(g + k) * lam * gw[k] (times sc[k] if sc), k < len. */
+SH_CLONES static void sh_back_span(float *restrict gz, const float *restrict gw, const float *restrict sc, uint32_t g,
+                                   uint32_t seed32, float lam, size_t len)
+{
+    size_t k = 0;
+    if (sc) {
+        for (; k + SH_VL <= len; k += SH_VL) {
+            sh_vu bits;
+        SH_SIGN_BITS(bits, g + (uint32_t)k, seed32);
+            sh_vf v = lam * *(const sh_vf *)(gw + k);
+            *(sh_vf *)(gz + k) += (sh_vf)((sh_vu)v ^ bits) * *(const sh_vf *)(sc + k);
+        }
+        for (; k < len; k++)
+            gz[k] += sh_signed(lam * gw[k], sh_sign_bit(seed32, g + (uint32_t)k)) * sc[k];
+        return;
+    }
+    for (; k + SH_VL <= len; k += SH_VL) {
+        sh_vu bits;
+        SH_SIGN_BITS(bits, g + (uint32_t)k, seed32);
+        sh_vf v = lam * *(const sh_vf *)(gw + k);
+        *(sh_vf *)(gz + k) += (sh_vf)((sh_vu)v ^ bits);
+    }
+    for (; k < len; k++)
+        gz[k] += sh_signed(lam * gw[k], sh_sign_bit(seed32, g + (uint32_t)k));
+}
+
+/* One layer's generation or gradient routing, as a host->parallel_for body. */
+typedef struct sh_job {
+    const sh_state *s;
+    const sh_layer *L;
+    float *w;       /* generate: the weights */
+    const float *g; /* backprop: their gradient */
+} sh_job;
+
+/* Weights [lo, hi) of the layer: every run's part in that range. */
+static void sh_gen_range(void *ud, long lo, long hi)
+{
+    const sh_job *j = ud;
+    const sh_layer *L = j->L;
+    const uint32_t seed32 = (uint32_t)(j->s->seed >> 32);
+    for (size_t r = 0; r < L->nruns; r++) {
+        const sh_run *u = &L->runs[r];
+        size_t a = u->i0 > (size_t)lo ? u->i0 : (size_t)lo, b = u->i0 + u->len < (size_t)hi ? u->i0 + u->len : (size_t)hi;
+        if (a < b)
+            sh_gen_span(j->w + a, j->s->z + u->z0 + (a - u->i0), (uint32_t)(L->goff + a), seed32, L->lambda, b - a);
+    }
+}
+
+/* Array values [lo, hi): every run's part that reads them, in run order, so
+ * each value sums its weights' contributions in one fixed order however the
+ * array is split among threads. */
+static void sh_back_range(void *ud, long lo, long hi)
+{
+    const sh_job *j = ud;
+    const sh_layer *L = j->L;
+    const sh_state *s = j->s;
+    const uint32_t seed32 = (uint32_t)(s->seed >> 32);
+    for (size_t r = 0; r < L->nruns; r++) {
+        const sh_run *u = &L->runs[r];
+        size_t a = u->z0 > (size_t)lo ? u->z0 : (size_t)lo, b = u->z0 + u->len < (size_t)hi ? u->z0 + u->len : (size_t)hi;
+        if (a >= b)
+            continue;
+        size_t i = u->i0 + (a - u->z0);
+        sh_back_span(s->gz + a, j->g + i, s->gscale ? s->gscale + a : NULL, (uint32_t)(L->goff + i), seed32,
+                     L->lambda, b - a);
+    }
+}
+
+/* Layers of fewer weights run on the calling thread. Waking the pool's
+ * workers costs more than splitting saves on smaller layers: with LeNet-300-100
+ * (fc1: 235200 weights) on 2 threads a split at 16384 weights made the
+ * stable_rps epoch slower (median 2.04 s vs 1.63 s on the calling thread, 9
+ * alternated runs), since generation starts each forward after the step's
+ * serial work, when the workers have gone to sleep. */
+#define SH_PAR_MIN ((size_t)1 << 20)
+
+static void sh_split(const sh_state *s, size_t n, size_t weights, pb_range_fn fn, sh_job *j)
+{
+    if (weights >= SH_PAR_MIN && s->par)
+        s->host->parallel_for(s->ctx, (long)n, fn, j);
+    else
+        fn(j, 0, (long)n);
 }
 
 static void sh_generate(void *ud, int t, float *w, size_t n)
@@ -265,16 +407,8 @@ static void sh_generate(void *ud, int t, float *w, size_t n)
         }
         return;
     }
-    const uint32_t seed32 = (uint32_t)(s->seed >> 32);
-    const float lam = L->lambda;
-    for (size_t r = 0; r < L->nruns; r++) {
-        const sh_run *u = &L->runs[r];
-        float *restrict wo = w + u->i0;
-        const float *restrict zi = s->z + u->z0;
-        const uint32_t g0 = (uint32_t)L->goff + u->i0;
-        for (uint32_t k = 0; k < u->len; k++)
-            wo[k] = sh_signed(lam * zi[k], sh_sign_bit(seed32, g0 + k));
-    }
+    sh_job j = {.s = s, .L = L, .w = w};
+    sh_split(s, L->n, L->n, sh_gen_range, &j);
 }
 
 static void sh_backprop(void *ud, int t, const float *g, size_t n)
@@ -289,22 +423,8 @@ static void sh_backprop(void *ud, int t, const float *g, size_t n)
         }
         return;
     }
-    const uint32_t seed32 = (uint32_t)(s->seed >> 32);
-    const float lam = L->lambda;
-    for (size_t r = 0; r < L->nruns; r++) {
-        const sh_run *u = &L->runs[r];
-        const float *restrict gi = g + u->i0;
-        float *restrict go = s->gz + u->z0;
-        const uint32_t g0 = (uint32_t)L->goff + u->i0;
-        if (s->gscale) {
-            const float *restrict sc = s->gscale + u->z0;
-            for (uint32_t k = 0; k < u->len; k++)
-                go[k] += sh_signed(lam * gi[k], sh_sign_bit(seed32, g0 + k)) * sc[k];
-        } else {
-            for (uint32_t k = 0; k < u->len; k++)
-                go[k] += sh_signed(lam * gi[k], sh_sign_bit(seed32, g0 + k));
-        }
-    }
+    sh_job j = {.s = s, .L = L, .g = g};
+    sh_split(s, s->m, L->n, sh_back_range, &j);
 }
 
 static int sh_build_roast(sh_state *s, const pb_host *h, pb_ctx *c)
@@ -423,6 +543,9 @@ static int sh_prune(void *p, const pb_host *h, pb_ctx *c, double sp)
             return rc;
     }
     s->built = 1;
+    s->host = h;
+    s->ctx = c;
+    s->par = PB_HOST_HAS(h, parallel_for);
     pb_generator gen = {.ud = s, .generate = sh_generate, .backprop = sh_backprop};
     for (int l = 0; l < s->nl; l++) {
         int rc = h->set_generator(c, l, &gen);

@@ -14,7 +14,7 @@ check() {
     n=$((n + 1))
     if "$@" >"$tmp/out" 2>&1; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/out"; failed=1; fi
 }
-echo 1..19
+echo 1..21
 # prunebench.pc as built, pointed at the source tree's headers (as if installed there)
 CFLAGS_PB=$(PKG_CONFIG_PATH=${top_builddir:-.} pkg-config --define-variable=includedir="$src/harness" --cflags prunebench)
 check "pkg-config finds prunebench.pc" test -n "$CFLAGS_PB"
@@ -42,6 +42,11 @@ check "the example plugin compiles against the saved ABI 1.0 header" \
     cc -std=c11 -Wall -Wextra -Werror -shared -fPIC -I "$src/tests/abi-1.0" -o "$tmp/abi10/rowwise.so" "$src/tests/example_plugin.c" -lm
 check "an ABI 1.0 plugin loads and runs in prune on this host" sh -c \
     "'$PB' plugins rowwise --plugin-path '$tmp/abi10' | grep -q 'ABI 1.0' && '$PB' prune --method rowwise --plugin-path '$tmp/abi10' --sparsity 0.75 --model lenet300 --dataset synthetic --epochs 1 -q > '$tmp/r' && grep -q 'sparsity=0.7500' '$tmp/r'"
+mkdir "$tmp/abi11"
+check "the example plugin compiles against the saved ABI 1.1 header" \
+    cc -std=c11 -Wall -Wextra -Werror -shared -fPIC -I "$src/tests/abi-1.1" -o "$tmp/abi11/rowwise.so" "$src/tests/example_plugin.c" -lm
+check "an ABI 1.1 plugin loads and runs in prune on this host" sh -c \
+    "'$PB' plugins rowwise --plugin-path '$tmp/abi11' | grep -q 'ABI 1.1' && '$PB' prune --method rowwise --plugin-path '$tmp/abi11' --sparsity 0.75 --model lenet300 --dataset synthetic --epochs 1 -q > '$tmp/r' && grep -q 'sparsity=0.7500' '$tmp/r'"
 # the loader's checks of a 1.1 descriptor: tests/needs_plugin.c, one variant per directory
 needs() {
     dir=$tmp/$1 file=$2; shift 2
@@ -59,7 +64,7 @@ check "a descriptor named otherwise than its file is refused naming both" \
     refused "$tmp/misnamed/other_name.so" "other_name.so: the plugin calls itself 'needs_plugin'; its file must be named needs_plugin.so"
 needs unknown needs_plugin.so -DNEEDS=0x30u
 check "unknown needs bits are refused, naming the bits and the host's ABI" \
-    refused "$tmp/unknown/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs capabilities 0x30 that this host (ABI 1.1) does not have"
+    refused "$tmp/unknown/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs capabilities 0x30 that this host (ABI 1.2) does not have"
 needs noselect needs_plugin.so -DNO_SELECT
 check "PB_NEEDS_SELECT without a select hook is refused" \
     refused "$tmp/noselect/needs_plugin.so" "needs_plugin.so: plugin needs_plugin needs data selection but has no select hook"

@@ -1,6 +1,7 @@
 /* t_gradcheck: every layer kind's backward against central finite differences
  * of loss = sum(out * R), plus conv against a direct convolution, BN running
  * statistics, dropout masks, accumulation and FLOP counts. Prints TAP. */
+#include "engine/pb_kern.h"
 #include "engine/pb_layer.h"
 #include "engine/pb_par.h"
 
@@ -387,7 +388,50 @@ static int t_conv_channel_vector(void)
     return gradcheck(mk_conv(2, 7, 9, 12, 3, 1, 1, 1), 2, GEN_NORMAL, 1) &&
            gradcheck(mk_conv(2, 8, 8, 16, 5, 1, 0, 1), 2, GEN_NORMAL, 1);
 }
+/* Few taps and many channels (conv4's first layer) stay on the thin kernels. */
+static int t_conv_few_taps(void)
+{
+    pb_layer l = mk_conv(1, 6, 7, 40, 3, 1, 1, 1);
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || !pb_kern_conv_is_thin(&l))
+        return 0;
+    return gradcheck(mk_conv(1, 6, 7, 40, 3, 1, 1, 1), 2, GEN_NORMAL, 1) &&
+           gradcheck(mk_conv(3, 5, 5, 20, 3, 1, 0, 0), 2, GEN_NORMAL, 1);
+}
 static int t_conv_nobias(void) { return gradcheck(mk_conv(2, 5, 5, 2, 2, 3, 2, 0), 2, GEN_NORMAL, 1); }
+
+/* Convolutions on the im2col/SGEMM chunks (not thin): more than 16 output
+ * channels or more than 256 taps, channel counts that are no multiple of the
+ * vector width, odd sizes, stride 2 and 1x1 projections. */
+static const int wide_shapes[][8] = {
+    /* ic ih iw oc k stride pad bias */
+    {17, 5, 7, 20, 3, 1, 1, 0}, {5, 9, 7, 33, 3, 2, 1, 1}, {6, 7, 7, 18, 1, 2, 0, 1},
+    {4, 6, 6, 24, 3, 1, 1, 1},  {30, 4, 5, 7, 3, 1, 1, 1}, {9, 6, 5, 17, 3, 2, 0, 0},
+};
+#define NWIDE (sizeof wide_shapes / sizeof wide_shapes[0])
+
+static pb_layer mk_wide(size_t i)
+{
+    const int *s = wide_shapes[i];
+    return mk_conv(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]);
+}
+
+static int t_conv_wide(void)
+{
+    int ok = 1;
+    for (size_t i = 0; i < NWIDE && ok; i++) {
+        pb_layer l = mk_wide(i);
+        char err[PB_ERRLEN];
+        if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || pb_kern_conv_is_thin(&l)) {
+            printf("# shape %zu does not take the SGEMM path\n", i);
+            return 0;
+        }
+        ok &= gradcheck(mk_wide(i), 2, GEN_NORMAL, 1);
+        if (!ok)
+            printf("# shape %zu\n", i);
+    }
+    return ok;
+}
 static int t_maxpool(void)
 {
     return gradcheck(mk_pool(PB_MAXPOOL, 2, 4, 6, 2, 2), 3, GEN_DISTINCT, 1) &&
@@ -579,6 +623,188 @@ static int t_conv_naive(void)
         pb_free(x);
         fx_free(&f);
     }
+    return ok;
+}
+
+static int near_all(const char *what, const float *a, const float *b, size_t n, double tol);
+
+/* The adjoint of naive_conv in double: dW, db and dx of loss = sum(out * R). */
+static void naive_conv_grads(const pb_layer *l, const float *x, const float *R, int B, double *dw,
+                             double *db, double *dx)
+{
+    memset(dw, 0, l->w->n * sizeof(double));
+    memset(db, 0, (size_t)l->oc * sizeof(double));
+    memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < l->oc; o++)
+            for (int y = 0; y < l->oh; y++)
+                for (int xo = 0; xo < l->ow; xo++) {
+                    const double r = R[((size_t)(b * l->oc + o) * l->oh + y) * l->ow + xo];
+                    db[o] += r;
+                    for (int c = 0; c < l->ic; c++)
+                        for (int ki = 0; ki < l->k; ki++)
+                            for (int kj = 0; kj < l->k; kj++) {
+                                int iy = y * l->stride - l->pad + ki, ix = xo * l->stride - l->pad + kj;
+                                if (iy < 0 || iy >= l->ih || ix < 0 || ix >= l->iw)
+                                    continue;
+                                const size_t wi = ((size_t)(o * l->ic + c) * l->k + ki) * l->k + kj;
+                                const size_t xi = ((size_t)(b * l->ic + c) * l->ih + iy) * l->iw + ix;
+                                dw[wi] += r * x[xi];
+                                dx[xi] += r * l->w->w[wi];
+                            }
+                }
+}
+
+static int near_ref(const char *what, size_t shape, const float *got, const double *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabs(got[i] - ref[i]) > 1e-4 * (1.0 + fabs(ref[i]))) {
+            printf("# shape %zu %s[%zu] %g, reference %g\n", shape, what, i, (double)got[i], ref[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* The SGEMM path's forward, weight, bias and input gradients against the
+ * direct convolution and its adjoint, for batches of 1, 3 and 5 examples. */
+static int t_conv_wide_ref(void)
+{
+    int ok = 1;
+    for (size_t t = 0; t < NWIDE && ok; t++)
+        for (int B = 1; B <= 5 && ok; B += 2) {
+            fixture f;
+            if (!fx_setup(&f, mk_wide(t), B)) {
+                fx_free(&f);
+                return 0;
+            }
+            pb_layer *l = &f.l;
+            const size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l);
+            float *x = falloc(ni), *R = falloc(no), *dx = falloc(ni);
+            double *ref = malloc(no * sizeof(double)), *rdw = malloc(l->w->n * sizeof(double));
+            double *rdb = malloc((size_t)l->oc * sizeof(double)), *rdx = malloc(ni * sizeof(double));
+            if (!ref || !rdw || !rdb || !rdx)
+                abort();
+            fill(x, ni, GEN_NORMAL);
+            fill(R, no, GEN_NORMAL);
+            zero_grads(l);
+            pb_layer_forward(l, x, NULL, B, 1, NULL);
+            naive_conv(l, x, B, ref);
+            ok &= near_ref("out", t, l->out, ref, no);
+            memcpy(l->dout, R, no * sizeof(float));
+            for (size_t i = 0; i < ni; i++)
+                dx[i] = 1e6f; /* backward_write must overwrite it */
+            pb_layer_backward_write(l, x, dx, B);
+            naive_conv_grads(l, x, R, B, rdw, rdb, rdx);
+            ok &= near_ref("dW", t, l->w->g, rdw, l->w->n);
+            ok &= near_ref("dx", t, dx, rdx, ni);
+            if (l->b)
+                ok &= near_ref("db", t, l->b->g, rdb, (size_t)l->oc);
+            free(ref);
+            free(rdw);
+            free(rdb);
+            free(rdx);
+            pb_free(x);
+            pb_free(R);
+            pb_free(dx);
+            fx_free(&f);
+        }
+    return ok;
+}
+
+/* A conv applying the ReLU that follows it (relu_after) gives, bit for bit,
+ * the outputs and gradients of the conv and a separate ReLU, on the thin
+ * kernels and on the SGEMM path. */
+static int t_conv_relu_fused(void)
+{
+    const pb_layer protos[3] = {mk_conv(2, 7, 9, 12, 3, 1, 1, 1), mk_wide(1), mk_wide(4)};
+    const int B = 3;
+    int ok = 1;
+    for (int t = 0; t < 3 && ok; t++) {
+        fixture f;
+        if (!fx_setup(&f, protos[t], B)) {
+            fx_free(&f);
+            return 0;
+        }
+        pb_layer *l = &f.l;
+        const size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l);
+        float *x = falloc(ni), *R = falloc(no), *out[2], *dx[2], *gw[2];
+        fill(x, ni, GEN_NORMAL);
+        fill(R, no, GEN_NORMAL);
+        for (int fused = 0; fused < 2; fused++) {
+            out[fused] = falloc(no);
+            dx[fused] = falloc(ni);
+            gw[fused] = falloc(l->w->n);
+            zero_grads(l);
+            l->relu_after = fused;
+            pb_layer_forward(l, x, NULL, B, 1, NULL);
+            if (!fused)
+                for (size_t i = 0; i < no; i++)
+                    l->out[i] = l->out[i] < 0.0f ? 0.0f : l->out[i];
+            memcpy(out[fused], l->out, no * sizeof(float));
+            for (size_t i = 0; i < no; i++)
+                l->dout[i] = fused || l->out[i] > 0.0f ? R[i] : 0.0f;
+            pb_layer_backward_write(l, x, dx[fused], B);
+            memcpy(gw[fused], l->w->g, l->w->n * sizeof(float));
+        }
+        l->relu_after = 0;
+        size_t neg = 0;
+        for (size_t i = 0; i < no; i++)
+            neg += out[0][i] == 0.0f;
+        ok &= neg > no / 10 && neg < no - no / 10;
+        ok &= near_all("out", out[1], out[0], no, 0.0);
+        ok &= near_all("dx", dx[1], dx[0], ni, 0.0);
+        ok &= near_all("dW", gw[1], gw[0], l->w->n, 0.0);
+        for (int fused = 0; fused < 2; fused++) {
+            pb_free(out[fused]);
+            pb_free(dx[fused]);
+            pb_free(gw[fused]);
+        }
+        pb_free(x);
+        pb_free(R);
+        fx_free(&f);
+    }
+    return ok;
+}
+
+/* pb_layer_infer: BN's inference forward gives eval mode's output bit for
+ * bit and leaves what a backward reads (x-hat, saved statistics) alone. */
+static int t_bn_infer(void)
+{
+    fixture f;
+    const int B = 3;
+    int ok = fx_setup(&f, mk(PB_BN, 5, 7, 3), B); /* 21 floats a plane: vectors and a tail */
+    pb_layer *l = &f.l;
+    const size_t n = B * pb_layer_osize(l), ns = 2 * (size_t)l->oc + 1;
+    float *x = falloc(n), *x2 = falloc(n), *want = falloc(n), *xh = falloc(n), *st = falloc(ns);
+    fill(x, n, GEN_NORMAL);
+    fill(x2, n, GEN_NORMAL);
+    for (int c = 0; c < l->oc; c++) {
+        l->run_mean[c] = 0.1f * (float)c;
+        l->run_var[c] = 0.5f + 0.3f * (float)c;
+        l->w->w[c] = 1.0f + 0.2f * (float)c;
+        l->b->w[c] = -0.1f * (float)c;
+    }
+    float rm[5], rv[5];
+    if (ok) {
+        pb_layer_forward(l, x2, NULL, B, 0, NULL);
+        memcpy(want, l->out, n * sizeof(float));
+        memcpy(rm, l->run_mean, sizeof rm);
+        memcpy(rv, l->run_var, sizeof rv);
+        pb_layer_forward(l, x, NULL, B, 1, &g_rng);
+        memcpy(l->run_mean, rm, sizeof rm); /* the train-mode forward moved them */
+        memcpy(l->run_var, rv, sizeof rv);
+        memcpy(xh, l->ws, n * sizeof(float));
+        memcpy(st, l->stat, ns * sizeof(float));
+        pb_layer_infer(l, x2, NULL, B);
+        ok &= near_all("out", l->out, want, n, 0.0);
+        ok &= memcmp(xh, l->ws, n * sizeof(float)) == 0 && memcmp(st, l->stat, ns * sizeof(float)) == 0;
+    }
+    pb_free(x);
+    pb_free(x2);
+    pb_free(want);
+    pb_free(xh);
+    pb_free(st);
+    fx_free(&f);
     return ok;
 }
 
@@ -778,11 +1004,12 @@ static int t_maxpool2_scan(void)
  * rounding (partial sums per part); backward_write overwrites dx. */
 static int t_threads(void)
 {
-    const pb_layer protos[3] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
-                                mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2)};
+    const pb_layer protos[6] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+                                mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2), mk_conv(16, 14, 14, 32, 3, 2, 1, 0),
+                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1)};
     const int B = 16;
     int ok = 1;
-    for (int t = 0; t < 3 && ok; t++) {
+    for (int t = 0; t < 6 && ok; t++) {
         fixture f;
         if (!fx_setup(&f, protos[t], B)) {
             fx_free(&f);
@@ -1011,11 +1238,16 @@ static const test tests[] = {
     {"conv k2 stride 3 pad 2 without bias: gradients", t_conv_nobias},
     {"conv with 12 and 16 channels, 3x3 and 5x5 (a vector of channels per pixel): gradients", t_conv_channel_vector},
     {"conv forward matches direct convolution", t_conv_naive},
+    {"conv with few taps and 40 or 20 channels (thin kernels): gradients", t_conv_few_taps},
+    {"conv on the SGEMM path (>16 channels, >256 taps, odd sizes, stride 2, 1x1): gradients", t_conv_wide},
+    {"conv on the SGEMM path: forward and gradients match the direct convolution and its adjoint", t_conv_wide_ref},
+    {"conv with its ReLU fused matches conv and ReLU bit for bit (thin and SGEMM paths)", t_conv_relu_fused},
+    {"bn inference forward: eval output bit for bit, backward state untouched", t_bn_infer},
     {"unfold: conv rows by definition (stride 2 pad 1, stride 1 pad 0, pad k), forward = rows x W^T + b; dense copies", t_unfold},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
     {"maxpool k2s2 vector path picks what the scan picks (ties, NaN; rows of 9, 5, 3)", t_maxpool2_scan},
-    {"conv and maxpool on two threads match one thread; backward_write overwrites dx", t_threads},
+    {"conv (thin and SGEMM) and maxpool on two threads match one thread; backward_write overwrites dx", t_threads},
     {"avgpool k2s2 and k3s1: dx", t_avgpool},
     {"global average pooling: dx", t_gap},
     {"relu: dx", t_relu},

@@ -516,6 +516,83 @@ static double *block_inverse(const float *A, int len, int d)
     return full;
 }
 
+/* ARMOR's cost through the job: the factored form's multiply-adds and values,
+ * counted by hand for 784-32-16-10 (the job's synthetic set), d = 8, 2:4.
+ * Per tensor: A's blocks (rows in blocks of 8, the last smaller), B's blocks
+ * (cols likewise), and the core's kept values (half of rows x cols):
+ *   fc1 32 x 784: 4*64 + 98*64 + 12544 = 19072
+ *   fc2 16 x 32:  2*64 +  4*64 +   256 =   640
+ *   fc3 10 x 16:  (64 + 4) + 2*64 + 80 =   276
+ * so flops_eff = 2 * 19988 + 58 biases = 40034 (dense 2 * 25760 + 58 = 51578)
+ * and stored = 19988 + 58 = 20046. */
+static void test_armor_cost(void)
+{
+    pb_job j;
+    pb_job_defaults(&j);
+    static const int hidden[] = {32, 16};
+    j.model = "mlp";
+    j.hidden = hidden;
+    j.nhidden = 2;
+    j.dataset = "synthetic";
+    j.threads = 1;
+    j.train.epochs = 1;
+    j.train.log_epochs = 0;
+    j.train.max_steps = 3;
+    j.method = "armor";
+    j.args[0] = "d=8";
+    j.args[1] = "iters=2";
+    j.args[2] = "calib=64";
+    j.nargs = 3;
+    j.sparsity = 0.5;
+    pb_job_result res;
+    char err[PB_ERRLEN] = "";
+    int rc = pb_job_run(&j, &res, err, sizeof err);
+    const size_t want[3] = {19072, 640, 276};
+    int rows = rc == PB_OK && res.nlayers == 3;
+    for (int l = 0; rows && l < 3; l++)
+        rows = res.layers[l].nonzero == want[l];
+    ok(rc == PB_OK && res.flops_eff == 40034 && res.flops_dense == 51578,
+       "armor d=8 2:4 on 784-32-16-10: effective FLOPs %.0f (want 40034: wrappers' blocks and kept core values), "
+       "dense %.0f (51578) %s", rc == PB_OK ? res.flops_eff : -1, rc == PB_OK ? res.flops_dense : -1, err);
+    ok(rows && res.stored == 20046,
+       "armor: layer rows count 19072 / 640 / 276 stored values (got %zu / %zu / %zu), stored %zu (want 20046)",
+       rc == PB_OK ? res.layers[0].nonzero : 0, rc == PB_OK ? res.layers[1].nonzero : 0,
+       rc == PB_OK ? res.layers[2].nonzero : 0, rc == PB_OK ? res.stored : 0);
+}
+
+/* host->set_layer_cost on a plain (not generated) trained MLP 64-32-16-4:
+ * fc1 charged 100 multiply-adds and 50 stored values; bad input refused. */
+static void test_layer_cost(void)
+{
+    rig r;
+    int rc = rig_open(&r, "magnitude", NULL, 0);
+    double d0 = 0, e0 = 0, d1 = 0, e1 = 0;
+    size_t st0 = 0, st1 = 0, nz1 = 0;
+    int bad_i = PB_OK, bad_v = PB_OK;
+    char e_i[PB_ERRLEN] = "", e_v[PB_ERRLEN] = "";
+    if (rc == PB_OK) {
+        pb_model_flops(&r.m, &d0, &e0);
+        st0 = pb_model_stored(&r.m);
+        const pb_param *p = pb_model_prunable(&r.m, 0);
+        for (size_t k = 0; k < p->n; k++)
+            nz1 += p->w[k] != 0.0f;
+        bad_i = H->set_layer_cost(&r.ctx, 7, 1, 1);
+        snprintf(e_i, sizeof e_i, "%s", r.err);
+        bad_v = H->set_layer_cost(&r.ctx, 0, -1, 1);
+        snprintf(e_v, sizeof e_v, "%s", r.err);
+        rc = H->set_layer_cost(&r.ctx, 0, 100, 50);
+        pb_model_flops(&r.m, &d1, &e1);
+        st1 = pb_model_stored(&r.m);
+    }
+    /* fc1 (64 x 32, 32 biases) dense: 2 * 2048 + 32 = 4128 FLOPs; charged: 2 * 100 + 32 = 232 */
+    ok(rc == PB_OK && d1 == d0 && e1 == e0 - 4128 + 232 && st1 == st0 - nz1 + 50,
+       "set_layer_cost: fc1 charged 100 multiply-adds and 50 values: effective FLOPs %.0f -> %.0f, dense %.0f "
+       "kept, stored %zu -> %zu", e0, e1, d1, st0, st1);
+    ok(bad_i != PB_OK && strstr(e_i, "no weight tensor 7") && bad_v != PB_OK && strstr(e_v, "must be finite and >= 0"),
+       "set_layer_cost refuses tensor 7 of 3 (%s) and negative macs (%s)", e_i, e_v);
+    rig_close(&r);
+}
+
 static void test_armor(void)
 {
     const char *args[] = {"calib=100", "d=8", "iters=10"};
@@ -697,6 +774,8 @@ int main(void)
     test_exact_deterministic("icbs", "start=magnitude", NULL, 0.6, 0, 0);
     test_icbs();
     test_armor();
+    test_armor_cost();
+    test_layer_cost();
     test_refusal("wanda", "n=5", "m=4", NULL, 0, "n=5 is larger than m=4");
     test_refusal("sparsegpt", "n=3", "m=2", NULL, 0, "n=3 is larger than m=2");
     test_refusal("armor", "n=4", "m=2", NULL, 0, "n=4 is larger than m=2");

@@ -11,6 +11,7 @@
 #include "engine/pb_ckpt.h"
 #include "engine/pb_data.h"
 #include "engine/pb_model.h"
+#include "engine/pb_par.h"
 #include "engine/pb_train.h"
 #include "exp/pb_job.h"
 #include "host/pb_host.h"
@@ -39,11 +40,12 @@ static pb_train_cfg quick_cfg(int epochs)
     return c;
 }
 
-/* MLP 64-32-16-4 (dense layers only). */
-static int build_mlp(pb_model *m, char *err, size_t errlen)
+/* MLP 64-32-16-4 (dense layers only); wide: 64-16384-32-4, whose first layer
+ * (2^20 weights) is large enough for the sharing kernels to split it over the pool. */
+static int build_mlp(pb_model *m, int wide, char *err, size_t errlen)
 {
-    static const int hidden[] = {32, 16};
-    int rc = pb_model_build(m, "mlp", 1.0, hidden, 2, 1, 8, 8, 4, err, errlen);
+    static const int hidden[] = {32, 16}, wide_hidden[] = {16384, 32};
+    int rc = pb_model_build(m, "mlp", 1.0, wide ? wide_hidden : hidden, 2, 1, 8, 8, 4, err, errlen);
     return rc == PB_OK ? pb_model_finalize(m, 32, err, errlen) : rc;
 }
 
@@ -58,12 +60,15 @@ static int build_conv(pb_model *m, char *err, size_t errlen)
     return pb_model_finalize(m, 32, err, errlen);
 }
 
-/* Builds a model (conv or not), binds method with args at seed and prunes to s. */
+enum { MLP = 0, CONV = 1, WIDE_MLP = 2 };
+
+/* Builds a model (MLP, CONV or WIDE_MLP), binds method with args at seed and prunes to s. */
 static int rig_open(rig *r, int conv, const char *method, const char *const *args, int nargs, uint64_t seed,
                     double s)
 {
     memset(r, 0, sizeof *r);
-    int rc = conv ? build_conv(&r->m, r->err, sizeof r->err) : build_mlp(&r->m, r->err, sizeof r->err);
+    int rc = conv == CONV ? build_conv(&r->m, r->err, sizeof r->err)
+                          : build_mlp(&r->m, conv == WIDE_MLP, r->err, sizeof r->err);
     if (rc != PB_OK)
         return rc;
     pb_model_init_weights(&r->m, seed);
@@ -230,6 +235,78 @@ static void test_determinism(const char *method)
     rig_close(&a);
     rig_close(&b);
     rig_close(&c);
+}
+
+/* ---- the pool's split of generation and routing ---- */
+
+/* Generation and routing of the wide MLP's arrays with `threads` threads:
+ * the generated weights into w, the arrays' gradients of the fixed weight
+ * gradient G_i = sin(i + 0.5 t) into gz, and the adjoint sums sum <W, G> and
+ * <z, dz> (equal when routing is the transpose of generation). */
+static size_t par_pass(rig *r, int threads, float *w, float *gz, double *wg, double *zdz)
+{
+    pb_par_set_threads(threads);
+    pb_param *a[8];
+    int na = arrays_of(&r->m, a, 8);
+    size_t nw = 0, nz = 0;
+    *wg = *zdz = 0;
+    for (int k = 0; k < na; k++)
+        memset(a[k]->g, 0, a[k]->n * sizeof(float));
+    pb_model_arrays_changed(&r->m);
+    pb_model_generate(&r->m);
+    for (int t = 0; t < pb_model_nprunable(&r->m); t++) {
+        pb_param *p = pb_model_prunable(&r->m, t);
+        memcpy(w + nw, p->w, p->n * sizeof(float));
+        for (size_t i = 0; i < p->n; i++) {
+            p->g[i] = sinf((float)i + 0.5f * (float)t);
+            *wg += (double)p->w[i] * p->g[i];
+        }
+        nw += p->n;
+    }
+    for (int i = 0; i < r->m.nparams; i++)
+        if (r->m.gens[i].backprop)
+            r->m.gens[i].backprop(r->m.gens[i].ud, r->m.params[i]);
+    for (int k = 0; k < na; k++) {
+        memcpy(gz + nz, a[k]->g, a[k]->n * sizeof(float));
+        for (size_t j = 0; j < a[k]->n; j++)
+            *zdz += (double)a[k]->w[j] * a[k]->g[j];
+        nz += a[k]->n;
+    }
+    pb_par_set_threads(1);
+    return nw + nz;
+}
+
+/* adjoint: whether routing is generation's transpose (not with STABLE-RPS's scaling) */
+static void test_threads(const char *method, const char *arg, int adjoint)
+{
+    rig r;
+    const char *args[1] = {arg};
+    int rc = rig_open(&r, WIDE_MLP, method, args, arg ? 1 : 0, 5, 0.9);
+    size_t N = 64 * 16384 + 16384 * 32 + 32 * 4, m = 0;
+    float *w[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
+    float *gz[2] = {malloc(N * sizeof(float)), malloc(N * sizeof(float))};
+    double wg[2] = {0}, zdz[2] = {0};
+    int same = 0;
+    if (rc == PB_OK) {
+        pb_param *a[8];
+        int na = arrays_of(&r.m, a, 8);
+        for (int k = 0; k < na; k++)
+            m += a[k]->n;
+        par_pass(&r, 1, w[0], gz[0], &wg[0], &zdz[0]);
+        par_pass(&r, 2, w[1], gz[1], &wg[1], &zdz[1]);
+        same = !memcmp(w[0], w[1], N * sizeof(float)) && !memcmp(gz[0], gz[1], m * sizeof(float));
+    }
+    double adj = fabs(wg[0] - zdz[0]) / (fabs(wg[0]) + 1e-12);
+    ok(rc == PB_OK && same && (!adjoint || adj < 1e-5) && wg[0] == wg[1],
+       "%s%s%s on 64-16384-32-4: 1 and 2 threads generate the same weights and route the same array gradients "
+       "(%zu values)%s (sum W.G = %.6g, z.dz = %.6g) %s",
+       method, arg ? " " : "", arg ? arg : "", m, adjoint ? ", and routing is generation's transpose" : "", wg[0],
+       zdz[0], rc == PB_OK ? "" : r.err);
+    for (int k = 0; k < 2; k++) {
+        free(w[k]);
+        free(gz[k]);
+    }
+    rig_close(&r);
 }
 
 static void test_hash64(void)
@@ -438,6 +515,10 @@ int main(void)
         test_gradcheck("roast", "tile_rows=2", conv);
         test_gradcheck("stable_rps", "scaling=0", conv);
     }
+    test_threads("roast", NULL, 1);
+    test_threads("stable_rps", "scaling=0", 1);
+    test_threads("stable_rps", NULL, 0);
+    test_threads("hashednets", NULL, 1);
     test_generations();
     test_hash64();
     test_determinism("hashednets");

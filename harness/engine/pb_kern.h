@@ -3,7 +3,7 @@
  *
  * Dense and conv layers run on OpenBLAS SGEMM, except thin convolutions
  * (pb_kern_conv.c), which have kernels of their own; the other kinds are
- * plain loops. gcc -O2 does not vectorize loops, so the hot ones (thin
+ * plain or vector loops. gcc -O2 does not vectorize loops, so the hot ones (thin
  * convolutions, ReLU, short-row copies) use GCC vector extensions and are
  * cloned for AVX-512 and AVX2 (pb_kern_vec.h). Nothing here allocates: the
  * buffers are the layer's, sized by pb_layer_alloc. Thin convolutions, max
@@ -31,8 +31,7 @@ void pb_kern_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, f
 void pb_kern_dense_forward(pb_layer *l, const float *x, int B);
 void pb_kern_dense_backward(pb_layer *l, const float *x, float *dx, int B, int write);
 
-/* pb_kern_conv.c. Whether a conv takes the thin kernels (which can apply a
- * following ReLU, see pb_layer_fuses_relu); the floats of workspace it needs
+/* pb_kern_conv.c. Whether a conv takes the thin kernels; the floats of workspace it needs
  * for batches up to max_batch (0: its output is too large); forward and
  * backward (dx may be NULL); and unfold (see pb_layer_unfold). */
 int pb_kern_conv_is_thin(const pb_layer *l);
@@ -50,14 +49,18 @@ void pb_kern_avgpool_backward(pb_layer *l, float *dx, int B);
 void pb_kern_gap_forward(pb_layer *l, const float *x, int B);
 void pb_kern_gap_backward(pb_layer *l, float *dx, int B);
 
-/* pb_kern_elem.c, on n = B * osize floats (BN: on B examples). */
+/* pb_kern_elem.c, on n = B * osize floats (BN: on B examples). BN and add
+ * apply a fused ReLU (l->relu_after, relu for add) as conv does. */
 void pb_kern_relu_forward(float *out, const float *x, size_t n);
 void pb_kern_relu_backward(float *dx, const float *out, const float *d, size_t n, int write);
 void pb_kern_add_into(float *restrict y, const float *restrict x, size_t n);
-void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n);
+/* w *= mask, reading the mask and writing only blocks holding a value other than 1. */
+void pb_kern_mask_generated(float *restrict w, const float *restrict mask, size_t n);
+void pb_kern_add_forward(float *restrict o, const float *x, const float *x2, size_t n, int relu);
 void pb_kern_dropout_forward(pb_layer *l, const float *restrict x, size_t n, int train, pb_rng *rng);
 void pb_kern_dropout_backward(pb_layer *l, float *restrict dx, size_t n);
 void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train);
+void pb_kern_bn_infer(pb_layer *l, const float *x, int B); /* out only, running statistics */
 void pb_kern_bn_backward(pb_layer *l, float *dx, int B);
 
 #endif

@@ -12,21 +12,7 @@
 #include "pb_kern_vec.h"
 #include "pb_par.h"
 
-/* The conv workspace holds im2col columns, their gradient and the output in
- * [oc, columns] order for a chunk of the batch. The cap keeps a ResNet layer at
- * batch 128 from asking for hundreds of MB; LeNet-5 and smaller fit whole. */
-#define CONV_WS_BYTES ((size_t)64 << 20)
-
 static size_t conv_cols_rows(const pb_layer *l) { return (size_t)l->ic * l->k * l->k; }
-
-/* Floats of conv workspace per example: columns, their gradient, [oc, ohw]. */
-static size_t conv_ws_per_example(const pb_layer *l)
-{
-    return (2 * conv_cols_rows(l) + (size_t)l->oc) * (size_t)l->oh * l->ow;
-}
-
-/* Examples per conv chunk; derived from ws_n so no extra field is needed. */
-static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_example(l)); }
 
 /* Thin convolutions: stride 1, few output channels and short columns, like
  * LeNet-5's (6 and 16 channels, 25 and 150 rows). A batched SGEMM with 6 or
@@ -48,6 +34,11 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
  * because the build targets baseline x86-64 (SSE2) and gcc -O2 does not
  * vectorize loops. */
 #define THIN_MAX_OC 16
+/* Convolutions with at most this many taps take the thin kernels whatever
+ * their channels: conv4's first layer (1 to 64 channels, 9 taps) ran its
+ * backward 3 to 5 times faster there than as SGEMMs of 9 columns (measured
+ * with benchmarks/layer_speed). */
+#define THIN_FEW_TAPS 27
 #define THIN_MAX_ROWS 256
 #define CV_XB 12   /* output columns per register block of thin_cv_forward */
 #define CV_MAX_K 5 /* kernels up to 5x5 take thin_cv_wgrad */
@@ -56,8 +47,10 @@ static int conv_chunk(const pb_layer *l) { return (int)(l->ws_n / conv_ws_per_ex
 
 int pb_kern_conv_is_thin(const pb_layer *l)
 {
-    return l->stride == 1 && l->oc <= THIN_MAX_OC && conv_cols_rows(l) <= THIN_MAX_ROWS;
+    const size_t rows = conv_cols_rows(l);
+    return l->stride == 1 && rows <= THIN_MAX_ROWS && (l->oc <= THIN_MAX_OC || rows <= THIN_FEW_TAPS);
 }
+
 
 /* The thin workspace: the weights in the kernels' layouts, shared, then one
  * block per part of the batch (see pb_par.h) for the example in flight and
@@ -133,6 +126,57 @@ static int thin_parts(const pb_layer *l)
     return (int)((l->ws_n - t.shared_n) / t.part_n);
 }
 
+/* Wider convolutions (ResNet-20's 32 and 64 channels, stride 2, 1x1
+ * projections, conv4) run as im2col and SGEMM, in chunks of cb examples
+ * small enough that a chunk's columns and outputs stay in L2 (GEMM_CHUNK_BYTES):
+ * built in cache, the columns cost little to rebuild in backward, and
+ * OpenBLAS runs these shapes (32 to 64 rows, a few hundred columns and
+ * taps) at 130 to 170 GFLOP/s from L2 against 90 to 150 from memory. The
+ * chunks are fixed by the batch (examples [i*cb, (i+1)*cb)), whatever the
+ * thread count, since OpenBLAS's result for a column depends on the shape
+ * it is part of; pb_par's threads take whole chunks, each part with its
+ * chunk buffers and its own weight and bias gradient, which the caller adds
+ * in part order. So outputs and input gradients do not depend on the thread
+ * count, and the weight gradients are deterministic for a thread count,
+ * like the thin kernels'. */
+#define GEMM_CHUNK_BYTES ((size_t)1 << 20)
+/* A full batch makes at least this many chunks, for the threads to share. */
+#define GEMM_MIN_CHUNKS 8
+
+typedef struct gemm_ws {
+    int cb;               /* examples per chunk (0: a chunk is too large for SGEMM's int) */
+    size_t cols_n, tmp_n; /* floats of the chunk's columns [rows, cb*ohw] and outputs [oc, cb*ohw] */
+    float *cols;          /* im2col columns; in backward, then their gradient */
+    float *tmp;           /* outputs (forward) or their gradient (backward), [oc, cb*ohw] */
+    float *g, *gb;        /* the part's weight [oc, rows] and bias [oc] gradients */
+    size_t part_n;        /* floats of one part */
+} gemm_ws;
+
+/* The layout for batches up to max_batch (chunks are never larger than what
+ * one of pb_par's threads gets of it), with part `part`'s arrays when ws != NULL. */
+static void gemm_layout(const pb_layer *l, int max_batch, float *ws, int part, gemm_ws *g)
+{
+    const size_t ohw = (size_t)l->oh * l->ow, rows = conv_cols_rows(l), oc = (size_t)l->oc;
+    const size_t per = (rows + oc) * ohw * sizeof(float);
+    size_t cb = GEMM_CHUNK_BYTES / per;
+    const size_t most = ((size_t)max_batch + GEMM_MIN_CHUNKS - 1) / GEMM_MIN_CHUNKS;
+    if (cb > most)
+        cb = most;
+    if (cb < 1)
+        cb = 1;
+    if (cb * ohw > INT_MAX || rows * ohw > INT_MAX) /* SGEMM dimensions are int */
+        cb = INT_MAX / (ohw * (rows > 1 ? rows : 1));
+    g->cb = (int)cb;
+    g->cols_n = round_up(rows * cb * ohw, VL);
+    g->tmp_n = round_up(oc * cb * ohw, VL);
+    g->part_n = g->cols_n + g->tmp_n + round_up(oc * rows, VL) + round_up(oc, VL);
+    float *p = ws ? ws + (size_t)part * g->part_n : NULL;
+    g->cols = p;
+    g->tmp = p ? p + g->cols_n : NULL;
+    g->g = p ? g->tmp + g->tmp_n : NULL;
+    g->gb = p ? g->g + round_up(oc * rows, VL) : NULL;
+}
+
 /* Floats of workspace for batches up to max_batch: the thin layout for each
  * of pb_par's threads, else im2col chunks of at most CONV_WS_BYTES; 0 when
  * one example's output is too large for SGEMM's int dimensions. */
@@ -143,15 +187,11 @@ size_t pb_kern_conv_ws(const pb_layer *l, int max_batch)
         thin_layout(l, NULL, 0, &t);
         return t.shared_n + (size_t)pb_par_threads() * t.part_n;
     }
-    size_t per = conv_ws_per_example(l);
-    size_t cb = CONV_WS_BYTES / (per * sizeof(float));
-    if (cb < 1)
-        cb = 1;
-    if (cb > (size_t)max_batch)
-        cb = (size_t)max_batch;
-    if (cb * l->oh * l->ow > INT_MAX) /* SGEMM dimensions are int */
-        cb = INT_MAX / ((size_t)l->oh * l->ow);
-    return cb * per;
+    gemm_ws g;
+    gemm_layout(l, max_batch, NULL, 0, &g);
+    if (g.cb == 0)
+        return 0;
+    return (size_t)pb_par_threads() * g.part_n;
 }
 /* Output columns [xlo, xhi) of kernel column kj read inside the input row;
  * the rest read padding. */
@@ -236,19 +276,64 @@ static inline void row_relu_grad(float *restrict d, const float *restrict g, con
         d[i] = out[i] > 0.0f ? g[i] : 0.0f;
 }
 
+/* Output rows [*ylo, *yhi) of kernel row ki read inside the input; with
+ * stride 1 and ow == iw ("same" convolutions) their im2col rows are one
+ * contiguous run of the input plane, shifted by (ki - pad) * iw + kj - pad,
+ * except the columns outside [xlo, xhi), which fall on padding: im2col and
+ * col2im move such a run as one vector copy instead of rows of 7 or 14
+ * floats one at a time. */
+static int conv_same_run(const pb_layer *l, int ki, int *ylo, int *yhi)
+{
+    if (l->stride != 1 || l->ow != l->iw)
+        return 0;
+    int lo = l->pad - ki, hi = l->ih + l->pad - ki;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > l->oh ? l->oh : hi;
+    *ylo = lo;
+    *yhi = hi < lo ? lo : hi;
+    return 1;
+}
+
 /* cols [ic*k*k, ld >= nb*oh*ow]: row (c,ki,kj), column (example, oy, ox). */
 CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, size_t ld,
                    float *restrict cols)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld, plane = (size_t)ih * iw;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                int xlo, xhi;
+                int xlo, xhi, ylo, yhi;
                 conv_xrange(l, kj, &xlo, &xhi);
                 const int off = kj - l->pad;
                 float *restrict row = cols + ((size_t)(c * k + ki) * k + kj) * n;
+                if (conv_same_run(l, ki, &ylo, &yhi)) {
+                    const long start = (long)(ylo + ki - l->pad) * iw + off, len = (long)(yhi - ylo) * ow;
+                    /* the run's first and last floats may lie outside the
+                     * plane; they are padding columns, zeroed below */
+                    const long a = start < 0 ? -start : 0;
+                    const long e = start + len > (long)plane ? (long)plane - start : len;
+                    for (int b = 0; b < nb; b++) {
+                        const float *restrict xc = x + b * isz + (size_t)c * plane;
+                        float *restrict d = row + b * ohw;
+                        memset(d, 0, (size_t)ylo * ow * sizeof(float));
+                        memset(d + (size_t)yhi * ow, 0, (size_t)(oh - yhi) * ow * sizeof(float));
+                        float *restrict dr = d + (size_t)ylo * ow;
+                        if (e > a)
+                            row_copy(dr + a, xc + start + a, (int)(e - a));
+                        for (int y = 0; y < yhi - ylo; y++) {
+                            for (int xo = 0; xo < xlo; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                            for (int xo = xhi; xo < ow; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                        }
+                        for (long i = 0; i < a && i < len; i++)
+                            dr[i] = 0.0f;
+                        for (long i = e > a ? e : a; i < len; i++)
+                            dr[i] = 0.0f;
+                    }
+                    continue;
+                }
                 for (int b = 0; b < nb; b++) {
                     const float *restrict xc = x + b * isz + (size_t)c * ih * iw;
                     for (int y = 0; y < oh; y++) {
@@ -273,19 +358,39 @@ CLONES static void im2col(const pb_layer *l, const float *restrict x, int nb, si
             }
 }
 
-/* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped. */
-CLONES static void col2im(const pb_layer *l, const float *restrict dcols, int nb, size_t ld,
+/* Adjoint of im2col: dx += scatter(dcols); padding positions are dropped.
+ * The runs of conv_same_run are added whole after their padding columns are
+ * zeroed (dcols is scratch), so what lands on a neighbouring row adds 0. */
+CLONES static void col2im(const pb_layer *l, float *restrict dcols, int nb, size_t ld,
                    float *restrict dx)
 {
     const int k = l->k, s = l->stride, ih = l->ih, iw = l->iw, oh = l->oh, ow = l->ow;
-    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld;
+    const size_t ohw = (size_t)oh * ow, isz = pb_layer_isize(l), n = ld, plane = (size_t)ih * iw;
     for (int c = 0; c < l->ic; c++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                int xlo, xhi;
+                int xlo, xhi, ylo, yhi;
                 conv_xrange(l, kj, &xlo, &xhi);
                 const int off = kj - l->pad;
-                const float *restrict row = dcols + ((size_t)(c * k + ki) * k + kj) * n;
+                float *restrict row = dcols + ((size_t)(c * k + ki) * k + kj) * n;
+                if (conv_same_run(l, ki, &ylo, &yhi)) {
+                    const long start = (long)(ylo + ki - l->pad) * iw + off, len = (long)(yhi - ylo) * ow;
+                    const long a = start < 0 ? -start : 0;
+                    const long e = start + len > (long)plane ? (long)plane - start : len;
+                    for (int b = 0; b < nb; b++) {
+                        float *restrict xc = dx + b * isz + (size_t)c * plane;
+                        float *restrict dr = row + b * ohw + (size_t)ylo * ow;
+                        for (int y = 0; y < yhi - ylo; y++) {
+                            for (int xo = 0; xo < xlo; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                            for (int xo = xhi; xo < ow; xo++)
+                                dr[(size_t)y * ow + xo] = 0.0f;
+                        }
+                        if (e > a)
+                            row_add(xc + start + a, dr + a, (int)(e - a));
+                    }
+                    continue;
+                }
                 for (int b = 0; b < nb; b++) {
                     float *restrict xc = dx + b * isz + (size_t)c * ih * iw;
                     for (int y = 0; y < oh; y++) {
@@ -910,33 +1015,117 @@ static void thin_conv_backward(pb_layer *l, const float *x, float *dx, int B, in
         }
 }
 
+/* o = src + bias, through a ReLU when relu is set (NaN passes) */
+CLONES static void bias_store(float *restrict o, const float *restrict src, size_t n, float bias, int relu)
+{
+    const vf bv = bias - (vf){0};
+    size_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        const vf v = *(const vf_unaligned *)(src + i) + bv;
+        *(vf_unaligned *)(o + i) = relu ? (vf)((vi)v & ~(v < (vf){0})) : v;
+    }
+    for (; i < n; i++) {
+        const float v = src[i] + bias;
+        o[i] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+CLONES static float row_sum(const float *restrict x, size_t n)
+{
+    vf a = {0};
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        a += *(const vf_unaligned *)(x + i);
+    float s = 0.0f;
+    for (int k = 0; k < VL; k++)
+        s += a[k];
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+/* Part `part`'s chunks, one at a time. */
+static void gemm_forward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    pb_layer *l = j->l;
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, l->ws, part, &g);
+    const int oc = l->oc, rows = (int)conv_cols_rows(l);
+    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const int nchunks = (j->B + g.cb - 1) / g.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * g.cb, nb = j->B - b0 < g.cb ? j->B - b0 : g.cb;
+        const int n = (int)((size_t)nb * ohw);
+        im2col(l, j->x + b0 * isz, nb, (size_t)n, g.cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, n, rows, 1.0f, l->w->w, rows, g.cols, n,
+                    0.0f, g.tmp, n);
+        for (int b = 0; b < nb; b++)
+            for (int o = 0; o < oc; o++)
+                bias_store(l->out + (b0 + b) * osz + (size_t)o * ohw, g.tmp + (size_t)o * n + b * ohw, ohw,
+                           l->has_bias ? l->b->w[o] : 0.0f, l->relu_after);
+    }
+}
+
+static void gemm_backward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    pb_layer *l = j->l;
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, l->ws, part, &g);
+    const int oc = l->oc, rows = (int)conv_cols_rows(l);
+    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    memset(g.g, 0, ((size_t)oc * rows) * sizeof(float));
+    memset(g.gb, 0, (size_t)oc * sizeof(float));
+    const int nchunks = (j->B + g.cb - 1) / g.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * g.cb, nb = j->B - b0 < g.cb ? j->B - b0 : g.cb;
+        const int n = (int)((size_t)nb * ohw);
+        im2col(l, j->x + b0 * isz, nb, (size_t)n, g.cols);
+        for (int b = 0; b < nb; b++)
+            for (int o = 0; o < oc; o++) {
+                float *dst = g.tmp + (size_t)o * n + b * ohw;
+                const size_t at = (b0 + b) * osz + (size_t)o * ohw;
+                if (l->relu_after)
+                    row_relu_grad(dst, l->dout + at, l->out + at, (int)ohw);
+                else
+                    row_copy(dst, l->dout + at, (int)ohw);
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, rows, n, 1.0f, g.tmp, n, g.cols, n, 1.0f,
+                    g.g, rows);
+        if (l->has_bias)
+            for (int o = 0; o < oc; o++)
+                g.gb[o] += row_sum(g.tmp + (size_t)o * n, (size_t)n);
+        if (!j->dx)
+            continue;
+        /* the columns are spent: their gradient takes their place */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, n, oc, 1.0f, l->w->w, rows, g.tmp, n, 0.0f,
+                    g.cols, n);
+        float *dx = j->dx + b0 * isz;
+        if (j->write)
+            memset(dx, 0, (size_t)nb * isz * sizeof(float));
+        col2im(l, g.cols, nb, (size_t)n, dx);
+    }
+}
+
+/* Parts a batch of B examples can take: no more than the workspace has room
+ * for, nor than its chunks. */
+static int gemm_parts(const pb_layer *l, const gemm_ws *g, int B)
+{
+    const int room = (int)(l->ws_n / g->part_n), nchunks = (B + g->cb - 1) / g->cb;
+    return room < nchunks ? room : nchunks;
+}
+
 void pb_kern_conv_forward(pb_layer *l, const float *x, int B)
 {
     if (pb_kern_conv_is_thin(l)) {
         thin_conv_forward(l, x, B);
         return;
     }
-    const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
-    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    float *cols = l->ws;
-    float *tmp = l->ws + 2 * (size_t)rows * cb * ohw;
-    for (int b0 = 0; b0 < B; b0 += cb) {
-        const int nb = B - b0 < cb ? B - b0 : cb;
-        const size_t n = (size_t)nb * ohw;
-        im2col(l, x + b0 * isz, nb, n, cols);
-        /* one GEMM over the whole chunk: tiny per-example GEMMs (6 x 25 x 784
-         * for LeNet's conv1) leave OpenBLAS far from peak */
-        pb_kern_gemm(CblasNoTrans, CblasNoTrans, oc, (int)n, rows, 1.0f, l->w->w, rows, cols, (int)n,
-                     0.0f, tmp, (int)n);
-        for (int b = 0; b < nb; b++)
-            for (int o = 0; o < oc; o++) {
-                const float *restrict src = tmp + (size_t)o * n + b * ohw;
-                float *restrict dst = l->out + (b0 + b) * osz + (size_t)o * ohw;
-                const float bias = l->has_bias ? l->b->w[o] : 0.0f;
-                for (size_t p = 0; p < ohw; p++)
-                    dst[p] = src[p] + bias;
-            }
-    }
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, l->ws, 0, &g);
+    batch_job j = {l, x, NULL, B, 0};
+    pb_par_run(gemm_forward_part, &j, batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g, B)));
 }
 
 void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write)
@@ -945,38 +1134,19 @@ void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int wr
         thin_conv_backward(l, x, dx, B, write);
         return;
     }
-    if (dx && write)
-        memset(dx, 0, (size_t)B * pb_layer_isize(l) * sizeof(float));
-    const int oc = l->oc, rows = (int)conv_cols_rows(l), cb = conv_chunk(l);
-    const size_t ohw = (size_t)l->oh * l->ow, isz = pb_layer_isize(l), osz = pb_layer_osize(l);
-    float *cols = l->ws;
-    float *dcols = l->ws + (size_t)rows * cb * ohw;
-    float *tmp = l->ws + 2 * (size_t)rows * cb * ohw;
-    for (int b0 = 0; b0 < B; b0 += cb) {
-        const int nb = B - b0 < cb ? B - b0 : cb;
-        const size_t n = (size_t)nb * ohw;
-        /* A batch that fit in one chunk still has its columns from forward
-         * (backward is given the same x); otherwise rebuild this chunk's. */
-        if (B > cb)
-            im2col(l, x + b0 * isz, nb, n, cols);
-        for (int b = 0; b < nb; b++)
-            for (int o = 0; o < oc; o++)
-                memcpy(tmp + (size_t)o * n + b * ohw, l->dout + (b0 + b) * osz + (size_t)o * ohw,
-                       ohw * sizeof(float));
-        pb_kern_gemm(CblasNoTrans, CblasTrans, oc, rows, (int)n, 1.0f, tmp, (int)n, cols, (int)n,
-                     1.0f, l->w->g, rows);
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, l->ws, 0, &g);
+    batch_job j = {l, x, dx, B, write};
+    const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g, B));
+    pb_par_run(gemm_backward_part, &j, nparts);
+    /* the parts' sums are added in part order, so the sums do not depend on
+     * which part finished first */
+    const size_t nw = (size_t)l->oc * conv_cols_rows(l);
+    for (int p = 0; p < nparts; p++) {
+        gemm_ws gp;
+        gemm_layout(l, l->max_batch, l->ws, p, &gp);
+        pb_kern_add_into(l->w->g, gp.g, nw);
         if (l->has_bias)
-            for (int o = 0; o < oc; o++) {
-                const float *restrict t = tmp + (size_t)o * n;
-                double acc = 0.0;
-                for (size_t p = 0; p < n; p++)
-                    acc += t[p];
-                l->b->g[o] += (float)acc;
-            }
-        if (dx) {
-            pb_kern_gemm(CblasTrans, CblasNoTrans, rows, (int)n, oc, 1.0f, l->w->w, rows, tmp,
-                         (int)n, 0.0f, dcols, (int)n);
-            col2im(l, dcols, nb, n, dx + b0 * isz);
-        }
+            pb_kern_add_into(l->b->g, gp.gb, (size_t)l->oc);
     }
 }

@@ -89,7 +89,7 @@ typedef struct pb_layer {
      * producer's relu_after is set, the producer applies the ReLU as it
      * writes out and masks dout by out > 0 as it reads it, and the RELU's
      * own forward and backward are skipped. */
-    int relu_after;       /* CONV: apply the ReLU that follows (see above) */
+    int relu_after;       /* CONV, BN, ADD: apply the ReLU that follows (see above) */
     int in_place;         /* RELU: out and dout belong to the producer */
 
     /* DENSE: the weights in a sparse format (pb_sparse.h), NULL while the
@@ -112,6 +112,12 @@ void pb_layer_free(pb_layer *l);
 /* Forward for B examples: x (and x2 for ADD) is the input, result in l->out.
  * train=1 uses batch statistics (BN) and draws dropout masks from rng. */
 void pb_layer_forward(pb_layer *l, const float *x, const float *x2, int B, int train, pb_rng *rng);
+
+/* Inference forward for B examples: what pb_layer_forward computes with
+ * train=0, writing only l->out (and the kind's own scratch), keeping nothing
+ * that a backward would read (BN's x-hat). A backward must follow a
+ * pb_layer_forward, not this. */
+void pb_layer_infer(pb_layer *l, const float *x, const float *x2, int B);
 
 /* Backward for B examples from l->dout: adds to dx (and dx2 for ADD) when
  * non-NULL, and adds parameter gradients to l->w->g / l->b->g.
@@ -139,8 +145,9 @@ void pb_layer_unfold(const pb_layer *l, const float *x, int B, float *rows);
  * where its mask is nonzero when effective=1 (for convolutions per output position). */
 double pb_layer_flops(const pb_layer *l, int effective);
 
-/* Whether the layer can apply a following ReLU itself (relu_after): a conv
- * on the thin kernels, which copy every output and output gradient anyway. */
+/* Whether the layer can apply a following ReLU itself (relu_after): a conv,
+ * BN or residual add, whose kernels write every output and read every output
+ * gradient in loops of their own anyway. */
 int pb_layer_fuses_relu(const pb_layer *l);
 
 /* Makes a RELU work in place on its producer's out and dout (in_place),

@@ -584,6 +584,25 @@ const float *pb_model_forward(pb_model *m, const float *x, int B, int train)
     return m->layers[m->nlayers - 1].out;
 }
 
+const float *pb_model_infer(pb_model *m, const float *x, int B)
+{
+    pb_model_generate(m);
+    pb_sparse_sync(m); /* the sparse formats follow the weights and masks, as in pb_model_forward */
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].in_place)
+            m->layers[m->layers[i].in].relu_after = m->input_hook == NULL;
+    for (int i = 0; i < m->nlayers; i++) {
+        pb_layer *l = &m->layers[i];
+        const float *in = l->in < 0 ? x : m->layers[l->in].out;
+        const float *in2 = l->kind == PB_ADD ? (l->in2 < 0 ? x : m->layers[l->in2].out) : NULL;
+        if (m->input_hook)
+            m->input_hook(m->input_hook_ud, m, i, in, B);
+        if (!relu_fused(m, l))
+            pb_layer_infer(l, in, in2, B);
+    }
+    return m->layers[m->nlayers - 1].out;
+}
+
 double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float *per_ex,
                      int *correct)
 {
@@ -631,8 +650,11 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
 
 void pb_model_zero_grad(pb_model *m)
 {
+    /* a generated tensor's g is cleared by the backward that routes it (and
+     * when its generator is set) */
     for (int i = 0; i < m->nparams; i++)
-        pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
+        if (!m->gens[i].backprop)
+            pb_sparse_zero_grad(m, m->params[i]); /* a sparse layer's gradient is zero where pruned */
 }
 
 /* The layer whose backward alone writes layer i's output gradient: the only
@@ -786,6 +808,10 @@ size_t pb_model_stored(const pb_model *m)
         const pb_param *p = m->params[i];
         if (m->gens[i].generate)
             continue;
+        if (m->costs[i].set) {
+            st += (size_t)llround(m->costs[i].stored);
+            continue;
+        }
         st += p->layer < 0 ? p->n : nonzero_of(p); /* a shared array is stored whole */
     }
     for (int i = 0; i < m->nlayers; i++)
@@ -802,12 +828,22 @@ static int layer_generated(const pb_model *m, const pb_layer *l)
     return 0;
 }
 
+/* A layer whose weight's method reported its cost: 2 FLOPs per multiply-add
+ * at every output position, and the bias. */
+static double reported_flops(const pb_layer *l, const pb_param_cost *c)
+{
+    const double positions = l->kind == PB_CONV ? (double)l->oh * l->ow : 1.0;
+    return 2.0 * c->macs * positions + (l->has_bias ? (double)l->oc * positions : 0.0);
+}
+
 void pb_model_flops(const pb_model *m, double *dense, double *effective)
 {
     double d = 0, e = 0;
     for (int i = 0; i < m->nlayers; i++) {
-        d += pb_layer_flops(&m->layers[i], 0);
-        e += pb_layer_flops(&m->layers[i], !layer_generated(m, &m->layers[i])); /* a generated layer is dense */
+        const pb_layer *l = &m->layers[i];
+        const pb_param_cost *c = l->w && (l->kind == PB_DENSE || l->kind == PB_CONV) ? pb_model_cost_of(m, l->w) : NULL;
+        d += pb_layer_flops(l, 0);
+        e += c ? reported_flops(l, c) : pb_layer_flops(l, !layer_generated(m, l)); /* a generated layer is dense */
     }
     if (dense)
         *dense = d;
@@ -843,8 +879,24 @@ void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen)
         if (m->params[i] == target) {
             m->gens[i] = gen;
             target->trainable = gen.generate ? 0 : 1;
+            memset(target->g, 0, target->n * sizeof(float));
             m->gen_stale = 1;
         }
+}
+
+void pb_model_set_cost(pb_model *m, const pb_param *target, double macs, double stored)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i] == target)
+            m->costs[i] = (pb_param_cost){.set = 1, .macs = macs, .stored = stored};
+}
+
+const pb_param_cost *pb_model_cost_of(const pb_model *m, const pb_param *p)
+{
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i] == p)
+            return m->costs[i].set ? &m->costs[i] : NULL;
+    return NULL;
 }
 
 void pb_model_set_input_hook(pb_model *m, pb_input_hook hook, void *ud)

@@ -23,6 +23,16 @@ typedef struct pb_param_gen {
     void (*backprop)(void *ud, const pb_param *target);    /* read target->g, add to source grads */
 } pb_param_gen;
 
+/* A method's own count of what a prunable tensor costs as the method would
+ * run it (pb_model_set_cost): multiply-adds per output position (per example
+ * for a dense layer) and values stored. A factored or compressed tensor (ARMOR's
+ * wrappers around a 2:4 core) is executed here as its dense product, but is
+ * charged in FLOPs and `stored` for its own form. */
+typedef struct pb_param_cost {
+    int set;
+    double macs, stored;
+} pb_param_cost;
+
 /* Called during forward with a layer's input (B examples of l->ic*ih*iw floats),
  * e.g. to gather calibration statistics (Wanda, SparseGPT). */
 typedef void (*pb_input_hook)(void *ud, const pb_model *m, int layer, const float *x, int B);
@@ -35,6 +45,7 @@ struct pb_model {
     int nparams;
     pb_param *params[PB_MAX_PARAMS];
     pb_param_gen gens[PB_MAX_PARAMS];   /* gens[i].generate != NULL: params[i] is generated */
+    pb_param_cost costs[PB_MAX_PARAMS]; /* costs[i].set: params[i]'s cost as its method reported it */
     pb_input_hook input_hook;
     void *input_hook_ud;
     int max_batch;
@@ -100,6 +111,10 @@ int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err,
 /* ---- running ---- */
 /* Forward of B examples x [B * ic*ih*iw]; returns the logits [B * ntok * ncls]. */
 const float *pb_model_forward(pb_model *m, const float *x, int B, int train);
+/* The same in eval mode for inference only (evaluation): each layer's
+ * pb_layer_infer, which keeps nothing for a backward. pb_model_loss may
+ * follow; a backward must follow a pb_model_forward instead. */
+const float *pb_model_infer(pb_model *m, const float *x, int B);
 
 /* Softmax cross-entropy of the last forward; fills m->dlogits with dL/dlogits
  * (mean over the batch), per-example losses into per_ex when non-NULL, and the
@@ -144,6 +159,14 @@ double pb_model_train_flops_eff(const pb_model *m);
 pb_param *pb_model_find_param(const pb_model *m, const char *name);
 
 void pb_model_set_generator(pb_model *m, pb_param *target, pb_param_gen gen);
+/* Charges target (a prunable tensor) macs multiply-adds per output position
+ * and `stored` values in place of its dense or nonzero count: pb_model_flops'
+ * effective FLOPs, pb_model_stored (for a tensor that is not generated: a
+ * generated one is stored as its arrays) and the layer rows of the results
+ * use them. Kept until set again (a model rebuilt by surgery starts without). */
+void pb_model_set_cost(pb_model *m, const pb_param *target, double macs, double stored);
+/* The reported cost of p, or NULL. */
+const pb_param_cost *pb_model_cost_of(const pb_model *m, const pb_param *p);
 /* Parameter sharing. The generated weights are made from the shared arrays
  * lazily: pb_model_forward regenerates them only when an array changed since
  * the last generation (an optimizer step, a load, a rewind or a method's own

@@ -56,7 +56,7 @@ int pb_evaluate(pb_model *m, const pb_dataset *d, int batch, double *acc, double
         for (int i = 0; i < B; i++)
             idx[i] = s + i;
         pb_data_batch(d, idx, B, NULL, b.x, b.y);
-        pb_model_forward(m, b.x, B, 0);
+        pb_model_infer(m, b.x, B);
         tl += pb_model_loss(m, b.y, B, 1.0f, NULL, &c) * B;
         ok += c;
     }
@@ -311,8 +311,10 @@ int pb_train(pb_model *m, const pb_dataset *train, const pb_dataset *test, const
                 fprintf(stderr, " test_acc=%.4f test_loss=%.4f", rec.test_acc, rec.test_loss);
             if (rec.val_loss >= 0)
                 fprintf(stderr, " val_loss=%.4f", rec.val_loss);
-            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f\n", rec.sparsity, rec.wall_s,
-                    rec.train_s);
+            fprintf(stderr, " sparsity=%.4f wall_s=%.2f train_s=%.3f", rec.sparsity, rec.wall_s, rec.train_s);
+            if (rec.test_acc >= 0)
+                fprintf(stderr, " eval_s=%.3f", rec.eval_s);
+            fprintf(stderr, "\n");
         }
         res->epochs_done = ep;
         res->steps = step;

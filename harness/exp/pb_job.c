@@ -205,6 +205,9 @@ static void measure(pb_model *m, const pb_dataset *test, int batch, pb_job_resul
         s->nonzero = 0;
         for (size_t k = 0; k < p->n; k++)
             s->nonzero += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);
+        const pb_param_cost *pc = pb_model_cost_of(m, p); /* the values its method stores for it */
+        if (pc)
+            s->nonzero = (size_t)llround(pc->stored);
     }
     pb_sharing_measure(m, res);
 }

@@ -30,8 +30,8 @@ void pb_sharing_measure(const pb_model *m, pb_job_result *res)
         int i = 0;
         while (i < m->nparams && m->params[i] != p)
             i++;
-        if (!p || !pb_model_is_generated(m, i))
-            continue;
+        if (!p || !pb_model_is_generated(m, i) || pb_model_cost_of(m, p))
+            continue; /* a reported cost has set the row */
         char name[80];
         snprintf(name, sizeof name, "reads.%s", s->name);
         const pb_metric *r = metric_of(res, name);

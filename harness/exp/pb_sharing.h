@@ -6,8 +6,8 @@
  * and `achieved_sparsity` = 1 - stored / params over the prunable weights are
  * the axis a pruning cell of the same memory shares. A generated layer's row of
  * layers.csv counts the array values it reads, as the method reported them
- * with host->metric("reads.<weight name>", count); a layer without such a
- * figure counts its weights. The metric memory_bytes = 4 * stored is added
+ * with host->set_layer_cost (ABI 1.2) or else host->metric("reads.<weight
+ * name>", count); a layer without either counts its weights. The metric memory_bytes = 4 * stored is added
  * (float32 values; the hash maps are recomputed from the seed). */
 #ifndef PB_SHARING_H
 #define PB_SHARING_H

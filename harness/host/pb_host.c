@@ -322,8 +322,7 @@ static void gen_generate(void *ud, pb_param *target)
     pb_gen_slot *s = ud;
     s->gen.generate(s->gen.ud, s->index, target->w, target->n);
     if (target->mask)
-        for (size_t j = 0; j < target->n; j++)
-            target->w[j] *= target->mask[j];
+        pb_kern_mask_generated(target->w, target->mask, target->n);
 }
 
 static void gen_backprop(void *ud, const pb_param *target)
@@ -451,6 +450,19 @@ static void h_parallel_for(pb_ctx *c, long n, pb_range_fn fn, void *ud)
     pb_par_run(range_part, &r, parts);
 }
 
+/* ---------- since 1.2: a method's own cost of a tensor ---------- */
+
+static int h_set_layer_cost(pb_ctx *c, int i, double macs, double stored)
+{
+    pb_param *p = pb_model_prunable(c->m, i);
+    if (!p)
+        return h_fail(c, "set_layer_cost: no weight tensor %d (the model has %d)", i, pb_model_nprunable(c->m));
+    if (!isfinite(macs) || macs < 0 || !isfinite(stored) || stored < 0)
+        return h_fail(c, "set_layer_cost(%s): macs %g and stored %g must be finite and >= 0", p->name, macs, stored);
+    pb_model_set_cost(c->m, p, macs, stored);
+    return PB_OK;
+}
+
 const pb_host pb_host_table = {
     .size = sizeof(pb_host),
     .abi_major = PB_ABI_MAJOR,
@@ -494,6 +506,7 @@ const pb_host pb_host_table = {
     .select_kth = pb_select_kth,
     .gemm = h_gemm,
     .parallel_for = h_parallel_for,
+    .set_layer_cost = h_set_layer_cost,
 };
 
 /* ---------- context ---------- */

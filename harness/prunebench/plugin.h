@@ -16,6 +16,7 @@
  * added after the minor it was built against (PB_HOST_HAS(host, fn)).
  * Entries marked "since 1.1" are absent from a host of ABI 1.0; a plugin of
  * minor 0 (whose descriptor ends at attach) runs unchanged on a 1.1 host.
+ * Entries marked "since 1.2" are absent from hosts of ABI 1.0 and 1.1.
  *
  * Memory. The host owns the model, the views (pb_weights), gradients and masks;
  * a plugin may read and write w, g and mask in place during a hook but must not
@@ -36,7 +37,7 @@ extern "C" {
 #endif
 
 #define PB_ABI_MAJOR 1
-#define PB_ABI_MINOR 1
+#define PB_ABI_MINOR 2
 #define PB_PLUGIN_ENTRY "prunebench_plugin"
 
 #define PB_PLUGIN_OK 0
@@ -269,6 +270,19 @@ typedef struct pb_host {
      * range, the split depending only on n and the thread count, so a body
      * that writes its own range is deterministic. fn must not call the host. */
     void (*parallel_for)(pb_ctx *c, long n, pb_range_fn fn, void *ud);
+
+    /* ======== since 1.2 ======== */
+
+    /* What prunable tensor i costs as the method would run it, when that is
+     * not the tensor's dense or nonzero count (the host multiplies by the
+     * tensor as it is, e.g. a factored tensor's generated product):
+     * `macs` multiply-adds per output position (per example for a dense
+     * layer; per output pixel for a conv) and `stored` values. The results
+     * then charge 2 * macs FLOPs per position (plus the bias) for the layer,
+     * `stored` for its row of layers.csv and, unless the tensor is generated
+     * (whose arrays are counted whole), for the model's stored total. Kept
+     * until set again or until remove_units changes the model. */
+    int (*set_layer_cost)(pb_ctx *c, int i, double macs, double stored);
 } pb_host;
 
 #define PB_HOST_HAS(h, fn) ((h)->size >= offsetof(pb_host, fn) + sizeof((h)->fn) && (h)->fn)

@@ -1,0 +1,20 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   gnuplot accuracy_vs_speedup.gp
+# in this directory (the plots directory of the results).
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'accuracy_vs_speedup.png'
+set title 'posttrain_armor_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std over seeds)'
+set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example)'
+set ylabel 'test accuracy'
+set grid
+set key outside right top
+set logscale x 2
+set xrange [0.414671:2.5516]
+set yrange [0.806536:0.880784]
+plot 'accuracy_vs_speedup.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'magnitude_2:4', \
+     'accuracy_vs_speedup.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'armor_2:4'
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'accuracy_vs_speedup.svg'
+replot
+unset output
