@@ -711,6 +711,122 @@ static int t_conv_wide_ref(void)
     return ok;
 }
 
+/* Winograd F(2x2, 3x3) (3x3, stride 1, padding 1, not thin): odd sizes,
+ * channel counts no multiple of the vector width, fewer input than output
+ * channels and the reverse, a tile row wider than one vector, a fused ReLU. */
+static const int wino_shapes[][6] = {
+    /* ic ih iw oc bias relu */
+    {17, 5, 7, 20, 0, 0}, {30, 4, 5, 7, 1, 0}, {20, 9, 9, 33, 1, 1}, {33, 3, 3, 18, 0, 1},
+    {18, 11, 37, 24, 1, 0}, {40, 1, 2, 17, 1, 1},
+};
+#define NWINO (sizeof wino_shapes / sizeof wino_shapes[0])
+
+static pb_layer mk_wino(size_t i)
+{
+    const int *s = wino_shapes[i];
+    pb_layer l = mk_conv(s[0], s[1], s[2], s[3], 3, 1, 1, s[4]);
+    l.relu_after = s[5];
+    return l;
+}
+
+static int wino_taken(pb_layer l, size_t i)
+{
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || !pb_kern_conv_is_winograd(&l)) {
+        printf("# Winograd shape %zu does not take the Winograd path\n", i);
+        return 0;
+    }
+    return 1;
+}
+
+/* Gradients against finite differences (no fused ReLU there: its kink). */
+static int t_conv_winograd_grad(void)
+{
+    int ok = 1;
+    for (size_t i = 0; i < NWINO && ok; i++) {
+        pb_layer l = mk_wino(i);
+        l.relu_after = 0;
+        if (!wino_taken(l, i))
+            return 0;
+        ok &= gradcheck(l, 2, GEN_NORMAL, 1);
+        if (!ok)
+            printf("# Winograd shape %zu\n", i);
+    }
+    return ok;
+}
+
+/* Forward, weight, bias and input gradients against the reference path
+ * (im2col and SGEMM) and against the direct convolution, batches of 1 and 5,
+ * dx overwritten and added to. */
+static int t_conv_winograd_ref(void)
+{
+    int ok = 1;
+    for (size_t t = 0; t < NWINO && ok; t++)
+        for (int B = 1; B <= 5 && ok; B += 4) {
+            if (!wino_taken(mk_wino(t), t))
+                return 0;
+            fixture f;
+            if (!fx_setup(&f, mk_wino(t), B)) {
+                fx_free(&f);
+                return 0;
+            }
+            pb_layer *l = &f.l;
+            const size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l), nw = l->w->n;
+            float *x = falloc(ni), *R = falloc(no), *out[2], *dx[2], *dxa[2], *gw[2], *gb[2];
+            fill(x, ni, GEN_NORMAL);
+            fill(R, no, GEN_NORMAL);
+            for (int w = 0; w < 2; w++) {
+                const int was = pb_kern_conv_use_winograd(w);
+                out[w] = falloc(no);
+                dx[w] = falloc(ni);
+                dxa[w] = falloc(ni);
+                gw[w] = falloc(nw);
+                gb[w] = falloc((size_t)l->oc);
+                zero_grads(l);
+                pb_layer_forward(l, x, NULL, B, 1, NULL);
+                memcpy(out[w], l->out, no * sizeof(float));
+                memcpy(l->dout, R, no * sizeof(float));
+                for (size_t i = 0; i < ni; i++)
+                    dx[w][i] = 1e6f; /* backward_write must overwrite it */
+                pb_layer_backward_write(l, x, dx[w], B);
+                memcpy(gw[w], l->w->g, nw * sizeof(float));
+                if (l->b)
+                    memcpy(gb[w], l->b->g, (size_t)l->oc * sizeof(float));
+                for (size_t i = 0; i < ni; i++)
+                    dxa[w][i] = 0.5f;
+                pb_layer_backward(l, x, dxa[w], NULL, B);
+                pb_kern_conv_use_winograd(was);
+            }
+            ok &= near_all("out", out[1], out[0], no, 1e-4);
+            ok &= near_all("dx", dx[1], dx[0], ni, 1e-4);
+            ok &= near_all("dx added", dxa[1], dxa[0], ni, 1e-4);
+            ok &= near_all("dW", gw[1], gw[0], nw, 1e-4);
+            if (l->b)
+                ok &= near_all("db", gb[1], gb[0], (size_t)l->oc, 1e-4);
+            if (!l->relu_after) {
+                double *ref = malloc(no * sizeof(double));
+                if (!ref)
+                    abort();
+                naive_conv(l, x, B, ref);
+                ok &= near_ref("out", t, out[1], ref, no);
+                free(ref);
+            }
+            if (!ok)
+                printf("# Winograd shape %zu, batch %d\n", t, B);
+            for (int w = 0; w < 2; w++) {
+                pb_free(out[w]);
+                pb_free(dx[w]);
+                pb_free(dxa[w]);
+                pb_free(gw[w]);
+                pb_free(gb[w]);
+            }
+            pb_free(x);
+            pb_free(R);
+            fx_free(&f);
+        }
+    return ok;
+}
+
 /* A conv applying the ReLU that follows it (relu_after) gives, bit for bit,
  * the outputs and gradients of the conv and a separate ReLU, on the thin
  * kernels and on the SGEMM path. */
@@ -1242,6 +1358,9 @@ static const test tests[] = {
     {"conv on the SGEMM path (>16 channels, >256 taps, odd sizes, stride 2, 1x1): gradients", t_conv_wide},
     {"conv on the SGEMM path: forward and gradients match the direct convolution and its adjoint", t_conv_wide_ref},
     {"conv with its ReLU fused matches conv and ReLU bit for bit (thin and SGEMM paths)", t_conv_relu_fused},
+    {"conv on Winograd F(2x2,3x3) (odd sizes, channels not a multiple of 16): gradients", t_conv_winograd_grad},
+    {"conv on Winograd matches the im2col/SGEMM reference and the direct convolution (fwd, dW, db, dx)",
+     t_conv_winograd_ref},
     {"bn inference forward: eval output bit for bit, backward state untouched", t_bn_infer},
     {"unfold: conv rows by definition (stride 2 pad 1, stride 1 pad 0, pad k), forward = rows x W^T + b; dense copies", t_unfold},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
