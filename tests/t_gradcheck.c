@@ -729,9 +729,12 @@ static pb_layer mk_wino(size_t i)
     return l;
 }
 
+/* The shapes below are smaller than those Winograd takes by default, so
+ * these tests force it (mode 2). */
 static int wino_taken(pb_layer l, size_t i)
 {
     char err[PB_ERRLEN];
+    pb_kern_conv_use_winograd(2);
     if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || !pb_kern_conv_is_winograd(&l)) {
         printf("# Winograd shape %zu does not take the Winograd path\n", i);
         return 0;
@@ -752,6 +755,7 @@ static int t_conv_winograd_grad(void)
         if (!ok)
             printf("# Winograd shape %zu\n", i);
     }
+    pb_kern_conv_use_winograd(1);
     return ok;
 }
 
@@ -776,7 +780,7 @@ static int t_conv_winograd_ref(void)
             fill(x, ni, GEN_NORMAL);
             fill(R, no, GEN_NORMAL);
             for (int w = 0; w < 2; w++) {
-                const int was = pb_kern_conv_use_winograd(w);
+                const int was = pb_kern_conv_use_winograd(2 * w);
                 out[w] = falloc(no);
                 dx[w] = falloc(ni);
                 dxa[w] = falloc(ni);
@@ -824,7 +828,25 @@ static int t_conv_winograd_ref(void)
             pb_free(R);
             fx_free(&f);
         }
+    pb_kern_conv_use_winograd(1);
     return ok;
+}
+
+/* The default takes Winograd for conv4's wide layers and not for ResNet-20's. */
+static int t_conv_winograd_default(void)
+{
+    pb_layer wide = mk_conv(64, 28, 28, 64, 3, 1, 1, 1), r32 = mk_conv(32, 14, 14, 32, 3, 1, 1, 0);
+    pb_layer r64 = mk_conv(64, 7, 7, 64, 3, 1, 1, 0), s2 = mk_conv(64, 28, 28, 64, 3, 2, 1, 0);
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&wide, err, sizeof err) != PB_OK || pb_layer_infer_shape(&r32, err, sizeof err) ||
+        pb_layer_infer_shape(&r64, err, sizeof err) || pb_layer_infer_shape(&s2, err, sizeof err))
+        return 0;
+    const int on = pb_kern_conv_is_winograd(&wide) && !pb_kern_conv_is_winograd(&r32) &&
+                   !pb_kern_conv_is_winograd(&r64) && !pb_kern_conv_is_winograd(&s2);
+    pb_kern_conv_use_winograd(0);
+    const int off = !pb_kern_conv_is_winograd(&wide);
+    pb_kern_conv_use_winograd(1);
+    return on && off;
 }
 
 /* A conv applying the ReLU that follows it (relu_after) gives, bit for bit,
@@ -1120,12 +1142,15 @@ static int t_maxpool2_scan(void)
  * rounding (partial sums per part); backward_write overwrites dx. */
 static int t_threads(void)
 {
-    const pb_layer protos[6] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+    /* the BN layer's batch (16 x 20 x 8 x 8 floats) is large enough for two
+     * parts; the last conv takes Winograd */
+    const pb_layer protos[8] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
                                 mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2), mk_conv(16, 14, 14, 32, 3, 2, 1, 0),
-                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1)};
+                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1),
+                                mk(PB_BN, 20, 8, 8), mk_conv(64, 14, 14, 64, 3, 1, 1, 0)};
     const int B = 16;
     int ok = 1;
-    for (int t = 0; t < 6 && ok; t++) {
+    for (int t = 0; t < 8 && ok; t++) {
         fixture f;
         if (!fx_setup(&f, protos[t], B)) {
             fx_free(&f);
@@ -1361,12 +1386,13 @@ static const test tests[] = {
     {"conv on Winograd F(2x2,3x3) (odd sizes, channels not a multiple of 16): gradients", t_conv_winograd_grad},
     {"conv on Winograd matches the im2col/SGEMM reference and the direct convolution (fwd, dW, db, dx)",
      t_conv_winograd_ref},
+    {"Winograd by default for 64+ channels at 14+ wide only; mode 0 turns it off", t_conv_winograd_default},
     {"bn inference forward: eval output bit for bit, backward state untouched", t_bn_infer},
     {"unfold: conv rows by definition (stride 2 pad 1, stride 1 pad 0, pad k), forward = rows x W^T + b; dense copies", t_unfold},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
     {"maxpool k2s2 vector path picks what the scan picks (ties, NaN; rows of 9, 5, 3)", t_maxpool2_scan},
-    {"conv (thin and SGEMM) and maxpool on two threads match one thread; backward_write overwrites dx", t_threads},
+    {"conv (thin, SGEMM, Winograd), maxpool and BN on two threads match one thread; backward_write overwrites dx", t_threads},
     {"avgpool k2s2 and k3s1: dx", t_avgpool},
     {"global average pooling: dx", t_gap},
     {"relu: dx", t_relu},

@@ -165,8 +165,16 @@ typedef struct gemm_ws {
  * M [16][ch, tiles] for ch the larger of ic and oc; the transformed weights
  * are shared, ahead of the parts. */
 #define WINO_TILES 16 /* a 4x4 tile's transformed values */
+/* Winograd wins where its SGEMMs are large enough and its tile rows fill
+ * vectors: at least this many channels in and out, and images this wide.
+ * Measured with one thread, batch 128 (thread CPU time): conv4's 64-64 at
+ * 28x28 fwd 65 -> 42 ms, bwd 129 -> 119; 64-128 and 128-128 at 14x14 fwd
+ * 88 -> 70; but ResNet-20's 32-32 at 14x14 fwd 5.1 -> 6.6 and 64-64 at 7x7
+ * 4.5 -> 6.4 lost (SGEMMs of 32 or 64 deep, 4 to 7 tiles in a 16-lane row). */
+#define WINO_MIN_CH 64
+#define WINO_MIN_W 14
 #define WINO_MAX_TW 64 /* tiles across: images up to 128 wide */
-static int wino_enabled = 1;
+static int wino_mode = 1; /* 0: never, 1: where it wins (above), 2: every shape it supports */
 
 static int wino_shape(const pb_layer *l)
 {
@@ -174,12 +182,17 @@ static int wino_shape(const pb_layer *l)
            !pb_kern_conv_is_thin(l);
 }
 
-int pb_kern_conv_is_winograd(const pb_layer *l) { return wino_enabled && wino_shape(l); }
-
-int pb_kern_conv_use_winograd(int on)
+int pb_kern_conv_is_winograd(const pb_layer *l)
 {
-    const int was = wino_enabled;
-    wino_enabled = on != 0;
+    if (!wino_mode || !wino_shape(l))
+        return 0;
+    return wino_mode == 2 || (l->ic >= WINO_MIN_CH && l->oc >= WINO_MIN_CH && l->ow >= WINO_MIN_W);
+}
+
+int pb_kern_conv_use_winograd(int mode)
+{
+    const int was = wino_mode;
+    wino_mode = mode < 0 ? 0 : mode > 2 ? 2 : mode;
     return was;
 }
 
