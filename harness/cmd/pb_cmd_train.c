@@ -5,6 +5,7 @@
 
 #include "pb_cli.h"
 #include "pb_cmd.h"
+#include "engine/pb_file.h"
 #include "engine/pb_ckpt.h"
 #include "engine/pb_par.h"
 
@@ -47,7 +48,11 @@ int pb_cmd_train(int argc, char **argv)
     pb_dataset train, val, test;
     pb_model m;
     memset(&m, 0, sizeof m);
-    int rc = pb_common_data(&c, &train, &val, &test, err, sizeof err);
+    char target[4096];
+    /* a --save target that cannot be written is refused before the training */
+    int rc = c.save ? pb_file_target(c.save, target, sizeof target, err, sizeof err) : PB_OK;
+    if (rc == PB_OK)
+        rc = pb_common_data(&c, &train, &val, &test, err, sizeof err);
     if (rc == PB_OK)
         rc = pb_common_model(&c, &train, &m, err, sizeof err);
     if (rc == PB_OK) {

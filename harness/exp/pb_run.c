@@ -105,8 +105,11 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
             c->args_joined ? c->args_joined : "", c->config);
 
     worker_ud w = {.x = ctx->x, .c = c, .fd = fd};
+    char cerr[PB_ERRLEN] = "";
     pb_store_cell_path(st, c, ".curves", path, sizeof path);
-    w.curves = pb_store_open_tmp(path, tmp, sizeof tmp);
+    w.curves = pb_store_open_tmp(path, tmp, sizeof tmp, cerr, sizeof cerr);
+    if (!w.curves)
+        fprintf(stderr, "%s\n", cerr);
 
     pb_job j;
     pb_cell_job(c, &j);
@@ -128,27 +131,31 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
         fprintf(stderr, "done: test_acc=%.4f test_loss=%.4f nonzero=%zu/%zu dense_from_cache=%d wall_s=%.2f\n",
                 res->test_acc, res->test_loss, res->nonzero, res->params, res->dense_from_cache, res->wall_s);
 
-    /* the reason of a failed cell stays in err: a failed commit must not replace it */
-    char cerr[PB_ERRLEN];
-    int ok = pb_store_commit(w.curves, tmp, path, cerr, sizeof cerr) == PB_OK && !w.curve_fail;
-    if (rc == PB_OK) {
+    /* the reason of a failed cell stays in err: a failed write must not replace
+     * it; what went wrong with the files goes to cerr */
+    int ok = w.curves && pb_store_commit(w.curves, tmp, path, cerr, sizeof cerr) == PB_OK;
+    if (ok && w.curve_fail)
+        ok = !pb_err(cerr, sizeof cerr, PB_ENOMEM, "out of memory while writing %s", path);
+    if (rc == PB_OK && ok) {
         pb_csv_row r;
         pb_store_cell_path(st, c, ".layers", path, sizeof path);
         if (pb_store_layer_rows(&r, ctx->x, c, res) != PB_OK ||
-            pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
+            pb_store_write_atomic(path, r.s ? r.s : "", r.len, cerr, sizeof cerr) != PB_OK)
             ok = 0;
         pb_csv_row_free(&r);
         pb_store_cell_path(st, c, ".metrics", path, sizeof path);
-        if (pb_store_metric_rows(&r, ctx->x, c, res) != PB_OK ||
-            pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
+        if (ok && (pb_store_metric_rows(&r, ctx->x, c, res) != PB_OK ||
+                   pb_store_write_atomic(path, r.s ? r.s : "", r.len, cerr, sizeof cerr) != PB_OK))
             ok = 0;
         pb_csv_row_free(&r);
     }
     pb_csv_row row;
     int rrc = pb_store_cell_row(&row, ctx->x, c, rc == PB_OK ? NULL : err, rc == PB_OK ? res : NULL, st->build);
     pb_store_cell_path(st, c, ".row", path, sizeof path);
-    if (rrc != PB_OK || !ok || pb_store_write_atomic(path, row.s, row.len, err, sizeof err) != PB_OK) {
-        fprintf(stderr, "cannot record the cell: %s\n", err);
+    if (rrc != PB_OK && ok)
+        ok = !pb_err(cerr, sizeof cerr, PB_ENOMEM, "out of memory while writing %s", path);
+    if (!ok || pb_store_write_atomic(path, row.s, row.len, cerr, sizeof cerr) != PB_OK) {
+        fprintf(stderr, "cannot record the cell: %s\n", cerr);
         _exit(4);
     }
     _exit(rc == PB_OK ? 0 : 1);

@@ -2,6 +2,7 @@
 #include "pb_store.h"
 
 #include "host/pb_datasel.h"
+#include "engine/pb_file.h"
 #include "engine/pb_text.h"
 
 #include <dirent.h>
@@ -95,38 +96,17 @@ char *pb_store_read_text(const char *path, size_t *n)
 
 int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    int ok = fwrite(text, 1, n, f) == n;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fsync(fileno(f)) == 0) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return PB_OK;
+    return pb_file_write_atomic(path, text, n, err, errlen);
 }
 
-FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen)
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen)
 {
-    snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
-    return fopen(tmp, "w");
+    return pb_file_open_tmp(path, tmp, tmplen, err, errlen);
 }
 
 int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
 {
-    int ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f)
-        ok = (fclose(f) == 0) && ok;
-    if (ok && rename(tmp, path) == 0)
-        return PB_OK;
-    unlink(tmp);
-    return pb_err(err, errlen, PB_EIO, "cannot write %s", path);
+    return pb_file_commit(f, tmp, path, err, errlen);
 }
 
 static void clean_dir(const char *dir, int tmp_only)
@@ -469,9 +449,9 @@ static int concat_files(const pb_store *s, const char *name, const char *suffix,
 {
     char path[4400], tmp[4500], part[4400];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
-    FILE *f = pb_store_open_tmp(path, tmp, sizeof tmp);
+    FILE *f = pb_store_open_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f)
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+        return PB_EIO;
     pb_csv_header(f, cols);
     for (int i = 0; i < s->x->ncells; i++) {
         pb_store_cell_path(s, &s->x->cells[i], suffix, part, sizeof part);

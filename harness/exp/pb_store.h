@@ -45,12 +45,13 @@ int pb_store_exists(const char *path);
  * NULL if it cannot be read. */
 char *pb_store_read_text(const char *path, size_t *n);
 /* Writes path through a temporary file and rename(): readers see the old file
- * or the new one, never a part. */
+ * or the new one, never a part (pb_file_write_atomic: a path that is not a
+ * regular file is refused, every write error reported). */
 int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen);
 /* The same for a file written bit by bit: open writes tmp (path.tmp.<pid>),
  * commit flushes, syncs, closes f and renames tmp to path (f may be NULL: the
  * open failed). On failure tmp is removed. */
-FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen);
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
 int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen);
 
 /* Creates cells/ and dense/ and takes the experiment's lock (held while *lockfd
