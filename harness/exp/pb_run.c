@@ -373,17 +373,9 @@ static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const pr
 
 static int cell_finished(const run_ctx *ctx, const pb_cell *c, int retry_failed)
 {
-    char path[4400];
-    pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
-    if (!pb_store_exists(path))
-        return 0;
-    if (!retry_failed)
-        return 1;
-    char st[16] = "", reason[PB_ERRLEN];
-    double acc;
-    if (pb_store_row_status(&ctx->store, c, st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
-        return 0;
-    return !strcmp(st, "ok");
+    char why[PB_ERRLEN];
+    int k = pb_store_cell_check(&ctx->store, c, why, sizeof why);
+    return k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !retry_failed);
 }
 
 /* The first cell of the matrix that needs cell i's cached model and has not
@@ -590,12 +582,26 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             goto done;
         pb_store_clean(&ctx->store, !o->fresh); /* or only what workers killed mid-write left */
     }
-    for (int i = 0; i < x->ncells; i++)
-        if (state[i] != 3 && cell_finished(ctx, &x->cells[i], o->retry_failed)) {
+    /* what earlier runs finished; a damaged cell (an emptied, truncated or
+     * garbled file) is said so and runs again */
+    for (int i = 0; i < x->ncells; i++) {
+        if (state[i] == 3)
+            continue;
+        char why[PB_ERRLEN];
+        int k = pb_store_cell_check(&ctx->store, &x->cells[i], why, sizeof why);
+        if (k == PB_STORE_CELL_DAMAGED) {
+            char d[256];
+            cell_desc(d, sizeof d, x, &x->cells[i]);
+            fprintf(stderr, "prunebench: %s: cell %s (%s) is damaged: %s; running it again\n", x->name,
+                    x->cells[i].hash, d, why);
+            pb_store_cell_remove(&ctx->store, &x->cells[i]);
+            sum->damaged++;
+        } else if (k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !o->retry_failed)) {
             state[i] = 2;
             sum->skipped++;
             total_cost -= cost[i];
         }
+    }
     char extra[512];
     run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,

@@ -28,6 +28,7 @@ typedef struct pb_run_summary {
     int missing;               /* --merge-only: cells no shard has recorded */
     int by_others, theirs;     /* sharded: cells of this shard another ran (as the first cell
                                 * needing a cached model), and cells of others this one ran */
+    int damaged;               /* cells whose files were damaged, run again */
 } pb_run_summary;
 
 /* Runs (or resumes) one expanded experiment. script_text is recorded in the metadata. */

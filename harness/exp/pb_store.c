@@ -221,9 +221,118 @@ void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t 
     snprintf(buf, n, "%s/%s.pb", s->dense, c->dense_key);
 }
 
+static int ncols(const char *const *cols)
+{
+    int k = 0;
+    while (cols[k])
+        k++;
+    return k;
+}
+
+/* The fewest fields a row of each file has ever had: columns are only appended. */
+#define ROW_MIN_FIELDS 21
+#define CURVE_MIN_FIELDS 10
+
+/* Checks every record of a per-cell file: between lo and hi fields, the
+ * experiment and the cell in the first two, the whole text made of records
+ * ending in a line end. Empty text is valid when empty_ok. */
+static int check_records(char *text, size_t len, const pb_experiment *x, const pb_cell *c, int lo, int hi,
+                         int empty_ok, const char *name, char *why, size_t wn)
+{
+    if (strlen(text) != len)
+        return pb_err(why, wn, PB_EIO, "%s holds a NUL byte", name);
+    if (len == 0)
+        return empty_ok ? PB_OK : pb_err(why, wn, PB_EIO, "%s is empty", name);
+    if (text[len - 1] != '\n')
+        return pb_err(why, wn, PB_EIO, "%s ends in the middle of a line", name);
+    char *fields[128], *p = text;
+    for (int line = 1; *p; line++) {
+        int nf = pb_csv_split_next(&p, fields, 128);
+        if (nf < lo || nf > hi)
+            return pb_err(why, wn, PB_EIO, "%s, record %d: %d fields, not %d to %d", name, line, nf, lo, hi);
+        if (strcmp(fields[0], x->name) || strcmp(fields[1], c->hash))
+            return pb_err(why, wn, PB_EIO, "%s, record %d: not a record of this cell", name, line);
+    }
+    return PB_OK;
+}
+
+int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn)
+{
+    static const struct { const char *suffix, *const *cols; int lo; } parts[] = {
+        {".curves", pb_csv_curves_cols, CURVE_MIN_FIELDS},
+        {".layers", pb_csv_layers_cols, 6},
+        {".metrics", pb_csv_metrics_cols, 4},
+    };
+    char path[4400], name[64];
+    snprintf(why, wn, "-");
+    pb_store_cell_path(s, c, ".row", path, sizeof path);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return PB_STORE_CELL_NONE;
+    snprintf(name, sizeof name, "%s.row", c->hash);
+    if (!S_ISREG(st.st_mode)) {
+        pb_err(why, wn, PB_EIO, "%s is not a regular file", name);
+        return PB_STORE_CELL_DAMAGED;
+    }
+    size_t len;
+    char *text = pb_store_read_text(path, &len), *copy = text ? strdup(text) : NULL;
+    if (!text || !copy) {
+        pb_err(why, wn, PB_EIO, "cannot read %s", name);
+        free(text);
+        return PB_STORE_CELL_DAMAGED;
+    }
+    int rc = check_records(copy, len, s->x, c, ROW_MIN_FIELDS, ncols(pb_csv_cells_cols), 0, name, why, wn);
+    int kind = PB_STORE_CELL_DAMAGED;
+    if (rc == PB_OK) {
+        char *f[128];
+        pb_csv_split(text, f, 128);
+        char *end;
+        double acc = strtod(f[10], &end);
+        if (!strcmp(f[8], "ok") && (end == f[10] || *end || !(acc >= 0 && acc <= 1)))
+            rc = pb_err(why, wn, PB_EIO, "%s: status ok without a test accuracy in [0, 1]", name);
+        else if (!strcmp(f[8], "ok"))
+            kind = PB_STORE_CELL_OK;
+        else if (!strcmp(f[8], "failed"))
+            kind = PB_STORE_CELL_FAILED;
+        else
+            rc = pb_err(why, wn, PB_EIO, "%s: status '%.20s' is neither ok nor failed", name, f[8]);
+    }
+    free(text);
+    free(copy);
+    /* a finished cell's other files: present, unless an older prunebench
+     * wrote none, and whole */
+    for (size_t i = 0; rc == PB_OK && kind == PB_STORE_CELL_OK && i < sizeof parts / sizeof parts[0]; i++) {
+        pb_store_cell_path(s, c, parts[i].suffix, path, sizeof path);
+        snprintf(name, sizeof name, "%s%s", c->hash, parts[i].suffix);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (!S_ISREG(st.st_mode) || !(text = pb_store_read_text(path, &len))) {
+            rc = pb_err(why, wn, PB_EIO, "cannot read %s", name);
+            break;
+        }
+        rc = check_records(text, len, s->x, c, parts[i].lo, ncols(parts[i].cols), 1, name, why, wn);
+        free(text);
+    }
+    return rc == PB_OK ? kind : PB_STORE_CELL_DAMAGED;
+}
+
+void pb_store_cell_remove(const pb_store *s, const pb_cell *c)
+{
+    static const char *const suffixes[] = {".row", ".curves", ".layers", ".metrics"};
+    char path[4400];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        pb_store_cell_path(s, c, suffixes[i], path, sizeof path);
+        unlink(path);
+    }
+}
+
 int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
                         double *acc)
 {
+    char why[PB_ERRLEN];
+    int kind = pb_store_cell_check(s, c, why, sizeof why);
+    if (kind != PB_STORE_CELL_OK && kind != PB_STORE_CELL_FAILED)
+        return PB_EIO;
     char path[4400];
     pb_store_cell_path(s, c, ".row", path, sizeof path);
     char *text = pb_store_read_text(path, NULL);
@@ -444,8 +553,10 @@ int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c,
 
 /* ------------------------------------------------------ the CSV files */
 
-static int concat_files(const pb_store *s, const char *name, const char *suffix,
-                        const char *const *cols, char *err, size_t errlen)
+/* name from the cells' suffix files, in matrix order, the cells whose files
+ * are whole only (keep[i]): a damaged file never reaches a merged one. */
+static int concat_files(const pb_store *s, const char *name, const char *suffix, const char *const *cols,
+                        const unsigned char *keep, char *err, size_t errlen)
 {
     char path[4400], tmp[4500], part[4400];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
@@ -454,6 +565,8 @@ static int concat_files(const pb_store *s, const char *name, const char *suffix,
         return PB_EIO;
     pb_csv_header(f, cols);
     for (int i = 0; i < s->x->ncells; i++) {
+        if (!keep[i])
+            continue;
         pb_store_cell_path(s, &s->x->cells[i], suffix, part, sizeof part);
         size_t n;
         char *text = pb_store_read_text(part, &n);
@@ -467,13 +580,22 @@ static int concat_files(const pb_store *s, const char *name, const char *suffix,
 
 int pb_store_regenerate(const pb_store *s, char *err, size_t errlen)
 {
-    int rc = concat_files(s, "cells.csv", ".row", pb_csv_cells_cols, err, errlen);
+    unsigned char *keep = malloc((size_t)(s->x->ncells > 0 ? s->x->ncells : 1));
+    if (!keep)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    char why[PB_ERRLEN];
+    for (int i = 0; i < s->x->ncells; i++) {
+        int k = pb_store_cell_check(s, &s->x->cells[i], why, sizeof why);
+        keep[i] = k == PB_STORE_CELL_OK || k == PB_STORE_CELL_FAILED;
+    }
+    int rc = concat_files(s, "cells.csv", ".row", pb_csv_cells_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, err, errlen);
+        rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, err, errlen);
+        rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "metrics.csv", ".metrics", pb_csv_metrics_cols, err, errlen);
+        rc = concat_files(s, "metrics.csv", ".metrics", pb_csv_metrics_cols, keep, err, errlen);
+    free(keep);
     return rc;
 }
 

@@ -67,8 +67,16 @@ void pb_store_clean(const pb_store *s, int tmp_only);
 void pb_store_cell_path(const pb_store *s, const pb_cell *c, const char *suffix, char *buf, size_t n);
 /* dense/<dense_key>.pb of a cell. */
 void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t n);
+/* What a cell's files hold, checked on resume: no row file; a whole row of
+ * status ok (and whole curves, layers and metrics files) or failed; or
+ * damaged (emptied, truncated, garbled, another cell's, a bad status or
+ * accuracy, a damaged companion file), why saying what. */
+enum { PB_STORE_CELL_NONE, PB_STORE_CELL_OK, PB_STORE_CELL_FAILED, PB_STORE_CELL_DAMAGED };
+int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn);
+/* Removes a cell's row, curves, layers and metrics files (a damaged cell, run again). */
+void pb_store_cell_remove(const pb_store *s, const pb_cell *c);
 /* The status ("ok" or "failed"), reason and test accuracy of a cell's row
- * file; PB_EIO if it has none (or an unreadable one). */
+ * file; PB_EIO if it has none or pb_store_cell_check finds it damaged. */
 int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
                         double *acc);
 /* The last line of a cell's log ("" if none). */
