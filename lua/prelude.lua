@@ -15,6 +15,14 @@ local RECIPE_KEYS = {
   wd = "real", nesterov = "bool", schedule = "schedule", step_epochs = "int",
   gamma = "real", warmup = "int", max_steps = "int", early_stop = "bool",
 }
+-- the cell's time limit in wall seconds (0: none), a key of `train` only; not
+-- part of the cell's hash, so changing it reruns nothing
+RECIPE_KEYS.timeout = "real"
+local function timeout_in_train_only(fail, where, t)
+  if type(t) == "table" and t.timeout ~= nil then
+    fail("%s.timeout: the time limit is the whole cell's: give it in train (or a method's train)", where)
+  end
+end
 local EXPERIMENT_KEYS = {
   models = true, datasets = true, methods = true, sparsity = true, seeds = true,
   train = true, finetune = true, filter = true, exclude = true, target = true,
@@ -358,7 +366,9 @@ local function norm_stages(fail, what, list)
       if k ~= 1 then
         if k == 2 and (kind == "keep" or kind == "load") then n.name = v
         elseif STAGE_KEYS[kind][k] then n[k] = v
-        elseif (kind == "train" or kind == "finetune") and RECIPE_KEYS[k] then n.recipe_keys[k] = v
+        elseif (kind == "train" or kind == "finetune") and RECIPE_KEYS[k] then
+          if k == "timeout" then timeout_in_train_only(fail, string.format("%s[%d] (%s)", what, i, kind), st) end
+          n.recipe_keys[k] = v
         else
           local valid = sorted_keys(STAGE_KEYS[kind])
           if kind == "train" or kind == "finetune" then valid[#valid + 1] = "recipe keys" end
@@ -449,6 +459,7 @@ local function norm_method(fail, i, m)
   if type(label) ~= "string" then fail("methods[%d]: label must be a string", i) end
   check_recipe_keys(fail, "methods[" .. i .. "].train", m.train)
   check_recipe_keys(fail, "methods[" .. i .. "].finetune", m.finetune)
+  timeout_in_train_only(fail, "methods[" .. i .. "].finetune", m.finetune)
   local stages = norm_stages(fail, "methods[" .. i .. "].stages", m.stages)
   return { name = name, label = label, args = args, when = info, train = m.train,
            finetune = m.finetune, sparsity = m.sparsity, stages = stages }
@@ -578,6 +589,7 @@ local function declare(name, spec, where)
   end
   check_recipe_keys(fail, "train", spec.train)
   check_recipe_keys(fail, "finetune", spec.finetune)
+  timeout_in_train_only(fail, "finetune", spec.finetune)
   local exp_stages = norm_stages(fail, "stages", spec.stages)
   local datas = { false }
   if spec.data ~= nil then

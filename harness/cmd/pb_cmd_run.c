@@ -1,6 +1,7 @@
 /* `prunebench run` and `prunebench plot`. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ static void run_usage(FILE *f)
             "  -o, --out DIR         results directory (default results)\n"
             "      --fresh           discard earlier results and cached dense models of the experiment\n"
             "      --retry-failed    run failed cells again\n"
+            "      --timeout S       fail a cell still running after S seconds of wall clock (\"timeout\n"
+            "                        after S s\"; --retry-failed runs it again), over the script's\n"
+            "                        train.timeout; 0: no limit\n"
             "  -n, --dry-run         print the expanded cells and a cost estimate; train nothing\n"
             "      --plugin-path DIR look for method plugins in DIR first\n"
             "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"
@@ -41,8 +45,11 @@ static void run_usage(FILE *f)
             "  -e, --experiment NAME run only the experiment NAME of the script (repeatable; default:\n"
             "                        all of them)\n"
             "  -h, --help            this help\n\n"
+            "SIGINT (^C) or SIGTERM stops the running cells (they are not recorded) and keeps\n"
+            "the finished ones; running the same command again resumes.\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
-            "2 bad arguments or a script error (nothing trained).\n");
+            "2 bad arguments or a script error (nothing trained), 130 or 143 stopped by\n"
+            "SIGINT or SIGTERM.\n");
 }
 
 int pb_cmd_run(int argc, char **argv)
@@ -55,11 +62,12 @@ int pb_cmd_run(int argc, char **argv)
         {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
         {"shard", required_argument, 0, 1006},    {"merge-only", no_argument, 0, 1007},
         {"experiment", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
+        {"timeout", required_argument, 0, 1008},
         {0, 0, 0, 0}};
     enum { MAX_ONLY = 32 };
     const char *only[MAX_ONLY];
     int nonly = 0;
-    pb_run_opts o = {.out_dir = "results", .jobs = 1};
+    pb_run_opts o = {.out_dir = "results", .jobs = 1, .timeout = -1};
     pb_shard shard = {0, 0};
     char serr[PB_ERRLEN];
     int opt;
@@ -97,6 +105,15 @@ int pb_cmd_run(int argc, char **argv)
             o.shard_count = shard.count;
             break;
         case 1007: o.merge_only = 1; break;
+        case 1008:
+            errno = 0;
+            o.timeout = strtod(optarg, &end);
+            if (end == optarg || *end || errno || !(o.timeout >= 0) || o.timeout > 1e9) {
+                fprintf(stderr, "prunebench run: --timeout: '%s' is not a number of seconds in [0, 1e9] "
+                                "(0: no limit)\n", optarg);
+                return 2;
+            }
+            break;
         case 'q': o.quiet = 1; break;
         case 'e':
             if (nonly == MAX_ONLY) {
@@ -189,6 +206,14 @@ int pb_cmd_run(int argc, char **argv)
             continue;
         pb_run_summary sum;
         rc = pb_run_experiment(&o, &exps[e], text, &sum, err, sizeof err);
+        if (sum.stop_signal) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
+            fprintf(stderr, "prunebench run: stopped by %s: %d cells finished are kept in %s, %d running cells "
+                            "were stopped and not recorded; run the same command to resume\n",
+                    sum.stop_signal == SIGINT ? "SIGINT" : "SIGTERM", sum.skipped + sum.ran, dir, sum.stopped);
+            break;
+        }
         if (rc != PB_OK || o.dry_run)
             continue;
         any_failed |= sum.failed > 0 || sum.missing > 0;
@@ -217,6 +242,8 @@ int pb_cmd_run(int argc, char **argv)
     pb_cell_free_experiments(exps, nexp);
     pb_lua_close(L);
     free(text);
+    if (pb_run_stop_signal())
+        return 128 + pb_run_stop_signal();
     if (rc != PB_OK)
         return rc == PB_EUSAGE ? 2 : 1;
     return any_failed ? 1 : 0;

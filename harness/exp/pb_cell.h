@@ -53,6 +53,7 @@ typedef struct pb_cell {
     double data_fraction;
     int budget_kind;
     double budget;
+    double timeout_s;         /* the cell's wall-clock limit (train.timeout; 0: none); not in the hash */
 } pb_cell;
 
 typedef struct pb_experiment {

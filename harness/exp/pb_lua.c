@@ -771,6 +771,9 @@ static void read_cell(reader *r, int idx, pb_cell *c)
     lua_pop(L, 1);
     read_recipe(r, idx, "train", &c->train);
     read_recipe(r, idx, "finetune", &c->finetune);
+    if (lua_getfield(L, idx, "train") == LUA_TTABLE)
+        c->timeout_s = numfield(L, lua_gettop(L), "timeout", 0);
+    lua_pop(L, 1);
     c->train.seed = c->finetune.seed = (uint64_t)c->seed;
     c->train.target_acc = c->finetune.target_acc = c->target;
     c->train.log_epochs = c->finetune.log_epochs = 0;

@@ -45,6 +45,35 @@ static const char *signal_name(int sig)
     return buf;
 }
 
+/* ------------------------------------------------------------ stopping */
+
+/* SIGINT or SIGTERM: the runner stops its workers, leaves their cells to the
+ * next run (they are not recorded as failed), removes their temporary files,
+ * regenerates the merged files from the finished cells and returns. A second
+ * signal of the same kind ends the runner at once (the handler is reset). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: poll() and nanosleep() return at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int pb_run_stop_signal(void)
+{
+    return stop_signal;
+}
+
 /* ---------------------------------------------------------------- workers */
 
 typedef struct run_ctx {
@@ -173,6 +202,8 @@ typedef struct slot {
     char buf[256];
     size_t blen;
     int dlock;     /* the index in dlocks of the lock the runner holds for this worker, -1: none */
+    double limit;  /* the cell's time limit in seconds, 0: none */
+    int timed_out; /* the runner killed the worker at its limit */
 } slot;
 
 typedef struct progress {
@@ -252,6 +283,10 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
     if (pid == 0) {
         close(pfd[0]);
         signal(SIGPIPE, SIG_IGN);
+        /* the runner decides what an interruption does to a cell: a terminal's
+         * ^C reaches the whole process group, and the runner stops us */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_DFL);
         worker(ctx, &ctx->x->cells[cell], pfd[1]);
     }
     close(pfd[1]);
@@ -262,6 +297,7 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
     s->cell = cell;
     s->fd = pfd[0];
     s->t0 = pb_now();
+    s->limit = ctx->o->timeout >= 0 ? ctx->o->timeout : ctx->x->cells[cell].timeout_s;
     return PB_OK;
 }
 
@@ -305,11 +341,21 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
     drain(s);
     close(s->fd);
     int have_row = pb_store_row_status(&ctx->store, c, st, sizeof st, reason, sizeof reason, &acc) == PB_OK;
+    if (!have_row && (s->timed_out || stop_signal))
+        pb_store_clean_worker(&ctx->store, c, (long)s->pid);
+    if (!have_row && stop_signal && !s->timed_out) {
+        /* stopped with the runner: not a result, the next run runs it */
+        s->pid = 0;
+        return PB_OK;
+    }
     if (!have_row) {
         /* the worker died before recording: the runner records the failure */
         char why[PB_ERRLEN], last[256];
         pb_store_last_log_line(&ctx->store, c, last, sizeof last);
-        if (WIFSIGNALED(status))
+        if (s->timed_out)
+            snprintf(why, sizeof why, "timeout after %g s%s%.200s", s->limit, last[0] ? "; last log line: " : "",
+                     last);
+        else if (WIFSIGNALED(status))
             snprintf(why, sizeof why, "worker killed by %s%s%.200s", signal_name(WTERMSIG(status)),
                      last[0] ? "; last log line: " : "", last);
         else
@@ -620,7 +666,10 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         jobs = PB_RUN_MAX_JOBS;
 
     int idle_told = 0;
+    catch_stop_signals();
     for (;;) {
+        if (stop_signal)
+            break;
         /* start what may start: a cell that needs a dense model nobody has
          * written yet waits while another cell is training that same model */
         int running = 0, waiting = 0;
@@ -664,6 +713,9 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                 k++;
             if (ctx->shard.count)
                 pb_shard_clean_cell(&ctx->store, &x->cells[start]); /* what a killed worker left of it */
+            /* a failed row run again (--retry-failed) goes first: the runner reads
+             * the worker's outcome from the row, never from an earlier run's */
+            pb_store_cell_remove(&ctx->store, &x->cells[start]);
             if ((rc = spawn(ctx, &slots[k], start, err, errlen)) != PB_OK) {
                 if (take >= 0)
                     pb_lock_release(&ctx->dlocks[take]);
@@ -707,9 +759,16 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             if (slots[k].pid > 0)
                 pfds[np++] = (struct pollfd){.fd = slots[k].fd, .events = POLLIN};
         poll(pfds, (nfds_t)np, 500);
+        const double now = pb_now();
         for (int k = 0; k < jobs; k++)
-            if (slots[k].pid > 0)
+            if (slots[k].pid > 0) {
                 drain(&slots[k]);
+                /* a cell past its limit: reap() records it as failed by timeout */
+                if (slots[k].limit > 0 && !slots[k].timed_out && now - slots[k].t0 >= slots[k].limit) {
+                    kill(slots[k].pid, SIGKILL);
+                    slots[k].timed_out = 1;
+                }
+            }
         if (ctx->shard.count && (rc = heartbeat(ctx, slots, jobs, state, &p, err, errlen)) != PB_OK)
             break;
         int status;
@@ -717,22 +776,30 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             for (int k = 0; k < jobs; k++)
                 if (slots[k].pid == pid) {
-                    state[slots[k].cell] = 2;
-                    if (pb_shard_mine(&ctx->shard, &x->cells[slots[k].cell]))
-                        sum->ran++;
-                    else
-                        sum->theirs++;
+                    const int cell = slots[k].cell, before = p.done;
                     int r2 = reap(ctx, &slots[k], status, &p, cost, err, errlen);
                     if (r2 != PB_OK && rc == PB_OK)
                         rc = r2;
+                    if (p.done == before) { /* stopped with the runner: left for the next run */
+                        state[cell] = 0;
+                        continue;
+                    }
+                    state[cell] = 2;
+                    if (pb_shard_mine(&ctx->shard, &x->cells[cell]))
+                        sum->ran++;
+                    else
+                        sum->theirs++;
                 }
         }
     }
-    /* on an error of the runner itself, stop the workers it started */
+    /* on an error of the runner itself or a stop signal, stop the workers it
+     * started; their cells stay unrecorded, and run again next time */
     for (int k = 0; k < jobs; k++)
         if (slots[k].pid > 0) {
             kill(slots[k].pid, SIGKILL);
             waitpid(slots[k].pid, NULL, 0);
+            pb_store_clean_worker(&ctx->store, &x->cells[slots[k].cell], (long)slots[k].pid);
+            sum->stopped++;
             close(slots[k].fd);
             if (slots[k].dlock >= 0)
                 pb_lock_release(&ctx->dlocks[slots[k].dlock]);
@@ -756,7 +823,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             strcmp(st, "ok"))
             sum->failed++;
     }
-    if (rc == PB_OK && !o->no_plot && !ctx->shard.count) { /* shards: the charts are the merge's */
+    sum->stop_signal = stop_signal;
+    if (rc == PB_OK && !o->no_plot && !ctx->shard.count && !stop_signal) { /* shards: the charts are the merge's */
         char e2[PB_ERRLEN];
         int prc = pb_plot_dir(ctx->store.dir, !o->quiet, e2, sizeof e2);
         if (prc != PB_OK && !o->quiet)

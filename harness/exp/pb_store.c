@@ -131,6 +131,37 @@ void pb_store_clean(const pb_store *s, int tmp_only)
 {
     clean_dir(s->cells, tmp_only);
     clean_dir(s->dense, tmp_only);
+    if (tmp_only)
+        clean_dir(s->dir, 1); /* the merged files' and metadata's, of a runner killed mid-write */
+}
+
+/* Removes dir's files named PREFIX*.tmp.PID. */
+static void remove_worker_tmp(const char *dir, const char *prefix, long pid)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char tail[32], path[4400];
+    snprintf(tail, sizeof tail, ".tmp.%ld", pid);
+    size_t k = strlen(prefix), t = strlen(tail);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= k + t || strncmp(e->d_name, prefix, k) || strcmp(e->d_name + len - t, tail))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+void pb_store_clean_worker(const pb_store *s, const pb_cell *c, long pid)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", c->hash);
+    remove_worker_tmp(s->cells, prefix, pid);
+    snprintf(prefix, sizeof prefix, "%s.pb", c->dense_key);
+    remove_worker_tmp(s->dense, prefix, pid);
 }
 
 int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
