@@ -19,7 +19,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
 }
 skip() { n=$((n + 1)); echo "ok $n - # SKIP $1"; }
 export OPENBLAS_NUM_THREADS=1
-echo 1..15
+echo 1..16
 
 TRAIN="train --model mlp --hidden 10 --dataset synthetic --epochs 1 -q"
 notmp() { ! ls -a "$1" | grep -q '\.tmp'; }
@@ -62,6 +62,9 @@ ln -s missing.pb "$tmp/dangling.pb"
 check "a dangling symbolic link is refused with its name" sh -c \
     "! '$PB' $TRAIN --save '$tmp/dangling.pb' 2>'$tmp/err' >/dev/null && grep -q 'dangling.pb: a symbolic link whose target does not exist' '$tmp/err' && test ! -e '$tmp/missing.pb'"
 check "no temporary file is left anywhere" notmp "$tmp"
+
+check "a result line the standard output cannot take (/dev/full) fails with exit 1, saying so" sh -c \
+    "'$PB' $TRAIN >/dev/full 2>'$tmp/err'; test \$? -eq 1 && grep -q 'cannot write the standard output: No space left on device' '$tmp/err'"
 
 # The results store uses the same writes: a FIFO where cells.csv goes is refused, not replaced.
 cat > "$tmp/one.lua" <<'LUA'

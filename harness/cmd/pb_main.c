@@ -1,4 +1,5 @@
 /* prunebench: the command-line front end; the only place that decides to exit. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,17 @@ static void usage(FILE *f)
     fprintf(f, "\nprunebench %s: a benchmark harness for neural-network pruning.\n", PACKAGE_VERSION);
 }
 
+/* A result the standard output could not take (a full disk, /dev/full) is a
+ * failure, not a silent success. */
+static int check_stdout(int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    fprintf(stderr, "prunebench: cannot write the standard output: %s\n", strerror(errno ? errno : EIO));
+    return rc ? rc : 1;
+}
+
 int main(int argc, char **argv)
 {
     choose_blas_kernels(argv);
@@ -89,7 +101,7 @@ int main(int argc, char **argv)
     }
     for (const command *c = commands; c->name; c++)
         if (!strcmp(argv[1], c->name))
-            return c->fn(argc - 1, argv + 1);
+            return check_stdout(c->fn(argc - 1, argv + 1));
     fprintf(stderr, "prunebench: unknown command '%s' (valid:", argv[1]);
     for (const command *c = commands; c->name; c++)
         fprintf(stderr, " %s", c->name);

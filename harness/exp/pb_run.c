@@ -366,8 +366,12 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
         if (rc == PB_OK)
             rc = pb_store_write_atomic(path, row.s, row.len, err, errlen);
         pb_csv_row_free(&row);
-        if (rc != PB_OK)
-            return rc;
+        if (rc != PB_OK) {
+            char e2[PB_ERRLEN];
+            snprintf(e2, sizeof e2, "%s", err);
+            return pb_err(err, errlen, rc, "%s (the cell %s could not be recorded); the cells finished so far "
+                          "are kept: run the same command again to resume", e2, desc);
+        }
         snprintf(st, sizeof st, "failed");
         snprintf(reason, sizeof reason, "%s", why);
     }
