@@ -408,10 +408,7 @@ static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const pr
         kill(s->pid, SIGKILL);
         waitpid(s->pid, NULL, 0);
         close(s->fd);
-        char path[4400], tmp[4500];
-        pb_store_cell_path(&ctx->store, c, ".curves", path, sizeof path);
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)s->pid);
-        unlink(tmp);
+        pb_store_clean_worker(&ctx->store, c, (long)s->pid);
         log_line(p, "another runner took the lock of dense/%s.pb: stopped the cell making it, which waits",
                  c->dense_key);
         state[s->cell] = pb_shard_mine(&ctx->shard, c) ? 0 : 3;
