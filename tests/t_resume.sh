@@ -16,7 +16,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..14
+echo 1..15
 
 cat > "$tmp/m.lua" <<'LUA'
 experiment "m" {
@@ -79,21 +79,34 @@ run
 check "a run with nothing damaged runs nothing and reports nothing damaged" sh -c \
     "grep -q '0 run now, 4 from earlier runs' '$tmp/out' && ! grep -q damaged '$tmp/err'"
 
-# A corrupt cached dense model: the cell that reads it makes it again.
+# A corrupt cached dense model: the runner says so and removes it, and the
+# first cell that needs it makes it again.
 pb=$(ls "$R"/dense/*.pb)
-printf '\377\377\377\377' | dd of="$pb" bs=1 seek=200 conv=notrunc 2>/dev/null
+key=$(basename "$pb" .pb)
+corrupt() { printf '\377\377\377\377' | dd of="$pb" bs=1 seek=200 conv=notrunc 2>/dev/null; }
+corrupt
 cell=$(grep -l 'sparsity=0.9' "$R"/cells/*.log | head -1)
 rm "${cell%.log}.row"
 run; rc=$?
-remade() { test $rc -eq 0 && grep -q 'cached model is damaged (.*checksum' "$cell" && ! grep -q 'dense model from cache' "$cell" && whole; }
-check "a corrupt cached model is made again: the cell is ok, its log says why" remade
+remade() {
+    test $rc -eq 0 && grep -q "the cached model dense/$key.pb is damaged (.*checksum.*): removing it" "$tmp/err" &&
+    ! grep -q 'dense model from cache' "$cell" && whole
+}
+check "a corrupt cached model is named by the runner and made again; the cell is ok" remade
 rm "${cell%.log}.row"
 run
 check "the model made again is whole: the next cell reads it from the cache" grep -q 'dense model from cache' "$cell"
 
+# A sharded run leaves the check to the worker (another shard may be reading
+# the file): the cell that finds it damaged makes it again, saying so in its log.
+corrupt
+rm "${cell%.log}.row"
+run --shard 0/1; rc=$?
+worker_remade() { test $rc -eq 0 && grep -q 'cached model is damaged (.*checksum' "$cell" && whole; }
+check "sharded: the worker that finds the cached model damaged makes it again (its log says why)" worker_remade
+
 # A cache that cannot be written (its cost record's name is taken by a
 # directory): a warning in the cell's log, and the cell is ok.
-key=$(basename "$pb" .pb)
 rm -rf "$R/cells" "$R/dense" "$R/cells.csv"
 mkdir -p "$R/dense/$key.pb.cost"
 run; rc=$?

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/pb_ckpt.h"
+#include "engine/pb_file.h"
 #include "pb_cost.h"
 #include "pb_csv.h"
 #include "pb_plot.h"
@@ -425,6 +427,40 @@ static int cell_finished(const run_ctx *ctx, const pb_cell *c, int retry_failed)
     return k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !retry_failed);
 }
 
+/* Unsharded: each cached model a pending cell will read is loaded once; a
+ * damaged one (checksum, truncation, not a regular file) is said so and
+ * removed with its cost record and kept models, and the first cell that needs
+ * it makes it again (the cells after it wait for it, as for a new model).
+ * Sharded runs leave this to the worker (pb_job), since another shard may be
+ * reading the file. */
+static void check_caches(const run_ctx *ctx, const int *state, const int *needs)
+{
+    const pb_experiment *x = ctx->x;
+    for (int i = 0; i < x->ncells; i++) {
+        if (!needs[i] || state[i] != 0)
+            continue;
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++)
+            seen = needs[k] && state[k] == 0 && !strcmp(x->cells[k].dense_key, x->cells[i].dense_key);
+        char path[4400], why[PB_ERRLEN];
+        pb_store_dense_path(&ctx->store, &x->cells[i], path, sizeof path);
+        if (seen || !pb_store_exists(path))
+            continue;
+        pb_model m;
+        if (!pb_file_is_regular(path))
+            snprintf(why, sizeof why, "not a regular file");
+        else if (pb_ckpt_load(&m, path, 1, why, sizeof why) == PB_OK) {
+            pb_model_free(&m);
+            continue;
+        }
+        fprintf(stderr, "prunebench: %s: the cached model dense/%s.pb is damaged (%s): removing it; the first "
+                        "cell that needs it makes it again\n", x->name, x->cells[i].dense_key, why);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.pb", x->cells[i].dense_key);
+        pb_store_remove_dense(&ctx->store, prefix);
+    }
+}
+
 /* The first cell of the matrix that needs cell i's cached model and has not
  * run: in an unsharded run it makes the model, so it does when sharded too. */
 static int maker(const run_ctx *ctx, const int *state, const int *needs, int i)
@@ -649,6 +685,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             total_cost -= cost[i];
         }
     }
+    if (!ctx->shard.count)
+        check_caches(ctx, state, needs);
     char extra[512];
     run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,

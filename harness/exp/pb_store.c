@@ -155,6 +155,27 @@ static void remove_worker_tmp(const char *dir, const char *prefix, long pid)
     closedir(d);
 }
 
+void pb_store_remove_dense(const pb_store *s, const char *name)
+{
+    char path[4600];
+    snprintf(path, sizeof path, "%s/%s", s->dense, name);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%s.cost", s->dense, name);
+    unlink(path);
+    DIR *d = opendir(s->dense);
+    if (!d)
+        return;
+    char keep[128];
+    snprintf(keep, sizeof keep, "%s.keep-", name);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, keep, strlen(keep))) {
+            snprintf(path, sizeof path, "%s/%s", s->dense, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 void pb_store_clean_worker(const pb_store *s, const pb_cell *c, long pid)
 {
     char prefix[64];

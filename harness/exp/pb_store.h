@@ -60,6 +60,9 @@ int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen);
 /* Removes the files of cells/ and dense/, or only the temporary files of
  * workers killed mid-write if tmp_only. */
 void pb_store_clean(const pb_store *s, int tmp_only);
+/* Removes a cache entry of dense/: the model NAME (KEY.pb), NAME.cost and
+ * every NAME.keep-*. */
+void pb_store_remove_dense(const pb_store *s, const char *name);
 /* Removes the temporary files worker pid left of cell c (its cell files and
  * its cached model's), after it was stopped (timeout, interruption). */
 void pb_store_clean_worker(const pb_store *s, const pb_cell *c, long pid);
