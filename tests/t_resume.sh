@@ -16,7 +16,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..15
+echo 1..16
 
 cat > "$tmp/m.lua" <<'LUA'
 experiment "m" {
@@ -51,6 +51,9 @@ check "an emptied row file is reported by name and its cell runs again" sh -c \
 check "cells.csv has all 4 cells again" whole
 
 head -c 40 "$C" > "$tmp/x" && cp "$tmp/x" "$C"
+"$PB" run "$tmp/m.lua" --out "$tmp/r" --dry-run > "$tmp/dry" 2>&1
+check "--dry-run marks the damaged cell (and the others done)" sh -c \
+    "grep -q '^$(basename "$C" .row) .*(damaged: runs again)' '$tmp/dry' && test \$(grep -c '(done)' '$tmp/dry') -eq 3"
 run
 check "a truncated row file is damaged: it ends in the middle of a line" sh -c \
     "grep -q 'row ends in the middle of a line; running it again' '$tmp/err' && grep -q '1 run now' '$tmp/out'"

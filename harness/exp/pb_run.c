@@ -631,14 +631,18 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                "sparsity", "seed", "epochs", "ft_ep", "train_TFLOP", "args");
         for (int i = 0; i < x->ncells; i++) {
             const pb_cell *c = &x->cells[i];
-            char path[4400];
             if (state[i] == 3)
                 continue;
-            pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
+            /* what a run would do with the cell: skip it, or run it (again) */
+            static const char *const mark[] = {[PB_STORE_CELL_NONE] = "", [PB_STORE_CELL_OK] = " (done)",
+                                               [PB_STORE_CELL_FAILED] = " (failed)",
+                                               [PB_STORE_CELL_DAMAGED] = " (damaged: runs again)"};
+            char why[PB_ERRLEN];
+            const int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
-                   pb_store_exists(path) && !o->fresh ? " (done)" : "");
+                   mark[k]);
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
         double secs = total_cost / (rate * 1e9 * jobs);
