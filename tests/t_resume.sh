@@ -16,7 +16,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..16
+echo 1..17
 
 cat > "$tmp/m.lua" <<'LUA'
 experiment "m" {
@@ -107,6 +107,15 @@ rm "${cell%.log}.row"
 run --shard 0/1; rc=$?
 worker_remade() { test $rc -eq 0 && grep -q 'cached model is damaged (.*checksum' "$cell" && whole; }
 check "sharded: the worker that finds the cached model damaged makes it again (its log says why)" worker_remade
+
+# --merge-only trains nothing: a damaged cell is named and counted as missing.
+: > "$B"
+timeout 120 "$PB" run "$tmp/m.lua" --out "$tmp/r" --merge-only --no-plot >"$tmp/out" 2>"$tmp/err"; rc=$?
+merged() {
+    test $rc -eq 1 && grep -q "cell $(basename "$B" .row) is damaged (.*empty): counted as missing" "$tmp/err" &&
+    grep -q '3 ok, 0 failed, 1 missing' "$tmp/out" && test "$(tail -n +2 "$R/cells.csv" | wc -l)" -eq 3
+}
+check "--merge-only names a damaged cell, counts it missing (exit 1) and merges the 3 whole ones" merged
 
 # A cache that cannot be written (its cost record's name is taken by a
 # directory): a warning in the cell's log, and the cell is ok.

@@ -15,10 +15,10 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
     if "$@" >"$tmp/check.out" 2>&1; then echo "ok $n - $desc"; else
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
-skip_rest() { while [ $n -lt 20 ]; do n=$((n + 1)); echo "ok $n - # SKIP $1"; done; exit 0; }
+skip_rest() { while [ $n -lt 22 ]; do n=$((n + 1)); echo "ok $n - # SKIP $1"; done; exit 0; }
 export OPENBLAS_NUM_THREADS=1
 unset PB_TEST_STUCK
-echo 1..20
+echo 1..22
 command -v setsid >/dev/null 2>&1 || skip_rest "setsid not installed"
 
 mkdir "$tmp/p"
@@ -55,7 +55,12 @@ for sig in INT TERM; do
         timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
         check "a second run on the same directory is refused (exit $rc2) and names it" sh -c \
             "test $rc2 -eq 2 && grep -q 'another prunebench run is using $D/s' '$tmp/err2'"
-        check "the refused run changed nothing: no row, no metadata block of its own" sh -c \
+        timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot --fresh >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
+        check "a second run with --fresh is refused too (exit $rc2) before it deletes anything" sh -c \
+            "test $rc2 -eq 2 && grep -q 'another prunebench run is using' '$tmp/err2' && test -s '$D/s/cells.csv' && ls '$D'/s/dense/*.pb"
+        timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --merge-only >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
+        check "so is --merge-only (exit $rc2)" sh -c "test $rc2 -eq 2 && grep -q 'an unsharded prunebench run is using' '$tmp/err2'"
+        check "the refused runs changed nothing: no row, no metadata block of their own" sh -c \
             "test \$(ls '$D'/s/cells/*.row | wc -l) -eq 2 && test \$(grep -c '^run [0-9]*:' '$D/s/metadata.txt') -eq 1"
         env kill -s INT -- -$pid   # as a terminal's ^C: the runner and its workers
         want=130

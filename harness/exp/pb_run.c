@@ -554,6 +554,10 @@ static int merge(run_ctx *ctx, pb_run_summary *sum, char *err, size_t errlen)
     for (int i = 0; i < ctx->x->ncells; i++) {
         char st[16] = "", reason[PB_ERRLEN];
         double acc;
+        if (pb_store_cell_check(&ctx->store, &ctx->x->cells[i], reason, sizeof reason) == PB_STORE_CELL_DAMAGED &&
+            !ctx->o->quiet)
+            fprintf(stderr, "prunebench: %s: cell %s is damaged (%s): counted as missing; running its shard "
+                            "again runs it again\n", ctx->x->name, ctx->x->cells[i].hash, reason);
         if (pb_store_row_status(&ctx->store, &ctx->x->cells[i], st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
             sum->missing++;
         else if (strcmp(st, "ok"))
