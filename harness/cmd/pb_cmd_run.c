@@ -18,7 +18,7 @@ static void run_usage(FILE *f)
 {
     fprintf(f,
             "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
-            "                      [--shard I/N | --merge-only] [-e NAME]...\n\n"
+            "                      [--timeout S] [--shard I/N | --merge-only] [-e NAME]...\n\n"
             "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
             "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
             "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
