@@ -2,10 +2,14 @@
  *   unset or "hang"  prune() never returns (a method stuck in a loop);
  *   "fill:FILE"      prune() writes FILE until the file system is full, then
  *                    goes on (the cell's own files then meet a full disk);
+ *   "child:FILE"     prune() starts a child process that writes its pid to
+ *                    FILE and sleeps, then hangs (stopping the cell must stop
+ *                    what its method started);
  *   "none"           prune() keeps every weight and returns.
  * t_timeout.sh, t_signal.sh and t_diskfull.sh build it with cc. */
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +32,15 @@ static int prune(void *state, const pb_host *h, pb_ctx *c, double sparsity)
     }
     if (what && !strcmp(what, "none"))
         return PB_PLUGIN_OK;
+    if (what && !strncmp(what, "child:", 6) && fork() == 0) {
+        int fd = open(what + 6, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+        if (fd >= 0 && write(fd, buf, (size_t)n) == n)
+            close(fd);
+        for (;;)
+            pause();
+    }
     for (;;) {
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);

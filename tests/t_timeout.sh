@@ -15,7 +15,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
 }
 export OPENBLAS_NUM_THREADS=1
 unset PB_TEST_STUCK
-echo 1..12
+echo 1..13
 
 mkdir "$tmp/p"
 check "the stuck test plugin compiles" \
@@ -48,6 +48,11 @@ run --retry-failed --timeout 1; rc=$?
 check "--retry-failed runs the timed-out cell again; --timeout overrides the script (exit $rc)" sh -c \
     "test $rc -eq 1 && grep -q '1 run now, 2 from earlier runs' '$tmp/out' && grep -h ',stuck,' '$R'/cells/*.row | grep -q 'timeout after 1 s'"
 
+PB_TEST_STUCK=child:$tmp/child.pid run --retry-failed --timeout 1 -e t; rc=$?
+child=$(cat "$tmp/child.pid" 2>/dev/null)
+# (gone, or a zombie where process 1 reaps no orphans, as in some containers)
+check "stopping a timed-out cell stops the processes its method started too" sh -c \
+    "test -n '$child' && sleep 0.5 && st=\$(ps -o stat= -p '$child'); case \"\$st\" in ''|Z*) true;; *) false;; esac"
 PB_TEST_STUCK=none run --retry-failed; rc=$?
 check "once the method returns, --retry-failed finishes the cell (exit $rc)" sh -c \
     "test $rc -eq 0 && test \$(tail -n +2 '$R/cells.csv' | grep -c ',ok,') -eq 3"

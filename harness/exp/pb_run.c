@@ -76,6 +76,14 @@ int pb_run_stop_signal(void)
     return stop_signal;
 }
 
+/* Each worker leads its own process group, so stopping it also stops what a
+ * plugin started, and a terminal's ^C reaches the runner alone. */
+static void stop_worker(pid_t pid)
+{
+    if (kill(-pid, SIGKILL) != 0)
+        kill(pid, SIGKILL);
+}
+
 /* ---------------------------------------------------------------- workers */
 
 typedef struct run_ctx {
@@ -283,14 +291,16 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
         return pb_err(err, errlen, PB_EIO, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
+        setpgid(0, 0);
         close(pfd[0]);
         signal(SIGPIPE, SIG_IGN);
-        /* the runner decides what an interruption does to a cell: a terminal's
-         * ^C reaches the whole process group, and the runner stops us */
+        /* the runner decides what an interruption does to a cell: a ^C sent
+         * to the runner's process group does not stop the cell, the runner does */
         signal(SIGINT, SIG_IGN);
         signal(SIGTERM, SIG_DFL);
         worker(ctx, &ctx->x->cells[cell], pfd[1]);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     memset(s, 0, sizeof *s);
@@ -407,7 +417,7 @@ static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const pr
         if (s->pid <= 0 || s->dlock < 0 || pb_lock_refresh(&ctx->dlocks[s->dlock]))
             continue;
         const pb_cell *c = &ctx->x->cells[s->cell];
-        kill(s->pid, SIGKILL);
+        stop_worker(s->pid);
         waitpid(s->pid, NULL, 0);
         close(s->fd);
         pb_store_clean_worker(&ctx->store, c, (long)s->pid);
@@ -812,7 +822,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                 drain(&slots[k]);
                 /* a cell past its limit: reap() records it as failed by timeout */
                 if (slots[k].limit > 0 && !slots[k].timed_out && now - slots[k].t0 >= slots[k].limit) {
-                    kill(slots[k].pid, SIGKILL);
+                    stop_worker(slots[k].pid);
                     slots[k].timed_out = 1;
                 }
             }
@@ -843,7 +853,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
      * started; their cells stay unrecorded, and run again next time */
     for (int k = 0; k < jobs; k++)
         if (slots[k].pid > 0) {
-            kill(slots[k].pid, SIGKILL);
+            stop_worker(slots[k].pid);
             waitpid(slots[k].pid, NULL, 0);
             pb_store_clean_worker(&ctx->store, &x->cells[slots[k].cell], (long)slots[k].pid);
             sum->stopped++;
