@@ -39,9 +39,17 @@ mkdir "$tmp/dir"
 check "a directory is refused and left alone" sh -c \
     "'$PB' $TRAIN --save '$tmp/dir' 2>'$tmp/err' >/dev/null; test \$? -eq 2 && grep -q 'dir: it is a directory' '$tmp/err' && test -d '$tmp/dir'"
 
-check "/dev/full is refused (it is a device), and stays a character device" sh -c \
-    "'$PB' $TRAIN --save /dev/full 2>'$tmp/err' >/dev/null; test \$? -eq 2 &&
-     grep -q '/dev/full: it is a character device' '$tmp/err' && test -c /dev/full"
+# As root a regression (or an older build) would replace the device itself:
+# root tests a node of the same device made in the temporary directory.
+full=/dev/full
+if [ "$(id -u)" -eq 0 ]; then mknod "$tmp/full" c 1 7 2>/dev/null && full=$tmp/full || full=; fi
+if [ -n "$full" ] && [ -c "$full" ]; then
+    check "a full device ($full) is refused, and stays a character device" sh -c \
+        "'$PB' $TRAIN --save '$full' 2>'$tmp/err' >/dev/null; test \$? -eq 2 &&
+         grep -q '$full: it is a character device' '$tmp/err' && test -c '$full'"
+else
+    n=$((n + 1)); echo "ok $n - # SKIP no full device to test with"
+fi
 
 if [ "$(id -u)" -eq 0 ] && mknod "$tmp/null" c 1 3 2>/dev/null; then
     check "a device node of our own (as root, where rename would replace it) is refused and stays one" sh -c \
@@ -63,8 +71,12 @@ check "a dangling symbolic link is refused with its name" sh -c \
     "! '$PB' $TRAIN --save '$tmp/dangling.pb' 2>'$tmp/err' >/dev/null && grep -q 'dangling.pb: a symbolic link whose target does not exist' '$tmp/err' && test ! -e '$tmp/missing.pb'"
 check "no temporary file is left anywhere" notmp "$tmp"
 
-check "a result line the standard output cannot take (/dev/full) fails with exit 1, saying so" sh -c \
-    "'$PB' $TRAIN >/dev/full 2>'$tmp/err'; test \$? -eq 1 && grep -q 'cannot write the standard output: No space left on device' '$tmp/err'"
+if [ -n "$full" ] && [ -c "$full" ]; then
+    check "a result line the standard output cannot take ($full) fails with exit 1, saying so" sh -c \
+        "'$PB' $TRAIN >'$full' 2>'$tmp/err'; test \$? -eq 1 && grep -q 'cannot write the standard output: No space left on device' '$tmp/err'"
+else
+    n=$((n + 1)); echo "ok $n - # SKIP no full device to test with"
+fi
 
 # The results store uses the same writes: a FIFO where cells.csv goes is refused, not replaced.
 cat > "$tmp/one.lua" <<'LUA'
