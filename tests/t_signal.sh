@@ -54,12 +54,12 @@ for sig in INT TERM; do
         # the second run first, while the first holds the directory
         timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
         check "a second run on the same directory is refused (exit $rc2) and names it" sh -c \
-            "test $rc2 -eq 2 && grep -q 'another prunebench run is using $D/s' '$tmp/err2'"
+            "test $rc2 -eq 2 && grep -q \"another prunebench run (pid $pid on .*) is using $D/s: wait for it to finish\" '$tmp/err2'"
         timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot --fresh >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
         check "a second run with --fresh is refused too (exit $rc2) before it deletes anything" sh -c \
-            "test $rc2 -eq 2 && grep -q 'another prunebench run is using' '$tmp/err2' && test -s '$D/s/cells.csv' && ls '$D'/s/dense/*.pb"
+            "test $rc2 -eq 2 && grep -q 'another prunebench run (pid [0-9]* on .*) is using' '$tmp/err2' && test -s '$D/s/cells.csv' && ls '$D'/s/dense/*.pb"
         timeout 60 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --merge-only >"$tmp/out2" 2>"$tmp/err2"; rc2=$?
-        check "so is --merge-only (exit $rc2)" sh -c "test $rc2 -eq 2 && grep -q 'an unsharded prunebench run is using' '$tmp/err2'"
+        check "so is --merge-only (exit $rc2)" sh -c "test $rc2 -eq 2 && grep -q \"an unsharded prunebench run (pid $pid on .*) is using\" '$tmp/err2'"
         check "the refused runs changed nothing: no row, no metadata block of their own" sh -c \
             "test \$(ls '$D'/s/cells/*.row | wc -l) -eq 2 && test \$(grep -c '^run [0-9]*:' '$D/s/metadata.txt') -eq 1"
         env kill -s INT -- -$pid   # as a terminal's ^C: the runner and its workers

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,9 +200,38 @@ int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
     if (fd < 0)
         return pb_err(err, errlen, PB_EIO, "cannot write to %s: %s", s->dir, strerror(errno));
     *lockfd = fd; /* closed by the caller even when another run holds the lock */
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-        return pb_err(err, errlen, PB_EUSAGE, "another prunebench run is using %s", s->dir);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char owner[300];
+        pb_store_lock_owner(fd, owner, sizeof owner);
+        return pb_err(err, errlen, PB_EUSAGE, "another prunebench run%s is using %s: wait for it to finish (or "
+                      "stop it: its finished cells are kept)", owner, s->dir);
+    }
+    /* who holds it, for the message of a run refused meanwhile */
+    char host[256] = "?", text[320];
+    gethostname(host, sizeof host - 1);
+    int k = snprintf(text, sizeof text, "%s %ld\n", host, (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)k, 0) != k)
+        (void)0; /* only the refusal message of another run would miss it */
     return PB_OK;
+}
+
+void pb_store_lock_owner(int fd, char *buf, size_t n)
+{
+    char text[320], host[256];
+    long pid;
+    ssize_t k = pread(fd, text, sizeof text - 1, 0);
+    buf[0] = '\0';
+    if (k <= 0)
+        return;
+    text[k] = '\0';
+    if (sscanf(text, "%255s %ld", host, &pid) != 2 || pid <= 0)
+        return;
+    /* a dead run's record (killed -9; shards take the lock without writing one) says nothing */
+    char here[256] = "";
+    gethostname(here, sizeof here - 1);
+    if (!strcmp(here, host) && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return;
+    snprintf(buf, n, " (pid %ld on %s)", pid, host);
 }
 
 /* ---------------------------------------------------------------- build */

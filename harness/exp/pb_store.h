@@ -57,6 +57,8 @@ int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_
 /* Creates cells/ and dense/ and takes the experiment's lock (held while *lockfd
  * stays open): two runs must not write one directory. */
 int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen);
+/* " (pid P on HOST)" of the run holding the lock file open as fd ("" if unknown). */
+void pb_store_lock_owner(int fd, char *buf, size_t n);
 /* Removes the files of cells/ and dense/, or only the temporary files of
  * workers killed mid-write if tmp_only. */
 void pb_store_clean(const pb_store *s, int tmp_only);
