@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "exp/pb_cell.h"
 #include "exp/pb_lua.h"
@@ -65,21 +66,18 @@ int pb_cmd_run(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "j:o:nt:qe:h", longopts, NULL)) != -1) {
-        char *end;
+        double num;
+        static const pb_range jobs_range = {.name = "jobs", .lo = 1, .hi = PB_RUN_MAX_JOBS, .integral = 1};
         switch (opt) {
         case 'j':
-            o.jobs = (int)strtol(optarg, &end, 10);
-            if (*end || o.jobs < 1 || o.jobs > PB_RUN_MAX_JOBS) {
-                fprintf(stderr, "prunebench run: -j: '%s' is not an integer in [1, %d]\n", optarg, PB_RUN_MAX_JOBS);
+            if (pb_cli_num("run", "-j", &jobs_range, optarg, &num))
                 return 2;
-            }
+            o.jobs = (int)num;
             break;
         case 't':
-            o.threads = (int)strtol(optarg, &end, 10);
-            if (*end || o.threads < 1 || o.threads > 256) {
-                fprintf(stderr, "prunebench run: --threads: '%s' is not an integer in [1, 256]\n", optarg);
+            if (pb_cli_num("run", "--threads", pb_range_find("threads"), optarg, &num))
                 return 2;
-            }
+            o.threads = (int)num;
             break;
         case 'o': o.out_dir = optarg; break;
         case 1001: o.fresh = 1; break;

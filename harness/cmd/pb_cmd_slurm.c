@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "exp/pb_cell.h"
 #include "exp/pb_cost.h"
@@ -213,22 +214,19 @@ int pb_cmd_slurm(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "a:p:c:o:h", longopts, NULL)) != -1) {
-        char *end;
+        double num;
+        static const pb_range array_range = {.name = "array", .lo = 1, .hi = PB_SHARD_MAX, .integral = 1};
+        static const pb_range cpus_range = {.name = "cpus", .lo = 1, .hi = 64, .integral = 1};
         switch (opt) {
         case 'a':
-            so.array = (int)strtol(optarg, &end, 10);
-            if (*end || so.array < 1 || so.array > PB_SHARD_MAX) {
-                fprintf(stderr, "prunebench slurm: --array: '%s' is not an integer in [1, %d]\n", optarg,
-                        PB_SHARD_MAX);
+            if (pb_cli_num("slurm", "--array", &array_range, optarg, &num))
                 return 2;
-            }
+            so.array = (int)num;
             break;
         case 'c':
-            so.cpus = (int)strtol(optarg, &end, 10);
-            if (*end || so.cpus < 1 || so.cpus > 64) {
-                fprintf(stderr, "prunebench slurm: --cpus-per-task: '%s' is not an integer in [1, 64]\n", optarg);
+            if (pb_cli_num("slurm", "--cpus-per-task", &cpus_range, optarg, &num))
                 return 2;
-            }
+            so.cpus = (int)num;
             break;
         case 'p': so.partition = optarg; break;
         case 1001:

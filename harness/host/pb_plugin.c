@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_util.h"
 
 static const char *const kind_names[] = {
@@ -243,7 +244,15 @@ int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char
     for (int i = 0; i < n && used < sizeof list; i++)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
     search_path(extra_dir, sp, sizeof sp);
-    return pb_err(err, errlen, PB_EUSAGE, "unknown method '%s' (valid: %s; searched %s)", name,
+    const char *cand[129];
+    for (int i = 0; i < n; i++)
+        cand[i] = names[i];
+    cand[n] = NULL;
+    const char *near = pb_check_suggest(name, cand);
+    char hint[96] = "";
+    if (near)
+        snprintf(hint, sizeof hint, ": did you mean '%s'?", near);
+    return pb_err(err, errlen, PB_EUSAGE, "unknown method '%s'%s (valid: %s; searched %s)", name, hint,
                   n ? list : "none found", sp);
 }
 
