@@ -66,10 +66,20 @@ const pb_range *pb_range_find(const char *name)
     return NULL;
 }
 
+const char *const *pb_keyset_find(const pb_keyset *sets, const char *kind)
+{
+    for (; kind && sets->kind; sets++)
+        if (!strcmp(sets->kind, kind))
+            return sets->keys;
+    return NULL;
+}
+
 /* a bound or a value as a reader writes it: 65536, 0.001, 1e-300, inf */
 static void fmt_value(char *buf, size_t n, double v)
 {
-    if (isfinite(v) && v == floor(v) && fabs(v) < 1e16)
+    if (isnan(v))
+        snprintf(buf, n, "nan"); /* 0/0 is -nan to printf */
+    else if (isfinite(v) && v == floor(v) && fabs(v) < 1e16)
         snprintf(buf, n, "%.0f", v);
     else
         snprintf(buf, n, "%.6g", v);

@@ -15,6 +15,17 @@ typedef struct pb_range {
     int hi_open;       /* ..., hi) */
 } pb_range;
 
+/* The options one kind of model or data set takes, by name (the keys of its
+ * entry in an experiment script besides the name itself); a table of these
+ * ends with kind NULL. */
+typedef struct pb_keyset {
+    const char *kind;
+    const char *const *keys; /* NULL-terminated */
+} pb_keyset;
+
+/* The keys of kind in a keyset table, or NULL for an unknown kind. */
+const char *const *pb_keyset_find(const pb_keyset *sets, const char *kind);
+
 /* The ranges scripts and the command line share, by name; NULL-terminated. */
 extern const pb_range pb_ranges[];
 

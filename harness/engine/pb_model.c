@@ -10,6 +10,18 @@
 
 const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", "gpt", NULL};
 
+/* lenet300 is the MLP of hidden widths 300, 100: it takes no hidden list */
+static const char *const width_only[] = {"width", NULL};
+const pb_keyset pb_model_keys[] = {
+    {.kind = "lenet300", .keys = width_only},
+    {.kind = "lenet5", .keys = width_only},
+    {.kind = "conv4", .keys = width_only},
+    {.kind = "resnet20", .keys = width_only},
+    {.kind = "mlp", .keys = (const char *const[]){"width", "hidden", NULL}},
+    {.kind = "gpt", .keys = (const char *const[]){"layers", "dim", "heads", "ctx", "ff", NULL}},
+    {.kind = NULL},
+};
+
 void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int ncls)
 {
     memset(m, 0, sizeof *m);
