@@ -179,7 +179,7 @@ experiment "nan" {
   models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
   datasets = { "synthetic" },
   methods  = { "dense" },
-  train    = { epochs = 1, batch = 64, lr = 1e6 },
+  train    = { epochs = 1, batch = 64, lr = 100 },
 }
 LUA
 "$PB" run "$tmp/nan.lua" --out "$tmp/r" --no-plot -q 2>/dev/null
