@@ -482,7 +482,19 @@ local function norm_stages(fail, what, list)
     if type(n.dataset) == "table" then
       local d = n.dataset
       if type(d[1]) ~= "string" or not contains(pb.datasets, d[1]) then
-        fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(d[1]), list_words(pb.datasets))
+        fail("%s[%d]: unknown dataset '%s'%s (valid: %s)", what, i, tostring(d[1]), did_you_mean(d[1], pb.datasets),
+             list_words(pb.datasets))
+      end
+      -- the data set's own keys but subset and val, which are the stage's
+      local valid = {}
+      for _, k in ipairs(pb.dataset_keys[d[1]]) do
+        if k ~= "subset" and k ~= "val" then valid[#valid + 1] = k end
+      end
+      for k in pairs(d) do
+        if k ~= 1 and not contains(valid, k) then
+          fail({ k }, "%s[%d].dataset (%s): unknown key '%s'%s (valid: %s)", what, i, d[1], tostring(k),
+               did_you_mean(k, valid), #valid > 0 and list_words(valid) or "none; subset is a key of the stage")
+        end
       end
       n.dataset = text_spec(fail, string.format("%s[%d].dataset", what, i), d)
       local ok, info = pcall(pb.dataset_info, n.dataset, 0)
@@ -545,7 +557,13 @@ local function norm_method(fail, i, m)
     end
   end
   local ok, info, kind = pcall(pb.check_method, name, args)
-  if not ok then fail({ '"' .. name .. '"' }, "methods[%d]: %s", i, tostring(info)) end
+  if not ok then
+    -- the built-in baseline is not a plugin, so the plugin search cannot suggest it
+    if pb.suggest(name, { "dense" }) then
+      fail({ '"' .. name .. '"' }, "methods[%d]: unknown method '%s': did you mean 'dense'? (the unpruned baseline)", i, name)
+    end
+    fail({ '"' .. name .. '"' }, "methods[%d]: %s", i, tostring(info))
+  end
   if kind == "data" then
     fail("methods[%d]: %s is a data-selection method, not a weight method: give it in data = { ... } " ..
          "(and a weight method, or dense, in methods)", i, name)

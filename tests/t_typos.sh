@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..19
+echo 1..21
 
 # script NAME LINES...: experiment "e" { datasets on line 2, the lines from 3 }
 script() {
@@ -81,6 +81,10 @@ script model 'models = { "lenet30" },'
 check "a misspelled model suggests lenet300" refused model "model.lua:3:" "unknown model 'lenet30': did you mean 'lenet300'?"
 script ds 'models = { "lenet300" },' 'datasets = { "fashion_mnist" },'
 check "a misspelled data set suggests fashion-mnist" refused ds "ds.lua:4:" "unknown dataset 'fashion_mnist': did you mean 'fashion-mnist'?"
+script dens 'methods = { "dens" },'
+check "a misspelled dense (not a plugin) suggests dense" refused dens "dens.lua:3:" "unknown method 'dens': did you mean 'dense'?"
+script sds 'methods = { "magnitude" },' 'stages = { "train", "prune", { "finetune", dataset = { "fortunes", topcs = { "science" } } } },'
+check "a stage's data-set table has strict keys too" refused sds "sds.lua:4:" "stages[3].dataset (fortunes): unknown key 'topcs': did you mean 'topics'?"
 script far 'zzzz = { epochs = 1 },'
 check "a key near nothing valid gets no guess, only the list" sh -c \
     "! '$PB' run '$tmp/far.lua' --out '$tmp/r' 2>'$tmp/e2'; grep -qF \"far.lua:3: experiment 'e': unknown key 'zzzz' (valid: budget,\" '$tmp/e2' && ! grep -q 'did you mean' '$tmp/e2'"

@@ -32,6 +32,7 @@ const pb_range pb_ranges[] = {
     {.name = "width", .lo = 0.001, .hi = 1000},
     {.name = "hidden", .lo = 1, .hi = 1 << 20, .integral = 1},
     {.name = "dense out", .lo = 1, .hi = 1 << 20, .integral = 1},
+    {.name = "input size", .lo = 1, .hi = 1 << 20, .integral = 1}, /* a data set's c, h, w, classes */
     {.name = "conv channels", .lo = 1, .hi = 1 << 16, .integral = 1},
     {.name = "conv kernel", .lo = 1, .hi = 256, .integral = 1},
     {.name = "conv stride", .lo = 1, .hi = 256, .integral = 1},

@@ -105,8 +105,8 @@ static int added(lua_State *L, model_ud *u, int idx, const char *err)
 static int l_model_new(lua_State *L)
 {
     const char *arch = luaL_checkstring(L, 1);
-    int ic = check_int(L, 2, "dense out"), ih = check_int(L, 3, "dense out");
-    int iw = check_int(L, 4, "dense out"), ncls = check_int(L, 5, "dense out");
+    int ic = check_int(L, 2, "input size"), ih = check_int(L, 3, "input size");
+    int iw = check_int(L, 4, "input size"), ncls = check_int(L, 5, "input size");
     model_ud *u = new_model(L);
     pb_model_init(u->m, arch, ic, ih, iw, ncls);
     return 1;
@@ -136,8 +136,8 @@ static int l_model_build(lua_State *L)
         hidden[1] = 100;
         nh = 2;
     }
-    int ic = check_int(L, 4, "dense out"), ih = check_int(L, 5, "dense out");
-    int iw = check_int(L, 6, "dense out"), ncls = check_int(L, 7, "dense out");
+    int ic = check_int(L, 4, "input size"), ih = check_int(L, 5, "input size");
+    int iw = check_int(L, 6, "input size"), ncls = check_int(L, 7, "input size");
     model_ud *u = new_model(L);
     char err[PB_ERRLEN];
     if (pb_model_build(u->m, name, width, hidden, nh, ic, ih, iw, ncls, err, sizeof err) != PB_OK ||
