@@ -6,8 +6,6 @@
 -- validated when its `experiment "name" { ... }` statement runs, so errors name
 -- that statement's line and nothing trains before the whole script is valid.
 local pb = ...
--- read before a script runs, to find the line of a key in its source
-local io_open = io and io.open
 
 local api = {}
 local declared = {}
@@ -95,20 +93,12 @@ end
 -- The line of a key in a script: the statement `experiment "x" { ... }` starts
 -- at line0; its source is searched from there for each of keys in turn
 -- ("train", then "epochs = "), a key written "\"name\"" being a quoted string.
--- nil when the source cannot be read or a key is not written literally.
-local sources = {}
+-- nil when the source is not known (pb.source: the text of the script C
+-- loaded) or a key is not written literally.
 local function source_text(src)
-  if sources[src] == nil then
-    local text = false
-    if src:sub(1, 1) == "@" and io_open then
-      local f = io_open(src:sub(2), "r")
-      if f then text = f:read("a") or false; f:close() end
-    elseif src:sub(1, 1) ~= "=" then
-      text = src
-    end
-    sources[src] = text
-  end
-  return sources[src]
+  if src:sub(1, 1) == "@" then return pb.source(src) end
+  if src:sub(1, 1) ~= "=" then return src end -- a chunk loaded from a string
+  return nil
 end
 
 local function key_line(src, line0, keys)

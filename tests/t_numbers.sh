@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..35
+echo 1..37
 
 # script NAME LINES...: an experiment "e" on the synthetic set whose lines 3..
 # are the given ones (line 1 is the statement, line 2 the data set)
@@ -118,5 +118,11 @@ check "run -j 4294967297 is refused, not wrapped to 1" cli "-j: '4294967297' is 
     run "$tmp/epochs.lua" -j 4294967297
 check "prune --finetune-epochs 4294967297 is refused, not wrapped to 1" cli \
     "--finetune-epochs: '4294967297' is not an integer in \[0, 100000\]" prune --model mlp --finetune-epochs 4294967297
+check "prune --stages calibrate=4294967297 is refused, not wrapped to 1" cli \
+    "calibrate=4294967297: '4294967297' is not an integer in \[0, 1073741824\]" prune --model mlp --stages train,calibrate=4294967297,prune
+# a script run through a Lua state without io still gets the key's line (the
+# source is kept by C, not read by the prelude)
+printf 'experiment "e" {\n  datasets = { "synthetic" },\n\n  train = { epochs = 2,\n    batch = 0 },\n}\n' > "$tmp/deep.lua"
+check "the line of a key on a continuation line is found (line 5)" refused deep 'deep.lua:5: .*train.batch: 0 is not an integer in \[1, 65536\]'
 check "--hidden 64,32 still trains" sh -c "'$PB' $T --hidden 64,32 --epochs 1 | grep -q 'result: test_acc='"
 exit $failed

@@ -460,6 +460,16 @@ static int l_suggest(lua_State *L)
     return 1;
 }
 
+/* source("@file.lua") -> the text of a script pb_lua_run loaded, or nil */
+static int l_source(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.sources");
+    lua_pushvalue(L, 1);
+    lua_gettable(L, -2);
+    return 1;
+}
+
 /* {kind = {key, ...}} from a keyset table */
 static void push_keysets(lua_State *L, const pb_keyset *sets)
 {
@@ -471,7 +481,7 @@ static void push_keysets(lua_State *L, const pb_keyset *sets)
 }
 
 static const luaL_Reg pb_funcs[] = {
-    {"check_number", l_check_number}, {"suggest", l_suggest},
+    {"check_number", l_check_number}, {"suggest", l_suggest}, {"source", l_source},
     {"methods", l_methods}, {"check_method", l_check_method}, {"dataset_info", l_dataset_info},
     {"model_new", l_model_new}, {"model_build", l_model_build}, {NULL, NULL}};
 
@@ -484,6 +494,8 @@ static int luaopen_pb(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.datasets");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.sources");
 
     luaL_newlibtable(L, pb_funcs);
     lua_pushlightuserdata(L, lua_touserdata(L, 1));
@@ -968,6 +980,38 @@ static int read_experiments(lua_State *L, pb_experiment **out, int *nout, char *
     return PB_OK;
 }
 
+/* Keeps the script's text under its chunk name ("@path") in the registry, so
+ * the prelude can name the line a key is written on (pb.source) without
+ * reading files itself. A script too large or unreadable keeps nothing: errors
+ * then name the statement's line. */
+static void keep_source(lua_State *L, const char *script)
+{
+    FILE *f = fopen(script, "rb");
+    if (!f)
+        return;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[4096];
+    size_t n, total = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && total < (16u << 20)) {
+        luaL_addlstring(&b, chunk, n);
+        total += n;
+    }
+    int bad = ferror(f) || total >= (16u << 20);
+    fclose(f);
+    luaL_pushresult(&b);
+    if (bad) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.sources");
+    lua_insert(L, -2);
+    lua_pushfstring(L, "@%s", script);
+    lua_insert(L, -2);
+    lua_settable(L, -3);
+    lua_pop(L, 1);
+}
+
 int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, char *err,
                size_t errlen)
 {
@@ -980,6 +1024,7 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
         lua_settop(L, top);
         return rc;
     }
+    keep_source(L, script);
     /* the script's _ENV: the prelude's functions over the standard globals */
     lua_newtable(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
