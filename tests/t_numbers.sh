@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..37
+echo 1..38
 
 # script NAME LINES...: an experiment "e" on the synthetic set whose lines 3..
 # are the given ones (line 1 is the statement, line 2 the data set)
@@ -120,9 +120,13 @@ check "prune --finetune-epochs 4294967297 is refused, not wrapped to 1" cli \
     "--finetune-epochs: '4294967297' is not an integer in \[0, 100000\]" prune --model mlp --finetune-epochs 4294967297
 check "prune --stages calibrate=4294967297 is refused, not wrapped to 1" cli \
     "calibrate=4294967297: '4294967297' is not an integer in \[0, 1073741824\]" prune --model mlp --stages train,calibrate=4294967297,prune
-# a script run through a Lua state without io still gets the key's line (the
-# source is kept by C, not read by the prelude)
+# a key on a continuation line of its table; and with io gone from the Lua
+# state (a sandbox), the line is still found: C keeps the script's text
 printf 'experiment "e" {\n  datasets = { "synthetic" },\n\n  train = { epochs = 2,\n    batch = 0 },\n}\n' > "$tmp/deep.lua"
 check "the line of a key on a continuation line is found (line 5)" refused deep 'deep.lua:5: .*train.batch: 0 is not an integer in \[1, 65536\]'
+mkdir "$tmp/noio"
+{ echo 'io = nil'; cat "$SRC/lua/prelude.lua"; } > "$tmp/noio/prelude.lua"
+check "without io in the Lua state the key's line is still found" sh -c \
+    "PRUNEBENCH_LUADIR='$tmp/noio' '$PB' run '$tmp/deep.lua' --out '$tmp/r' -q 2>'$tmp/e'; test \$? -eq 2 && grep -q 'deep.lua:5: .*train.batch: 0 is not' '$tmp/e'"
 check "--hidden 64,32 still trains" sh -c "'$PB' $T --hidden 64,32 --epochs 1 | grep -q 'result: test_acc='"
 exit $failed
