@@ -326,15 +326,16 @@ end
 -- which the engine parses (and refuses with the reason) when the model is built.
 local GPT_KEYS = pb.model_keys.gpt
 local function norm_gpt(fail, i, m)
-  local opts = {}
+  local opts, given = {}, {}
   for k, v in pairs(m) do
     if k ~= 1 and k ~= "label" then
       local r, msg = check_number("gpt option", v)
       if r == nil then fail({ k }, "models[%d] (gpt): %s: %s", i, tostring(k), msg) end
+      given[k] = r
     end
   end
   for _, k in ipairs(GPT_KEYS) do
-    if m[k] ~= nil then opts[#opts + 1] = k .. "=" .. m[k] end
+    if given[k] ~= nil then opts[#opts + 1] = k .. "=" .. given[k] end
   end
   local arch = #opts > 0 and ("gpt:" .. table.concat(opts, ",")) or "gpt"
   return { arch = arch, name = m.label or "gpt", width = 1.0, hidden = {} }
