@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_revision.h"
 #include "pb_cmd.h"
 #include "engine/pb_sparse.h"
 
@@ -76,7 +77,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("prunebench %s (OpenBLAS kernels: %s)\n", PACKAGE_VERSION, openblas_get_corename());
+        /* the revision is the one compiled in (unknown for a release tarball) */
+        printf("prunebench %s (revision %s; OpenBLAS kernels: %s)\n", PACKAGE_VERSION, PB_REVISION,
+               openblas_get_corename());
         return 0;
     }
     /* the kernel mode of the sparse formats (pb_sparse.h), for benchmarks */

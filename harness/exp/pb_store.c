@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_revision.h"
 
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
@@ -174,49 +175,12 @@ int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- build */
 
-static void git_revision(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown");
-    char cmd[4600];
-    char src[4096];
-    snprintf(src, sizeof src, "%s", PB_SRC_LUADIR);
-    char *slash = strrchr(src, '/');
-    if (slash)
-        *slash = '\0';
-    if (!pb_store_exists(src))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", src);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
-    char line[128] = "";
-    if (fgets(line, sizeof line, p) && strlen(line) >= 40) {
-        line[strcspn(line, "\n")] = '\0';
-        snprintf(buf, n, "%s", line);
-    }
-    pclose(p);
-    if (!strcmp(buf, "unknown"))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", src);
-    if ((p = popen(cmd, "r"))) {
-        if (fgets(line, sizeof line, p)) {
-            size_t k = strlen(buf);
-            snprintf(buf + k, n - k, "-dirty");
-        }
-        pclose(p);
-    }
-}
-
-/* Asked of git once per process: a run is one process. */
+/* Compiled in (pb_revision.h, generated when the program is built): what was
+ * built, not what the source checkout holds when the program runs. */
 void pb_store_build(const char **rev, const char **build)
 {
-    static char r[128], b[192];
-    if (!r[0]) {
-        git_revision(r, sizeof r);
-        snprintf(b, sizeof b, "%s+%s", PACKAGE_VERSION, r);
-    }
-    *rev = r;
-    *build = b;
+    *rev = PB_REVISION;
+    *build = PB_BUILD;
 }
 
 void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x)
