@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "engine/pb_util.h"
 #include "exp/pb_report.h"
@@ -55,7 +56,7 @@ int pb_cmd_report(int argc, char **argv)
             }
             break;
         case 'h': report_usage(stdout); return 0;
-        default: fprintf(stderr, "prunebench report: see --help\n"); return 2;
+        default: return pb_cli_bad_option("report", argv, "h", longopts);
         }
     }
     if (optind >= argc) {

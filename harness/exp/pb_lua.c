@@ -429,7 +429,7 @@ static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
 /* The prelude of the source tree when this program runs from its build tree,
  * else the installed one; $PRUNEBENCH_LUADIR overrides both. */
-static void prelude_path(char *buf, size_t n)
+void pb_lua_prelude_path(char *buf, size_t n)
 {
     const char *env = getenv("PRUNEBENCH_LUADIR");
     if (env && *env) {
@@ -462,7 +462,7 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
     luaL_openlibs(L);
 
     char path[1100];
-    prelude_path(path, sizeof path);
+    pb_lua_prelude_path(path, sizeof path);
     int rc;
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
         rc = pb_err(err, errlen, PB_EINTERNAL, "%s", lua_tostring(L, -1));

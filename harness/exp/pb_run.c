@@ -593,7 +593,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,
                         .threads = ctx->threads, .fresh = o->fresh, .finished = sum->skipped,
-                        .extra = extra[0] ? extra : NULL};
+                        .extra = extra[0] ? extra : NULL,
+                        .noop = !ctx->shard.count && sum->skipped == x->ncells};
     rc = ctx->shard.count ? pb_shard_write_metadata(&ctx->store, &run, err, errlen)
                           : pb_store_write_metadata(&ctx->store, &run, err, errlen);
     if (rc != PB_OK)

@@ -294,6 +294,22 @@ static void lm_fields(pb_csv_row *r, const pb_cell *c, const pb_job_result *res)
         pb_csv_empty(r);
 }
 
+/* The fine-tune epochs a cell runs: those of its finetune stages, or with the
+ * method's default stages the finetune recipe's when the method prunes a
+ * trained model; none for the dense model and methods that train after
+ * pruning (init, training) or drive their own training (run). */
+static int finetune_epochs_of(const pb_cell *c)
+{
+    if (c->nstages) {
+        int e = 0;
+        for (int i = 0; i < c->nstages; i++)
+            if (c->stages[i].kind == PB_STAGE_FINETUNE)
+                e += c->stages[i].recipe ? c->stages[i].recipe->epochs : c->finetune.epochs;
+        return e;
+    }
+    return c->when && !strcmp(c->when, "trained") ? c->finetune.epochs : 0;
+}
+
 int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
                       const pb_job_result *res, const char *build)
 {
@@ -329,7 +345,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
     pb_csv_str(r, c->dense_key);
     pb_csv_str(r, c->args_joined);
     pb_csv_int(r, c->train.epochs);
-    pb_csv_int(r, c->finetune.epochs);
+    pb_csv_int(r, finetune_epochs_of(c));
     if (res) {
         pb_csv_int(r, (long long)res->prunable);
         pb_csv_int(r, (long long)res->prunable_nonzero);
@@ -556,6 +572,7 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
     cpu_model(cpu, sizeof cpu);
     char path[4400];
     snprintf(path, sizeof path, "%s/metadata.txt", s->dir);
+    const int keep = run->noop && !run->fresh && pb_store_exists(path);
     int nruns = 0;
     char *old = run->fresh ? NULL : earlier_runs(path, &nruns);
     size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
@@ -590,8 +607,8 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
                      run->extra ? run->extra : "", script_text);
     free(old);
-    int rc = pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
-    if (rc == PB_OK) {
+    int rc = keep ? PB_OK : pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
+    if (rc == PB_OK && !keep) {
         snprintf(path, sizeof path, "%s/script.lua", s->dir);
         rc = pb_store_write_atomic(path, script_text, strlen(script_text), err, errlen);
     }

@@ -101,6 +101,9 @@ typedef struct pb_store_run {
     int fresh;                 /* 1: the history of earlier runs starts over */
     int finished;              /* cells earlier runs had recorded */
     const char *extra;         /* more "key: value" lines for the block (a shard's), or NULL */
+    int noop;                  /* 1: every cell was finished before; an existing metadata.txt
+                                * and script.lua stay as they are (no run block for a run
+                                * that ran nothing) */
 } pb_store_run;
 
 /* metadata.txt (the earlier runs' blocks, this run's block, the script text),
