@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..18
+echo 1..20
 
 # one_line WANT COMMAND...: exit 2, nothing on stdout, exactly the line WANT on stderr
 one_line() {
@@ -34,6 +34,10 @@ check "an unknown short option: one line" \
     one_line "prunebench: unknown option '-Z'; try 'prunebench train --help'" "$PB" train -Z
 check "an option without its value: one line" \
     one_line "prunebench: option '--out' needs a value; try 'prunebench run --help'" "$PB" run x.lua --out
+check "an ambiguous abbreviation: one line listing what it could mean" \
+    one_line "prunebench: option '--st' is ambiguous (--step-epochs, --stages); try 'prunebench prune --help'" "$PB" prune --st x
+check "run without a script: one line" \
+    one_line "prunebench run: no script given (prunebench run SCRIPT.lua [options]); try 'prunebench run --help'" "$PB" run -j 2
 check "an unknown option before the command: one line" \
     one_line "prunebench: unknown option '--frobnicate'; try 'prunebench --help'" "$PB" --frobnicate
 check "run --help names a prelude file that exists" sh -c \

@@ -114,7 +114,12 @@ int pb_cmd_run(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        run_usage(stderr);
+        if (optind == argc)
+            fprintf(stderr, "prunebench run: no script given (prunebench run SCRIPT.lua [options]); try "
+                            "'prunebench run --help'\n");
+        else
+            fprintf(stderr, "prunebench run: one script at a time: '%s' after '%s'\n", argv[optind + 1],
+                    argv[optind]);
         return 2;
     }
     o.script = argv[optind];
