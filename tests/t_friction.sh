@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..20
+echo 1..21
 
 # one_line WANT COMMAND...: exit 2, nothing on stdout, exactly the line WANT on stderr
 one_line() {
@@ -56,6 +56,8 @@ experiment "ft" {
   finetune = { epochs = 1, lr = 0.01 },
 }
 LUA
+check "--dry-run's ft_ep column: 0 for dense, snip, gradual and lottery, 1 for magnitude, 3 for the pipeline" sh -c \
+    "'$PB' run '$tmp/ft.lua' --dry-run --out '$tmp/dry' > '$tmp/d' && test \"\$(awk 'length(\$1) == 16 && \$1 ~ /^[0-9a-f]+\$/ { printf \"%s=%s \", \$4, \$8 }' '$tmp/d')\" = 'dense=0 magnitude=1 nm=1 snip=0 gradual=0 lottery=0 mag2ft=3 '"
 check "the matrix runs" "$PB" run "$tmp/ft.lua" --out "$tmp/r" --no-plot -q
 R=$tmp/r/ft
 col() { head -1 "$R/cells.csv" | tr , '\n' | grep -nx "$1" | cut -d: -f1; }

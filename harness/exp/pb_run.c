@@ -554,7 +554,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                 continue;
             pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
-                   c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
+                   c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
                    pb_store_exists(path) && !o->fresh ? " (done)" : "");
         }

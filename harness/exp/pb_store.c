@@ -294,22 +294,6 @@ static void lm_fields(pb_csv_row *r, const pb_cell *c, const pb_job_result *res)
         pb_csv_empty(r);
 }
 
-/* The fine-tune epochs a cell runs: those of its finetune stages, or with the
- * method's default stages the finetune recipe's when the method prunes a
- * trained model; none for the dense model and methods that train after
- * pruning (init, training) or drive their own training (run). */
-static int finetune_epochs_of(const pb_cell *c)
-{
-    if (c->nstages) {
-        int e = 0;
-        for (int i = 0; i < c->nstages; i++)
-            if (c->stages[i].kind == PB_STAGE_FINETUNE)
-                e += c->stages[i].recipe ? c->stages[i].recipe->epochs : c->finetune.epochs;
-        return e;
-    }
-    return c->when && !strcmp(c->when, "trained") ? c->finetune.epochs : 0;
-}
-
 int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, const char *reason,
                       const pb_job_result *res, const char *build)
 {
@@ -345,7 +329,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
     pb_csv_str(r, c->dense_key);
     pb_csv_str(r, c->args_joined);
     pb_csv_int(r, c->train.epochs);
-    pb_csv_int(r, finetune_epochs_of(c));
+    pb_csv_int(r, pb_cell_finetune_epochs(c));
     if (res) {
         pb_csv_int(r, (long long)res->prunable);
         pb_csv_int(r, (long long)res->prunable_nonzero);
