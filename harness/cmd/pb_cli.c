@@ -184,6 +184,42 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
     }
 }
 
+int pb_cli_bad_option(const char *cmd, char **argv, const char *shortopts, const struct option *longopts)
+{
+    char what[128];
+    int missing = 0;
+    if (optopt == 0) { /* an unknown or ambiguous long option: the word, without its =value */
+        const char *a = argv[optind - 1];
+        snprintf(what, sizeof what, "%.*s", (int)strcspn(a, "="), a);
+        char names[512] = "";
+        size_t len = strlen(what) > 2 ? strlen(what) - 2 : 0, used = 0;
+        int matches = 0;
+        for (const struct option *o = longopts; len && o && o->name; o++)
+            if (!strncmp(o->name, what + 2, len) && used < sizeof names) {
+                used += (size_t)snprintf(names + used, sizeof names - used, "%s--%s", matches ? ", " : "", o->name);
+                matches++;
+            }
+        if (matches > 1) { /* getopt_long takes a unique prefix; this one is not */
+            fprintf(stderr, "prunebench: option '%s' is ambiguous (%s); try 'prunebench %s --help'\n", what, names,
+                    cmd);
+            return 2;
+        }
+    } else if (optopt < 256 && !strchr(shortopts, optopt)) {
+        snprintf(what, sizeof what, "-%c", optopt);
+    } else { /* a known option without its value */
+        missing = 1;
+        snprintf(what, sizeof what, "-%c", optopt < 256 ? optopt : '?');
+        for (const struct option *o = longopts; o && o->name; o++)
+            if (o->val == optopt && (optopt >= 256 || strncmp(argv[optind - 1], "--", 2) == 0)) {
+                snprintf(what, sizeof what, "--%s", o->name);
+                break;
+            }
+    }
+    fprintf(stderr, "prunebench: %s '%s'%s; try 'prunebench %s --help'\n", missing ? "option" : "unknown option",
+            what, missing ? " needs a value" : "", cmd);
+    return 2;
+}
+
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,
                    size_t errlen)
 {

@@ -116,11 +116,10 @@ int pb_cmd_prune(int argc, char **argv)
         }
         default: {
             int r = pb_common_opt(&c, opt, optarg);
-            if (r <= 0) {
-                if (r == 0)
-                    prune_usage(stderr);
+            if (r < 0)
                 return 2;
-            }
+            if (r == 0)
+                return pb_cli_bad_option("prune", argv, "m:d:e:b:s:t:qh", longopts);
         }
         }
     }

@@ -53,7 +53,7 @@ int pb_cmd_report(int argc, char **argv)
                 return 2;
             break;
         case 'h': report_usage(stdout); return 0;
-        default: fprintf(stderr, "prunebench report: see --help\n"); return 2;
+        default: return pb_cli_bad_option("report", argv, "h", longopts);
         }
     }
     if (optind >= argc) {

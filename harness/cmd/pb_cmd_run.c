@@ -16,13 +16,16 @@
 
 static void run_usage(FILE *f)
 {
+    char prelude[4200];
+    pb_lua_prelude_path(prelude, sizeof prelude);
     fprintf(f,
             "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
             "                      [--shard I/N | --merge-only] [-e NAME]...\n\n"
-            "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
-            "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
-            "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
-            "the script again resumes.\n\n"
+            "Runs the experiment matrix a Lua script declares, one worker process per cell, and\n"
+            "writes DIR/<experiment>/cells.csv, curves.csv, layers.csv, metadata.txt and charts\n"
+            "under plots/. Finished cells are kept: running the script again resumes.\n"
+            "The experiment language: man prunebench-lua; its definitions (the prelude):\n"
+            "  %s\n\n"
             "options:\n"
             "  -j, --jobs N          worker processes (default 1)\n"
             "  -o, --out DIR         results directory (default results)\n"
@@ -43,7 +46,7 @@ static void run_usage(FILE *f)
             "                        all of them)\n"
             "  -h, --help            this help\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
-            "2 bad arguments or a script error (nothing trained).\n");
+            "2 bad arguments or a script error (nothing trained).\n", prelude);
 }
 
 int pb_cmd_run(int argc, char **argv)
@@ -104,11 +107,16 @@ int pb_cmd_run(int argc, char **argv)
             only[nonly++] = optarg;
             break;
         case 'h': run_usage(stdout); return 0;
-        default: run_usage(stderr); return 2;
+        default: return pb_cli_bad_option("run", argv, "j:o:nt:qe:h", longopts);
         }
     }
     if (optind != argc - 1) {
-        run_usage(stderr);
+        if (optind == argc)
+            fprintf(stderr, "prunebench run: no script given (prunebench run SCRIPT.lua [options]); try "
+                            "'prunebench run --help'\n");
+        else
+            fprintf(stderr, "prunebench run: one script at a time: '%s' after '%s'\n", argv[optind + 1],
+                    argv[optind]);
         return 2;
     }
     o.script = argv[optind];
@@ -234,7 +242,11 @@ int pb_cmd_plot(int argc, char **argv)
         plot_usage(stdout);
         return 0;
     }
-    if (argc != 2 || argv[1][0] == '-') {
+    if (argc >= 2 && argv[1][0] == '-' && argv[1][1]) {
+        fprintf(stderr, "prunebench: unknown option '%s'; try 'prunebench plot --help'\n", argv[1]);
+        return 2;
+    }
+    if (argc != 2) {
         plot_usage(stderr);
         return 2;
     }

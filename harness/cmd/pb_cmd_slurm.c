@@ -242,7 +242,7 @@ int pb_cmd_slurm(int argc, char **argv)
         case 1003: so.plugin_path = optarg; break;
         case 1004: so.data_dir = optarg; break;
         case 'h': slurm_usage(stdout); return 0;
-        default: slurm_usage(stderr); return 2;
+        default: return pb_cli_bad_option("slurm", argv, "a:p:c:o:h", longopts);
         }
     }
     if (optind != argc - 1) {

@@ -171,3 +171,15 @@ void pb_cell_job(const pb_cell *c, pb_job *j)
         j->budget = c->budget;
     }
 }
+
+int pb_cell_finetune_epochs(const pb_cell *c)
+{
+    if (c->nstages) {
+        int e = 0;
+        for (int i = 0; i < c->nstages; i++)
+            if (c->stages[i].kind == PB_STAGE_FINETUNE)
+                e += c->stages[i].recipe ? c->stages[i].recipe->epochs : c->finetune.epochs;
+        return e;
+    }
+    return c->when && !strcmp(c->when, "trained") ? c->finetune.epochs : 0;
+}

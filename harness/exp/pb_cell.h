@@ -73,6 +73,12 @@ int pb_cell_finish(pb_cell *c, char *err, size_t errlen);
 /* Fills a pb_job from a cell (paths and callbacks are left to the caller). */
 void pb_cell_job(const pb_cell *c, pb_job *j);
 
+/* The fine-tune epochs a cell runs: those of its finetune stages, or with the
+ * method's default stages the finetune recipe's when the method prunes a
+ * trained model; 0 for the dense model and for methods that train after
+ * pruning (init, training) or drive their own training (run). */
+int pb_cell_finetune_epochs(const pb_cell *c);
+
 /* Frees the experiments and their cells (not a cell's proto). NULL is allowed. */
 void pb_cell_free_experiments(pb_experiment *exps, int nexp);
 

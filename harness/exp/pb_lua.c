@@ -543,31 +543,21 @@ static int pcall_tb(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
-/* The prelude of the build tree when this program runs from the build tree,
+/* The prelude of the source tree when this program runs from its build tree,
  * else the installed one; $PRUNEBENCH_LUADIR overrides both. */
-static void prelude_path(char *buf, size_t n)
+void pb_lua_prelude_path(char *buf, size_t n)
 {
     const char *env = getenv("PRUNEBENCH_LUADIR");
     if (env && *env) {
         snprintf(buf, n, "%s/prelude.lua", env);
         return;
     }
-    char exe[1024];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    const char *plugdir = PB_BUILD_PLUGINDIR;
-    const char *tail = strstr(plugdir, "/plugins/.libs");
-    size_t blen = tail ? (size_t)(tail - plugdir) : 0;
-    if (k > 0 && blen > 0) {
-        exe[k] = '\0';
-        if (!strncmp(exe, plugdir, blen) && exe[blen] == '/') {
-            snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
-            if (file_exists(buf))
-                return;
-        }
+    if (pb_plugin_from_build_tree()) {
+        snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
+        if (file_exists(buf))
+            return;
     }
     snprintf(buf, n, "%s/prelude.lua", PB_LUADIR);
-    if (!file_exists(buf))
-        snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
 }
 
 int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, char *err,
@@ -588,7 +578,7 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
     luaL_openlibs(L);
 
     char path[1100];
-    prelude_path(path, sizeof path);
+    pb_lua_prelude_path(path, sizeof path);
     int rc;
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
         rc = pb_err(err, errlen, PB_EINTERNAL, "%s", lua_tostring(L, -1));

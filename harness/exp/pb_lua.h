@@ -10,6 +10,10 @@
 
 typedef struct pb_lua pb_lua;
 
+/* The prelude a state loads: $PRUNEBENCH_LUADIR's, the source tree's for a
+ * program run from its build tree, else the installed one. */
+void pb_lua_prelude_path(char *buf, size_t n);
+
 /* Opens a state with the standard libraries and the prelude. plugin_path and
  * data_dir may be NULL. */
 int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, char *err,

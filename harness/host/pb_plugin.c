@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/pb_check.h"
 #include "engine/pb_util.h"
@@ -182,12 +183,36 @@ void pb_plugin_close(pb_loaded *p)
     memset(p, 0, sizeof *p);
 }
 
+int pb_plugin_from_build_tree(void)
+{
+    static int known, inside;
+    if (known)
+        return inside;
+    known = 1;
+    char top[4096], exe[4096];
+    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
+    char *tail = strstr(top, "/plugins/.libs");
+    if (!tail)
+        return inside = 0;
+    *tail = '\0';
+    char *real = realpath(top, NULL); /* the build tree as the kernel names it, symbolic links resolved */
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (real && k > 0) {
+        exe[k] = '\0';
+        size_t len = strlen(real);
+        inside = !strncmp(exe, real, len) && exe[len] == '/';
+    }
+    free(real);
+    return inside;
+}
+
 /* The directories searched, in order, as one colon-separated string. */
 static void search_path(const char *extra, char *buf, size_t n)
 {
     const char *env = getenv("PRUNEBENCH_PLUGIN_PATH");
-    snprintf(buf, n, "%s%s%s%s%s:%s", extra ? extra : "", extra ? ":" : "", env ? env : "",
-             env ? ":" : "", PB_BUILD_PLUGINDIR, PB_PLUGINDIR);
+    const int build = pb_plugin_from_build_tree();
+    snprintf(buf, n, "%s%s%s%s%s%s%s", extra ? extra : "", extra ? ":" : "", env ? env : "", env ? ":" : "",
+             build ? PB_BUILD_PLUGINDIR : "", build ? ":" : "", PB_PLUGINDIR);
 }
 
 static int is_file(const char *p)

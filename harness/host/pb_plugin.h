@@ -19,8 +19,9 @@ typedef struct pb_loaded {
 int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen);
 
 /* Finds a method by name, or by an explicit path to a .so. Search order:
- * extra_dir, $PRUNEBENCH_PLUGIN_PATH (colon-separated), the build tree, the
- * installed plugin directory. Unknown names list the valid ones. */
+ * extra_dir, $PRUNEBENCH_PLUGIN_PATH (colon-separated), the build tree (only
+ * for a program that runs from it), the installed plugin directory. Unknown
+ * names list the valid ones. */
 int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen);
 
 /* All plugins on the search path (first of each name wins), sorted by name.
@@ -28,6 +29,10 @@ int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char
 int pb_plugin_list(const char *extra_dir, pb_loaded **out, int *n, char *err, size_t errlen);
 
 void pb_plugin_close(pb_loaded *p);
+
+/* 1 when this program runs from its build tree (then the build's plugins and
+ * Lua prelude come before the installed ones), 0 for an installed program. */
+int pb_plugin_from_build_tree(void);
 
 /* Parses "name=value" strings against the plugin's parameter table into
  * values[] (one per table entry, defaults first). Unknown names, values out of
