@@ -898,6 +898,15 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
         else
             rc = read_experiments(L, exps, nexp, err, errlen);
     }
+    /* which plugin files the cells use: in metadata, and for out-of-tree
+     * plugins in the cell hashes */
+    for (int e = 0; rc == PB_OK && e < *nexp; e++)
+        rc = pb_cell_provenance(&(*exps)[e], s->plugin_path, err, errlen);
+    if (rc != PB_OK && *exps) {
+        pb_cell_free_experiments(*exps, *nexp);
+        *exps = NULL;
+        *nexp = 0;
+    }
     lua_settop(L, top);
     return rc;
 }
