@@ -144,7 +144,9 @@ static int append_sig(pb_cell *c, const char *key, uint64_t h, char *err, size_t
 int pb_cell_provenance(pb_experiment *x, const char *plugin_path, char *err, size_t errlen)
 {
     enum { MAX_USED = 128 };
-    used_plugin used[MAX_USED];
+    used_plugin *used = calloc(MAX_USED, sizeof *used); /* 4 KiB paths: not on the stack */
+    if (!used)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
     int nused = 0, rc = PB_OK;
     for (int i = 0; i < x->ncells && rc == PB_OK; i++) {
         pb_cell *c = &x->cells[i];
@@ -169,17 +171,25 @@ int pb_cell_provenance(pb_experiment *x, const char *plugin_path, char *err, siz
             }
         }
     }
-    if (rc != PB_OK)
+    size_t cap = 1 + (size_t)nused * (sizeof used->p.path + 200), len = 0;
+    char *text = rc == PB_OK ? malloc(cap) : NULL;
+    if (rc == PB_OK && !text)
+        rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    if (rc != PB_OK) {
+        free(used);
         return rc;
-    size_t cap = 1 + (size_t)nused * 4200, len = 0;
-    char *text = malloc(cap);
-    if (!text)
-        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    }
     text[0] = '\0';
-    for (int i = 0; i < nused; i++)
+    for (int i = 0; i < nused; i++) {
+        /* one line per plugin, whatever bytes a directory's name holds */
+        for (char *q = used[i].p.path; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                *q = '?';
         len += (size_t)snprintf(text + len, cap - len, "plugin: %s %s fnv1a64=%016llx %s\n", used[i].name,
                                 used[i].p.path, (unsigned long long)used[i].p.hash,
                                 used[i].p.builtin ? "built-in" : "out-of-tree");
+    }
+    free(used);
     free(x->provenance);
     x->provenance = text;
     return PB_OK;

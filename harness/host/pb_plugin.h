@@ -2,6 +2,7 @@
 #ifndef PB_PLUGIN_H
 #define PB_PLUGIN_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,7 +34,7 @@ int pb_plugin_locate(const char *name, const char *extra_dir, char *path, size_t
  * does not authenticate them), and whether it is one of prunebench's own
  * plugins (a file in the build tree's or the installed plugin directory). */
 typedef struct pb_provenance {
-    char path[4096];
+    char path[PATH_MAX];
     uint64_t hash;
     int builtin;
 } pb_provenance;
