@@ -856,4 +856,71 @@ api.methods = pb.methods
 
 local function experiments() return declared end
 
-return api, experiments
+-- The environment of a script run under --sandbox (and the only one a results
+-- directory's script could ever be given): the experiment language above,
+-- string, table, math, utf8, coroutine, os.clock/time/date/difftime, print,
+-- the basic functions that touch no file, and a load of text chunks into this
+-- same environment. Everything that reaches files, processes, C code or the
+-- interpreter's internals (io, os.execute and the rest of os, require,
+-- package, dofile, loadfile, binary chunks, debug, collectgarbage) is absent,
+-- and naming it raises an error at the script's line. The prelude keeps its
+-- own globals: a script's functions run in the script's environment whoever
+-- calls them, so the prelude's use of debug.getinfo gives a script nothing.
+-- A script can still loop forever or build huge strings: that is a denial of
+-- service (stop the run), not a way out of the sandbox.
+local SANDBOX_WHAT = "a sandboxed script has only the experiment language, string, table, math, utf8, " ..
+  "coroutine, os.clock/time/date/difftime, print and load of text"
+local SANDBOX_REFUSED = {
+  io = "io (files and processes)", require = "require (C modules and other files)",
+  package = "package (C modules and other files)", dofile = "dofile (a sandboxed script is one file)",
+  loadfile = "loadfile (a sandboxed script is one file)", debug = "debug",
+  collectgarbage = "collectgarbage",
+}
+local BASIC = { "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
+  "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall", "_VERSION" }
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function sandbox_env()
+  local env = copy(api)
+  for _, k in ipairs(BASIC) do env[k] = _G[k] end
+  env.string = copy(string)
+  env.string.dump = function()
+    error(string.format("string.dump is not available under --sandbox (%s)", SANDBOX_WHAT), 2)
+  end
+  env.table, env.math, env.utf8, env.coroutine = copy(table), copy(math), copy(utf8), copy(coroutine)
+  -- the library tables a script changes are its own copies; the one table
+  -- every string shares is hidden, so a script cannot rewrite the prelude's
+  -- string functions through ("").x
+  getmetatable("").__metatable = false
+  env.os = setmetatable({ clock = os.clock, time = os.time, date = os.date, difftime = os.difftime }, {
+    __index = function(_, k)
+      error(string.format("os.%s is not available under --sandbox (%s)", tostring(k), SANDBOX_WHAT), 2)
+    end,
+    __metatable = false,
+  })
+  local real_load = load
+  env.load = function(chunk, name, mode, chunk_env)
+    if mode ~= nil and mode ~= "t" then
+      error(string.format("load: mode '%s' is not available under --sandbox (binary chunks are refused; " ..
+        "use mode \"t\")", tostring(mode)), 2)
+    end
+    if chunk_env == nil then chunk_env = env end
+    return real_load(chunk, name, "t", chunk_env)
+  end
+  env._G = env
+  return setmetatable(env, {
+    __index = function(_, k)
+      local what = SANDBOX_REFUSED[k]
+      if what then error(string.format("%s is not available under --sandbox (%s)", what, SANDBOX_WHAT), 2) end
+      return nil
+    end,
+    __metatable = false,
+  })
+end
+
+return api, experiments, sandbox_env

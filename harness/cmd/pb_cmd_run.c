@@ -20,7 +20,7 @@ static void run_usage(FILE *f)
     pb_lua_prelude_path(prelude, sizeof prelude);
     fprintf(f,
             "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
-            "                      [--shard I/N | --merge-only] [-e NAME]...\n\n"
+            "                      [--shard I/N | --merge-only] [-e NAME]... [--sandbox]\n\n"
             "Runs the experiment matrix a Lua script declares, one worker process per cell, and\n"
             "writes DIR/<experiment>/cells.csv, curves.csv, layers.csv, metadata.txt and charts\n"
             "under plots/. Finished cells are kept: running the script again resumes.\n"
@@ -44,6 +44,11 @@ static void run_usage(FILE *f)
             "                        shard recorded and draw the charts (exit 1 if cells are missing)\n"
             "  -e, --experiment NAME run only the experiment NAME of the script (repeatable; default:\n"
             "                        all of them)\n"
+            "      --sandbox         run the script without files, processes or C modules: it sees\n"
+            "                        only the experiment language, string, table, math, utf8,\n"
+            "                        coroutine, os.clock/time/date, print and load of text, and\n"
+            "                        names methods, not plugin files (use it for scripts you did\n"
+            "                        not write; see README, \"What a script can do\")\n"
             "  -h, --help            this help\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
             "2 bad arguments or a script error (nothing trained).\n", prelude);
@@ -59,12 +64,13 @@ int pb_cmd_run(int argc, char **argv)
         {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
         {"shard", required_argument, 0, 1006},    {"merge-only", no_argument, 0, 1007},
         {"experiment", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"sandbox", no_argument, 0, 1008},        {0, 0, 0, 0}};
     enum { MAX_ONLY = 32 };
     const char *only[MAX_ONLY];
     int nonly = 0;
     pb_run_opts o = {.out_dir = "results", .jobs = 1};
     pb_shard shard = {0, 0};
+    int sandbox = 0;
     char serr[PB_ERRLEN];
     int opt;
     optind = 1;
@@ -98,6 +104,7 @@ int pb_cmd_run(int argc, char **argv)
             o.shard_count = shard.count;
             break;
         case 1007: o.merge_only = 1; break;
+        case 1008: sandbox = 1; break;
         case 'q': o.quiet = 1; break;
         case 'e':
             if (nonly == MAX_ONLY) {
@@ -141,6 +148,8 @@ int pb_cmd_run(int argc, char **argv)
     pb_experiment *exps = NULL;
     int nexp = 0;
     int rc = pb_lua_open(&L, o.plugin_path, o.data_dir, err, sizeof err);
+    if (rc == PB_OK)
+        pb_lua_set_sandbox(L, sandbox);
     if (rc == PB_OK)
         rc = pb_lua_run(L, o.script, &exps, &nexp, err, sizeof err);
     if (rc != PB_OK) {

@@ -21,6 +21,7 @@ struct pb_lua {
     lua_State *L;
     char *plugin_path;
     char *data_dir;
+    int sandbox;   /* scripts get the prelude's sandbox environment */
 };
 
 #define MODEL_MT "pb.model"
@@ -335,6 +336,10 @@ static int l_check_method(lua_State *L)
         lua_pushstring(L, "dense");
         return 1;
     }
+    /* a path names any shared object, and loading it runs its code */
+    if (s->sandbox && (strchr(name, '/') || (strlen(name) > 3 && !strcmp(name + strlen(name) - 3, ".so"))))
+        return luaL_error(L, "method '%s': a plugin given by its file is not available under --sandbox (name a "
+                             "method on the plugin search path, see `prunebench plugins`)", name);
     pb_loaded ld;
     char err[PB_ERRLEN];
     if (pb_plugin_find(name, s->plugin_path, &ld, err, sizeof err) != PB_OK) {
@@ -591,20 +596,23 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
         pb_lua_close(s);
         return rc;
     }
-    /* prelude(pb) -> api, experiments; kept in the registry */
-    if ((rc = pcall_tb(L, 1, 2, err, errlen)) != PB_OK) {
+    /* prelude(pb) -> api, experiments, sandbox_env; kept in the registry */
+    if ((rc = pcall_tb(L, 1, 3, err, errlen)) != PB_OK) {
         pb_lua_close(s);
         return rc;
     }
-    if (!lua_istable(L, -2) || !lua_isfunction(L, -1)) {
+    if (!lua_istable(L, -3) || !lua_isfunction(L, -2) || !lua_isfunction(L, -1)) {
         pb_lua_close(s);
-        return pb_err(err, errlen, PB_EINTERNAL, "%s did not return (api, experiments)", path);
+        return pb_err(err, errlen, PB_EINTERNAL, "%s did not return (api, experiments, sandbox_env)", path);
     }
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.sandbox_env");
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.experiments");
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.api");
     *out = s;
     return PB_OK;
 }
+
+void pb_lua_set_sandbox(pb_lua *s, int on) { s->sandbox = on != 0; }
 
 void pb_lua_close(pb_lua *s)
 {
@@ -1015,21 +1023,32 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
         return rc;
     }
     keep_source(L, script);
-    /* the script's _ENV: the prelude's functions over the standard globals */
-    lua_newtable(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -5);
+    /* the script's _ENV: the prelude's functions over the standard globals,
+     * or under --sandbox the prelude's closed environment */
+    if (s->sandbox) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "pb.sandbox_env");
+        int erc = pcall_tb(L, 0, 1, err, errlen);
+        if (erc != PB_OK) {
+            lua_settop(L, top);
+            return erc;
+        }
+        lua_setupvalue(L, -2, 1);
+    } else {
+        lua_newtable(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushglobaltable(L);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_setupvalue(L, -2, 1);
     }
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    lua_setupvalue(L, -2, 1);
     int rc = pcall_tb(L, 0, 0, err, errlen);
     if (rc == PB_OK) {
         lua_getfield(L, LUA_REGISTRYINDEX, "pb.experiments");
@@ -1040,6 +1059,15 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
             rc = pb_err(err, errlen, PB_EUSAGE, "%s: declares no experiment (use experiment \"name\" { ... })", script);
         else
             rc = read_experiments(L, exps, nexp, err, errlen);
+    }
+    /* which plugin files the cells use: in metadata, and for out-of-tree
+     * plugins in the cell hashes */
+    for (int e = 0; rc == PB_OK && e < *nexp; e++)
+        rc = pb_cell_provenance(&(*exps)[e], s->plugin_path, err, errlen);
+    if (rc != PB_OK && *exps) {
+        pb_cell_free_experiments(*exps, *nexp);
+        *exps = NULL;
+        *nexp = 0;
     }
     lua_settop(L, top);
     return rc;

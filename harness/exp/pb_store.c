@@ -559,7 +559,8 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
     const int keep = run->noop && !run->fresh && pb_store_exists(path);
     int nruns = 0;
     char *old = run->fresh ? NULL : earlier_runs(path, &nruns);
-    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
+    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192 +
+               (s->x->provenance ? strlen(s->x->provenance) : 0);
     char *text = malloc(n);
     if (!text) {
         free(old);
@@ -585,11 +586,12 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "cells_finished_before: %d\n"
                      "script: %s\n"
                      "%s"
+                     "%s"
                      "\n" META_SCRIPT "%s",
                      old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
                      blas ? blas : "unknown", kern ? kern : "unknown", run->threads, run->workers, host, cpu, sysconf(_SC_NPROCESSORS_ONLN), date,
                      s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
-                     run->extra ? run->extra : "", script_text);
+                     run->extra ? run->extra : "", s->x->provenance ? s->x->provenance : "", script_text);
     free(old);
     int rc = keep ? PB_OK : pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
     if (rc == PB_OK && !keep) {
