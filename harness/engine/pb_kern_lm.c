@@ -266,12 +266,7 @@ static void attn_fwd_part(void *ctx, int part, int nparts)
             float *pr = a.p + (size_t)r * T, mx = pr[0];
             for (int c = 1; c <= r; c++)
                 mx = pr[c] > mx ? pr[c] : mx;
-            float s = 0;
-            for (int c = 0; c <= r; c++) {
-                pr[c] = expf(pr[c] - mx);
-                s += pr[c];
-            }
-            const float inv = 1.0f / s;
+            const float inv = 1.0f / pb_kern_exp_sum(pr, pr, r + 1, 1.0f, mx);
             for (int c = 0; c <= r; c++)
                 pr[c] *= inv;
             /* causal: position r never sees a later one */
@@ -345,22 +340,9 @@ void pb_kern_attn_backward(pb_layer *l, const float *x, float *dx, int B, int wr
  * returning a 64-byte vector changes the ABI where AVX-512 is off) */
 #define VGATE(g, x)                                                                           \
     do {                                                                                      \
-        vf t_ = -2.0f * GELU_C * ((x) + GELU_A * (x) * (x) * (x));                            \
-        vi m_ = t_ > 88.0f;                                                                   \
-        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} + 88.0f) & m_));                             \
-        m_ = t_ < -87.0f;                                                                     \
-        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} - 87.0f) & m_));                             \
-        const vf n_ = (t_ * 1.44269504f + 12582912.0f) - 12582912.0f; /* round(t / ln 2) */  \
-        const vf r_ = t_ - n_ * 0.693145751953125f - n_ * 1.428606765330187e-06f;             \
-        vf p_ = (vf){0} + 1.0f / 720;                                                         \
-        p_ = p_ * r_ + 1.0f / 120;                                                            \
-        p_ = p_ * r_ + 1.0f / 24;                                                             \
-        p_ = p_ * r_ + 1.0f / 6;                                                              \
-        p_ = p_ * r_ + 0.5f;                                                                  \
-        p_ = p_ * r_ + 1.0f;                                                                  \
-        p_ = p_ * r_ + 1.0f;                                                                  \
-        const vi e_ = (__builtin_convertvector(n_, vi) + 127) << 23;                          \
-        (g) = 1.0f / (1.0f + p_ * (vf)e_);                                                    \
+        vf x_;                                                                                \
+        VEXP(x_, -2.0f * GELU_C * ((x) + GELU_A * (x) * (x) * (x)));                           \
+        (g) = 1.0f / (1.0f + x_);                                                             \
     } while (0)
 
 static inline float gate1(float x)
