@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pb_gpt.h"
+#include "pb_kern.h"
 #include "pb_sparse.h"
 
 const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", "gpt", NULL};
@@ -636,11 +637,7 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
                 mx = z[k] * invt;
                 arg = k;
             }
-        double s = 0;
-        for (int k = 0; k < K; k++) {
-            p[k] = expf(z[k] * invt - mx);
-            s += p[k];
-        }
+        const double s = pb_kern_exp_sum(p, z, K, invt, mx);
         float invs = (float)(1.0 / s);
         for (int k = 0; k < K; k++) {
             p[k] *= invs;
