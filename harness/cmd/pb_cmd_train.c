@@ -35,10 +35,8 @@ int pb_cmd_train(int argc, char **argv)
         int r = pb_common_opt(&c, opt, optarg);
         if (r < 0)
             return 2;
-        if (r == 0) {
-            train_usage(stderr);
-            return 2;
-        }
+        if (r == 0)
+            return pb_cli_bad_option("train", argv, "m:d:e:b:s:t:qh", longopts);
     }
     if (optind < argc) {
         fprintf(stderr, "prunebench train: unexpected argument '%s'\n", argv[optind]);
@@ -99,11 +97,10 @@ int pb_cmd_eval(int argc, char **argv)
             return 0;
         }
         int r = pb_common_opt(&c, opt, optarg);
-        if (r <= 0) {
-            if (r == 0)
-                eval_usage(stderr);
+        if (r < 0)
             return 2;
-        }
+        if (r == 0)
+            return pb_cli_bad_option("eval", argv, "m:d:e:b:s:t:qh", longopts);
     }
     if (!c.load) {
         eval_usage(stderr);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_ckpt.h"
 #include "engine/pb_file.h"
 #include "engine/pb_infer.h"
@@ -137,10 +138,13 @@ int pb_job_parse_stages(char *text, pb_stage *out, int max, int *count, char *er
                 s->name = arg;
             break;
         case PB_STAGE_CALIBRATE: {
-            char *end = arg;
-            s->n = arg ? (int)strtol(arg, &end, 10) : 0;
-            if (arg && (end == arg || *end || s->n < 1))
+            double v = 0;
+            char why[PB_ERRLEN];
+            if (arg && pb_check_parse(pb_range_find("calibration examples"), arg, &v, why, sizeof why) != PB_OK)
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: calibrate=%s: %s", arg, why);
+            if (arg && v < 1)
                 return pb_err(err, errlen, PB_EUSAGE, "--stages: calibrate=%s is not a count of examples", arg);
+            s->n = (int)v;
             break;
         }
         default:

@@ -654,7 +654,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             char why[PB_ERRLEN];
             const int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
-                   c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
+                   c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
                    mark[k]);
         }
@@ -709,7 +709,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
     run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,
                         .threads = ctx->threads, .fresh = o->fresh, .finished = sum->skipped,
-                        .extra = extra[0] ? extra : NULL};
+                        .extra = extra[0] ? extra : NULL,
+                        .noop = !ctx->shard.count && sum->skipped == x->ncells};
     rc = ctx->shard.count ? pb_shard_write_metadata(&ctx->store, &run, err, errlen)
                           : pb_store_write_metadata(&ctx->store, &run, err, errlen);
     if (rc != PB_OK)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_revision.h"
 
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
@@ -236,49 +237,12 @@ void pb_store_lock_owner(int fd, char *buf, size_t n)
 
 /* ---------------------------------------------------------------- build */
 
-static void git_revision(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown");
-    char cmd[4600];
-    char src[4096];
-    snprintf(src, sizeof src, "%s", PB_SRC_LUADIR);
-    char *slash = strrchr(src, '/');
-    if (slash)
-        *slash = '\0';
-    if (!pb_store_exists(src))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", src);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
-    char line[128] = "";
-    if (fgets(line, sizeof line, p) && strlen(line) >= 40) {
-        line[strcspn(line, "\n")] = '\0';
-        snprintf(buf, n, "%s", line);
-    }
-    pclose(p);
-    if (!strcmp(buf, "unknown"))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", src);
-    if ((p = popen(cmd, "r"))) {
-        if (fgets(line, sizeof line, p)) {
-            size_t k = strlen(buf);
-            snprintf(buf + k, n - k, "-dirty");
-        }
-        pclose(p);
-    }
-}
-
-/* Asked of git once per process: a run is one process. */
+/* Compiled in (pb_revision.h, generated when the program is built): what was
+ * built, not what the source checkout holds when the program runs. */
 void pb_store_build(const char **rev, const char **build)
 {
-    static char r[128], b[192];
-    if (!r[0]) {
-        git_revision(r, sizeof r);
-        snprintf(b, sizeof b, "%s+%s", PACKAGE_VERSION, r);
-    }
-    *rev = r;
-    *build = b;
+    *rev = PB_REVISION;
+    *build = PB_BUILD;
 }
 
 void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x)
@@ -536,7 +500,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
     pb_csv_str(r, c->dense_key);
     pb_csv_str(r, c->args_joined);
     pb_csv_int(r, c->train.epochs);
-    pb_csv_int(r, c->finetune.epochs);
+    pb_csv_int(r, pb_cell_finetune_epochs(c));
     if (res) {
         pb_csv_int(r, (long long)res->prunable);
         pb_csv_int(r, (long long)res->prunable_nonzero);
@@ -776,9 +740,11 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
     cpu_model(cpu, sizeof cpu);
     char path[4400];
     snprintf(path, sizeof path, "%s/metadata.txt", s->dir);
+    const int keep = run->noop && !run->fresh && pb_store_exists(path);
     int nruns = 0;
     char *old = run->fresh ? NULL : earlier_runs(path, &nruns);
-    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
+    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192 +
+               (s->x->provenance ? strlen(s->x->provenance) : 0);
     char *text = malloc(n);
     if (!text) {
         free(old);
@@ -804,14 +770,15 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "cells_finished_before: %d\n"
                      "script: %s\n"
                      "%s"
+                     "%s"
                      "\n" META_SCRIPT "%s",
                      old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
                      blas ? blas : "unknown", kern ? kern : "unknown", run->threads, run->workers, host, cpu, sysconf(_SC_NPROCESSORS_ONLN), date,
                      s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
-                     run->extra ? run->extra : "", script_text);
+                     run->extra ? run->extra : "", s->x->provenance ? s->x->provenance : "", script_text);
     free(old);
-    int rc = pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
-    if (rc == PB_OK) {
+    int rc = keep ? PB_OK : pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
+    if (rc == PB_OK && !keep) {
         snprintf(path, sizeof path, "%s/script.lua", s->dir);
         rc = pb_store_write_atomic(path, script_text, strlen(script_text), err, errlen);
     }

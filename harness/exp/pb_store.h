@@ -30,8 +30,9 @@ typedef struct pb_store {
 /* The store of experiment x under out_dir; touches no file. */
 void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x);
 
-/* The git revision of the source tree and the build string (version+revision)
- * of this program, asked of git once per process. */
+/* The git revision this program was built from ("unknown" for a build outside
+ * a checkout) and its build string (version+revision, or the version alone),
+ * both compiled in: git is never asked at run time. */
 void pb_store_build(const char **rev, const char **build);
 
 /* ---- files and directories ---- */
@@ -117,6 +118,9 @@ typedef struct pb_store_run {
     int fresh;                 /* 1: the history of earlier runs starts over */
     int finished;              /* cells earlier runs had recorded */
     const char *extra;         /* more "key: value" lines for the block (a shard's), or NULL */
+    int noop;                  /* 1: every cell was finished before; an existing metadata.txt
+                                * and script.lua stay as they are (no run block for a run
+                                * that ran nothing) */
 } pb_store_run;
 
 /* metadata.txt (the earlier runs' blocks, this run's block, the script text),
