@@ -845,7 +845,11 @@ static int chart_curves(chart *ch, const results *r, int by_time)
     return rc;
 }
 
-/* ---- weights kept per layer: one clustered bar chart per target sparsity ----
+/* ---- values stored per layer: one clustered bar chart per target sparsity ----
+ *
+ * A bar is layers.csv's nonzero: the weights a mask keeps, or the values a
+ * method stores for the layer where it reported them (ARMOR's factors,
+ * a shared array's share), which can exceed the layer's weights.
  *
  * Kept counts on a log axis, so that 200 weights and 0 weights look different
  * at 99.9 % sparsity; a layer with none left is drawn at ZERO_AT with the tic
@@ -955,9 +959,9 @@ static int chart_layers(chart *ch, const results *r)
         char name[128], path[4400], title[200];
         snprintf(name, sizeof name, "layer_sparsity_s%g", sp);
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "weights kept in each layer at overall target sparsity %g (mean over seeds)", sp);
+        snprintf(title, sizeof title, "values stored in each layer at overall target sparsity %g (mean over seeds)", sp);
         FILE *d = fopen(path, "w");
-        FILE *f = d ? open_gp(ch, name, title, "layer", "weights kept (log scale; 0 drawn at the tic 0)") : NULL;
+        FILE *f = d ? open_gp(ch, name, title, "layer", "values stored: weights kept, or a method's own arrays (log scale; 0 at the tic 0)") : NULL;
         if (!d || !f) {
             if (d)
                 fclose(d);
@@ -966,7 +970,7 @@ static int chart_layers(chart *ch, const results *r)
             break;
         }
         /* the .dat: one row per layer, its size, then the kept weights of each method */
-        fprintf(d, "# layer, weights in the layer, then weights kept (nonzero) per method, mean over seeds:\n"
+        fprintf(d, "# layer, weights in the layer, then values stored (nonzero) per method, mean over seeds:\n"
                    "# layer params");
         for (int u = 0; u < nu; u++) {
             fprintf(d, " | ");
