@@ -4,7 +4,7 @@
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_speedup.png'
 set title 'sharing_lenet300: lenet300 on fashion-mnist: test accuracy (mean ± std over seeds)'
-set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example)'
+set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example; a narrowed model: full-width FLOPs / its own)'
 set ylabel 'test accuracy'
 set grid
 set key outside right top
