@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..32
+echo 1..33
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -58,13 +58,16 @@ check "metadata records version, git revision, OpenBLAS, host, date and the scri
 # column 23 is dense_cache_hit; the dense model is trained once, by one cell
 check "the dense model is trained once and reused by the other methods" sh -c \
     "test \$(ls '$R'/dense/*.pb | wc -l) -eq 1 && test \$(grep -l 'dense model from cache' '$R'/cells/*.log | wc -l) -eq 4 && test \$(awk -F, 'NR > 1 && \$23 == 1' '$R/cells.csv' | wc -l) -eq 4"
-check "cells.csv has the build column after achieved_sparsity: version+git revision (or unknown)" sh -c \
-    "head -1 '$R/cells.csv' | grep -q ',achieved_sparsity,build,stored,' && test \$(tail -n +2 '$R/cells.csv' | cut -d, -f31 | grep -cE '^[0-9][0-9.]*\\+([0-9a-f]{40}(-dirty)?|unknown)\$') -eq 5"
+check "cells.csv has the build column after achieved_sparsity: version+git revision (or the version alone)" sh -c \
+    "head -1 '$R/cells.csv' | grep -q ',achieved_sparsity,build,stored,' && test \$(tail -n +2 '$R/cells.csv' | cut -d, -f31 | grep -cE '^[0-9][0-9.]*(\\+[0-9a-f]{40}(-dirty)?)?\$') -eq 5"
 check "time to the target accuracy is recorded" sh -c "awk -F, 'NR > 1 && \$21 != \"\"' '$R/cells.csv' | grep -q ."
-check "a second run resumes: nothing runs again" sh -c \
-    "'$PB' run '$tmp/small.lua' --out '$tmp/r' --no-plot > '$tmp/o' 2>&1 && grep -q '0 run now, 5 from earlier runs' '$tmp/o' && test \$(tail -n +2 '$R/cells.csv' | wc -l) -eq 5"
+cp "$R/metadata.txt" "$tmp/metadata.before"
+check "a second run resumes: nothing runs again, metadata.txt unchanged (no run block for a run of nothing)" sh -c \
+    "'$PB' run '$tmp/small.lua' --out '$tmp/r' --no-plot > '$tmp/o' 2>&1 && grep -q '0 run now, 5 from earlier runs' '$tmp/o' && test \$(tail -n +2 '$R/cells.csv' | wc -l) -eq 5 && cmp '$tmp/metadata.before' '$R/metadata.txt'"
+# a run that does run something (one cell's result removed) appends its block
+rm -f "$R/cells/$(awk -F, '$5 == "magnitude" && $7 == 0.5 { print $2 }' "$R/cells.csv").row"
 check "metadata keeps both runs, the script text once" sh -c \
-    "test \$(grep -c '^run [0-9]*: ' '$R/metadata.txt') -eq 2 && grep -q '^run 2: ' '$R/metadata.txt' && grep -q '^cells_finished_before: 5' '$R/metadata.txt' && test \$(grep -c '^--- script text ---' '$R/metadata.txt') -eq 1 && test \$(grep -c '^build: ' '$R/metadata.txt') -eq 2"
+    "'$PB' run '$tmp/small.lua' --out '$tmp/r' --no-plot -q && test \$(grep -c '^run [0-9]*: ' '$R/metadata.txt') -eq 2 && grep -q '^run 2: ' '$R/metadata.txt' && grep -q '^cells_finished_before: 4' '$R/metadata.txt' && test \$(grep -c '^--- script text ---' '$R/metadata.txt') -eq 1 && test \$(grep -c '^build: ' '$R/metadata.txt') -eq 2"
 if command -v gnuplot >/dev/null 2>&1; then
     check "prunebench plot draws PNG (and SVG) charts from the CSV files" sh -c \
         "'$PB' plot '$R' 2>/dev/null && test -s '$R/plots/accuracy_vs_compression.png' && test -s '$R/plots/accuracy_vs_compression.svg' && test -s '$R/plots/accuracy_vs_compression.gp' && ls '$R'/plots/layer_sparsity_s0.9.png '$R'/plots/accuracy_vs_time_s0.9.png"
@@ -101,6 +104,8 @@ check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefi
     "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
 check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
+check "a narrowed dense model's theoretical speedup is the full-width model's dense FLOPs over its own" sh -c \
+    "awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"10 3.3333333 1 \") }' '$P/plots/accuracy_vs_speedup.dat' && grep -q 'narrowed model: full-width FLOPs' '$P/plots/accuracy_vs_speedup.gp'"
 
 # Chart conventions: the dense baseline is a line with its ± std band, titles
 # name the experiment, model and data set, the y range is fitted to the data,
@@ -179,7 +184,7 @@ experiment "nan" {
   models   = { model{ name = "tiny", dense(24), relu(), dense(10) } },
   datasets = { "synthetic" },
   methods  = { "dense" },
-  train    = { epochs = 1, batch = 64, lr = 1e6 },
+  train    = { epochs = 1, batch = 64, lr = 100 },
 }
 LUA
 "$PB" run "$tmp/nan.lua" --out "$tmp/r" --no-plot -q 2>/dev/null
