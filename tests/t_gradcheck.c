@@ -1364,6 +1364,39 @@ static int t_realloc(void)
     return ok;
 }
 
+/* pb_kern_exp_sum (softmax rows of attention and the loss): every value within
+ * 1e-6 relative of exp over [-87, 88], nothing past n written, and the sum
+ * equal to the values' sum in double within 1e-6. */
+static int t_exp_sum(void)
+{
+    enum { N = 37 }; /* two vectors and a tail of 5 */
+    float z[N], p[N + 3];
+    double worst = 0, sumerr = 0;
+    int tail_kept = 1;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < N; i++)
+            z[i] = -87.0f + 175.0f * (float)((trial * N + i) * 7919 % 10007) / 10007.0f;
+        const int n = 1 + trial % N;
+        const float scale = trial % 2 ? 1.0f : 0.5f, shift = trial % 3 ? 0.0f : 3.0f;
+        for (int i = 0; i < N + 3; i++)
+            p[i] = -1.0f;
+        const float s = pb_kern_exp_sum(p, z, n, scale, shift);
+        double ref = 0;
+        for (int i = 0; i < n; i++) {
+            const double t = (double)(z[i] * scale - shift);
+            const double e = exp(t < -87 ? -87 : t > 88 ? 88 : t), rel = fabs(p[i] - e) / e;
+            worst = rel > worst ? rel : worst;
+            ref += p[i];
+        }
+        for (int i = n; i < N + 3; i++)
+            tail_kept &= p[i] == -1.0f;
+        const double se = fabs(s - ref) / ref;
+        sumerr = se > sumerr ? se : sumerr;
+    }
+    printf("# exp_sum: worst relative error %.3g, sum %.3g\n", worst, sumerr);
+    return worst < 1e-6 && sumerr < 1e-6 && tail_kept;
+}
+
 typedef struct test {
     const char *desc;
     int (*fn)(void);
@@ -1408,6 +1441,7 @@ static const test tests[] = {
     {"backward accumulates for every kind", t_accumulates},
     {"flops, dense and effective", t_flops},
     {"alloc again with a larger batch; missing parameters refused", t_realloc},
+    {"exp_sum (softmax rows): within 1e-6 of exp, its sum exact to 1e-6, nothing past n written", t_exp_sum},
 };
 
 int main(void)
