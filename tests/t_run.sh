@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..33
+echo 1..34
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -189,4 +189,17 @@ experiment "nan" {
 LUA
 "$PB" run "$tmp/nan.lua" --out "$tmp/r" --no-plot -q 2>/dev/null
 check "a NaN loss fails the cell with its reason" sh -c "grep -qi ',failed,.*nan' '$tmp/r/nan/cells.csv'"
+
+# every chart script of the runs above is one gnuplot draws without an error
+# (measured_speedup once asked for a plot style gnuplot does not have)
+if command -v gnuplot >/dev/null 2>&1; then
+    check "every .gp written here draws: a non-empty .png beside it, nothing in gnuplot.log" sh -c '
+        for d in "$1"/r/small/plots "$1"/p/plots "$1"/q/plots; do
+            test ! -s "$d/gnuplot.log" || { cat "$d/gnuplot.log"; exit 1; }
+            for g in "$d"/*.gp; do test -s "${g%.gp}.png" || { echo "no chart for $g"; exit 1; }; done
+        done
+        test -s "$1/r/small/plots/measured_speedup.png"' sh "$tmp"
+else
+    echo "ok $((n = n + 1)) # SKIP gnuplot is not installed"
+fi
 exit $failed

@@ -619,7 +619,7 @@ static int chart_speed(chart *ch, const results *r)
             fprintf(d, "# ");
             dat_text(d, r->series[prev]);
             fprintf(d, "\n");
-            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorpoints pointsize 1", name, block);
+            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorbars pointsize 1", name, block);
             style(f, prev);
             fprintf(f, " title ");
             gp_quote(f, r->series[prev]);
