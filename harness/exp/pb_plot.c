@@ -590,7 +590,7 @@ static int chart_speed(chart *ch, const results *r)
     char path[4400];
     snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
     FILE *d = fopen(path, "w");
-    FILE *f = d ? open_gp(ch, name, "batch-1 inference: measured against theoretical speedup (mean ± std over seeds)",
+    FILE *f = d ? open_gp(ch, name, "batch-1 inference, measured vs theoretical speedup (mean ± std)",
                           "theoretical speedup (dense FLOPs / effective FLOPs)",
                           "measured speedup (dense kernels / kernels as executed)")
                 : NULL;
