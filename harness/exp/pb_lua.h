@@ -20,5 +20,8 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
 int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, char *err,
                size_t errlen);
 void pb_lua_close(pb_lua *s);
+/* The state itself, for a caller that restricts it further (the fuzz target
+ * removes os and io and bounds memory and instructions). */
+struct lua_State *pb_lua_state(pb_lua *s);
 
 #endif
