@@ -17,7 +17,8 @@ for t in ckpt idx cifar row lua; do
         done
     done
 done
-echo "1..$n"
+nckpt=$(ls "$src/crashes/ckpt" | wc -l)
+echo "1..$((n + nckpt))"
 i=0
 fail=0
 for t in ckpt idx cifar row lua; do
@@ -40,5 +41,18 @@ for t in ckpt idx cifar row lua; do
             fi
         done
     done
+done
+# the same forged checkpoints through the program, as a user would load them
+for f in "$src/crashes/ckpt"/*; do
+    i=$((i + 1))
+    "${top_builddir:-.}/prunebench" eval --load "$f" --dataset synthetic >"$tmp/out" 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q "^prunebench eval: $f: " "$tmp/out"; then
+        echo "ok $i - prunebench eval --load $(basename "$f") exits 1 naming the file"
+    else
+        echo "not ok $i - prunebench eval --load $(basename "$f"): exit $rc"
+        sed 's/^/# /' "$tmp/out" | head -10
+        fail=1
+    fi
 done
 exit $fail

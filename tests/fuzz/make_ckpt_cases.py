@@ -74,6 +74,12 @@ def main():
     write("crashes/ckpt", "count_truncated_to_int.pb", ckpt(
         (1, 2, 2), 2, [layer(FLATTEN, -1), layer(DENSE, 0, oc=2, bias=0)],
         [param(b"fc1.weight", 8), param(b"shared.x", (1 << 32) + 1, generated=True)], version=2))
+    # the heap corruption of the release build: n = 2^64 - 1 is -1 as int, so the
+    # extra array's size becomes SIZE_MAX, equal to n; its byte size wraps the
+    # allocation to 0, and off + 4n wraps below the file's length, so the copy runs
+    write("crashes/ckpt", "heap_corruption_count_minus_one.pb", ckpt(
+        (1, 2, 2), 2, [layer(FLATTEN, -1), layer(DENSE, 0, oc=2, bias=0)],
+        [param(b"fc1.weight", 8), param(b"shared.x", 0xFFFFFFFFFFFFFFFF, nbytes=4)], version=2))
     # a conv weight of 2^16 x 2^16 x 2^16 x 2^16 values: the element count wraps to 0
     write("crashes/ckpt", "size_wraps_to_zero.pb", ckpt(
         (65536, 1, 1), 2,
