@@ -80,7 +80,17 @@ int pb_fuzz_ckpt(const uint8_t *data, size_t size, char *err, size_t errlen)
         int gen = 0;
         for (int i = 0; i < m.nparams; i++)
             gen |= m.params[i]->generated;
-        if (!gen && in <= (1u << 14) && total <= (1u << 16)) {
+        /* the work of a forward, roughly: outputs times their window; a
+         * valid but costly model (avgpool of a 64x64 window) is no bug */
+        double work = 0;
+        for (int i = 0; i < m.nlayers; i++) {
+            const pb_layer *l = &m.layers[i];
+            double win = l->k > 1 ? (double)l->k * l->k : 1;
+            work += (double)pb_layer_osize(l) * win * (l->kind == PB_CONV ? l->ic : 1);
+            if (l->kind == PB_ATTN)
+                work += (double)l->ih * l->ih * l->oc; /* T x T scores per head of k dimensions */
+        }
+        if (!gen && in <= (1u << 14) && total <= (1u << 16) && work <= (1 << 22)) {
             float *x = calloc(in, sizeof(float));
             if (x) {
                 pb_model_infer(&m, x, 1);
