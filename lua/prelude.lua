@@ -10,11 +10,21 @@ local pb = ...
 local api = {}
 local declared = {}
 
+-- "num": a number checked against the range of the same name (pb_check.c),
+-- the range the command line's option of that name uses
 local RECIPE_KEYS = {
-  epochs = "int", batch = "int", opt = "optimizer", lr = "real", momentum = "real",
-  wd = "real", nesterov = "bool", schedule = "schedule", step_epochs = "int",
-  gamma = "real", warmup = "int", max_steps = "int", early_stop = "bool",
+  epochs = "num", batch = "num", opt = "optimizer", lr = "num", momentum = "num",
+  wd = "num", nesterov = "bool", schedule = "schedule", step_epochs = "num",
+  gamma = "num", warmup = "num", max_steps = "num", early_stop = "bool",
 }
+-- the cell's time limit in wall seconds (0: none), a key of `train` only; not
+-- part of the cell's hash, so changing it reruns nothing
+RECIPE_KEYS.timeout = "num"
+local function timeout_in_train_only(fail, where, t)
+  if type(t) == "table" and t.timeout ~= nil then
+    fail("%s.timeout: the time limit is the whole cell's: give it in train (or a method's train)", where)
+  end
+end
 local EXPERIMENT_KEYS = {
   models = true, datasets = true, methods = true, sparsity = true, seeds = true,
   train = true, finetune = true, filter = true, exclude = true, target = true,
@@ -55,6 +65,76 @@ local function sorted_keys(t)
   return ks
 end
 
+-- ", did you mean 'hidden'?" when k is a near miss of one of the valid names
+local function did_you_mean(k, valid)
+  if type(k) ~= "string" then return "" end
+  local near = pb.suggest(k, valid)
+  return near and string.format(": did you mean '%s'?", near) or ""
+end
+
+-- v checked against the range called `range` (pb_check.c); returns the value
+-- (an integer for an integer range) or nil and "VALUE is not an integer in [lo, hi]"
+local function check_number(range, v)
+  return pb.check_number(range, v)
+end
+
+-- For a layer function: v within `range`, else an error at the caller's line.
+local function arg_number(range, v, what)
+  local r, msg = check_number(range, v)
+  if r == nil then error(string.format("%s: %s", what, msg), 3) end
+  return r
+end
+
+-- A layer's option table: only the keys it takes.
+local function check_opts(opts, what, valid)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(what .. ": options must be a table such as { " .. valid[1] .. " = ... }", 3) end
+  for k in pairs(opts) do
+    if not contains(valid, k) then
+      error(string.format("%s: unknown option '%s'%s (valid: %s)", what, tostring(k), did_you_mean(k, valid),
+                          list_words(valid)), 3)
+    end
+  end
+  return opts
+end
+
+-- The line of a key in a script: the statement `experiment "x" { ... }` starts
+-- at line0; its source is searched from there for each of keys in turn
+-- ("train", then "epochs = "), a key written "\"name\"" being a quoted string.
+-- nil when the source is not known (pb.source: the text of the script C
+-- loaded) or a key is not written literally.
+local function source_text(src)
+  if src:sub(1, 1) == "@" then return pb.source(src) end
+  if src:sub(1, 1) ~= "=" then return src end -- a chunk loaded from a string
+  return nil
+end
+
+local function key_line(src, line0, keys)
+  local text = src and source_text(src)
+  if not text then return nil end
+  local pos = 1
+  for _ = 2, line0 do
+    pos = text:find("\n", pos, true)
+    if not pos then return nil end
+    pos = pos + 1
+  end
+  local found
+  for _, k in ipairs(keys) do
+    local k2 = tostring(k)
+    local at
+    if k2:sub(1, 1) == '"' then
+      local word = k2:sub(2, -2)
+      at = text:find('"' .. word .. '"', pos, true) or text:find("'" .. word .. "'", pos, true)
+    elseif k2:match("^[%a_][%w_]*$") then
+      at = text:find("%f[%w_]" .. k2 .. "%s*=[^=]", pos)
+    end
+    if at then pos, found = at, true end
+  end
+  if not found then return nil end
+  local _, nl = text:sub(1, pos):gsub("\n", "")
+  return nl + 1
+end
+
 local function fmtnum(v)
   if math.type(v) == "integer" then return string.format("%d", v) end
   for _, f in ipairs({ "%.15g", "%.16g" }) do
@@ -75,35 +155,30 @@ local function layer(op, fields)
   return setmetatable(fields, layer_mt)
 end
 
-local function posint(v, what, level)
-  if math.type(v) ~= "integer" or v < 1 then
-    error(string.format("%s must be a positive integer (got %s)", what, tostring(v)), level + 1)
-  end
-  return v
-end
-
 function api.dense(out, opts)
-  opts = opts or {}
-  return layer("dense", { out = posint(out, "dense(out)", 2), bias = opts.bias ~= false })
+  opts = check_opts(opts, "dense", { "bias" })
+  return layer("dense", { out = arg_number("dense out", out, "dense(out)"), bias = opts.bias ~= false })
 end
 
 function api.conv(oc, k, opts)
-  opts = opts or {}
-  local stride, pad = opts.stride or 1, opts.pad
-  posint(oc, "conv(channels)", 2); posint(k, "conv(kernel)", 2); posint(stride, "conv stride", 2)
+  opts = check_opts(opts, "conv", { "stride", "pad", "bias" })
+  oc = arg_number("conv channels", oc, "conv(channels)")
+  k = arg_number("conv kernel", k, "conv(kernel)")
+  local stride = arg_number("conv stride", opts.stride or 1, "conv stride")
+  local pad = opts.pad
   if pad == nil then pad = k // 2 end
-  if math.type(pad) ~= "integer" or pad < 0 then error("conv pad must be an integer >= 0", 2) end
+  pad = arg_number("conv pad", pad, "conv pad")
   return layer("conv", { oc = oc, k = k, stride = stride, pad = pad, bias = opts.bias ~= false })
 end
 
 function api.maxpool(k, stride)
-  posint(k, "maxpool(k)", 2)
-  return layer("maxpool", { k = k, stride = posint(stride or k, "maxpool stride", 2) })
+  k = arg_number("pool window", k, "maxpool(k)")
+  return layer("maxpool", { k = k, stride = arg_number("pool stride", stride or k, "maxpool stride") })
 end
 
 function api.avgpool(k, stride)
-  posint(k, "avgpool(k)", 2)
-  return layer("avgpool", { k = k, stride = posint(stride or k, "avgpool stride", 2) })
+  k = arg_number("pool window", k, "avgpool(k)")
+  return layer("avgpool", { k = k, stride = arg_number("pool stride", stride or k, "avgpool stride") })
 end
 
 function api.relu() return layer("relu", {}) end
@@ -112,8 +187,7 @@ function api.flatten() return layer("flatten", {}) end
 function api.bn() return layer("bn", {}) end
 
 function api.dropout(p)
-  if type(p) ~= "number" or p < 0 or p >= 1 then error("dropout(p): p must be in [0, 1)", 2) end
-  return layer("dropout", { p = p })
+  return layer("dropout", { p = arg_number("dropout", p, "dropout(p)") })
 end
 
 -- residual{ ... }: the block's output is added to its input (shapes must match).
@@ -190,18 +264,14 @@ local function resolve(v, cell)
   return v
 end
 
-local function check_value(fail, where, key, kind, v)
-  if kind == "int" then
-    if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-      fail("%s.%s: %s is not an integer", where, key, tostring(v))
-    end
-    if v < 0 then fail("%s.%s: %s is negative", where, key, tostring(v)) end
-    return math.tointeger(v)
-  elseif kind == "real" then
-    if type(v) ~= "number" or v ~= v or v < 0 then
-      fail("%s.%s: %s is not a non-negative number", where, key, tostring(v))
-    end
-    return v + 0.0
+-- keys: where the value is written (key_line), for the error's line
+local function check_value(fail, where, key, kind, v, keys)
+  keys = keys or { key }
+  if kind == "num" then
+    local r, msg = check_number(key, v)
+    if r == nil then fail(keys, "%s.%s: %s", where, key, msg) end
+    if math.type(r) == "integer" then return r end
+    return r + 0.0
   elseif kind == "bool" then
     if type(v) ~= "boolean" then fail("%s.%s: %s is not true/false", where, key, tostring(v)) end
     return v
@@ -218,12 +288,21 @@ local function check_value(fail, where, key, kind, v)
   end
 end
 
-local function check_recipe_keys(fail, where, t)
+-- A recipe table as written: known keys, and every value given directly (not
+-- as a function of the cell) checked here, so the error names its line.
+-- path: the keys leading to the table in the source ({ "train" }).
+local function check_recipe_keys(fail, where, t, path)
   if t == nil then return end
   if type(t) ~= "table" then fail("%s must be a table", where) end
-  for k in pairs(t) do
+  local valid = sorted_keys(RECIPE_KEYS)
+  for _, k in ipairs(sorted_keys(t)) do
     if not RECIPE_KEYS[k] then
-      fail("%s: unknown key '%s' (valid: %s)", where, tostring(k), list_words(sorted_keys(RECIPE_KEYS)))
+      fail({ k }, "%s: unknown key '%s'%s (valid: %s)", where, tostring(k), did_you_mean(k, valid), list_words(valid))
+    end
+    if type(t[k]) ~= "function" then
+      local keys = { table.unpack(path or {}) }
+      keys[#keys + 1] = k
+      check_value(fail, where, k, RECIPE_KEYS[k], t[k], keys)
     end
   end
 end
@@ -253,19 +332,18 @@ end
 -- { "gpt", layers = 2, dim = 128, heads = 4, ctx = 64, ff = 512 }: the
 -- options travel in the architecture's name, "gpt:layers=2,dim=128,...",
 -- which the engine parses (and refuses with the reason) when the model is built.
-local GPT_KEYS = { "layers", "dim", "heads", "ctx", "ff" }
+local GPT_KEYS = pb.model_keys.gpt
 local function norm_gpt(fail, i, m)
-  local opts = {}
+  local opts, given = {}, {}
   for k, v in pairs(m) do
     if k ~= 1 and k ~= "label" then
-      if not contains(GPT_KEYS, k) then
-        fail("models[%d] (gpt): unknown key '%s' (valid: %s, label)", i, tostring(k), list_words(GPT_KEYS))
-      end
-      if math.type(v) ~= "integer" or v < 1 then fail("models[%d] (gpt): %s must be a positive integer", i, k) end
+      local r, msg = check_number("gpt option", v)
+      if r == nil then fail({ k }, "models[%d] (gpt): %s: %s", i, tostring(k), msg) end
+      given[k] = r
     end
   end
   for _, k in ipairs(GPT_KEYS) do
-    if m[k] ~= nil then opts[#opts + 1] = k .. "=" .. m[k] end
+    if given[k] ~= nil then opts[#opts + 1] = k .. "=" .. given[k] end
   end
   local arch = #opts > 0 and ("gpt:" .. table.concat(opts, ",")) or "gpt"
   return { arch = arch, name = m.label or "gpt", width = 1.0, hidden = {} }
@@ -281,16 +359,29 @@ local function norm_model(fail, i, m)
   end
   local name = m[1]
   if not contains(pb.models, name) then
-    fail("models[%d]: unknown model '%s' (valid: %s)", i, name, list_words(pb.models))
+    fail({ '"' .. name .. '"' }, "models[%d]: unknown model '%s'%s (valid: %s)", i, name,
+         did_you_mean(name, pb.models), list_words(pb.models))
   end
+  -- the keys this kind of model takes (pb_model.c), and a display label
+  local valid = { table.unpack(pb.model_keys[name]) }
+  valid[#valid + 1] = "label"
+  for k in pairs(m) do
+    if k ~= 1 and not contains(valid, k) then
+      fail({ k }, "models[%d] (%s): unknown key '%s'%s (valid: %s)", i, name, tostring(k), did_you_mean(k, valid),
+           list_words(valid))
+    end
+  end
+  if m.label ~= nil and type(m.label) ~= "string" then fail({ "label" }, "models[%d]: label must be a string", i) end
   if name == "gpt" then return norm_gpt(fail, i, m) end
-  local width = m.width or 1.0
-  if type(width) ~= "number" or width <= 0 or width > 1000 then
-    fail("models[%d]: width %s is not a number in (0, 1000]", i, tostring(width))
-  end
+  local width, msg = check_number("width", m.width or 1.0)
+  if width == nil then fail({ "width" }, "models[%d] (%s): width: %s", i, name, msg) end
   local hidden = m.hidden or (name == "mlp" and { 300, 100 }) or {}
+  if type(hidden) ~= "table" or (name == "mlp" and #hidden == 0) then
+    fail({ "hidden" }, "models[%d] (%s): hidden must be a non-empty list of widths such as { 300, 100 }", i, name)
+  end
   for j, h in ipairs(hidden) do
-    if math.type(h) ~= "integer" or h < 1 then fail("models[%d]: hidden[%d] is not a positive integer", i, j) end
+    local r, hmsg = check_number("hidden", h)
+    if r == nil then fail({ "hidden" }, "models[%d] (%s): hidden[%d]: %s", i, name, j, hmsg) end
   end
   local display = m.label or name
   if not m.label and width ~= 1.0 then display = string.format("%s@w%g", name, width) end
@@ -313,8 +404,9 @@ local function text_spec(fail, where, d)
     end
   end
   if d.ctx ~= nil then
-    if math.type(d.ctx) ~= "integer" or d.ctx < 1 then fail("%s: ctx must be a positive integer", where) end
-    parts[#parts + 1] = "ctx=" .. d.ctx
+    local ctx, msg = check_number("ctx", d.ctx)
+    if ctx == nil then fail({ "ctx" }, "%s: ctx: %s", where, msg) end
+    parts[#parts + 1] = "ctx=" .. ctx
   end
   return base .. ":" .. table.concat(parts, ",")
 end
@@ -323,17 +415,22 @@ local function norm_dataset(fail, i, d)
   if type(d) == "string" then d = { d } end
   if type(d) ~= "table" or type(d[1]) ~= "string" then fail("datasets[%d]: expected a name", i) end
   if not contains(pb.datasets, d[1]) then
-    fail("datasets[%d]: unknown dataset '%s' (valid: %s)", i, d[1], list_words(pb.datasets))
+    fail({ '"' .. d[1] .. '"' }, "datasets[%d]: unknown dataset '%s'%s (valid: %s)", i, d[1],
+         did_you_mean(d[1], pb.datasets), list_words(pb.datasets))
   end
+  -- the keys this data set takes (pb_data.c)
+  local valid = pb.dataset_keys[d[1]]
   for k in pairs(d) do
-    if k ~= 1 and k ~= "subset" and k ~= "val" and k ~= "topics" and k ~= "ctx" then
-      fail("datasets[%d]: unknown key '%s' (valid: subset, val, topics, ctx)", i, tostring(k))
+    if k ~= 1 and not contains(valid, k) then
+      fail({ k }, "datasets[%d] (%s): unknown key '%s'%s (valid: %s)", i, d[1], tostring(k), did_you_mean(k, valid),
+           list_words(valid))
     end
   end
   local spec = text_spec(fail, string.format("datasets[%d]", i), d)
-  local subset, val = d.subset or 0, d.val or 0
-  if math.type(subset) ~= "integer" or subset < 0 then fail("datasets[%d]: subset must be an integer >= 0", i) end
-  if math.type(val) ~= "integer" or val < 0 then fail("datasets[%d]: val must be an integer >= 0", i) end
+  local subset, msg = check_number("subset", d.subset or 0)
+  if subset == nil then fail({ "subset" }, "datasets[%d]: subset: %s", i, msg) end
+  local val, vmsg = check_number("val", d.val or 0)
+  if val == nil then fail({ "val" }, "datasets[%d]: val: %s", i, vmsg) end
   return { name = spec, subset = subset, val = val }
 end
 
@@ -358,11 +455,16 @@ local function norm_stages(fail, what, list)
       if k ~= 1 then
         if k == 2 and (kind == "keep" or kind == "load") then n.name = v
         elseif STAGE_KEYS[kind][k] then n[k] = v
-        elseif (kind == "train" or kind == "finetune") and RECIPE_KEYS[k] then n.recipe_keys[k] = v
+        elseif (kind == "train" or kind == "finetune") and RECIPE_KEYS[k] then
+          if k == "timeout" then timeout_in_train_only(fail, string.format("%s[%d] (%s)", what, i, kind), st) end
+          n.recipe_keys[k] = v
         else
           local valid = sorted_keys(STAGE_KEYS[kind])
-          if kind == "train" or kind == "finetune" then valid[#valid + 1] = "recipe keys" end
-          fail("%s[%d] (%s): unknown key '%s' (valid: %s)", what, i, kind, tostring(k), list_words(valid))
+          if kind == "train" or kind == "finetune" then
+            for _, rk in ipairs(sorted_keys(RECIPE_KEYS)) do valid[#valid + 1] = rk end
+          end
+          fail({ k }, "%s[%d] (%s): unknown key '%s'%s (valid: %s)", what, i, kind, tostring(k),
+               did_you_mean(k, valid), list_words(valid))
         end
       end
     end
@@ -381,7 +483,19 @@ local function norm_stages(fail, what, list)
     if type(n.dataset) == "table" then
       local d = n.dataset
       if type(d[1]) ~= "string" or not contains(pb.datasets, d[1]) then
-        fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(d[1]), list_words(pb.datasets))
+        fail("%s[%d]: unknown dataset '%s'%s (valid: %s)", what, i, tostring(d[1]), did_you_mean(d[1], pb.datasets),
+             list_words(pb.datasets))
+      end
+      -- the data set's own keys but subset and val, which are the stage's
+      local valid = {}
+      for _, k in ipairs(pb.dataset_keys[d[1]]) do
+        if k ~= "subset" and k ~= "val" then valid[#valid + 1] = k end
+      end
+      for k in pairs(d) do
+        if k ~= 1 and not contains(valid, k) then
+          fail({ k }, "%s[%d].dataset (%s): unknown key '%s'%s (valid: %s)", what, i, d[1], tostring(k),
+               did_you_mean(k, valid), #valid > 0 and list_words(valid) or "none; subset is a key of the stage")
+        end
       end
       n.dataset = text_spec(fail, string.format("%s[%d].dataset", what, i), d)
       local ok, info = pcall(pb.dataset_info, n.dataset, 0)
@@ -389,10 +503,15 @@ local function norm_stages(fail, what, list)
     elseif n.dataset ~= nil and not contains(pb.datasets, n.dataset) then
       fail("%s[%d]: unknown dataset '%s' (valid: %s)", what, i, tostring(n.dataset), list_words(pb.datasets))
     end
-    for _, k in ipairs({ "subset", "permute", "n" }) do
-      if n[k] ~= nil and (math.type(n[k]) ~= "integer" or n[k] < 0) then
-        fail("%s[%d]: %s must be an integer >= 0", what, i, k)
+    for k, range in pairs({ subset = "subset", permute = "permute", n = "calibration examples" }) do
+      if n[k] ~= nil then
+        local r, msg = check_number(range, n[k])
+        if r == nil then fail({ k }, "%s[%d]: %s: %s", what, i, k, msg) end
+        n[k] = r
       end
+    end
+    for k, v in pairs(n.recipe_keys) do
+      if type(v) ~= "function" then n.recipe_keys[k] = check_value(fail, string.format("%s[%d]", what, i), k, RECIPE_KEYS[k], v) end
     end
     -- derived tasks: classes = { 0, 1, 2 } keeps those classes' examples;
     -- labels = { ... } maps class k to labels[k + 1] (one 0-based entry per class)
@@ -402,9 +521,8 @@ local function norm_stages(fail, what, list)
         if type(v) ~= "table" or #v == 0 then fail("%s[%d]: %s must be a non-empty list of class numbers", what, i, k) end
         local seen = {}
         for j, c in ipairs(v) do
-          if math.type(c) ~= "integer" or c < 0 or c > 63 then
-            fail("%s[%d]: %s[%d] = %s is not a class number in [0, 63]", what, i, k, j, tostring(c))
-          end
+          local r, msg = check_number("class", c)
+          if r == nil then fail({ k }, "%s[%d]: %s[%d]: %s (a class number)", what, i, k, j, msg) end
           if k == "classes" then
             if seen[c] then fail("%s[%d]: classes lists class %d twice", what, i, c) end
             seen[c] = true
@@ -440,15 +558,22 @@ local function norm_method(fail, i, m)
     end
   end
   local ok, info, kind = pcall(pb.check_method, name, args)
-  if not ok then fail("methods[%d]: %s", i, tostring(info)) end
+  if not ok then
+    -- the built-in baseline is not a plugin, so the plugin search cannot suggest it
+    if pb.suggest(name, { "dense" }) then
+      fail({ '"' .. name .. '"' }, "methods[%d]: unknown method '%s': did you mean 'dense'? (the unpruned baseline)", i, name)
+    end
+    fail({ '"' .. name .. '"' }, "methods[%d]: %s", i, tostring(info))
+  end
   if kind == "data" then
     fail("methods[%d]: %s is a data-selection method, not a weight method: give it in data = { ... } " ..
          "(and a weight method, or dense, in methods)", i, name)
   end
   local label = m.label or name
   if type(label) ~= "string" then fail("methods[%d]: label must be a string", i) end
-  check_recipe_keys(fail, "methods[" .. i .. "].train", m.train)
-  check_recipe_keys(fail, "methods[" .. i .. "].finetune", m.finetune)
+  check_recipe_keys(fail, "methods[" .. i .. "].train", m.train, { "methods", "train" })
+  check_recipe_keys(fail, "methods[" .. i .. "].finetune", m.finetune, { "methods", "finetune" })
+  timeout_in_train_only(fail, "methods[" .. i .. "].finetune", m.finetune)
   local stages = norm_stages(fail, "methods[" .. i .. "].stages", m.stages)
   return { name = name, label = label, args = args, when = info, train = m.train,
            finetune = m.finetune, sparsity = m.sparsity, stages = stages }
@@ -490,15 +615,14 @@ local function norm_data(fail, i, d)
     local kv = {}
     for k, v in pairs(base) do kv[k] = v end
     if f then
-      if type(f) ~= "number" or f ~= f or f <= 0 or f > 1 then
-        fail("data[%d] (%s): fraction %s is not in (0, 1]", i, name, tostring(f))
-      end
+      local r, msg = check_number("fraction", f)
+      if r == nil then fail({ "fraction" }, "data[%d] (%s): fraction: %s", i, name, msg) end
       kv.fraction = fmtnum(f)
     end
     local args = {}
     for _, k in ipairs(sorted_keys(kv)) do args[#args + 1] = k .. "=" .. kv[k] end
     local ok, when, kind, fraction = pcall(pb.check_method, name, args)
-    if not ok then fail("data[%d]: %s", i, tostring(when)) end
+    if not ok then fail({ '"' .. name .. '"' }, "data[%d]: %s", i, tostring(when)) end
     if kind ~= "data" then
       fail("data[%d]: %s prunes weights (kind %s), it is not a data-selection method: give it in methods = { ... }",
            i, name, tostring(kind))
@@ -517,23 +641,23 @@ local function norm_budget(fail, b)
   if type(b) ~= "table" then fail("budget must be a table: { epochs = 10 }, { steps = 5000 } or { seconds = 60 }") end
   local kind, v
   for _, k in ipairs(sorted_keys(b)) do
-    if not BUDGET_KINDS[k] then fail("budget: unknown key '%s' (valid: epochs, seconds, steps)", tostring(k)) end
+    if not BUDGET_KINDS[k] then
+      fail({ k }, "budget: unknown key '%s'%s (valid: epochs, seconds, steps)", tostring(k),
+           did_you_mean(k, { "epochs", "seconds", "steps" }))
+    end
     if kind then fail("budget: give one of epochs, seconds, steps (got %s and %s)", kind, k) end
     kind, v = k, b[k]
   end
   if not kind then fail("budget: give one of epochs (full-data epochs), seconds, steps") end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v == math.huge then
-    fail("budget.%s: %s is not a positive number", kind, tostring(v))
-  end
-  if kind == "steps" and v ~= math.floor(v) then fail("budget.steps: %s is not a whole number", tostring(v)) end
-  return { kind = kind, value = v + 0.0 }
+  local r, msg = check_number("budget " .. kind, v)
+  if r == nil then fail({ "budget", kind }, "budget.%s: %s", kind, msg) end
+  return { kind = kind, value = r + 0.0 }
 end
 
 local function check_sparsity(fail, what, s)
-  if type(s) ~= "number" or s ~= s or s < 0 or s >= 1 then
-    fail("%s: %s is not a number in [0, 1)", what, tostring(s))
-  end
-  return s + 0.0
+  local r, msg = check_number("sparsity", s)
+  if r == nil then fail({ "sparsity" }, "%s: %s", what, msg) end
+  return r + 0.0
 end
 
 local function matches(pattern, cell)
@@ -548,14 +672,23 @@ local function matches(pattern, cell)
   return true
 end
 
-local function declare(name, spec, where)
+local function declare(name, spec, where, src)
+  -- fail(fmt, ...) names the statement's line; fail(keys, fmt, ...) the line
+  -- where keys are written in it, when the source shows them (key_line)
   local function fail(fmt, ...)
-    error(string.format("%s: experiment '%s': " .. fmt, where, name, ...), 0)
+    local at = where
+    if type(fmt) == "table" then
+      local line = key_line(src.source, src.line, fmt)
+      if line then at = src.short .. ":" .. line end
+      return error(string.format("%s: experiment '%s': " .. select(1, ...), at, name, select(2, ...)), 0)
+    end
+    error(string.format("%s: experiment '%s': " .. fmt, at, name, ...), 0)
   end
   if type(spec) ~= "table" then fail("expected a table: experiment \"%s\" { ... }", name) end
+  local exp_keys = sorted_keys(EXPERIMENT_KEYS)
   for k in pairs(spec) do
     if not EXPERIMENT_KEYS[k] then
-      fail("unknown key '%s' (valid: %s)", tostring(k), list_words(sorted_keys(EXPERIMENT_KEYS)))
+      fail({ k }, "unknown key '%s'%s (valid: %s)", tostring(k), did_you_mean(k, exp_keys), list_words(exp_keys))
     end
   end
   for _, e in ipairs(declared) do
@@ -574,10 +707,13 @@ local function declare(name, spec, where)
   for i, s in ipairs(sparsity) do sparsity[i] = check_sparsity(fail, "sparsity[" .. i .. "]", s) end
   local seeds = as_list(fail, "seeds", spec.seeds, { 1 })
   for i, s in ipairs(seeds) do
-    if math.type(s) ~= "integer" or s < 0 then fail("seeds[%d]: %s is not an integer >= 0", i, tostring(s)) end
+    local r, msg = check_number("seed", s)
+    if r == nil then fail({ "seeds" }, "seeds[%d]: %s", i, msg) end
+    seeds[i] = r
   end
-  check_recipe_keys(fail, "train", spec.train)
-  check_recipe_keys(fail, "finetune", spec.finetune)
+  check_recipe_keys(fail, "train", spec.train, { "train" })
+  check_recipe_keys(fail, "finetune", spec.finetune, { "finetune" })
+  timeout_in_train_only(fail, "finetune", spec.finetune)
   local exp_stages = norm_stages(fail, "stages", spec.stages)
   local datas = { false }
   if spec.data ~= nil then
@@ -657,10 +793,14 @@ local function declare(name, spec, where)
               local target = resolve(spec.target, cell)
               -- a text data set's target is a test perplexity (lower is better)
               local text = d.name == "fortunes" or d.name:sub(1, 9) == "fortunes:"
-              if target ~= nil and text and (type(target) ~= "number" or target <= 1) then
-                fail("target: %s is not a perplexity > 1 (the data set %s is text)", tostring(target), d.name)
-              elseif target ~= nil and not text and (type(target) ~= "number" or target <= 0 or target > 1) then
-                fail("target: %s is not an accuracy in (0, 1]", tostring(target))
+              if target ~= nil then
+                local r, msg = check_number(text and "target perplexity" or "target accuracy", target)
+                if r == nil and text then
+                  fail({ "target" }, "target: %s (a test perplexity: the data set %s is text)", msg, d.name)
+                elseif r == nil then
+                  fail({ "target" }, "target: %s (a test accuracy)", msg)
+                end
+                target = r + 0.0
               end
               cell.model_canon = m.canon
               cell.hidden = m.hidden
@@ -719,7 +859,8 @@ function api.experiment(name)
   if type(name) ~= "string" or not name:match("^[%w_][%w_%-%.]*$") then
     error("experiment name must be a word of letters, digits, _ - . not starting with . or - (it names the results directory)", 2)
   end
-  return function(spec) declare(name, spec, where) end
+  local src = { source = info.source, short = info.short_src, line = info.currentline }
+  return function(spec) declare(name, spec, where, src) end
 end
 
 -- Available to scripts for filters: the list of method plugins on the search path.
@@ -727,4 +868,71 @@ api.methods = pb.methods
 
 local function experiments() return declared end
 
-return api, experiments
+-- The environment of a script run under --sandbox (and the only one a results
+-- directory's script could ever be given): the experiment language above,
+-- string, table, math, utf8, coroutine, os.clock/time/date/difftime, print,
+-- the basic functions that touch no file, and a load of text chunks into this
+-- same environment. Everything that reaches files, processes, C code or the
+-- interpreter's internals (io, os.execute and the rest of os, require,
+-- package, dofile, loadfile, binary chunks, debug, collectgarbage) is absent,
+-- and naming it raises an error at the script's line. The prelude keeps its
+-- own globals: a script's functions run in the script's environment whoever
+-- calls them, so the prelude's use of debug.getinfo gives a script nothing.
+-- A script can still loop forever or build huge strings: that is a denial of
+-- service (stop the run), not a way out of the sandbox.
+local SANDBOX_WHAT = "a sandboxed script has only the experiment language, string, table, math, utf8, " ..
+  "coroutine, os.clock/time/date/difftime, print and load of text"
+local SANDBOX_REFUSED = {
+  io = "io (files and processes)", require = "require (C modules and other files)",
+  package = "package (C modules and other files)", dofile = "dofile (a sandboxed script is one file)",
+  loadfile = "loadfile (a sandboxed script is one file)", debug = "debug",
+  collectgarbage = "collectgarbage",
+}
+local BASIC = { "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "print", "rawequal",
+  "rawget", "rawlen", "rawset", "select", "setmetatable", "tonumber", "tostring", "type", "xpcall", "_VERSION" }
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function sandbox_env()
+  local env = copy(api)
+  for _, k in ipairs(BASIC) do env[k] = _G[k] end
+  env.string = copy(string)
+  env.string.dump = function()
+    error(string.format("string.dump is not available under --sandbox (%s)", SANDBOX_WHAT), 2)
+  end
+  env.table, env.math, env.utf8, env.coroutine = copy(table), copy(math), copy(utf8), copy(coroutine)
+  -- the library tables a script changes are its own copies; the one table
+  -- every string shares is hidden, so a script cannot rewrite the prelude's
+  -- string functions through ("").x
+  getmetatable("").__metatable = false
+  env.os = setmetatable({ clock = os.clock, time = os.time, date = os.date, difftime = os.difftime }, {
+    __index = function(_, k)
+      error(string.format("os.%s is not available under --sandbox (%s)", tostring(k), SANDBOX_WHAT), 2)
+    end,
+    __metatable = false,
+  })
+  local real_load = load
+  env.load = function(chunk, name, mode, chunk_env)
+    if mode ~= nil and mode ~= "t" then
+      error(string.format("load: mode '%s' is not available under --sandbox (binary chunks are refused; " ..
+        "use mode \"t\")", tostring(mode)), 2)
+    end
+    if chunk_env == nil then chunk_env = env end
+    return real_load(chunk, name, "t", chunk_env)
+  end
+  env._G = env
+  return setmetatable(env, {
+    __index = function(_, k)
+      local what = SANDBOX_REFUSED[k]
+      if what then error(string.format("%s is not available under --sandbox (%s)", what, SANDBOX_WHAT), 2) end
+      return nil
+    end,
+    __metatable = false,
+  })
+end
+
+return api, experiments, sandbox_env

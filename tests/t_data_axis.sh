@@ -30,12 +30,12 @@ printf 'experiment "bad" { %s data = { "full" }, budget = { epochs = 2, steps = 
 printf 'experiment "bad" { %s data = { "full" }, budget = { steps = 0 } }\n' "$base" > "$tmp/budget0.lua"
 printf 'experiment "bad" { %s budget = { steps = 10 } }\n' "$base" > "$tmp/budgetnodata.lua"
 
-check "a fraction of 0 names the entry and the range, exit 2" refused frac0 'frac0.lua:1:.*data\[1\] (rs2): fraction 0 is not in (0, 1\]'
-check "a fraction of 1.5 is refused" refused frac15 'frac15.lua:1:.*fraction 1.5 is not in (0, 1\]'
+check "a fraction of 0 names the entry and the range, exit 2" refused frac0 'frac0.lua:1:.*data\[1\] (rs2): fraction: 0 is not a number in (0, 1\]'
+check "a fraction of 1.5 is refused" refused frac15 'frac15.lua:1:.*fraction: 1.5 is not a number in (0, 1\]'
 check "a data method among the weight methods is refused" refused datamethod 'methods\[1\]: rs2 is a data-selection method'
 check "a weight method on the data axis is refused" refused weightdata 'data\[1\]: magnitude prunes weights'
 check "a budget in two units is refused" refused budget2 'budget: give one of epochs, seconds, steps'
-check "a budget of 0 steps is refused" refused budget0 'budget.steps: 0 is not a positive number'
+check "a budget of 0 steps is refused" refused budget0 'budget.steps: 0 is not an integer in \[1, '
 check "a budget without a data axis is refused" refused budgetnodata 'budget bounds the training of data cells'
 
 cat > "$tmp/axis.lua" <<LUA

@@ -1,11 +1,11 @@
 /* pb_cli: the options the subcommands share. */
 #include "pb_cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_ckpt.h"
 #include "engine/pb_gpt.h"
 #include "engine/pb_text.h"
@@ -23,29 +23,61 @@ void pb_common_defaults(pb_common *c)
     c->train.progress = 1;
 }
 
-static int parse_double(const char *opt, const char *arg, double lo, double hi, double *out)
+int pb_cli_num(const char *cmd, const char *opt, const pb_range *r, const char *arg, double *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(arg, &end);
-    if (errno || end == arg || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "prunebench: --%s: '%s' is not a number in [%g, %g]\n", opt, arg, lo, hi);
+    char err[PB_ERRLEN];
+    if (pb_check_parse(r, arg, out, err, sizeof err) == PB_OK)
+        return 0;
+    fprintf(stderr, "prunebench%s%s: %s: %s\n", cmd ? " " : "", cmd ? cmd : "", opt, err);
+    return -1;
+}
+
+/* One option's number, checked against the range of that name (pb_check.h),
+ * the range the experiment language uses for the same key. */
+static int parse_num(const char *opt, const char *range, const char *arg, double *out)
+{
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", opt);
+    return pb_cli_num(NULL, flag, pb_range_find(range), arg, out);
+}
+
+static int parse_int(const char *opt, const char *range, const char *arg, long *out)
+{
+    double v;
+    if (parse_num(opt, range, arg, &v))
         return -1;
-    }
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 
-static int parse_int(const char *opt, const char *arg, long lo, long hi, long *out)
+/* --hidden 300,100: every width given, none empty (",", "300,", "") */
+static int parse_hidden(pb_common *c, const char *arg)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (errno || end == arg || *end || v < lo || v > hi) {
-        fprintf(stderr, "prunebench: --%s: '%s' is not an integer in [%ld, %ld]\n", opt, arg, lo, hi);
-        return -1;
+    int n = 0;
+    const char *p = arg;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char tok[32];
+        if (len == 0 || len >= sizeof tok) {
+            fprintf(stderr, "prunebench: --hidden: '%s' is not a list of widths such as 300,100 (%s)\n", arg,
+                    len ? "a width is too long" : "an empty width");
+            return -1;
+        }
+        if (n >= PB_MAX_HIDDEN) {
+            fprintf(stderr, "prunebench: --hidden: at most %d hidden layers\n", PB_MAX_HIDDEN);
+            return -1;
+        }
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        long iv;
+        if (parse_int("hidden", "hidden", tok, &iv))
+            return -1;
+        c->hidden[n++] = (int)iv;
+        if (!p[len])
+            break;
+        p += len + 1;
     }
-    *out = v;
+    c->nhidden = n;
     return 0;
 }
 
@@ -71,28 +103,11 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         c->model = arg;
         return 1;
     case 1001:
-        if (parse_double("width", arg, 1e-3, 1e3, &c->width))
+        if (parse_num("width", "width", arg, &c->width))
             return -1;
         return 1;
-    case 1002: {
-        c->nhidden = 0;
-        char buf[256];
-        snprintf(buf, sizeof buf, "%s", arg);
-        if (strlen(arg) >= sizeof buf) {
-            fprintf(stderr, "prunebench: --hidden: list too long\n");
-            return -1;
-        }
-        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-            if (c->nhidden >= PB_MAX_HIDDEN) {
-                fprintf(stderr, "prunebench: --hidden: at most %d hidden layers\n", PB_MAX_HIDDEN);
-                return -1;
-            }
-            if (parse_int("hidden", tok, 1, 1 << 20, &iv))
-                return -1;
-            c->hidden[c->nhidden++] = (int)iv;
-        }
-        return 1;
-    }
+    case 1002:
+        return parse_hidden(c, arg) ? -1 : 1;
     case 'd':
         /* a text set takes its topics in the name: fortunes:science,ctx=32 */
         if (!pb_text_is(arg) && lookup(pb_dataset_names, "dataset", arg) < 0)
@@ -101,19 +116,19 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         return 1;
     case 1003: c->data_dir = arg; return 1;
     case 1004:
-        if (parse_int("subset", arg, 1, 1 << 30, &iv)) return -1;
+        if (parse_int("subset", "subset", arg, &iv)) return -1;
         c->subset = (int)iv;
         return 1;
     case 1014:
-        if (parse_int("val", arg, 0, 1 << 30, &iv)) return -1;
+        if (parse_int("val", "val", arg, &iv)) return -1;
         c->val = (int)iv;
         return 1;
     case 'e':
-        if (parse_int("epochs", arg, 0, 100000, &iv)) return -1;
+        if (parse_int("epochs", "epochs", arg, &iv)) return -1;
         c->train.epochs = (int)iv;
         return 1;
     case 'b':
-        if (parse_int("batch", arg, 1, 65536, &iv)) return -1;
+        if (parse_int("batch", "batch", arg, &iv)) return -1;
         c->train.batch = (int)iv;
         return 1;
     case 1005: {
@@ -125,14 +140,14 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         return 1;
     }
     case 1006:
-        if (parse_double("lr", arg, 0, 100, &c->train.opt.lr)) return -1;
+        if (parse_num("lr", "lr", arg, &c->train.opt.lr)) return -1;
         lr_given = 1;
         return 1;
     case 1007:
-        if (parse_double("momentum", arg, 0, 0.9999, &c->train.opt.momentum)) return -1;
+        if (parse_num("momentum", "momentum", arg, &c->train.opt.momentum)) return -1;
         return 1;
     case 1008:
-        if (parse_double("wd", arg, 0, 1, &c->train.opt.wd)) return -1;
+        if (parse_num("wd", "wd", arg, &c->train.opt.wd)) return -1;
         return 1;
     case 1009: c->train.opt.nesterov = 1; return 1;
     case 1017: c->train.early_stop = 1; return 1;
@@ -143,23 +158,23 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
         return 1;
     }
     case 1011:
-        if (parse_int("warmup", arg, 0, 1L << 40, &iv)) return -1;
+        if (parse_int("warmup", "warmup", arg, &iv)) return -1;
         c->train.opt.warmup_steps = iv;
         return 1;
     case 1015:
-        if (parse_int("step-epochs", arg, 1, 100000, &iv)) return -1;
+        if (parse_int("step-epochs", "step_epochs", arg, &iv)) return -1;
         c->train.opt.step_epochs = (int)iv;
         return 1;
     case 1016:
-        if (parse_double("gamma", arg, 0, 1, &dv)) return -1;
+        if (parse_num("gamma", "gamma", arg, &dv)) return -1;
         c->train.opt.gamma = dv;
         return 1;
     case 's':
-        if (parse_int("seed", arg, 0, 1L << 62, &iv)) return -1;
+        if (parse_int("seed", "seed", arg, &iv)) return -1;
         c->train.seed = (uint64_t)iv;
         return 1;
     case 't':
-        if (parse_int("threads", arg, 1, 256, &iv)) return -1;
+        if (parse_int("threads", "threads", arg, &iv)) return -1;
         c->threads = (int)iv;
         return 1;
     case 1012: c->save = arg; return 1;
@@ -167,6 +182,42 @@ int pb_common_opt(pb_common *c, int opt, const char *arg)
     case 'q': c->train.log_epochs = 0; c->train.progress = 0; return 1;
     default: return 0;
     }
+}
+
+int pb_cli_bad_option(const char *cmd, char **argv, const char *shortopts, const struct option *longopts)
+{
+    char what[128];
+    int missing = 0;
+    if (optopt == 0) { /* an unknown or ambiguous long option: the word, without its =value */
+        const char *a = argv[optind - 1];
+        snprintf(what, sizeof what, "%.*s", (int)strcspn(a, "="), a);
+        char names[512] = "";
+        size_t len = strlen(what) > 2 ? strlen(what) - 2 : 0, used = 0;
+        int matches = 0;
+        for (const struct option *o = longopts; len && o && o->name; o++)
+            if (!strncmp(o->name, what + 2, len) && used < sizeof names) {
+                used += (size_t)snprintf(names + used, sizeof names - used, "%s--%s", matches ? ", " : "", o->name);
+                matches++;
+            }
+        if (matches > 1) { /* getopt_long takes a unique prefix; this one is not */
+            fprintf(stderr, "prunebench: option '%s' is ambiguous (%s); try 'prunebench %s --help'\n", what, names,
+                    cmd);
+            return 2;
+        }
+    } else if (optopt < 256 && !strchr(shortopts, optopt)) {
+        snprintf(what, sizeof what, "-%c", optopt);
+    } else { /* a known option without its value */
+        missing = 1;
+        snprintf(what, sizeof what, "-%c", optopt < 256 ? optopt : '?');
+        for (const struct option *o = longopts; o && o->name; o++)
+            if (o->val == optopt && (optopt >= 256 || strncmp(argv[optind - 1], "--", 2) == 0)) {
+                snprintf(what, sizeof what, "--%s", o->name);
+                break;
+            }
+    }
+    fprintf(stderr, "prunebench: %s '%s'%s; try 'prunebench %s --help'\n", missing ? "option" : "unknown option",
+            what, missing ? " needs a value" : "", cmd);
+    return 2;
 }
 
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,

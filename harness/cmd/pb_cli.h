@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_data.h"
 #include "engine/pb_model.h"
 #include "engine/pb_train.h"
@@ -63,9 +64,17 @@ typedef struct pb_common {
     "  -q, --quiet           no per-epoch lines\n"
 
 void pb_common_defaults(pb_common *c);
+/* Parses option opt's number arg into out within r (pb_check.h); on a bad
+ * value prints "prunebench CMD: OPT: 'ARG' is not an integer in [lo, hi]" and
+ * returns -1. */
+int pb_cli_num(const char *cmd, const char *opt, const pb_range *r, const char *arg, double *out);
 /* Handles one getopt result; returns 1 if it was a common option, 0 if not,
  * -1 on an invalid value (message printed). */
 int pb_common_opt(pb_common *c, int opt, const char *arg);
+/* For a command's getopt_long result '?' (opterr is 0): prints the one line
+ * "prunebench: unknown option '--x'; try 'prunebench CMD --help'" (or that an
+ * option needs its value) and returns the exit status 2. */
+int pb_cli_bad_option(const char *cmd, char **argv, const char *shortopts, const struct option *longopts);
 /* Applies threads, loads the data sets (train, optional val, test). */
 int pb_common_data(pb_common *c, pb_dataset *train, pb_dataset *val, pb_dataset *test, char *err,
                    size_t errlen);

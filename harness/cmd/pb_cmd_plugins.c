@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "engine/pb_util.h"
 #include "host/pb_plugin.h"
@@ -20,14 +21,14 @@ int pb_cmd_plugins(int argc, char **argv)
             printf("usage: prunebench plugins [NAME] [--plugin-path DIR]\n\n"
                    "Lists the method plugins found (name, kind, when it prunes, description), or\n"
                    "shows one plugin's parameters with types, defaults and ranges.\n"
-                   "Search order: --plugin-path, $PRUNEBENCH_PLUGIN_PATH, the build tree, the\n"
-                   "installed plugin directory.\n");
+                   "Search order: --plugin-path, $PRUNEBENCH_PLUGIN_PATH, the build tree (for a\n"
+                   "program run from it), the installed plugin directory (" PB_PLUGINDIR ").\n");
             return 0;
         }
         if (opt == 1)
             extra = optarg;
         else
-            return 2;
+            return pb_cli_bad_option("plugins", argv, "h", longopts);
     }
     char err[PB_ERRLEN];
     if (optind < argc) {

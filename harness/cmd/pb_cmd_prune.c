@@ -69,7 +69,8 @@ int pb_cmd_prune(int argc, char **argv)
     int opt, have_sparsity = 0;
     pb_stage stages[PB_JOB_MAX_STAGES];
     char err[PB_ERRLEN] = "";
-    char *end;
+    double num;
+    static const pb_range ft_lr = {.name = "finetune lr", .lo = 0, .hi = 100, .lo_open = 1};
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:d:e:b:s:t:qh", longopts, NULL)) != -1) {
         switch (opt) {
@@ -85,34 +86,23 @@ int pb_cmd_prune(int argc, char **argv)
             j.args[j.nargs++] = optarg;
             break;
         case 2003:
-            j.sparsity = strtod(optarg, &end);
-            if (end == optarg || *end || !(j.sparsity >= 0 && j.sparsity < 1)) {
-                fprintf(stderr, "prunebench prune: --sparsity '%s' is not in [0, 1)\n", optarg);
+            if (pb_cli_num("prune", "--sparsity", pb_range_find("sparsity"), optarg, &j.sparsity))
                 return 2;
-            }
             have_sparsity = 1;
             break;
         case 2004:
-            j.finetune.epochs = (int)strtol(optarg, &end, 10);
-            if (end == optarg || *end || j.finetune.epochs < 0) {
-                fprintf(stderr, "prunebench prune: --finetune-epochs '%s' is not a count\n", optarg);
+            if (pb_cli_num("prune", "--finetune-epochs", pb_range_find("epochs"), optarg, &num))
                 return 2;
-            }
+            j.finetune.epochs = (int)num;
             break;
         case 2005:
-            j.finetune.opt.lr = strtod(optarg, &end);
-            if (end == optarg || *end || !(j.finetune.opt.lr > 0)) {
-                fprintf(stderr, "prunebench prune: --finetune-lr '%s' is not a positive number\n", optarg);
+            if (pb_cli_num("prune", "--finetune-lr", &ft_lr, optarg, &j.finetune.opt.lr))
                 return 2;
-            }
             break;
         case 2006: j.plugin_path = optarg; break;
         case 2007:
-            c.train.target_acc = strtod(optarg, &end);
-            if (end == optarg || *end || !(c.train.target_acc > 0 && c.train.target_acc <= 1)) {
-                fprintf(stderr, "prunebench prune: --target-acc '%s' is not in (0, 1]\n", optarg);
+            if (pb_cli_num("prune", "--target-acc", pb_range_find("target accuracy"), optarg, &c.train.target_acc))
                 return 2;
-            }
             break;
         case 2008: {
             int n;
@@ -126,11 +116,10 @@ int pb_cmd_prune(int argc, char **argv)
         }
         default: {
             int r = pb_common_opt(&c, opt, optarg);
-            if (r <= 0) {
-                if (r == 0)
-                    prune_usage(stderr);
+            if (r < 0)
                 return 2;
-            }
+            if (r == 0)
+                return pb_cli_bad_option("prune", argv, "m:d:e:b:s:t:qh", longopts);
         }
         }
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "engine/pb_util.h"
 #include "exp/pb_report.h"
@@ -42,20 +43,17 @@ int pb_cmd_report(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end;
+        static const pb_range alpha_range = {.name = "alpha", .lo = 0, .hi = 0.5, .lo_open = 1, .hi_open = 1};
         switch (opt) {
         case 1001: o.format = PB_REPORT_LATEX; break;
         case 1002: o.metric = optarg; break;
         case 1003: o.against = optarg; break;
         case 1004:
-            o.alpha = strtod(optarg, &end);
-            if (*end || !(o.alpha > 0 && o.alpha < 0.5)) {
-                fprintf(stderr, "prunebench report: --alpha: '%s' is not a number in (0, 0.5)\n", optarg);
+            if (pb_cli_num("report", "--alpha", &alpha_range, optarg, &o.alpha))
                 return 2;
-            }
             break;
         case 'h': report_usage(stdout); return 0;
-        default: fprintf(stderr, "prunebench report: see --help\n"); return 2;
+        default: return pb_cli_bad_option("report", argv, "h", longopts);
         }
     }
     if (optind >= argc) {

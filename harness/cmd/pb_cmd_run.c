@@ -1,10 +1,12 @@
 /* `prunebench run` and `prunebench plot`. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "exp/pb_cell.h"
 #include "exp/pb_lua.h"
@@ -15,18 +17,24 @@
 
 static void run_usage(FILE *f)
 {
+    char prelude[4200];
+    pb_lua_prelude_path(prelude, sizeof prelude);
     fprintf(f,
             "usage: prunebench run SCRIPT.lua [-j N] [--out DIR] [--fresh] [--dry-run] [--plugin-path DIR]\n"
-            "                      [--shard I/N | --merge-only] [-e NAME]...\n\n"
-            "Runs the experiment matrix a Lua script declares (see lua/prelude.lua and README.md),\n"
-            "one worker process per cell, and writes DIR/<experiment>/cells.csv, curves.csv,\n"
-            "layers.csv, metadata.txt and charts under plots/. Finished cells are kept: running\n"
-            "the script again resumes.\n\n"
+            "                      [--timeout S] [--shard I/N | --merge-only] [-e NAME]... [--sandbox]\n\n"
+            "Runs the experiment matrix a Lua script declares, one worker process per cell, and\n"
+            "writes DIR/<experiment>/cells.csv, curves.csv, layers.csv, metadata.txt and charts\n"
+            "under plots/. Finished cells are kept: running the script again resumes.\n"
+            "The experiment language: man prunebench-lua; its definitions (the prelude):\n"
+            "  %s\n\n"
             "options:\n"
             "  -j, --jobs N          worker processes (default 1)\n"
             "  -o, --out DIR         results directory (default results)\n"
             "      --fresh           discard earlier results and cached dense models of the experiment\n"
             "      --retry-failed    run failed cells again\n"
+            "      --timeout S       fail a cell still running after S seconds of wall clock (\"timeout\n"
+            "                        after S s\"; --retry-failed runs it again), over the script's\n"
+            "                        train.timeout; 0: no limit\n"
             "  -n, --dry-run         print the expanded cells and a cost estimate; train nothing\n"
             "      --plugin-path DIR look for method plugins in DIR first\n"
             "      --data-dir DIR    data directory (default $PRUNEBENCH_DATA or the Debian path)\n"
@@ -40,9 +48,17 @@ static void run_usage(FILE *f)
             "                        shard recorded and draw the charts (exit 1 if cells are missing)\n"
             "  -e, --experiment NAME run only the experiment NAME of the script (repeatable; default:\n"
             "                        all of them)\n"
+            "      --sandbox         run the script without files, processes or C modules: it sees\n"
+            "                        only the experiment language, string, table, math, utf8,\n"
+            "                        coroutine, os.clock/time/date, print and load of text, and\n"
+            "                        names methods, not plugin files (use it for scripts you did\n"
+            "                        not write; see README, \"What a script can do\")\n"
             "  -h, --help            this help\n\n"
+            "SIGINT (^C) or SIGTERM stops the running cells (they are not recorded) and keeps\n"
+            "the finished ones; running the same command again resumes.\n\n"
             "Exit status: 0 all cells ok, 1 some cells failed or the run could not finish,\n"
-            "2 bad arguments or a script error (nothing trained).\n");
+            "2 bad arguments or a script error (nothing trained), 130 or 143 stopped by\n"
+            "SIGINT or SIGTERM.\n", prelude);
 }
 
 int pb_cmd_run(int argc, char **argv)
@@ -55,31 +71,30 @@ int pb_cmd_run(int argc, char **argv)
         {"no-plot", no_argument, 0, 1005},        {"quiet", no_argument, 0, 'q'},
         {"shard", required_argument, 0, 1006},    {"merge-only", no_argument, 0, 1007},
         {"experiment", required_argument, 0, 'e'}, {"help", no_argument, 0, 'h'},
+        {"sandbox", no_argument, 0, 1008},        {"timeout", required_argument, 0, 1009},
         {0, 0, 0, 0}};
     enum { MAX_ONLY = 32 };
     const char *only[MAX_ONLY];
     int nonly = 0;
-    pb_run_opts o = {.out_dir = "results", .jobs = 1};
+    pb_run_opts o = {.out_dir = "results", .jobs = 1, .timeout = -1};
     pb_shard shard = {0, 0};
+    int sandbox = 0;
     char serr[PB_ERRLEN];
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "j:o:nt:qe:h", longopts, NULL)) != -1) {
-        char *end;
+        double num;
+        static const pb_range jobs_range = {.name = "jobs", .lo = 1, .hi = PB_RUN_MAX_JOBS, .integral = 1};
         switch (opt) {
         case 'j':
-            o.jobs = (int)strtol(optarg, &end, 10);
-            if (*end || o.jobs < 1 || o.jobs > PB_RUN_MAX_JOBS) {
-                fprintf(stderr, "prunebench run: -j: '%s' is not an integer in [1, %d]\n", optarg, PB_RUN_MAX_JOBS);
+            if (pb_cli_num("run", "-j", &jobs_range, optarg, &num))
                 return 2;
-            }
+            o.jobs = (int)num;
             break;
         case 't':
-            o.threads = (int)strtol(optarg, &end, 10);
-            if (*end || o.threads < 1 || o.threads > 256) {
-                fprintf(stderr, "prunebench run: --threads: '%s' is not an integer in [1, 256]\n", optarg);
+            if (pb_cli_num("run", "--threads", pb_range_find("threads"), optarg, &num))
                 return 2;
-            }
+            o.threads = (int)num;
             break;
         case 'o': o.out_dir = optarg; break;
         case 1001: o.fresh = 1; break;
@@ -97,6 +112,12 @@ int pb_cmd_run(int argc, char **argv)
             o.shard_count = shard.count;
             break;
         case 1007: o.merge_only = 1; break;
+        case 1008: sandbox = 1; break;
+        case 1009: /* seconds, 0: no limit */
+            if (pb_cli_num("run", "--timeout", pb_range_find("timeout"), optarg, &num))
+                return 2;
+            o.timeout = num;
+            break;
         case 'q': o.quiet = 1; break;
         case 'e':
             if (nonly == MAX_ONLY) {
@@ -106,11 +127,16 @@ int pb_cmd_run(int argc, char **argv)
             only[nonly++] = optarg;
             break;
         case 'h': run_usage(stdout); return 0;
-        default: run_usage(stderr); return 2;
+        default: return pb_cli_bad_option("run", argv, "j:o:nt:qe:h", longopts);
         }
     }
     if (optind != argc - 1) {
-        run_usage(stderr);
+        if (optind == argc)
+            fprintf(stderr, "prunebench run: no script given (prunebench run SCRIPT.lua [options]); try "
+                            "'prunebench run --help'\n");
+        else
+            fprintf(stderr, "prunebench run: one script at a time: '%s' after '%s'\n", argv[optind + 1],
+                    argv[optind]);
         return 2;
     }
     o.script = argv[optind];
@@ -135,6 +161,8 @@ int pb_cmd_run(int argc, char **argv)
     pb_experiment *exps = NULL;
     int nexp = 0;
     int rc = pb_lua_open(&L, o.plugin_path, o.data_dir, err, sizeof err);
+    if (rc == PB_OK)
+        pb_lua_set_sandbox(L, sandbox);
     if (rc == PB_OK)
         rc = pb_lua_run(L, o.script, &exps, &nexp, err, sizeof err);
     if (rc != PB_OK) {
@@ -189,6 +217,14 @@ int pb_cmd_run(int argc, char **argv)
             continue;
         pb_run_summary sum;
         rc = pb_run_experiment(&o, &exps[e], text, &sum, err, sizeof err);
+        if (sum.stop_signal) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s/%s", o.out_dir, exps[e].name);
+            fprintf(stderr, "prunebench run: stopped by %s: %d cells finished are kept in %s, %d running cells "
+                            "were stopped and not recorded; run the same command to resume\n",
+                    sum.stop_signal == SIGINT ? "SIGINT" : "SIGTERM", sum.skipped + sum.ran, dir, sum.stopped);
+            break;
+        }
         if (rc != PB_OK || o.dry_run)
             continue;
         any_failed |= sum.failed > 0 || sum.missing > 0;
@@ -217,6 +253,8 @@ int pb_cmd_run(int argc, char **argv)
     pb_cell_free_experiments(exps, nexp);
     pb_lua_close(L);
     free(text);
+    if (pb_run_stop_signal())
+        return 128 + pb_run_stop_signal();
     if (rc != PB_OK)
         return rc == PB_EUSAGE ? 2 : 1;
     return any_failed ? 1 : 0;
@@ -236,7 +274,11 @@ int pb_cmd_plot(int argc, char **argv)
         plot_usage(stdout);
         return 0;
     }
-    if (argc != 2 || argv[1][0] == '-') {
+    if (argc >= 2 && argv[1][0] == '-' && argv[1][1]) {
+        fprintf(stderr, "prunebench: unknown option '%s'; try 'prunebench plot --help'\n", argv[1]);
+        return 2;
+    }
+    if (argc != 2) {
         plot_usage(stderr);
         return 2;
     }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pb_cli.h"
 #include "pb_cmd.h"
 #include "exp/pb_cell.h"
 #include "exp/pb_cost.h"
@@ -28,7 +29,8 @@ static void slurm_usage(FILE *f)
 {
     fprintf(f,
             "usage: prunebench slurm SCRIPT.lua [--array N] [--partition P] [--time T] [--cpus-per-task C]\n"
-            "                        [--out DIR] [--submit] [--plugin-path DIR] [--data-dir DIR]\n\n"
+            "                        [--out DIR] [--submit] [--plugin-path DIR] [--data-dir DIR]\n"
+            "                        [--sandbox]\n\n"
             "Writes DIR/slurm-NAME/array.sbatch, a Slurm job array of N tasks whose task I runs\n"
             "`prunebench run SCRIPT.lua --shard I/N` with C workers, and charts.sbatch, which\n"
             "runs `prunebench run SCRIPT.lua --merge-only` after the array (afterany): it merges\n"
@@ -43,6 +45,7 @@ static void slurm_usage(FILE *f)
             "      --submit           submit both jobs with sbatch and print their job ids\n"
             "      --plugin-path DIR  passed on to prunebench run\n"
             "      --data-dir DIR     passed on to prunebench run\n"
+            "      --sandbox          read the script under prunebench run's sandbox, and pass it on\n"
             "  -h, --help             this help\n\n"
             "A task that failed or was killed is run again with `sbatch --array=I DIR/slurm-NAME/array.sbatch`:\n"
             "it resumes, keeping every cell its earlier run finished.\n",
@@ -109,7 +112,7 @@ static int capture(char *const argv[], char *out, size_t n)
 
 typedef struct slurm_opts {
     const char *script, *out, *partition, *time, *plugin_path, *data_dir;
-    int array, cpus, submit;
+    int array, cpus, submit, sandbox;
 } slurm_opts;
 
 /* The header lines both scripts share. */
@@ -138,6 +141,8 @@ static void run_args(FILE *f, const slurm_opts *so, const char *exe, const char 
         fputs(" --data-dir ", f);
         sh_quote(f, so->data_dir);
     }
+    if (so->sandbox)
+        fputs(" --sandbox", f);
 }
 
 static int write_scripts(const slurm_opts *so, const char *dir, const char *stem, const char *time, double est,
@@ -208,27 +213,25 @@ int pb_cmd_slurm(int argc, char **argv)
         {"time", required_argument, 0, 1001},      {"cpus-per-task", required_argument, 0, 'c'},
         {"out", required_argument, 0, 'o'},        {"submit", no_argument, 0, 1002},
         {"plugin-path", required_argument, 0, 1003}, {"data-dir", required_argument, 0, 1004},
+        {"sandbox", no_argument, 0, 1005},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
     slurm_opts so = {.out = "results", .cpus = 1};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "a:p:c:o:h", longopts, NULL)) != -1) {
-        char *end;
+        double num;
+        static const pb_range array_range = {.name = "array", .lo = 1, .hi = PB_SHARD_MAX, .integral = 1};
+        static const pb_range cpus_range = {.name = "cpus", .lo = 1, .hi = 64, .integral = 1};
         switch (opt) {
         case 'a':
-            so.array = (int)strtol(optarg, &end, 10);
-            if (*end || so.array < 1 || so.array > PB_SHARD_MAX) {
-                fprintf(stderr, "prunebench slurm: --array: '%s' is not an integer in [1, %d]\n", optarg,
-                        PB_SHARD_MAX);
+            if (pb_cli_num("slurm", "--array", &array_range, optarg, &num))
                 return 2;
-            }
+            so.array = (int)num;
             break;
         case 'c':
-            so.cpus = (int)strtol(optarg, &end, 10);
-            if (*end || so.cpus < 1 || so.cpus > 64) {
-                fprintf(stderr, "prunebench slurm: --cpus-per-task: '%s' is not an integer in [1, 64]\n", optarg);
+            if (pb_cli_num("slurm", "--cpus-per-task", &cpus_range, optarg, &num))
                 return 2;
-            }
+            so.cpus = (int)num;
             break;
         case 'p': so.partition = optarg; break;
         case 1001:
@@ -243,8 +246,9 @@ int pb_cmd_slurm(int argc, char **argv)
         case 1002: so.submit = 1; break;
         case 1003: so.plugin_path = optarg; break;
         case 1004: so.data_dir = optarg; break;
+        case 1005: so.sandbox = 1; break;
         case 'h': slurm_usage(stdout); return 0;
-        default: slurm_usage(stderr); return 2;
+        default: return pb_cli_bad_option("slurm", argv, "a:p:c:o:h", longopts);
         }
     }
     if (optind != argc - 1) {
@@ -265,6 +269,8 @@ int pb_cmd_slurm(int argc, char **argv)
     pb_experiment *exps = NULL;
     int nexp = 0;
     int rc = pb_lua_open(&L, so.plugin_path, so.data_dir, err, sizeof err);
+    if (rc == PB_OK)
+        pb_lua_set_sandbox(L, so.sandbox);
     if (rc == PB_OK)
         rc = pb_lua_run(L, so.script, &exps, &nexp, err, sizeof err);
     if (rc != PB_OK) {

@@ -5,6 +5,7 @@
 
 #include "pb_cli.h"
 #include "pb_cmd.h"
+#include "engine/pb_file.h"
 #include "engine/pb_ckpt.h"
 #include "engine/pb_par.h"
 
@@ -34,10 +35,8 @@ int pb_cmd_train(int argc, char **argv)
         int r = pb_common_opt(&c, opt, optarg);
         if (r < 0)
             return 2;
-        if (r == 0) {
-            train_usage(stderr);
-            return 2;
-        }
+        if (r == 0)
+            return pb_cli_bad_option("train", argv, "m:d:e:b:s:t:qh", longopts);
     }
     if (optind < argc) {
         fprintf(stderr, "prunebench train: unexpected argument '%s'\n", argv[optind]);
@@ -47,7 +46,11 @@ int pb_cmd_train(int argc, char **argv)
     pb_dataset train, val, test;
     pb_model m;
     memset(&m, 0, sizeof m);
-    int rc = pb_common_data(&c, &train, &val, &test, err, sizeof err);
+    char target[4096];
+    /* a --save target that cannot be written is refused before the training */
+    int rc = c.save ? pb_file_target(c.save, target, sizeof target, err, sizeof err) : PB_OK;
+    if (rc == PB_OK)
+        rc = pb_common_data(&c, &train, &val, &test, err, sizeof err);
     if (rc == PB_OK)
         rc = pb_common_model(&c, &train, &m, err, sizeof err);
     if (rc == PB_OK) {
@@ -94,11 +97,10 @@ int pb_cmd_eval(int argc, char **argv)
             return 0;
         }
         int r = pb_common_opt(&c, opt, optarg);
-        if (r <= 0) {
-            if (r == 0)
-                eval_usage(stderr);
+        if (r < 0)
             return 2;
-        }
+        if (r == 0)
+            return pb_cli_bad_option("eval", argv, "m:d:e:b:s:t:qh", longopts);
     }
     if (!c.load) {
         eval_usage(stderr);

@@ -1,4 +1,6 @@
 /* prunebench: the command-line front end; the only place that decides to exit. */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_revision.h"
 #include "pb_cmd.h"
 #include "engine/pb_sparse.h"
 
@@ -64,6 +67,17 @@ static void usage(FILE *f)
     fprintf(f, "\nprunebench %s: a benchmark harness for neural-network pruning.\n", PACKAGE_VERSION);
 }
 
+/* A result the standard output could not take (a full disk, /dev/full) is a
+ * failure, not a silent success. */
+static int check_stdout(int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    fprintf(stderr, "prunebench: cannot write the standard output: %s\n", strerror(errno ? errno : EIO));
+    return rc ? rc : 1;
+}
+
 int main(int argc, char **argv)
 {
     choose_blas_kernels(argv);
@@ -76,7 +90,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("prunebench %s (OpenBLAS kernels: %s)\n", PACKAGE_VERSION, openblas_get_corename());
+        /* the revision is the one compiled in (unknown for a release tarball) */
+        printf("prunebench %s (revision %s; OpenBLAS kernels: %s)\n", PACKAGE_VERSION, PB_REVISION,
+               openblas_get_corename());
         return 0;
     }
     /* the kernel mode of the sparse formats (pb_sparse.h), for benchmarks */
@@ -87,9 +103,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "prunebench: environment variable PB_KERNELS: %s\n", err);
         return 2;
     }
+    opterr = 0; /* a command reports a bad option in one line (pb_cli_bad_option) */
     for (const command *c = commands; c->name; c++)
         if (!strcmp(argv[1], c->name))
-            return c->fn(argc - 1, argv + 1);
+            return check_stdout(c->fn(argc - 1, argv + 1));
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "prunebench: unknown option '%s'; try 'prunebench --help'\n", argv[1]);
+        return 2;
+    }
     fprintf(stderr, "prunebench: unknown command '%s' (valid:", argv[1]);
     for (const command *c = commands; c->name; c++)
         fprintf(stderr, " %s", c->name);

@@ -1,4 +1,5 @@
 #include "pb_ckpt.h"
+#include "pb_file.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -90,23 +91,10 @@ int pb_ckpt_save(const pb_model *m, const char *path, char *err, size_t errlen)
         free(b.p);
         return pb_err(err, errlen, PB_ENOMEM, "%s: out of memory while writing", path);
     }
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(b.p);
-        return pb_err(err, errlen, PB_EIO, "%s: cannot write: %s", path, strerror(errno));
-    }
-    size_t wr = fwrite(b.p, 1, b.n, f);
-    int bad = wr != b.n || fflush(f) != 0;
-    bad |= fclose(f) != 0;
+    /* refuses a target that is not a regular file; reports every write error */
+    int rc = pb_file_write_atomic(path, b.p, b.n, err, errlen);
     free(b.p);
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return pb_err(err, errlen, PB_EIO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return PB_OK;
+    return rc;
 }
 
 typedef struct rbuf { const unsigned char *p; size_t n, off; int short_read; } rbuf;

@@ -15,7 +15,9 @@
  * (parameter sharing): the same, except that a generated weight's record has
  * has_mask = 2 and no w[] or mask[] (the shared arrays, ordinary records, are
  * what is stored). Both versions are read.
- * Written to a temporary file and renamed, so a file on disk is always whole. */
+ * Written to a temporary file and renamed, so a file on disk is always whole
+ * (pb_file_write_atomic: a target that is not a regular file is refused, a
+ * symbolic link written through, every write error reported). */
 #ifndef PB_CKPT_H
 #define PB_CKPT_H
 

@@ -22,6 +22,16 @@
 
 const char *const pb_dataset_names[] = {"fashion-mnist", "mnist", "cifar10", "synthetic", "fortunes", NULL};
 
+static const char *const image_keys[] = {"subset", "val", NULL};
+const pb_keyset pb_dataset_keys[] = {
+    {.kind = "fashion-mnist", .keys = image_keys},
+    {.kind = "mnist", .keys = image_keys},
+    {.kind = "cifar10", .keys = image_keys},
+    {.kind = "synthetic", .keys = image_keys},
+    {.kind = "fortunes", .keys = (const char *const[]){"subset", "val", "topics", "ctx", NULL}},
+    {.kind = NULL},
+};
+
 enum { DS_FASHION, DS_MNIST, DS_CIFAR, DS_SYNTH };
 
 static const char *fashion_hint =

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pb_check.h"
 #include "pb_util.h"
 
 typedef struct pb_dataset {
@@ -35,6 +36,9 @@ static inline int pb_data_ny(const pb_dataset *d) { return d->ny > 0 ? d->ny : 1
 enum { PB_SPLIT_TRAIN = 0, PB_SPLIT_TEST = 1, PB_SPLIT_VAL = 2 /* text sets only */ };
 
 extern const char *const pb_dataset_names[]; /* NULL-terminated */
+/* The options each data set takes (subset and val; a text set's topics and
+ * ctx): the keys an experiment script may give. */
+extern const pb_keyset pb_dataset_keys[];
 
 /* Directory used when dir is NULL: $PRUNEBENCH_DATA, else the data set's default. */
 const char *pb_data_default_dir(const char *name);

@@ -62,5 +62,8 @@ void pb_kern_dropout_backward(pb_layer *l, float *restrict dx, size_t n);
 void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train);
 void pb_kern_bn_infer(pb_layer *l, const float *x, int B); /* out only, running statistics */
 void pb_kern_bn_backward(pb_layer *l, float *dx, int B);
+/* p[k] = exp(z[k] * scale - shift) for k < n (p may be z), by VEXP; returns
+ * their sum, added in a fixed order of 16 lanes */
+float pb_kern_exp_sum(float *p, const float *z, int n, float scale, float shift);
 
 #endif

@@ -397,3 +397,30 @@ void pb_kern_bn_backward(pb_layer *l, float *dx, int B)
                      l->ws + b * osz + c * hw, hw, k, mdy, mdyh);
     }
 }
+
+CLONES float pb_kern_exp_sum(float *p, const float *z, int n, float scale, float shift)
+{
+    vf acc = {0};
+    int i = 0;
+    for (; i + VL <= n; i += VL) {
+        vf e;
+        VEXP(e, *(const vf_unaligned *)(z + i) * scale - shift);
+        *(vf_unaligned *)(p + i) = e;
+        acc += e;
+    }
+    if (i < n) {
+        /* the tail in a full vector; lanes past n are neither stored nor summed */
+        vf t = {0}, e;
+        memcpy(&t, z + i, (size_t)(n - i) * sizeof(float));
+        VEXP(e, t * scale - shift);
+        for (int k = 0; k < VL; k++)
+            if (k >= n - i)
+                e[k] = 0.0f;
+        memcpy(p + i, &e, (size_t)(n - i) * sizeof(float));
+        acc += e;
+    }
+    for (int w = VL / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            acc[k] += acc[k + w];
+    return acc[0];
+}

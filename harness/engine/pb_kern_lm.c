@@ -73,17 +73,48 @@ void pb_kern_embed_backward(pb_layer *l, const float *x, float *dx, int B, int w
 
 /* ------------------------------------------------------------ LayerNorm */
 
+/* A row's sum in LANES interleaved partial sums, added pairwise at the end:
+ * a fixed order (so results do not depend on the machine's vector width),
+ * and one the compiler can vectorize, where a single running float sum is
+ * bound by the latency of one add per element. */
+#define LANES 16
+CLONES static float row_sum(const float *restrict x, int c)
+{
+    float p[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= c; j += LANES)
+        for (int k = 0; k < LANES; k++)
+            p[k] += x[j + k];
+    for (int k = 0; j < c; j++, k++)
+        p[k] += x[j];
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            p[k] += p[k + w];
+    return p[0];
+}
+
+/* the sum of (x - m)^2 over a row, in row_sum's order */
+CLONES static float row_sqdev(const float *restrict x, float m, int c)
+{
+    float p[LANES] = { 0 };
+    int j = 0;
+    for (; j + LANES <= c; j += LANES)
+        for (int k = 0; k < LANES; k++)
+            p[k] += (x[j + k] - m) * (x[j + k] - m);
+    for (int k = 0; j < c; j++, k++)
+        p[k] += (x[j] - m) * (x[j] - m);
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++)
+            p[k] += p[k + w];
+    return p[0];
+}
+
 /* One row: x-hat into xh, the output into o; returns 1 / std. */
 CLONES static float ln_row(const float *restrict x, float *restrict xh, float *restrict o, const float *restrict gain,
                            const float *restrict shift, int c, float eps)
 {
-    float mean = 0, var = 0;
-    for (int j = 0; j < c; j++)
-        mean += x[j];
-    mean /= (float)c;
-    for (int j = 0; j < c; j++)
-        var += (x[j] - mean) * (x[j] - mean);
-    var /= (float)c;
+    const float mean = row_sum(x, c) / (float)c;
+    const float var = row_sqdev(x, mean, c) / (float)c;
     const float rstd = 1.0f / sqrtf(var + eps);
     for (int j = 0; j < c; j++) {
         xh[j] = (x[j] - mean) * rstd;
@@ -104,23 +135,38 @@ CLONES static void ln_row_back(const float *restrict xh, const float *restrict g
                                float *restrict gg, float *restrict gb, float *restrict d, int c, float rstd,
                                int write)
 {
-    float s1 = 0, s2 = 0; /* sums of dx-hat and of dx-hat * x-hat */
+    /* sums of dx-hat and of dx-hat * x-hat, in row_sum's order */
+    float p1[LANES] = { 0 }, p2[LANES] = { 0 };
     for (int j = 0; j < c; j++) {
-        const float dh = g[j] * gain[j];
-        s1 += dh;
-        s2 += dh * xh[j];
         gg[j] += g[j] * xh[j];
         gb[j] += g[j];
     }
+    int j = 0;
+    for (; j + LANES <= c; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            const float dh = g[j + k] * gain[j + k];
+            p1[k] += dh;
+            p2[k] += dh * xh[j + k];
+        }
+    for (int k = 0; j < c; j++, k++) {
+        const float dh = g[j] * gain[j];
+        p1[k] += dh;
+        p2[k] += dh * xh[j];
+    }
     if (!d)
         return;
-    const float m1 = s1 / (float)c, m2 = s2 / (float)c;
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) {
+            p1[k] += p1[k + w];
+            p2[k] += p2[k + w];
+        }
+    const float m1 = p1[0] / (float)c, m2 = p2[0] / (float)c;
     if (write)
-        for (int j = 0; j < c; j++)
-            d[j] = rstd * (g[j] * gain[j] - m1 - xh[j] * m2);
+        for (int i = 0; i < c; i++)
+            d[i] = rstd * (g[i] * gain[i] - m1 - xh[i] * m2);
     else
-        for (int j = 0; j < c; j++)
-            d[j] += rstd * (g[j] * gain[j] - m1 - xh[j] * m2);
+        for (int i = 0; i < c; i++)
+            d[i] += rstd * (g[i] * gain[i] - m1 - xh[i] * m2);
 }
 
 void pb_kern_layernorm_backward(pb_layer *l, float *dx, int B, int write)
@@ -134,13 +180,10 @@ void pb_kern_layernorm_backward(pb_layer *l, float *dx, int B, int write)
 
 /* --------------------------------------------------------------- linear */
 
-CLONES static void add_rows(float *restrict out, const float *restrict bias, int rows, int cols)
+static void set_rows(float *restrict out, const float *restrict bias, int rows, int cols)
 {
-    for (int r = 0; r < rows; r++) {
-        float *restrict o = out + (size_t)r * cols;
-        for (int j = 0; j < cols; j++)
-            o[j] += bias[j];
-    }
+    for (int r = 0; r < rows; r++)
+        memcpy(out + (size_t)r * cols, bias, (size_t)cols * sizeof(float));
 }
 
 /* g += the sum of the rows */
@@ -156,9 +199,12 @@ CLONES static void sum_rows(float *restrict g, const float *restrict d, int rows
 void pb_kern_linear_forward(pb_layer *l, const float *x, int B)
 {
     const int R = (int)rows_of(l, B), in = l->ic, oc = l->oc;
-    pb_kern_gemm(CblasNoTrans, CblasTrans, R, oc, in, 1.0f, x, in, l->w->w, in, 0.0f, l->out, oc);
+    /* the bias goes in first and the product is added to it: the GEMM then
+     * accumulates into C instead of clearing it, saving a pass over out */
     if (l->has_bias)
-        add_rows(l->out, l->b->w, R, oc);
+        set_rows(l->out, l->b->w, R, oc);
+    pb_kern_gemm(CblasNoTrans, CblasTrans, R, oc, in, 1.0f, x, in, l->w->w, in, l->has_bias ? 1.0f : 0.0f, l->out,
+                 oc);
 }
 
 void pb_kern_linear_backward(pb_layer *l, const float *x, float *dx, int B, int write)
@@ -220,12 +266,7 @@ static void attn_fwd_part(void *ctx, int part, int nparts)
             float *pr = a.p + (size_t)r * T, mx = pr[0];
             for (int c = 1; c <= r; c++)
                 mx = pr[c] > mx ? pr[c] : mx;
-            float s = 0;
-            for (int c = 0; c <= r; c++) {
-                pr[c] = expf(pr[c] - mx);
-                s += pr[c];
-            }
-            const float inv = 1.0f / s;
+            const float inv = 1.0f / pb_kern_exp_sum(pr, pr, r + 1, 1.0f, mx);
             for (int c = 0; c <= r; c++)
                 pr[c] *= inv;
             /* causal: position r never sees a later one */
@@ -299,22 +340,9 @@ void pb_kern_attn_backward(pb_layer *l, const float *x, float *dx, int B, int wr
  * returning a 64-byte vector changes the ABI where AVX-512 is off) */
 #define VGATE(g, x)                                                                           \
     do {                                                                                      \
-        vf t_ = -2.0f * GELU_C * ((x) + GELU_A * (x) * (x) * (x));                            \
-        vi m_ = t_ > 88.0f;                                                                   \
-        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} + 88.0f) & m_));                             \
-        m_ = t_ < -87.0f;                                                                     \
-        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} - 87.0f) & m_));                             \
-        const vf n_ = (t_ * 1.44269504f + 12582912.0f) - 12582912.0f; /* round(t / ln 2) */  \
-        const vf r_ = t_ - n_ * 0.693145751953125f - n_ * 1.428606765330187e-06f;             \
-        vf p_ = (vf){0} + 1.0f / 720;                                                         \
-        p_ = p_ * r_ + 1.0f / 120;                                                            \
-        p_ = p_ * r_ + 1.0f / 24;                                                             \
-        p_ = p_ * r_ + 1.0f / 6;                                                              \
-        p_ = p_ * r_ + 0.5f;                                                                  \
-        p_ = p_ * r_ + 1.0f;                                                                  \
-        p_ = p_ * r_ + 1.0f;                                                                  \
-        const vi e_ = (__builtin_convertvector(n_, vi) + 127) << 23;                          \
-        (g) = 1.0f / (1.0f + p_ * (vf)e_);                                                    \
+        vf x_;                                                                                \
+        VEXP(x_, -2.0f * GELU_C * ((x) + GELU_A * (x) * (x) * (x)));                           \
+        (g) = 1.0f / (1.0f + x_);                                                             \
     } while (0)
 
 static inline float gate1(float x)

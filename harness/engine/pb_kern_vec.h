@@ -36,6 +36,29 @@ typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
 #define CLONES
 #endif
 
+/* e = exp(t) in the lanes of t (a statement, as VGATE in pb_kern_lm.c): t is
+ * clamped to [-87, 88], reduced by powers of 2 and the rest is a degree-6
+ * polynomial (relative error below 2e-7 against expf). */
+#define VEXP(e, t)                                                                            \
+    do {                                                                                      \
+        vf t_ = (t);                                                                          \
+        vi m_ = t_ > 88.0f;                                                                   \
+        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} + 88.0f) & m_));                             \
+        m_ = t_ < -87.0f;                                                                     \
+        t_ = (vf)(((vi)t_ & ~m_) | ((vi)((vf){0} - 87.0f) & m_));                             \
+        const vf n_ = (t_ * 1.44269504f + 12582912.0f) - 12582912.0f; /* round(t / ln 2) */  \
+        const vf r_ = t_ - n_ * 0.693145751953125f - n_ * 1.428606765330187e-06f;             \
+        vf p_ = (vf){0} + 1.0f / 720;                                                         \
+        p_ = p_ * r_ + 1.0f / 120;                                                            \
+        p_ = p_ * r_ + 1.0f / 24;                                                             \
+        p_ = p_ * r_ + 1.0f / 6;                                                              \
+        p_ = p_ * r_ + 0.5f;                                                                  \
+        p_ = p_ * r_ + 1.0f;                                                                  \
+        p_ = p_ * r_ + 1.0f;                                                                  \
+        const vi e_ = (__builtin_convertvector(n_, vi) + 127) << 23;                          \
+        (e) = p_ * (vf)e_;                                                                    \
+    } while (0)
+
 static inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
 /* A layer's work on a batch, split into parts by examples (see pb_par.h). */

@@ -63,6 +63,11 @@ static int conv_shape(pb_layer *l, char *err, size_t errlen)
         return pb_err(err, errlen, PB_EUSAGE,
                       "layer %s (conv): bad hyper-parameters oc=%d k=%d stride=%d pad=%d",
                       lname(l), l->oc, l->k, l->stride, l->pad);
+    /* the script's limits (pb_check.c), so ih + 2*pad cannot overflow */
+    if (l->k > 256 || l->stride > 256 || l->pad > 256)
+        return pb_err(err, errlen, PB_EUSAGE,
+                      "layer %s (conv): k=%d stride=%d pad=%d: each must be at most 256",
+                      lname(l), l->k, l->stride, l->pad);
     if (l->ih + 2 * l->pad < l->k || l->iw + 2 * l->pad < l->k)
         return pb_err(err, errlen, PB_EUSAGE,
                       "layer %s (conv): kernel %d larger than padded input %dx%d (pad %d)",

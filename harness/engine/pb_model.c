@@ -7,9 +7,22 @@
 #include <string.h>
 
 #include "pb_gpt.h"
+#include "pb_kern.h"
 #include "pb_sparse.h"
 
 const char *const pb_model_names[] = {"lenet300", "lenet5", "conv4", "resnet20", "mlp", "gpt", NULL};
+
+/* lenet300 is the MLP of hidden widths 300, 100: it takes no hidden list */
+static const char *const width_only[] = {"width", NULL};
+const pb_keyset pb_model_keys[] = {
+    {.kind = "lenet300", .keys = width_only},
+    {.kind = "lenet5", .keys = width_only},
+    {.kind = "conv4", .keys = width_only},
+    {.kind = "resnet20", .keys = width_only},
+    {.kind = "mlp", .keys = (const char *const[]){"width", "hidden", NULL}},
+    {.kind = "gpt", .keys = (const char *const[]){"layers", "dim", "heads", "ctx", "ff", NULL}},
+    {.kind = NULL},
+};
 
 void pb_model_init(pb_model *m, const char *arch, int ic, int ih, int iw, int ncls)
 {
@@ -645,11 +658,7 @@ double pb_model_loss(pb_model *m, const int *y, int B, float temperature, float 
                 mx = z[k] * invt;
                 arg = k;
             }
-        double s = 0;
-        for (int k = 0; k < K; k++) {
-            p[k] = expf(z[k] * invt - mx);
-            s += p[k];
-        }
+        const double s = pb_kern_exp_sum(p, z, K, invt, mx);
         float invs = (float)(1.0 / s);
         for (int k = 0; k < K; k++) {
             p[k] *= invs;

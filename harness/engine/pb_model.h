@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "pb_layer.h"
+#include "pb_check.h"
 #include "pb_util.h"
 
 #define PB_MAX_LAYERS 128
@@ -109,6 +110,9 @@ void pb_model_free(pb_model *m);
 int pb_model_build(pb_model *m, const char *name, double width, const int *hidden, int nh,
                    int ic, int ih, int iw, int ncls, char *err, size_t errlen);
 extern const char *const pb_model_names[]; /* NULL-terminated */
+/* The options each named model takes (pb_model_build's width and hidden, a
+ * gpt's layers, dim, heads, ctx, ff): the keys an experiment script may give. */
+extern const pb_keyset pb_model_keys[];
 
 /* Deep copy (architecture, values, masks; no optimizer state). */
 int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err, size_t errlen);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pb_check.h"
 #include "pb_sparse.h"
 
 const char *const pb_opt_names[] = {[PB_OPT_SGD] = "sgd", [PB_OPT_ADAM] = "adam", [PB_OPT_ADAMW] = "adamw", NULL};
@@ -36,7 +37,11 @@ int pb_name_lookup(const char *const *names, const char *what, const char *name,
         used += (size_t)snprintf(list + used, used < sizeof list ? sizeof list - used : 0, "%s%s",
                                  i ? ", " : "", names[i]);
     }
-    pb_err(err, errlen, PB_EUSAGE, "unknown %s '%s' (valid: %s)", what, name ? name : "", list);
+    const char *near = pb_check_suggest(name, names);
+    if (near)
+        pb_err(err, errlen, PB_EUSAGE, "unknown %s '%s': did you mean '%s'? (valid: %s)", what, name, near, list);
+    else
+        pb_err(err, errlen, PB_EUSAGE, "unknown %s '%s' (valid: %s)", what, name ? name : "", list);
     return -1;
 }
 

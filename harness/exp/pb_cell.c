@@ -8,6 +8,7 @@
 
 #include "engine/pb_optim.h"
 #include "host/pb_datasel.h"
+#include "host/pb_plugin.h"
 
 /* Every field that changes what a recipe trains, at full precision: the
  * string is hashed, and a changed string would orphan earlier results. */
@@ -99,6 +100,101 @@ int pb_cell_finish(pb_cell *c, char *err, size_t errlen)
     return PB_OK;
 }
 
+/* One plugin an experiment uses, found once. */
+typedef struct used_plugin {
+    const char *name;
+    pb_provenance p;
+} used_plugin;
+
+static int find_used(used_plugin *u, int *nu, int max, const char *name, const char *plugin_path,
+                     const used_plugin **out, char *err, size_t errlen)
+{
+    for (int i = 0; i < *nu; i++)
+        if (!strcmp(u[i].name, name)) {
+            *out = &u[i];
+            return PB_OK;
+        }
+    if (*nu == max)
+        return pb_err(err, errlen, PB_EUSAGE, "more than %d method plugins in one experiment", max);
+    char path[4096];
+    int rc = pb_plugin_locate(name, plugin_path, path, sizeof path, err, errlen);
+    if (rc == PB_OK)
+        rc = pb_plugin_provenance(path, &u[*nu].p, err, errlen);
+    if (rc != PB_OK)
+        return rc;
+    u[*nu].name = name;
+    *out = &u[(*nu)++];
+    return PB_OK;
+}
+
+/* Appends "|KEY=fnv1a64:HEX" to a cell's configuration and hashes it again. */
+static int append_sig(pb_cell *c, const char *key, uint64_t h, char *err, size_t errlen)
+{
+    size_t n = strlen(c->config) + strlen(key) + 32;
+    char *cfg = realloc(c->config, n);
+    if (!cfg)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    size_t k = strlen(cfg);
+    snprintf(cfg + k, n - k, "|%s=fnv1a64:%016llx", key, (unsigned long long)h);
+    c->config = cfg;
+    hex64(c->hash, pb_hash64(cfg, strlen(cfg), PB_HASH_INIT));
+    return PB_OK;
+}
+
+int pb_cell_provenance(pb_experiment *x, const char *plugin_path, char *err, size_t errlen)
+{
+    enum { MAX_USED = 128 };
+    used_plugin *used = calloc(MAX_USED, sizeof *used); /* 4 KiB paths: not on the stack */
+    if (!used)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    int nused = 0, rc = PB_OK;
+    for (int i = 0; i < x->ncells && rc == PB_OK; i++) {
+        pb_cell *c = &x->cells[i];
+        if (strcmp(c->method, "dense")) {
+            const used_plugin *u = NULL;
+            rc = find_used(used, &nused, MAX_USED, c->method, plugin_path, &u, err, errlen);
+            if (rc == PB_OK && !u->p.builtin)
+                rc = append_sig(c, "plugin_file", u->p.hash, err, errlen);
+        }
+        if (rc == PB_OK && c->data) {
+            const used_plugin *u = NULL;
+            rc = find_used(used, &nused, MAX_USED, c->data, plugin_path, &u, err, errlen);
+            if (rc == PB_OK && !u->p.builtin) {
+                /* the data method shapes the trained model, so its file is
+                 * part of the dense key too: FNV-1a goes on from the key's
+                 * value as if the suffix had been hashed with the rest */
+                char sfx[64];
+                snprintf(sfx, sizeof sfx, "|data_plugin_file=fnv1a64:%016llx", (unsigned long long)u->p.hash);
+                uint64_t dk = strtoull(c->dense_key, NULL, 16);
+                hex64(c->dense_key, pb_hash64(sfx, strlen(sfx), dk));
+                rc = append_sig(c, "data_plugin_file", u->p.hash, err, errlen);
+            }
+        }
+    }
+    size_t cap = 1 + (size_t)nused * (sizeof used->p.path + 200), len = 0;
+    char *text = rc == PB_OK ? malloc(cap) : NULL;
+    if (rc == PB_OK && !text)
+        rc = pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    if (rc != PB_OK) {
+        free(used);
+        return rc;
+    }
+    text[0] = '\0';
+    for (int i = 0; i < nused; i++) {
+        /* one line per plugin, whatever bytes a directory's name holds */
+        for (char *q = used[i].p.path; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f)
+                *q = '?';
+        len += (size_t)snprintf(text + len, cap - len, "plugin: %s %s fnv1a64=%016llx %s\n", used[i].name,
+                                used[i].p.path, (unsigned long long)used[i].p.hash,
+                                used[i].p.builtin ? "built-in" : "out-of-tree");
+    }
+    free(used);
+    free(x->provenance);
+    x->provenance = text;
+    return PB_OK;
+}
+
 static void free_cell(pb_cell *c)
 {
     free(c->config);
@@ -136,6 +232,7 @@ void pb_cell_free_experiments(pb_experiment *exps, int nexp)
         free(exps[e].plots);
         free(exps[e].name);
         free(exps[e].where);
+        free(exps[e].provenance);
     }
     free(exps);
 }
@@ -170,4 +267,16 @@ void pb_cell_job(const pb_cell *c, pb_job *j)
         j->budget_kind = c->budget_kind;
         j->budget = c->budget;
     }
+}
+
+int pb_cell_finetune_epochs(const pb_cell *c)
+{
+    if (c->nstages) {
+        int e = 0;
+        for (int i = 0; i < c->nstages; i++)
+            if (c->stages[i].kind == PB_STAGE_FINETUNE)
+                e += c->stages[i].recipe ? c->stages[i].recipe->epochs : c->finetune.epochs;
+        return e;
+    }
+    return c->when && !strcmp(c->when, "trained") ? c->finetune.epochs : 0;
 }

@@ -53,6 +53,7 @@ typedef struct pb_cell {
     double data_fraction;
     int budget_kind;
     double budget;
+    double timeout_s;         /* the cell's wall-clock limit (train.timeout; 0: none); not in the hash */
 } pb_cell;
 
 typedef struct pb_experiment {
@@ -62,6 +63,7 @@ typedef struct pb_experiment {
     int ncells;
     char **plots;
     int nplots;
+    char *provenance;         /* "plugin: NAME PATH fnv1a64=HEX built-in|out-of-tree" lines, or NULL */
 } pb_experiment;
 
 /* Computes c->config (the canonical configuration string), c->hash and
@@ -70,8 +72,25 @@ typedef struct pb_experiment {
  * results directories of earlier runs resume by these hashes. */
 int pb_cell_finish(pb_cell *c, char *err, size_t errlen);
 
+/* Finds the file of every method and data-selection plugin the cells use,
+ * hashes it (pb_plugin_provenance) and fills x->provenance. A cell whose
+ * plugin is out-of-tree (not one of prunebench's own) gets the file's hash in
+ * its configuration, so a rebuilt plugin makes new cells instead of reusing
+ * the old plugin's results; a data plugin's hash also goes into the dense
+ * key. Built-in plugins leave the hashes as they were: they are named by the
+ * build, whose revision each cell's `build` column records, and their files
+ * differ between compilers, so hashing them would orphan every earlier
+ * results directory. */
+int pb_cell_provenance(pb_experiment *x, const char *plugin_path, char *err, size_t errlen);
+
 /* Fills a pb_job from a cell (paths and callbacks are left to the caller). */
 void pb_cell_job(const pb_cell *c, pb_job *j);
+
+/* The fine-tune epochs a cell runs: those of its finetune stages, or with the
+ * method's default stages the finetune recipe's when the method prunes a
+ * trained model; 0 for the dense model and for methods that train after
+ * pruning (init, training) or drive their own training (run). */
+int pb_cell_finetune_epochs(const pb_cell *c);
 
 /* Frees the experiments and their cells (not a cell's proto). NULL is allowed. */
 void pb_cell_free_experiments(pb_experiment *exps, int nexp);

@@ -231,6 +231,11 @@ int pb_csv_split(char *line, char **fields, int maxf)
     return parse_record(&p, fields, maxf);
 }
 
+int pb_csv_split_next(char **pp, char **fields, int maxf)
+{
+    return parse_record(pp, fields, maxf);
+}
+
 int pb_csv_read(const char *path, pb_csv_table *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);

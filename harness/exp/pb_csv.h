@@ -36,6 +36,8 @@ typedef struct pb_csv_table {
 /* Splits the first record of line in place (unquoting); returns the number of
  * fields, of which at most maxf are stored. */
 int pb_csv_split(char *line, char **fields, int maxf);
+/* The same from *pp, which is moved past the record (and its line end). */
+int pb_csv_split_next(char **pp, char **fields, int maxf);
 
 int pb_csv_read(const char *path, pb_csv_table *t, char *err, size_t errlen);
 void pb_csv_table_free(pb_csv_table *t);

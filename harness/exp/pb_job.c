@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_ckpt.h"
+#include "engine/pb_file.h"
 #include "engine/pb_infer.h"
 #include "engine/pb_par.h"
 #include "host/pb_datasel.h"
@@ -136,10 +138,13 @@ int pb_job_parse_stages(char *text, pb_stage *out, int max, int *count, char *er
                 s->name = arg;
             break;
         case PB_STAGE_CALIBRATE: {
-            char *end = arg;
-            s->n = arg ? (int)strtol(arg, &end, 10) : 0;
-            if (arg && (end == arg || *end || s->n < 1))
+            double v = 0;
+            char why[PB_ERRLEN];
+            if (arg && pb_check_parse(pb_range_find("calibration examples"), arg, &v, why, sizeof why) != PB_OK)
+                return pb_err(err, errlen, PB_EUSAGE, "--stages: calibrate=%s: %s", arg, why);
+            if (arg && v < 1)
                 return pb_err(err, errlen, PB_EUSAGE, "--stages: calibrate=%s is not a count of examples", arg);
+            s->n = (int)v;
             break;
         }
         default:
@@ -451,27 +456,66 @@ static void kept_path(char *buf, size_t n, const char *cache, const char *name)
 
 /* The model after the prefix, the models it kept and its cost; the model
  * file last, since its presence marks the entry complete. */
-static int cache_save(job_run *r, const pb_stage *st, int prefix, double wall, double flops)
+static int cache_save(job_run *r, const pb_stage *st, int prefix, double wall, double flops, char *err,
+                      size_t errlen)
+{
+    const char *cache = r->j->dense_cache;
+    char path[4400], text[256];
+    snprintf(path, sizeof path, "%s.cost", cache);
+    int n = snprintf(text, sizeof text, "wall_s %.17g\nflops %.17g\nsteps %ld\n", wall, flops, r->ctx.steps);
+    int rc = pb_file_write_atomic(path, text, (size_t)n, err, errlen);
+    for (int i = 0; i < prefix && rc == PB_OK; i++)
+        if (st[i].kind == PB_STAGE_KEEP) {
+            kept_path(path, sizeof path, cache, st[i].name);
+            rc = pb_ckpt_save(&pb_ctx_kept(&r->ctx, st[i].name)->m, path, err, errlen);
+        }
+    return rc == PB_OK ? pb_ckpt_save(&r->m, cache, err, errlen) : rc;
+}
+
+/* Removes a cache entry: its model, cost record and kept models. */
+static void cache_remove(const job_run *r, const pb_stage *st, int prefix)
 {
     const char *cache = r->j->dense_cache;
     char path[4400];
+    unlink(cache);
     snprintf(path, sizeof path, "%s.cost", cache);
-    char tmp[4500];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "wall_s %.17g\nflops %.17g\nsteps %ld\n", wall, flops, r->ctx.steps) < 0 || fclose(f) != 0 ||
-        rename(tmp, path)) {
-        unlink(tmp);
-        return pb_err(r->err, r->errlen, PB_EIO, "cannot write %s", path);
-    }
+    unlink(path);
     for (int i = 0; i < prefix; i++)
         if (st[i].kind == PB_STAGE_KEEP) {
             kept_path(path, sizeof path, cache, st[i].name);
-            int rc = pb_ckpt_save(&pb_ctx_kept(&r->ctx, st[i].name)->m, path, r->err, r->errlen);
-            if (rc != PB_OK)
-                return rc;
+            unlink(path);
         }
-    return pb_ckpt_save(&r->m, cache, r->err, r->errlen);
+}
+
+/* Whether the cache entry can be read whole, into why if not: the model into
+ * a copy of the job's (same architecture), every kept model, the cost record.
+ * A damaged entry is made again rather than failing every cell that reads it. */
+static int cache_valid(job_run *r, const pb_stage *st, int prefix, char *why, size_t n)
+{
+    const char *cache = r->j->dense_cache;
+    char path[4400];
+    pb_model k;
+    if (!pb_file_is_regular(cache))
+        return !pb_err(why, n, PB_EIO, "%s is not a regular file", cache);
+    if (pb_model_clone(&r->m, &k, 1, why, n) != PB_OK)
+        return 1; /* out of memory: loading will say so */
+    int rc = pb_ckpt_restore(&k, cache, why, n);
+    pb_model_free(&k);
+    for (int i = 0; i < prefix && rc == PB_OK; i++)
+        if (st[i].kind == PB_STAGE_KEEP) {
+            kept_path(path, sizeof path, cache, st[i].name);
+            if ((rc = pb_ckpt_load(&k, path, 1, why, n)) == PB_OK)
+                pb_model_free(&k);
+        }
+    snprintf(path, sizeof path, "%s.cost", cache);
+    FILE *f = rc == PB_OK ? fopen(path, "r") : NULL;
+    if (f) {
+        double w, fl;
+        if (fscanf(f, "wall_s %lf flops %lf", &w, &fl) != 2 || !(w >= 0) || !(fl >= 0))
+            rc = pb_err(why, n, PB_EIO, "%s: not a cost record", path);
+        fclose(f);
+    }
+    return rc == PB_OK;
 }
 
 static int cache_load(job_run *r, const pb_stage *st, int prefix, double *wall, double *flops)
@@ -580,6 +624,11 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
 
     /* Everything that can be refused is checked before any training. */
     int rc = PB_OK;
+    char target[4096];
+    if (j->save && (rc = pb_file_target(j->save, target, sizeof target, err, errlen)) != PB_OK) {
+        free(r);
+        return rc;
+    }
     if (has_method) {
         if ((rc = pb_plugin_find(j->method, j->plugin_path, &r->plugin, err, errlen)) != PB_OK) {
             free(r);
@@ -688,6 +737,13 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
     cacheable = cacheable && j->dense_cache;
     int first = 0;
     if (cacheable && file_exists(j->dense_cache)) {
+        char why[PB_ERRLEN];
+        if (!cache_valid(r, st, prefix, why, sizeof why)) {
+            fprintf(stderr, "warning: the cached model is damaged (%s): removing it and making it again\n", why);
+            cache_remove(r, st, prefix);
+        }
+    }
+    if (cacheable && file_exists(j->dense_cache)) {
         if ((rc = cache_load(r, st, prefix, &res->prefix_wall_s, &res->prefix_flops)) != PB_OK)
             goto out;
         res->dense_from_cache = 1;
@@ -706,8 +762,13 @@ int pb_job_run(const pb_job *j, pb_job_result *res, char *err, size_t errlen)
             res->prefix_flops = ctx->train_flops + ctx->probe_flops;
             prefix_train_flops = ctx->train_flops;
             prefix_probe = ctx->probe_flops;
-            if (cacheable && (rc = cache_save(r, st, prefix, res->prefix_wall_s, res->prefix_flops)) != PB_OK)
-                goto out;
+            /* a cache that cannot be written costs later cells time, not this cell its result */
+            char cerr[PB_ERRLEN];
+            if (cacheable && cache_save(r, st, prefix, res->prefix_wall_s, res->prefix_flops, cerr, sizeof cerr) != PB_OK) {
+                fprintf(stderr, "warning: the model after the pre-training is not cached (%s); the cell goes on\n",
+                        cerr);
+                cache_remove(r, st, prefix);
+            }
         }
     }
     measure(m, r->eval, j->train.batch, res, err, errlen);

@@ -4,12 +4,14 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_data.h"
 #include "engine/pb_optim.h"
 #include "host/pb_datasel.h"
@@ -19,6 +21,7 @@ struct pb_lua {
     lua_State *L;
     char *plugin_path;
     char *data_dir;
+    int sandbox;   /* scripts get the prelude's sandbox environment */
 };
 
 #define MODEL_MT "pb.model"
@@ -27,6 +30,31 @@ typedef struct model_ud {
     pb_model *m;   /* NULL while closed */
     int last;      /* index of the last layer added, -1 = input */
 } model_ud;
+
+/* --------------------------------------------------------------- numbers */
+
+/* Argument arg as a number within the range called `range` (pb_check.h), the
+ * same range the prelude and the command line use. */
+static double check_num(lua_State *L, int arg, const char *range)
+{
+    const pb_range *r = pb_range_find(range);
+    double v = luaL_checknumber(L, arg);
+    char err[PB_ERRLEN], msg[PB_ERRLEN + 64];
+    if (!r)
+        return luaL_error(L, "no range called '%s'", range);
+    if (pb_check_num(r, v, err, sizeof err) != PB_OK) {
+        snprintf(msg, sizeof msg, "%s: %s", range, err);
+        return luaL_argerror(L, arg, msg);
+    }
+    return v;
+}
+
+static int check_int(lua_State *L, int arg, const char *range) { return (int)check_num(L, arg, range); }
+
+static int opt_int(lua_State *L, int arg, const char *range, int def)
+{
+    return lua_isnoneornil(L, arg) ? def : check_int(L, arg, range);
+}
 
 /* ---------------------------------------------------------------- models */
 
@@ -78,8 +106,8 @@ static int added(lua_State *L, model_ud *u, int idx, const char *err)
 static int l_model_new(lua_State *L)
 {
     const char *arch = luaL_checkstring(L, 1);
-    int ic = (int)luaL_checkinteger(L, 2), ih = (int)luaL_checkinteger(L, 3);
-    int iw = (int)luaL_checkinteger(L, 4), ncls = (int)luaL_checkinteger(L, 5);
+    int ic = check_int(L, 2, "input size"), ih = check_int(L, 3, "input size");
+    int iw = check_int(L, 4, "input size"), ncls = check_int(L, 5, "input size");
     model_ud *u = new_model(L);
     pb_model_init(u->m, arch, ic, ih, iw, ncls);
     return 1;
@@ -88,13 +116,20 @@ static int l_model_new(lua_State *L)
 static int l_model_build(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    double width = luaL_checknumber(L, 2);
+    double width = check_num(L, 2, "width");
     luaL_checktype(L, 3, LUA_TTABLE);
     int hidden[PB_MAX_HIDDEN], nh = (int)luaL_len(L, 3);
     luaL_argcheck(L, nh <= PB_MAX_HIDDEN, 3, "too many hidden layers");
     for (int i = 0; i < nh; i++) {
         lua_geti(L, 3, i + 1);
-        hidden[i] = (int)luaL_checkinteger(L, -1);
+        char msg[PB_ERRLEN + 32], err[PB_ERRLEN];
+        const pb_range *r = pb_range_find("hidden");
+        if (!lua_isnumber(L, -1) || pb_check_num(r, lua_tonumber(L, -1), err, sizeof err) != PB_OK) {
+            pb_range_describe(r, err, sizeof err);
+            snprintf(msg, sizeof msg, "hidden[%d] is not %s", i + 1, err);
+            return luaL_argerror(L, 3, msg);
+        }
+        hidden[i] = (int)lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
     if (nh == 0) {
@@ -102,8 +137,8 @@ static int l_model_build(lua_State *L)
         hidden[1] = 100;
         nh = 2;
     }
-    int ic = (int)luaL_checkinteger(L, 4), ih = (int)luaL_checkinteger(L, 5);
-    int iw = (int)luaL_checkinteger(L, 6), ncls = (int)luaL_checkinteger(L, 7);
+    int ic = check_int(L, 4, "input size"), ih = check_int(L, 5, "input size");
+    int iw = check_int(L, 6, "input size"), ncls = check_int(L, 7, "input size");
     model_ud *u = new_model(L);
     char err[PB_ERRLEN];
     if (pb_model_build(u->m, name, width, hidden, nh, ic, ih, iw, ncls, err, sizeof err) != PB_OK ||
@@ -115,7 +150,7 @@ static int l_model_build(lua_State *L)
 static int l_model_dense(lua_State *L)
 {
     model_ud *u = check_model(L);
-    int out = (int)luaL_checkinteger(L, 2);
+    int out = check_int(L, 2, "dense out");
     int bias = lua_isnone(L, 3) ? 1 : lua_toboolean(L, 3);
     char err[PB_ERRLEN];
     added(L, u, pb_model_dense(u->m, NULL, out, bias, err, sizeof err), err);
@@ -125,8 +160,8 @@ static int l_model_dense(lua_State *L)
 static int l_model_conv(lua_State *L)
 {
     model_ud *u = check_model(L);
-    int oc = (int)luaL_checkinteger(L, 2), k = (int)luaL_checkinteger(L, 3);
-    int stride = (int)luaL_optinteger(L, 4, 1), pad = (int)luaL_optinteger(L, 5, k / 2);
+    int oc = check_int(L, 2, "conv channels"), k = check_int(L, 3, "conv kernel");
+    int stride = opt_int(L, 4, "conv stride", 1), pad = opt_int(L, 5, "conv pad", k / 2);
     int bias = lua_isnone(L, 6) ? 1 : lua_toboolean(L, 6);
     char err[PB_ERRLEN];
     added(L, u, pb_model_conv(u->m, NULL, oc, k, stride, pad, bias, err, sizeof err), err);
@@ -138,7 +173,7 @@ static int l_model_pool(lua_State *L)
     static const char *const kinds[] = {"maxpool", "avgpool", NULL};
     model_ud *u = check_model(L);
     int kind = luaL_checkoption(L, 2, NULL, kinds);
-    int k = (int)luaL_checkinteger(L, 3), stride = (int)luaL_optinteger(L, 4, k);
+    int k = check_int(L, 3, "pool window"), stride = opt_int(L, 4, "pool stride", k);
     char err[PB_ERRLEN];
     added(L, u, pb_model_pool(u->m, kind == 0 ? PB_MAXPOOL : PB_AVGPOOL, k, stride, err, sizeof err), err);
     return 0;
@@ -166,8 +201,7 @@ static int l_model_bn(lua_State *L)
 static int l_model_dropout(lua_State *L)
 {
     model_ud *u = check_model(L);
-    double p = luaL_checknumber(L, 2);
-    luaL_argcheck(L, p >= 0 && p < 1, 2, "dropout probability not in [0, 1)");
+    double p = check_num(L, 2, "dropout");
     char err[PB_ERRLEN];
     added(L, u, pb_model_dropout(u->m, (float)p, err, sizeof err), err);
     return 0;
@@ -176,9 +210,11 @@ static int l_model_dropout(lua_State *L)
 static int l_model_add(lua_State *L)
 {
     model_ud *u = check_model(L);
-    int a = (int)luaL_checkinteger(L, 2), b = (int)luaL_checkinteger(L, 3);
+    lua_Integer a = luaL_checkinteger(L, 2), b = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, a >= -1 && a < u->m->nlayers, 2, "not a layer of the model");
+    luaL_argcheck(L, b >= -1 && b < u->m->nlayers, 3, "not a layer of the model");
     char err[PB_ERRLEN];
-    added(L, u, pb_model_add(u->m, a, b, err, sizeof err), err);
+    added(L, u, pb_model_add(u->m, (int)a, (int)b, err, sizeof err), err);
     return 0;
 }
 
@@ -300,6 +336,10 @@ static int l_check_method(lua_State *L)
         lua_pushstring(L, "dense");
         return 1;
     }
+    /* a path names any shared object, and loading it runs its code */
+    if (s->sandbox && (strchr(name, '/') || (strlen(name) > 3 && !strcmp(name + strlen(name) - 3, ".so"))))
+        return luaL_error(L, "method '%s': a plugin given by its file is not available under --sandbox (name a "
+                             "method on the plugin search path, see `prunebench plugins`)", name);
     pb_loaded ld;
     char err[PB_ERRLEN];
     if (pb_plugin_find(name, s->plugin_path, &ld, err, sizeof err) != PB_OK) {
@@ -333,7 +373,7 @@ static int l_dataset_info(lua_State *L)
 {
     pb_lua *s = self(L);
     const char *name = luaL_checkstring(L, 1);
-    lua_Integer subset = luaL_optinteger(L, 2, 0);
+    lua_Integer subset = opt_int(L, 2, "subset", 0);
     lua_getfield(L, LUA_REGISTRYINDEX, "pb.datasets");
     if (lua_getfield(L, -1, name) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -369,7 +409,84 @@ static int l_dataset_info(lua_State *L)
     return 1;
 }
 
+/* check_number(range, v) -> v (an integer for an integer range), or nil and
+ * "VALUE is not an integer in [lo, hi]": the one check for every number of a
+ * script (pb_check.c holds the ranges). */
+static int l_check_number(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const pb_range *r = pb_range_find(name);
+    if (!r)
+        return luaL_error(L, "no range called '%s'", name);
+    char err[PB_ERRLEN], want[96];
+    if (lua_type(L, 2) != LUA_TNUMBER) {
+        pb_range_describe(r, want, sizeof want);
+        if (lua_type(L, 2) == LUA_TSTRING)
+            lua_pushfstring(L, "'%s' (a string) is not %s", lua_tostring(L, 2), want);
+        else
+            lua_pushfstring(L, "a %s is not %s", luaL_typename(L, 2), want);
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    double v = lua_tonumber(L, 2);
+    if (pb_check_num(r, v, err, sizeof err) != PB_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    if (r->integral)
+        lua_pushinteger(L, (lua_Integer)v);
+    else
+        lua_pushnumber(L, v);
+    return 1;
+}
+
+/* suggest(word, {names}) -> the nearest name when word looks like its typo, or nil */
+static int l_suggest(lua_State *L)
+{
+    const char *word = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (n > 256)
+        n = 256;
+    const char *names[257];
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        names[i] = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+        lua_pop(L, 1); /* still referenced by the table */
+    }
+    names[n] = NULL;
+    const char *near = pb_check_suggest(word, names);
+    if (near)
+        lua_pushstring(L, near);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* source("@file.lua") -> the text of a script pb_lua_run loaded, or nil */
+static int l_source(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.sources");
+    lua_pushvalue(L, 1);
+    lua_gettable(L, -2);
+    return 1;
+}
+
+/* {kind = {key, ...}} from a keyset table */
+static void push_keysets(lua_State *L, const pb_keyset *sets)
+{
+    lua_newtable(L);
+    for (; sets->kind; sets++) {
+        push_names(L, sets->keys);
+        lua_setfield(L, -2, sets->kind);
+    }
+}
+
 static const luaL_Reg pb_funcs[] = {
+    {"check_number", l_check_number}, {"suggest", l_suggest}, {"source", l_source},
     {"methods", l_methods}, {"check_method", l_check_method}, {"dataset_info", l_dataset_info},
     {"model_new", l_model_new}, {"model_build", l_model_build}, {NULL, NULL}};
 
@@ -382,6 +499,8 @@ static int luaopen_pb(lua_State *L)
     lua_pop(L, 1);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.datasets");
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.sources");
 
     luaL_newlibtable(L, pb_funcs);
     lua_pushlightuserdata(L, lua_touserdata(L, 1));
@@ -390,6 +509,8 @@ static int luaopen_pb(lua_State *L)
     push_names(L, pb_dataset_names), lua_setfield(L, -2, "datasets");
     push_names(L, pb_opt_names), lua_setfield(L, -2, "optimizers");
     push_names(L, pb_sched_names), lua_setfield(L, -2, "schedules");
+    push_keysets(L, pb_model_keys), lua_setfield(L, -2, "model_keys");
+    push_keysets(L, pb_dataset_keys), lua_setfield(L, -2, "dataset_keys");
     return 1;
 }
 
@@ -427,31 +548,21 @@ static int pcall_tb(lua_State *L, int nargs, int nres, char *err, size_t errlen)
 
 static int file_exists(const char *path) { return access(path, R_OK) == 0; }
 
-/* The prelude of the build tree when this program runs from the build tree,
+/* The prelude of the source tree when this program runs from its build tree,
  * else the installed one; $PRUNEBENCH_LUADIR overrides both. */
-static void prelude_path(char *buf, size_t n)
+void pb_lua_prelude_path(char *buf, size_t n)
 {
     const char *env = getenv("PRUNEBENCH_LUADIR");
     if (env && *env) {
         snprintf(buf, n, "%s/prelude.lua", env);
         return;
     }
-    char exe[1024];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    const char *plugdir = PB_BUILD_PLUGINDIR;
-    const char *tail = strstr(plugdir, "/plugins/.libs");
-    size_t blen = tail ? (size_t)(tail - plugdir) : 0;
-    if (k > 0 && blen > 0) {
-        exe[k] = '\0';
-        if (!strncmp(exe, plugdir, blen) && exe[blen] == '/') {
-            snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
-            if (file_exists(buf))
-                return;
-        }
+    if (pb_plugin_from_build_tree()) {
+        snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
+        if (file_exists(buf))
+            return;
     }
     snprintf(buf, n, "%s/prelude.lua", PB_LUADIR);
-    if (!file_exists(buf))
-        snprintf(buf, n, "%s/prelude.lua", PB_SRC_LUADIR);
 }
 
 int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, char *err,
@@ -472,7 +583,7 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
     luaL_openlibs(L);
 
     char path[1100];
-    prelude_path(path, sizeof path);
+    pb_lua_prelude_path(path, sizeof path);
     int rc;
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
         rc = pb_err(err, errlen, PB_EINTERNAL, "%s", lua_tostring(L, -1));
@@ -485,20 +596,23 @@ int pb_lua_open(pb_lua **out, const char *plugin_path, const char *data_dir, cha
         pb_lua_close(s);
         return rc;
     }
-    /* prelude(pb) -> api, experiments; kept in the registry */
-    if ((rc = pcall_tb(L, 1, 2, err, errlen)) != PB_OK) {
+    /* prelude(pb) -> api, experiments, sandbox_env; kept in the registry */
+    if ((rc = pcall_tb(L, 1, 3, err, errlen)) != PB_OK) {
         pb_lua_close(s);
         return rc;
     }
-    if (!lua_istable(L, -2) || !lua_isfunction(L, -1)) {
+    if (!lua_istable(L, -3) || !lua_isfunction(L, -2) || !lua_isfunction(L, -1)) {
         pb_lua_close(s);
-        return pb_err(err, errlen, PB_EINTERNAL, "%s did not return (api, experiments)", path);
+        return pb_err(err, errlen, PB_EINTERNAL, "%s did not return (api, experiments, sandbox_env)", path);
     }
+    lua_setfield(L, LUA_REGISTRYINDEX, "pb.sandbox_env");
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.experiments");
     lua_setfield(L, LUA_REGISTRYINDEX, "pb.api");
     *out = s;
     return PB_OK;
 }
+
+void pb_lua_set_sandbox(pb_lua *s, int on) { s->sandbox = on != 0; }
 
 void pb_lua_close(pb_lua *s)
 {
@@ -542,6 +656,31 @@ static double numfield(lua_State *L, int idx, const char *key, double def)
     return v;
 }
 
+/* A number the prelude has checked, checked again against the same range
+ * before a cast to int or long could wrap it (a second front end, or a
+ * prelude edited by hand, must not train with epochs = -2147483648). */
+static double checked(reader *r, int idx, const char *where, const char *key, const char *range, double def)
+{
+    double v = numfield(r->L, idx, key, def);
+    char err[PB_ERRLEN];
+    if (pb_check_num(pb_range_find(range), v, err, sizeof err) != PB_OK && r->rc == PB_OK)
+        r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "%s%s%s: %s", where, *where ? "." : "", key, err);
+    return r->rc == PB_OK ? v : def;
+}
+
+/* the value on top of the stack, checked against range */
+static double checked_top(reader *r, const char *range)
+{
+    double v = lua_isnumber(r->L, -1) ? lua_tonumber(r->L, -1) : NAN;
+    char err[PB_ERRLEN];
+    if (pb_check_num(pb_range_find(range), v, err, sizeof err) != PB_OK) {
+        if (r->rc == PB_OK)
+            r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "%s: %s", range, err);
+        return 1;
+    }
+    return v;
+}
+
 static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
 {
     lua_State *L = r->L;
@@ -572,19 +711,17 @@ static void read_recipe(reader *r, int idx, const char *key, pb_train_cfg *c)
     lua_pop(L, 1);
     if ((c->opt.kind == PB_OPT_ADAM || c->opt.kind == PB_OPT_ADAMW) && !lr_given)
         c->opt.lr = 0.001;
-    c->epochs = (int)numfield(L, t, "epochs", c->epochs);
-    c->batch = (int)numfield(L, t, "batch", c->batch);
-    c->opt.lr = numfield(L, t, "lr", c->opt.lr);
-    c->opt.momentum = numfield(L, t, "momentum", c->opt.momentum);
-    c->opt.wd = numfield(L, t, "wd", c->opt.wd);
+    c->epochs = (int)checked(r, t, key, "epochs", "epochs", c->epochs);
+    c->batch = (int)checked(r, t, key, "batch", "batch", c->batch);
+    c->opt.lr = checked(r, t, key, "lr", "lr", c->opt.lr);
+    c->opt.momentum = checked(r, t, key, "momentum", "momentum", c->opt.momentum);
+    c->opt.wd = checked(r, t, key, "wd", "wd", c->opt.wd);
     c->opt.nesterov = (int)numfield(L, t, "nesterov", c->opt.nesterov);
-    c->opt.step_epochs = (int)numfield(L, t, "step_epochs", c->opt.step_epochs);
-    c->opt.gamma = numfield(L, t, "gamma", c->opt.gamma);
-    c->opt.warmup_steps = (long)numfield(L, t, "warmup", (double)c->opt.warmup_steps);
-    c->max_steps = (long)numfield(L, t, "max_steps", (double)c->max_steps);
+    c->opt.step_epochs = (int)checked(r, t, key, "step_epochs", "step_epochs", c->opt.step_epochs);
+    c->opt.gamma = checked(r, t, key, "gamma", "gamma", c->opt.gamma);
+    c->opt.warmup_steps = (long)checked(r, t, key, "warmup", "warmup", (double)c->opt.warmup_steps);
+    c->max_steps = (long)checked(r, t, key, "max_steps", "max_steps", (double)c->max_steps);
     c->early_stop = (int)numfield(L, t, "early_stop", c->early_stop);
-    if (c->batch < 1 && r->rc == PB_OK)
-        r->rc = pb_err(r->err, r->errlen, PB_EUSAGE, "%s.batch must be at least 1", key);
     lua_pop(L, 1);
 }
 
@@ -648,9 +785,9 @@ static void read_stages(reader *r, int idx, pb_cell *c)
         st->name = optstr(L, t, "name");
         st->path = optstr(L, t, "path");
         st->dataset = optstr(L, t, "dataset");
-        st->subset = (int)numfield(L, t, "subset", 0);
-        st->permute = (uint64_t)numfield(L, t, "permute", 0);
-        st->n = (int)numfield(L, t, "n", 0);
+        st->subset = (int)checked(r, t, "stage", "subset", "subset", 0);
+        st->permute = (uint64_t)checked(r, t, "stage", "permute", "permute", 0);
+        st->n = (int)checked(r, t, "stage", "n", "calibration examples", 0);
         st->split = (int)numfield(L, t, "split", 0);
         read_task(L, t, st);
         if (lua_getfield(L, t, "recipe") == LUA_TTABLE) {
@@ -714,18 +851,18 @@ static void read_cell(reader *r, int idx, pb_cell *c)
     if (lua_getfield(L, idx, "arch") == LUA_TSTRING)
         c->arch = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
-    c->width = numfield(L, idx, "width", 1.0);
-    c->subset = (int)numfield(L, idx, "subset", 0);
-    c->val = (int)numfield(L, idx, "val", 0);
-    c->sparsity = numfield(L, idx, "sparsity", 0);
-    c->seed = (long)numfield(L, idx, "seed", 1);
+    c->width = checked(r, idx, "", "width", "width", 1.0);
+    c->subset = (int)checked(r, idx, "", "subset", "subset", 0);
+    c->val = (int)checked(r, idx, "", "val", "val", 0);
+    c->sparsity = checked(r, idx, "", "sparsity", "sparsity", 0);
+    c->seed = (long)checked(r, idx, "", "seed", "seed", 1);
     c->target = numfield(L, idx, "target", 0);
     c->ntrain = (int)numfield(L, idx, "ntrain", 0);
     if (lua_getfield(L, idx, "hidden") == LUA_TTABLE) {
         int n = (int)luaL_len(L, -1);
         for (int i = 0; i < n && i < PB_MAX_HIDDEN; i++) {
             lua_geti(L, -1, i + 1);
-            c->hidden[c->nhidden++] = (int)lua_tointeger(L, -1);
+            c->hidden[c->nhidden++] = (int)checked_top(r, "hidden");
             lua_pop(L, 1);
         }
     }
@@ -771,6 +908,9 @@ static void read_cell(reader *r, int idx, pb_cell *c)
     lua_pop(L, 1);
     read_recipe(r, idx, "train", &c->train);
     read_recipe(r, idx, "finetune", &c->finetune);
+    if (lua_getfield(L, idx, "train") == LUA_TTABLE)
+        c->timeout_s = numfield(L, lua_gettop(L), "timeout", 0);
+    lua_pop(L, 1);
     c->train.seed = c->finetune.seed = (uint64_t)c->seed;
     c->train.target_acc = c->finetune.target_acc = c->target;
     c->train.log_epochs = c->finetune.log_epochs = 0;
@@ -841,6 +981,38 @@ static int read_experiments(lua_State *L, pb_experiment **out, int *nout, char *
     return PB_OK;
 }
 
+/* Keeps the script's text under its chunk name ("@path") in the registry, so
+ * the prelude can name the line a key is written on (pb.source) without
+ * reading files itself. A script too large or unreadable keeps nothing: errors
+ * then name the statement's line. */
+static void keep_source(lua_State *L, const char *script)
+{
+    FILE *f = fopen(script, "rb");
+    if (!f)
+        return;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char chunk[4096];
+    size_t n, total = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && total < (16u << 20)) {
+        luaL_addlstring(&b, chunk, n);
+        total += n;
+    }
+    int bad = ferror(f) || total >= (16u << 20);
+    fclose(f);
+    luaL_pushresult(&b);
+    if (bad) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "pb.sources");
+    lua_insert(L, -2);
+    lua_pushfstring(L, "@%s", script);
+    lua_insert(L, -2);
+    lua_settable(L, -3);
+    lua_pop(L, 1);
+}
+
 int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, char *err,
                size_t errlen)
 {
@@ -853,21 +1025,33 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
         lua_settop(L, top);
         return rc;
     }
-    /* the script's _ENV: the prelude's functions over the standard globals */
-    lua_newtable(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_settable(L, -5);
+    keep_source(L, script);
+    /* the script's _ENV: the prelude's functions over the standard globals,
+     * or under --sandbox the prelude's closed environment */
+    if (s->sandbox) {
+        lua_getfield(L, LUA_REGISTRYINDEX, "pb.sandbox_env");
+        int erc = pcall_tb(L, 0, 1, err, errlen);
+        if (erc != PB_OK) {
+            lua_settop(L, top);
+            return erc;
+        }
+        lua_setupvalue(L, -2, 1);
+    } else {
+        lua_newtable(L);
+        lua_getfield(L, LUA_REGISTRYINDEX, "pb.api");
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -5);
+        }
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushglobaltable(L);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
+        lua_setupvalue(L, -2, 1);
     }
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    lua_setupvalue(L, -2, 1);
     int rc = pcall_tb(L, 0, 0, err, errlen);
     if (rc == PB_OK) {
         lua_getfield(L, LUA_REGISTRYINDEX, "pb.experiments");
@@ -878,6 +1062,15 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
             rc = pb_err(err, errlen, PB_EUSAGE, "%s: declares no experiment (use experiment \"name\" { ... })", script);
         else
             rc = read_experiments(L, exps, nexp, err, errlen);
+    }
+    /* which plugin files the cells use: in metadata, and for out-of-tree
+     * plugins in the cell hashes */
+    for (int e = 0; rc == PB_OK && e < *nexp; e++)
+        rc = pb_cell_provenance(&(*exps)[e], s->plugin_path, err, errlen);
+    if (rc != PB_OK && *exps) {
+        pb_cell_free_experiments(*exps, *nexp);
+        *exps = NULL;
+        *nexp = 0;
     }
     lua_settop(L, top);
     return rc;

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/pb_ckpt.h"
+#include "engine/pb_file.h"
 #include "pb_cost.h"
 #include "pb_csv.h"
 #include "pb_plot.h"
@@ -43,6 +45,43 @@ static const char *signal_name(int sig)
     else
         snprintf(buf, sizeof buf, "signal %d", sig);
     return buf;
+}
+
+/* ------------------------------------------------------------ stopping */
+
+/* SIGINT or SIGTERM: the runner stops its workers, leaves their cells to the
+ * next run (they are not recorded as failed), removes their temporary files,
+ * regenerates the merged files from the finished cells and returns. A second
+ * signal of the same kind ends the runner at once (the handler is reset). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESETHAND; /* no SA_RESTART: poll() and nanosleep() return at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int pb_run_stop_signal(void)
+{
+    return stop_signal;
+}
+
+/* Each worker leads its own process group, so stopping it also stops what a
+ * plugin started, and a terminal's ^C reaches the runner alone. */
+static void stop_worker(pid_t pid)
+{
+    if (kill(-pid, SIGKILL) != 0)
+        kill(pid, SIGKILL);
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -105,8 +144,11 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
             c->args_joined ? c->args_joined : "", c->config);
 
     worker_ud w = {.x = ctx->x, .c = c, .fd = fd};
+    char cerr[PB_ERRLEN] = "";
     pb_store_cell_path(st, c, ".curves", path, sizeof path);
-    w.curves = pb_store_open_tmp(path, tmp, sizeof tmp);
+    w.curves = pb_store_open_tmp(path, tmp, sizeof tmp, cerr, sizeof cerr);
+    if (!w.curves)
+        fprintf(stderr, "%s\n", cerr);
 
     pb_job j;
     pb_cell_job(c, &j);
@@ -128,27 +170,31 @@ static void worker(const run_ctx *ctx, const pb_cell *c, int fd)
         fprintf(stderr, "done: test_acc=%.4f test_loss=%.4f nonzero=%zu/%zu dense_from_cache=%d wall_s=%.2f\n",
                 res->test_acc, res->test_loss, res->nonzero, res->params, res->dense_from_cache, res->wall_s);
 
-    /* the reason of a failed cell stays in err: a failed commit must not replace it */
-    char cerr[PB_ERRLEN];
-    int ok = pb_store_commit(w.curves, tmp, path, cerr, sizeof cerr) == PB_OK && !w.curve_fail;
-    if (rc == PB_OK) {
+    /* the reason of a failed cell stays in err: a failed write must not replace
+     * it; what went wrong with the files goes to cerr */
+    int ok = w.curves && pb_store_commit(w.curves, tmp, path, cerr, sizeof cerr) == PB_OK;
+    if (ok && w.curve_fail)
+        ok = !pb_err(cerr, sizeof cerr, PB_ENOMEM, "out of memory while writing %s", path);
+    if (rc == PB_OK && ok) {
         pb_csv_row r;
         pb_store_cell_path(st, c, ".layers", path, sizeof path);
         if (pb_store_layer_rows(&r, ctx->x, c, res) != PB_OK ||
-            pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
+            pb_store_write_atomic(path, r.s ? r.s : "", r.len, cerr, sizeof cerr) != PB_OK)
             ok = 0;
         pb_csv_row_free(&r);
         pb_store_cell_path(st, c, ".metrics", path, sizeof path);
-        if (pb_store_metric_rows(&r, ctx->x, c, res) != PB_OK ||
-            pb_store_write_atomic(path, r.s ? r.s : "", r.len, err, sizeof err) != PB_OK)
+        if (ok && (pb_store_metric_rows(&r, ctx->x, c, res) != PB_OK ||
+                   pb_store_write_atomic(path, r.s ? r.s : "", r.len, cerr, sizeof cerr) != PB_OK))
             ok = 0;
         pb_csv_row_free(&r);
     }
     pb_csv_row row;
     int rrc = pb_store_cell_row(&row, ctx->x, c, rc == PB_OK ? NULL : err, rc == PB_OK ? res : NULL, st->build);
     pb_store_cell_path(st, c, ".row", path, sizeof path);
-    if (rrc != PB_OK || !ok || pb_store_write_atomic(path, row.s, row.len, err, sizeof err) != PB_OK) {
-        fprintf(stderr, "cannot record the cell: %s\n", err);
+    if (rrc != PB_OK && ok)
+        ok = !pb_err(cerr, sizeof cerr, PB_ENOMEM, "out of memory while writing %s", path);
+    if (!ok || pb_store_write_atomic(path, row.s, row.len, cerr, sizeof cerr) != PB_OK) {
+        fprintf(stderr, "cannot record the cell: %s\n", cerr);
         _exit(4);
     }
     _exit(rc == PB_OK ? 0 : 1);
@@ -166,6 +212,8 @@ typedef struct slot {
     char buf[256];
     size_t blen;
     int dlock;     /* the index in dlocks of the lock the runner holds for this worker, -1: none */
+    double limit;  /* the cell's time limit in seconds, 0: none */
+    int timed_out; /* the runner killed the worker at its limit */
 } slot;
 
 typedef struct progress {
@@ -243,10 +291,16 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
         return pb_err(err, errlen, PB_EIO, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
+        setpgid(0, 0);
         close(pfd[0]);
         signal(SIGPIPE, SIG_IGN);
+        /* the runner decides what an interruption does to a cell: a ^C sent
+         * to the runner's process group does not stop the cell, the runner does */
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_DFL);
         worker(ctx, &ctx->x->cells[cell], pfd[1]);
     }
+    setpgid(pid, pid); /* as the child does: whichever runs first */
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     memset(s, 0, sizeof *s);
@@ -255,6 +309,7 @@ static int spawn(run_ctx *ctx, slot *s, int cell, char *err, size_t errlen)
     s->cell = cell;
     s->fd = pfd[0];
     s->t0 = pb_now();
+    s->limit = ctx->o->timeout >= 0 ? ctx->o->timeout : ctx->x->cells[cell].timeout_s;
     return PB_OK;
 }
 
@@ -298,11 +353,21 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
     drain(s);
     close(s->fd);
     int have_row = pb_store_row_status(&ctx->store, c, st, sizeof st, reason, sizeof reason, &acc) == PB_OK;
+    if (!have_row && (s->timed_out || stop_signal))
+        pb_store_clean_worker(&ctx->store, c, (long)s->pid);
+    if (!have_row && stop_signal && !s->timed_out) {
+        /* stopped with the runner: not a result, the next run runs it */
+        s->pid = 0;
+        return PB_OK;
+    }
     if (!have_row) {
         /* the worker died before recording: the runner records the failure */
         char why[PB_ERRLEN], last[256];
         pb_store_last_log_line(&ctx->store, c, last, sizeof last);
-        if (WIFSIGNALED(status))
+        if (s->timed_out)
+            snprintf(why, sizeof why, "timeout after %g s%s%.200s", s->limit, last[0] ? "; last log line: " : "",
+                     last);
+        else if (WIFSIGNALED(status))
             snprintf(why, sizeof why, "worker killed by %s%s%.200s", signal_name(WTERMSIG(status)),
                      last[0] ? "; last log line: " : "", last);
         else
@@ -313,8 +378,12 @@ static int reap(run_ctx *ctx, slot *s, int status, progress *p, const double *co
         if (rc == PB_OK)
             rc = pb_store_write_atomic(path, row.s, row.len, err, errlen);
         pb_csv_row_free(&row);
-        if (rc != PB_OK)
-            return rc;
+        if (rc != PB_OK) {
+            char e2[PB_ERRLEN];
+            snprintf(e2, sizeof e2, "%s", err);
+            return pb_err(err, errlen, rc, "%s (the cell %s could not be recorded); the cells finished so far "
+                          "are kept: run the same command again to resume", e2, desc);
+        }
         snprintf(st, sizeof st, "failed");
         snprintf(reason, sizeof reason, "%s", why);
     }
@@ -348,13 +417,10 @@ static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const pr
         if (s->pid <= 0 || s->dlock < 0 || pb_lock_refresh(&ctx->dlocks[s->dlock]))
             continue;
         const pb_cell *c = &ctx->x->cells[s->cell];
-        kill(s->pid, SIGKILL);
+        stop_worker(s->pid);
         waitpid(s->pid, NULL, 0);
         close(s->fd);
-        char path[4400], tmp[4500];
-        pb_store_cell_path(&ctx->store, c, ".curves", path, sizeof path);
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)s->pid);
-        unlink(tmp);
+        pb_store_clean_worker(&ctx->store, c, (long)s->pid);
         log_line(p, "another runner took the lock of dense/%s.pb: stopped the cell making it, which waits",
                  c->dense_key);
         state[s->cell] = pb_shard_mine(&ctx->shard, c) ? 0 : 3;
@@ -366,17 +432,43 @@ static int heartbeat(run_ctx *ctx, slot *slots, int nslots, int *state, const pr
 
 static int cell_finished(const run_ctx *ctx, const pb_cell *c, int retry_failed)
 {
-    char path[4400];
-    pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
-    if (!pb_store_exists(path))
-        return 0;
-    if (!retry_failed)
-        return 1;
-    char st[16] = "", reason[PB_ERRLEN];
-    double acc;
-    if (pb_store_row_status(&ctx->store, c, st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
-        return 0;
-    return !strcmp(st, "ok");
+    char why[PB_ERRLEN];
+    int k = pb_store_cell_check(&ctx->store, c, why, sizeof why);
+    return k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !retry_failed);
+}
+
+/* Unsharded: each cached model a pending cell will read is loaded once; a
+ * damaged one (checksum, truncation, not a regular file) is said so and
+ * removed with its cost record and kept models, and the first cell that needs
+ * it makes it again (the cells after it wait for it, as for a new model).
+ * Sharded runs leave this to the worker (pb_job), since another shard may be
+ * reading the file. */
+static void check_caches(const run_ctx *ctx, const int *state, const int *needs)
+{
+    const pb_experiment *x = ctx->x;
+    for (int i = 0; i < x->ncells; i++) {
+        if (!needs[i] || state[i] != 0)
+            continue;
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++)
+            seen = needs[k] && state[k] == 0 && !strcmp(x->cells[k].dense_key, x->cells[i].dense_key);
+        char path[4400], why[PB_ERRLEN];
+        pb_store_dense_path(&ctx->store, &x->cells[i], path, sizeof path);
+        if (seen || !pb_store_exists(path))
+            continue;
+        pb_model m;
+        if (!pb_file_is_regular(path))
+            snprintf(why, sizeof why, "not a regular file");
+        else if (pb_ckpt_load(&m, path, 1, why, sizeof why) == PB_OK) {
+            pb_model_free(&m);
+            continue;
+        }
+        fprintf(stderr, "prunebench: %s: the cached model dense/%s.pb is damaged (%s): removing it; the first "
+                        "cell that needs it makes it again\n", x->name, x->cells[i].dense_key, why);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.pb", x->cells[i].dense_key);
+        pb_store_remove_dense(&ctx->store, prefix);
+    }
 }
 
 /* The first cell of the matrix that needs cell i's cached model and has not
@@ -472,6 +564,10 @@ static int merge(run_ctx *ctx, pb_run_summary *sum, char *err, size_t errlen)
     for (int i = 0; i < ctx->x->ncells; i++) {
         char st[16] = "", reason[PB_ERRLEN];
         double acc;
+        if (pb_store_cell_check(&ctx->store, &ctx->x->cells[i], reason, sizeof reason) == PB_STORE_CELL_DAMAGED &&
+            !ctx->o->quiet)
+            fprintf(stderr, "prunebench: %s: cell %s is damaged (%s): counted as missing; running its shard "
+                            "again runs it again\n", ctx->x->name, ctx->x->cells[i].hash, reason);
         if (pb_store_row_status(&ctx->store, &ctx->x->cells[i], st, sizeof st, reason, sizeof reason, &acc) != PB_OK)
             sum->missing++;
         else if (strcmp(st, "ok"))
@@ -549,14 +645,18 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                "sparsity", "seed", "epochs", "ft_ep", "train_TFLOP", "args");
         for (int i = 0; i < x->ncells; i++) {
             const pb_cell *c = &x->cells[i];
-            char path[4400];
             if (state[i] == 3)
                 continue;
-            pb_store_cell_path(&ctx->store, c, ".row", path, sizeof path);
+            /* what a run would do with the cell: skip it, or run it (again) */
+            static const char *const mark[] = {[PB_STORE_CELL_NONE] = "", [PB_STORE_CELL_OK] = " (done)",
+                                               [PB_STORE_CELL_FAILED] = " (failed)",
+                                               [PB_STORE_CELL_DAMAGED] = " (damaged: runs again)"};
+            char why[PB_ERRLEN];
+            const int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
-                   c->label, c->sparsity, c->seed, c->train.epochs, c->finetune.epochs, cost[i] / 1e12,
+                   c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
-                   pb_store_exists(path) && !o->fresh ? " (done)" : "");
+                   mark[k]);
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
         double secs = total_cost / (rate * 1e9 * jobs);
@@ -583,17 +683,34 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             goto done;
         pb_store_clean(&ctx->store, !o->fresh); /* or only what workers killed mid-write left */
     }
-    for (int i = 0; i < x->ncells; i++)
-        if (state[i] != 3 && cell_finished(ctx, &x->cells[i], o->retry_failed)) {
+    /* what earlier runs finished; a damaged cell (an emptied, truncated or
+     * garbled file) is said so and runs again */
+    for (int i = 0; i < x->ncells; i++) {
+        if (state[i] == 3)
+            continue;
+        char why[PB_ERRLEN];
+        int k = pb_store_cell_check(&ctx->store, &x->cells[i], why, sizeof why);
+        if (k == PB_STORE_CELL_DAMAGED) {
+            char d[256];
+            cell_desc(d, sizeof d, x, &x->cells[i]);
+            fprintf(stderr, "prunebench: %s: cell %s (%s) is damaged: %s; running it again\n", x->name,
+                    x->cells[i].hash, d, why);
+            pb_store_cell_remove(&ctx->store, &x->cells[i]);
+            sum->damaged++;
+        } else if (k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !o->retry_failed)) {
             state[i] = 2;
             sum->skipped++;
             total_cost -= cost[i];
         }
+    }
+    if (!ctx->shard.count)
+        check_caches(ctx, state, needs);
     char extra[512];
     run_extra(ctx, sum->total, extra, sizeof extra);
     pb_store_run run = {.script = o->script, .script_text = script_text, .workers = o->jobs,
                         .threads = ctx->threads, .fresh = o->fresh, .finished = sum->skipped,
-                        .extra = extra[0] ? extra : NULL};
+                        .extra = extra[0] ? extra : NULL,
+                        .noop = !ctx->shard.count && sum->skipped == x->ncells};
     rc = ctx->shard.count ? pb_shard_write_metadata(&ctx->store, &run, err, errlen)
                           : pb_store_write_metadata(&ctx->store, &run, err, errlen);
     if (rc != PB_OK)
@@ -607,7 +724,10 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         jobs = PB_RUN_MAX_JOBS;
 
     int idle_told = 0;
+    catch_stop_signals();
     for (;;) {
+        if (stop_signal)
+            break;
         /* start what may start: a cell that needs a dense model nobody has
          * written yet waits while another cell is training that same model */
         int running = 0, waiting = 0;
@@ -651,6 +771,9 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                 k++;
             if (ctx->shard.count)
                 pb_shard_clean_cell(&ctx->store, &x->cells[start]); /* what a killed worker left of it */
+            /* a failed row run again (--retry-failed) goes first: the runner reads
+             * the worker's outcome from the row, never from an earlier run's */
+            pb_store_cell_remove(&ctx->store, &x->cells[start]);
             if ((rc = spawn(ctx, &slots[k], start, err, errlen)) != PB_OK) {
                 if (take >= 0)
                     pb_lock_release(&ctx->dlocks[take]);
@@ -694,9 +817,16 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             if (slots[k].pid > 0)
                 pfds[np++] = (struct pollfd){.fd = slots[k].fd, .events = POLLIN};
         poll(pfds, (nfds_t)np, 500);
+        const double now = pb_now();
         for (int k = 0; k < jobs; k++)
-            if (slots[k].pid > 0)
+            if (slots[k].pid > 0) {
                 drain(&slots[k]);
+                /* a cell past its limit: reap() records it as failed by timeout */
+                if (slots[k].limit > 0 && !slots[k].timed_out && now - slots[k].t0 >= slots[k].limit) {
+                    stop_worker(slots[k].pid);
+                    slots[k].timed_out = 1;
+                }
+            }
         if (ctx->shard.count && (rc = heartbeat(ctx, slots, jobs, state, &p, err, errlen)) != PB_OK)
             break;
         int status;
@@ -704,22 +834,30 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             for (int k = 0; k < jobs; k++)
                 if (slots[k].pid == pid) {
-                    state[slots[k].cell] = 2;
-                    if (pb_shard_mine(&ctx->shard, &x->cells[slots[k].cell]))
-                        sum->ran++;
-                    else
-                        sum->theirs++;
+                    const int cell = slots[k].cell, before = p.done;
                     int r2 = reap(ctx, &slots[k], status, &p, cost, err, errlen);
                     if (r2 != PB_OK && rc == PB_OK)
                         rc = r2;
+                    if (p.done == before) { /* stopped with the runner: left for the next run */
+                        state[cell] = 0;
+                        continue;
+                    }
+                    state[cell] = 2;
+                    if (pb_shard_mine(&ctx->shard, &x->cells[cell]))
+                        sum->ran++;
+                    else
+                        sum->theirs++;
                 }
         }
     }
-    /* on an error of the runner itself, stop the workers it started */
+    /* on an error of the runner itself or a stop signal, stop the workers it
+     * started; their cells stay unrecorded, and run again next time */
     for (int k = 0; k < jobs; k++)
         if (slots[k].pid > 0) {
-            kill(slots[k].pid, SIGKILL);
+            stop_worker(slots[k].pid);
             waitpid(slots[k].pid, NULL, 0);
+            pb_store_clean_worker(&ctx->store, &x->cells[slots[k].cell], (long)slots[k].pid);
+            sum->stopped++;
             close(slots[k].fd);
             if (slots[k].dlock >= 0)
                 pb_lock_release(&ctx->dlocks[slots[k].dlock]);
@@ -743,7 +881,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             strcmp(st, "ok"))
             sum->failed++;
     }
-    if (rc == PB_OK && !o->no_plot && !ctx->shard.count) { /* shards: the charts are the merge's */
+    sum->stop_signal = stop_signal;
+    if (rc == PB_OK && !o->no_plot && !ctx->shard.count && !stop_signal) { /* shards: the charts are the merge's */
         char e2[PB_ERRLEN];
         int prc = pb_plot_dir(ctx->store.dir, !o->quiet, e2, sizeof e2);
         if (prc != PB_OK && !o->quiet)

@@ -102,8 +102,11 @@ int pb_shard_open(const pb_store *st, const pb_shard *s, int *lockfd, pb_lock *o
     if (fd < 0)
         return pb_err(err, errlen, PB_EIO, "cannot write to %s: %s", st->dir, strerror(errno));
     *lockfd = fd;
-    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK)
-        return pb_err(err, errlen, PB_EUSAGE, "an unsharded prunebench run is using %s", st->dir);
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+        char owner[300];
+        pb_store_lock_owner(fd, owner, sizeof owner);
+        return pb_err(err, errlen, PB_EUSAGE, "an unsharded prunebench run%s is using %s", owner, st->dir);
+    }
     if (!s)
         return PB_OK;
     snprintf(path, sizeof path, "%s/.shard-%d-of-%d.lock", st->dir, s->index, s->count);

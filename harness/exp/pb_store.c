@@ -2,12 +2,14 @@
 #include "pb_store.h"
 
 #include "host/pb_datasel.h"
+#include "engine/pb_file.h"
 #include "engine/pb_text.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_revision.h"
 
 char *openblas_get_config(void);
 char *openblas_get_corename(void);
@@ -95,38 +98,17 @@ char *pb_store_read_text(const char *path, size_t *n)
 
 int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    int ok = fwrite(text, 1, n, f) == n;
-    ok = (fflush(f) == 0) && ok;
-    ok = (fsync(fileno(f)) == 0) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", path, strerror(e));
-    }
-    return PB_OK;
+    return pb_file_write_atomic(path, text, n, err, errlen);
 }
 
-FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen)
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen)
 {
-    snprintf(tmp, tmplen, "%s.tmp.%ld", path, (long)getpid());
-    return fopen(tmp, "w");
+    return pb_file_open_tmp(path, tmp, tmplen, err, errlen);
 }
 
 int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen)
 {
-    int ok = f && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f)
-        ok = (fclose(f) == 0) && ok;
-    if (ok && rename(tmp, path) == 0)
-        return PB_OK;
-    unlink(tmp);
-    return pb_err(err, errlen, PB_EIO, "cannot write %s", path);
+    return pb_file_commit(f, tmp, path, err, errlen);
 }
 
 static void clean_dir(const char *dir, int tmp_only)
@@ -151,6 +133,58 @@ void pb_store_clean(const pb_store *s, int tmp_only)
 {
     clean_dir(s->cells, tmp_only);
     clean_dir(s->dense, tmp_only);
+    if (tmp_only)
+        clean_dir(s->dir, 1); /* the merged files' and metadata's, of a runner killed mid-write */
+}
+
+/* Removes dir's files named PREFIX*.tmp.PID. */
+static void remove_worker_tmp(const char *dir, const char *prefix, long pid)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char tail[32], path[4400];
+    snprintf(tail, sizeof tail, ".tmp.%ld", pid);
+    size_t k = strlen(prefix), t = strlen(tail);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= k + t || strncmp(e->d_name, prefix, k) || strcmp(e->d_name + len - t, tail))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+void pb_store_remove_dense(const pb_store *s, const char *name)
+{
+    char path[4600];
+    snprintf(path, sizeof path, "%s/%s", s->dense, name);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%s.cost", s->dense, name);
+    unlink(path);
+    DIR *d = opendir(s->dense);
+    if (!d)
+        return;
+    char keep[128];
+    snprintf(keep, sizeof keep, "%s.keep-", name);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, keep, strlen(keep))) {
+            snprintf(path, sizeof path, "%s/%s", s->dense, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
+void pb_store_clean_worker(const pb_store *s, const pb_cell *c, long pid)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", c->hash);
+    remove_worker_tmp(s->cells, prefix, pid);
+    snprintf(prefix, sizeof prefix, "%s.pb", c->dense_key);
+    remove_worker_tmp(s->dense, prefix, pid);
 }
 
 int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
@@ -167,56 +201,48 @@ int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen)
     if (fd < 0)
         return pb_err(err, errlen, PB_EIO, "cannot write to %s: %s", s->dir, strerror(errno));
     *lockfd = fd; /* closed by the caller even when another run holds the lock */
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-        return pb_err(err, errlen, PB_EUSAGE, "another prunebench run is using %s", s->dir);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char owner[300];
+        pb_store_lock_owner(fd, owner, sizeof owner);
+        return pb_err(err, errlen, PB_EUSAGE, "another prunebench run%s is using %s: wait for it to finish (or "
+                      "stop it: its finished cells are kept)", owner, s->dir);
+    }
+    /* who holds it, for the message of a run refused meanwhile */
+    char host[256] = "?", text[320];
+    gethostname(host, sizeof host - 1);
+    int k = snprintf(text, sizeof text, "%s %ld\n", host, (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)k, 0) != k)
+        (void)0; /* only the refusal message of another run would miss it */
     return PB_OK;
+}
+
+void pb_store_lock_owner(int fd, char *buf, size_t n)
+{
+    char text[320], host[256];
+    long pid;
+    ssize_t k = pread(fd, text, sizeof text - 1, 0);
+    buf[0] = '\0';
+    if (k <= 0)
+        return;
+    text[k] = '\0';
+    if (sscanf(text, "%255s %ld", host, &pid) != 2 || pid <= 0)
+        return;
+    /* a dead run's record (killed -9; shards take the lock without writing one) says nothing */
+    char here[256] = "";
+    gethostname(here, sizeof here - 1);
+    if (!strcmp(here, host) && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return;
+    snprintf(buf, n, " (pid %ld on %s)", pid, host);
 }
 
 /* ---------------------------------------------------------------- build */
 
-static void git_revision(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown");
-    char cmd[4600];
-    char src[4096];
-    snprintf(src, sizeof src, "%s", PB_SRC_LUADIR);
-    char *slash = strrchr(src, '/');
-    if (slash)
-        *slash = '\0';
-    if (!pb_store_exists(src))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' rev-parse HEAD 2>/dev/null", src);
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
-    char line[128] = "";
-    if (fgets(line, sizeof line, p) && strlen(line) >= 40) {
-        line[strcspn(line, "\n")] = '\0';
-        snprintf(buf, n, "%s", line);
-    }
-    pclose(p);
-    if (!strcmp(buf, "unknown"))
-        return;
-    snprintf(cmd, sizeof cmd, "git -C '%s' status --porcelain --untracked-files=no 2>/dev/null", src);
-    if ((p = popen(cmd, "r"))) {
-        if (fgets(line, sizeof line, p)) {
-            size_t k = strlen(buf);
-            snprintf(buf + k, n - k, "-dirty");
-        }
-        pclose(p);
-    }
-}
-
-/* Asked of git once per process: a run is one process. */
+/* Compiled in (pb_revision.h, generated when the program is built): what was
+ * built, not what the source checkout holds when the program runs. */
 void pb_store_build(const char **rev, const char **build)
 {
-    static char r[128], b[192];
-    if (!r[0]) {
-        git_revision(r, sizeof r);
-        snprintf(b, sizeof b, "%s+%s", PACKAGE_VERSION, r);
-    }
-    *rev = r;
-    *build = b;
+    *rev = PB_REVISION;
+    *build = PB_BUILD;
 }
 
 void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x)
@@ -241,9 +267,118 @@ void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t 
     snprintf(buf, n, "%s/%s.pb", s->dense, c->dense_key);
 }
 
+static int ncols(const char *const *cols)
+{
+    int k = 0;
+    while (cols[k])
+        k++;
+    return k;
+}
+
+/* The fewest fields a row of each file has ever had: columns are only appended. */
+#define ROW_MIN_FIELDS 21
+#define CURVE_MIN_FIELDS 10
+
+/* Checks every record of a per-cell file: between lo and hi fields, the
+ * experiment and the cell in the first two, the whole text made of records
+ * ending in a line end. Empty text is valid when empty_ok. */
+static int check_records(char *text, size_t len, const pb_experiment *x, const pb_cell *c, int lo, int hi,
+                         int empty_ok, const char *name, char *why, size_t wn)
+{
+    if (strlen(text) != len)
+        return pb_err(why, wn, PB_EIO, "%s holds a NUL byte", name);
+    if (len == 0)
+        return empty_ok ? PB_OK : pb_err(why, wn, PB_EIO, "%s is empty", name);
+    if (text[len - 1] != '\n')
+        return pb_err(why, wn, PB_EIO, "%s ends in the middle of a line", name);
+    char *fields[128], *p = text;
+    for (int line = 1; *p; line++) {
+        int nf = pb_csv_split_next(&p, fields, 128);
+        if (nf < lo || nf > hi)
+            return pb_err(why, wn, PB_EIO, "%s, record %d: %d fields, not %d to %d", name, line, nf, lo, hi);
+        if (strcmp(fields[0], x->name) || strcmp(fields[1], c->hash))
+            return pb_err(why, wn, PB_EIO, "%s, record %d: not a record of this cell", name, line);
+    }
+    return PB_OK;
+}
+
+int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn)
+{
+    static const struct { const char *suffix, *const *cols; int lo; } parts[] = {
+        {".curves", pb_csv_curves_cols, CURVE_MIN_FIELDS},
+        {".layers", pb_csv_layers_cols, 6},
+        {".metrics", pb_csv_metrics_cols, 4},
+    };
+    char path[4400], name[64];
+    snprintf(why, wn, "-");
+    pb_store_cell_path(s, c, ".row", path, sizeof path);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return PB_STORE_CELL_NONE;
+    snprintf(name, sizeof name, "%s.row", c->hash);
+    if (!S_ISREG(st.st_mode)) {
+        pb_err(why, wn, PB_EIO, "%s is not a regular file", name);
+        return PB_STORE_CELL_DAMAGED;
+    }
+    size_t len;
+    char *text = pb_store_read_text(path, &len), *copy = text ? strdup(text) : NULL;
+    if (!text || !copy) {
+        pb_err(why, wn, PB_EIO, "cannot read %s", name);
+        free(text);
+        return PB_STORE_CELL_DAMAGED;
+    }
+    int rc = check_records(copy, len, s->x, c, ROW_MIN_FIELDS, ncols(pb_csv_cells_cols), 0, name, why, wn);
+    int kind = PB_STORE_CELL_DAMAGED;
+    if (rc == PB_OK) {
+        char *f[128];
+        pb_csv_split(text, f, 128);
+        char *end;
+        double acc = strtod(f[10], &end);
+        if (!strcmp(f[8], "ok") && (end == f[10] || *end || !(acc >= 0 && acc <= 1)))
+            rc = pb_err(why, wn, PB_EIO, "%s: status ok without a test accuracy in [0, 1]", name);
+        else if (!strcmp(f[8], "ok"))
+            kind = PB_STORE_CELL_OK;
+        else if (!strcmp(f[8], "failed"))
+            kind = PB_STORE_CELL_FAILED;
+        else
+            rc = pb_err(why, wn, PB_EIO, "%s: status '%.20s' is neither ok nor failed", name, f[8]);
+    }
+    free(text);
+    free(copy);
+    /* a finished cell's other files: present, unless an older prunebench
+     * wrote none, and whole */
+    for (size_t i = 0; rc == PB_OK && kind == PB_STORE_CELL_OK && i < sizeof parts / sizeof parts[0]; i++) {
+        pb_store_cell_path(s, c, parts[i].suffix, path, sizeof path);
+        snprintf(name, sizeof name, "%s%s", c->hash, parts[i].suffix);
+        if (lstat(path, &st) != 0)
+            continue;
+        if (!S_ISREG(st.st_mode) || !(text = pb_store_read_text(path, &len))) {
+            rc = pb_err(why, wn, PB_EIO, "cannot read %s", name);
+            break;
+        }
+        rc = check_records(text, len, s->x, c, parts[i].lo, ncols(parts[i].cols), 1, name, why, wn);
+        free(text);
+    }
+    return rc == PB_OK ? kind : PB_STORE_CELL_DAMAGED;
+}
+
+void pb_store_cell_remove(const pb_store *s, const pb_cell *c)
+{
+    static const char *const suffixes[] = {".row", ".curves", ".layers", ".metrics"};
+    char path[4400];
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        pb_store_cell_path(s, c, suffixes[i], path, sizeof path);
+        unlink(path);
+    }
+}
+
 int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
                         double *acc)
 {
+    char why[PB_ERRLEN];
+    int kind = pb_store_cell_check(s, c, why, sizeof why);
+    if (kind != PB_STORE_CELL_OK && kind != PB_STORE_CELL_FAILED)
+        return PB_EIO;
     char path[4400];
     pb_store_cell_path(s, c, ".row", path, sizeof path);
     char *text = pb_store_read_text(path, NULL);
@@ -365,7 +500,7 @@ int pb_store_cell_row(pb_csv_row *r, const pb_experiment *x, const pb_cell *c, c
     pb_csv_str(r, c->dense_key);
     pb_csv_str(r, c->args_joined);
     pb_csv_int(r, c->train.epochs);
-    pb_csv_int(r, c->finetune.epochs);
+    pb_csv_int(r, pb_cell_finetune_epochs(c));
     if (res) {
         pb_csv_int(r, (long long)res->prunable);
         pb_csv_int(r, (long long)res->prunable_nonzero);
@@ -464,16 +599,20 @@ int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c,
 
 /* ------------------------------------------------------ the CSV files */
 
-static int concat_files(const pb_store *s, const char *name, const char *suffix,
-                        const char *const *cols, char *err, size_t errlen)
+/* name from the cells' suffix files, in matrix order, the cells whose files
+ * are whole only (keep[i]): a damaged file never reaches a merged one. */
+static int concat_files(const pb_store *s, const char *name, const char *suffix, const char *const *cols,
+                        const unsigned char *keep, char *err, size_t errlen)
 {
     char path[4400], tmp[4500], part[4400];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
-    FILE *f = pb_store_open_tmp(path, tmp, sizeof tmp);
+    FILE *f = pb_store_open_tmp(path, tmp, sizeof tmp, err, errlen);
     if (!f)
-        return pb_err(err, errlen, PB_EIO, "cannot write %s: %s", tmp, strerror(errno));
+        return PB_EIO;
     pb_csv_header(f, cols);
     for (int i = 0; i < s->x->ncells; i++) {
+        if (!keep[i])
+            continue;
         pb_store_cell_path(s, &s->x->cells[i], suffix, part, sizeof part);
         size_t n;
         char *text = pb_store_read_text(part, &n);
@@ -487,13 +626,22 @@ static int concat_files(const pb_store *s, const char *name, const char *suffix,
 
 int pb_store_regenerate(const pb_store *s, char *err, size_t errlen)
 {
-    int rc = concat_files(s, "cells.csv", ".row", pb_csv_cells_cols, err, errlen);
+    unsigned char *keep = malloc((size_t)(s->x->ncells > 0 ? s->x->ncells : 1));
+    if (!keep)
+        return pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    char why[PB_ERRLEN];
+    for (int i = 0; i < s->x->ncells; i++) {
+        int k = pb_store_cell_check(s, &s->x->cells[i], why, sizeof why);
+        keep[i] = k == PB_STORE_CELL_OK || k == PB_STORE_CELL_FAILED;
+    }
+    int rc = concat_files(s, "cells.csv", ".row", pb_csv_cells_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, err, errlen);
+        rc = concat_files(s, "curves.csv", ".curves", pb_csv_curves_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, err, errlen);
+        rc = concat_files(s, "layers.csv", ".layers", pb_csv_layers_cols, keep, err, errlen);
     if (rc == PB_OK)
-        rc = concat_files(s, "metrics.csv", ".metrics", pb_csv_metrics_cols, err, errlen);
+        rc = concat_files(s, "metrics.csv", ".metrics", pb_csv_metrics_cols, keep, err, errlen);
+    free(keep);
     return rc;
 }
 
@@ -592,9 +740,11 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
     cpu_model(cpu, sizeof cpu);
     char path[4400];
     snprintf(path, sizeof path, "%s/metadata.txt", s->dir);
+    const int keep = run->noop && !run->fresh && pb_store_exists(path);
     int nruns = 0;
     char *old = run->fresh ? NULL : earlier_runs(path, &nruns);
-    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192;
+    size_t n = strlen(script_text) + (old ? strlen(old) : 0) + 8192 +
+               (s->x->provenance ? strlen(s->x->provenance) : 0);
     char *text = malloc(n);
     if (!text) {
         free(old);
@@ -620,14 +770,15 @@ int pb_store_write_metadata(const pb_store *s, const pb_store_run *run, char *er
                      "cells_finished_before: %d\n"
                      "script: %s\n"
                      "%s"
+                     "%s"
                      "\n" META_SCRIPT "%s",
                      old ? old : META_HEAD, nruns + 1, date, s->rev, PACKAGE_VERSION, s->rev, s->build,
                      blas ? blas : "unknown", kern ? kern : "unknown", run->threads, run->workers, host, cpu, sysconf(_SC_NPROCESSORS_ONLN), date,
                      s->x->name, s->x->where, s->x->ncells, run->finished, run->script,
-                     run->extra ? run->extra : "", script_text);
+                     run->extra ? run->extra : "", s->x->provenance ? s->x->provenance : "", script_text);
     free(old);
-    int rc = pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
-    if (rc == PB_OK) {
+    int rc = keep ? PB_OK : pb_store_write_atomic(path, text, (size_t)(k < (int)n ? k : (int)n - 1), err, errlen);
+    if (rc == PB_OK && !keep) {
         snprintf(path, sizeof path, "%s/script.lua", s->dir);
         rc = pb_store_write_atomic(path, script_text, strlen(script_text), err, errlen);
     }

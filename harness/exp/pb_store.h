@@ -30,8 +30,9 @@ typedef struct pb_store {
 /* The store of experiment x under out_dir; touches no file. */
 void pb_store_init(pb_store *s, const char *out_dir, const pb_experiment *x);
 
-/* The git revision of the source tree and the build string (version+revision)
- * of this program, asked of git once per process. */
+/* The git revision this program was built from ("unknown" for a build outside
+ * a checkout) and its build string (version+revision, or the version alone),
+ * both compiled in: git is never asked at run time. */
 void pb_store_build(const char **rev, const char **build);
 
 /* ---- files and directories ---- */
@@ -45,20 +46,29 @@ int pb_store_exists(const char *path);
  * NULL if it cannot be read. */
 char *pb_store_read_text(const char *path, size_t *n);
 /* Writes path through a temporary file and rename(): readers see the old file
- * or the new one, never a part. */
+ * or the new one, never a part (pb_file_write_atomic: a path that is not a
+ * regular file is refused, every write error reported). */
 int pb_store_write_atomic(const char *path, const char *text, size_t n, char *err, size_t errlen);
 /* The same for a file written bit by bit: open writes tmp (path.tmp.<pid>),
  * commit flushes, syncs, closes f and renames tmp to path (f may be NULL: the
  * open failed). On failure tmp is removed. */
-FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen);
+FILE *pb_store_open_tmp(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen);
 int pb_store_commit(FILE *f, const char *tmp, const char *path, char *err, size_t errlen);
 
 /* Creates cells/ and dense/ and takes the experiment's lock (held while *lockfd
  * stays open): two runs must not write one directory. */
 int pb_store_open(const pb_store *s, int *lockfd, char *err, size_t errlen);
+/* " (pid P on HOST)" of the run holding the lock file open as fd ("" if unknown). */
+void pb_store_lock_owner(int fd, char *buf, size_t n);
 /* Removes the files of cells/ and dense/, or only the temporary files of
  * workers killed mid-write if tmp_only. */
 void pb_store_clean(const pb_store *s, int tmp_only);
+/* Removes a cache entry of dense/: the model NAME (KEY.pb), NAME.cost and
+ * every NAME.keep-*. */
+void pb_store_remove_dense(const pb_store *s, const char *name);
+/* Removes the temporary files worker pid left of cell c (its cell files and
+ * its cached model's), after it was stopped (timeout, interruption). */
+void pb_store_clean_worker(const pb_store *s, const pb_cell *c, long pid);
 
 /* ---- the cells ---- */
 
@@ -66,8 +76,16 @@ void pb_store_clean(const pb_store *s, int tmp_only);
 void pb_store_cell_path(const pb_store *s, const pb_cell *c, const char *suffix, char *buf, size_t n);
 /* dense/<dense_key>.pb of a cell. */
 void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t n);
+/* What a cell's files hold, checked on resume: no row file; a whole row of
+ * status ok (and whole curves, layers and metrics files) or failed; or
+ * damaged (emptied, truncated, garbled, another cell's, a bad status or
+ * accuracy, a damaged companion file), why saying what. */
+enum { PB_STORE_CELL_NONE, PB_STORE_CELL_OK, PB_STORE_CELL_FAILED, PB_STORE_CELL_DAMAGED };
+int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn);
+/* Removes a cell's row, curves, layers and metrics files (a damaged cell, run again). */
+void pb_store_cell_remove(const pb_store *s, const pb_cell *c);
 /* The status ("ok" or "failed"), reason and test accuracy of a cell's row
- * file; PB_EIO if it has none (or an unreadable one). */
+ * file; PB_EIO if it has none or pb_store_cell_check finds it damaged. */
 int pb_store_row_status(const pb_store *s, const pb_cell *c, char *status, size_t sn, char *reason, size_t rn,
                         double *acc);
 /* The last line of a cell's log ("" if none). */
@@ -100,6 +118,9 @@ typedef struct pb_store_run {
     int fresh;                 /* 1: the history of earlier runs starts over */
     int finished;              /* cells earlier runs had recorded */
     const char *extra;         /* more "key: value" lines for the block (a shard's), or NULL */
+    int noop;                  /* 1: every cell was finished before; an existing metadata.txt
+                                * and script.lua stay as they are (no run block for a run
+                                * that ran nothing) */
 } pb_store_run;
 
 /* metadata.txt (the earlier runs' blocks, this run's block, the script text),

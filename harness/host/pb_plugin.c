@@ -9,8 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "engine/pb_check.h"
 #include "engine/pb_util.h"
 
 static const char *const kind_names[] = {
@@ -181,12 +185,36 @@ void pb_plugin_close(pb_loaded *p)
     memset(p, 0, sizeof *p);
 }
 
+int pb_plugin_from_build_tree(void)
+{
+    static int known, inside;
+    if (known)
+        return inside;
+    known = 1;
+    char top[4096], exe[4096];
+    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
+    char *tail = strstr(top, "/plugins/.libs");
+    if (!tail)
+        return inside = 0;
+    *tail = '\0';
+    char *real = realpath(top, NULL); /* the build tree as the kernel names it, symbolic links resolved */
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (real && k > 0) {
+        exe[k] = '\0';
+        size_t len = strlen(real);
+        inside = !strncmp(exe, real, len) && exe[len] == '/';
+    }
+    free(real);
+    return inside;
+}
+
 /* The directories searched, in order, as one colon-separated string. */
 static void search_path(const char *extra, char *buf, size_t n)
 {
     const char *env = getenv("PRUNEBENCH_PLUGIN_PATH");
-    snprintf(buf, n, "%s%s%s%s%s:%s", extra ? extra : "", extra ? ":" : "", env ? env : "",
-             env ? ":" : "", PB_BUILD_PLUGINDIR, PB_PLUGINDIR);
+    const int build = pb_plugin_from_build_tree();
+    snprintf(buf, n, "%s%s%s%s%s%s%s", extra ? extra : "", extra ? ":" : "", env ? env : "", env ? ":" : "",
+             build ? PB_BUILD_PLUGINDIR : "", build ? ":" : "", PB_PLUGINDIR);
 }
 
 static int is_file(const char *p)
@@ -224,17 +252,20 @@ static int collect(const char *extra, char names[][64], int max)
 
 static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
 
-int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen)
+int pb_plugin_locate(const char *name, const char *extra_dir, char *path, size_t pathlen, char *err,
+                     size_t errlen)
 {
     size_t len = strlen(name);
-    if (strchr(name, '/') || (len > 3 && !strcmp(name + len - 3, ".so")))
-        return pb_plugin_open(name, out, err, errlen);
-    char sp[8192], path[4096];
+    if (strchr(name, '/') || (len > 3 && !strcmp(name + len - 3, ".so"))) {
+        snprintf(path, pathlen, "%s", name);
+        return PB_OK;
+    }
+    char sp[8192];
     search_path(extra_dir, sp, sizeof sp);
     for (char *save, *dir = strtok_r(sp, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof path, "%s/%s.so", dir, name);
+        snprintf(path, pathlen, "%s/%s.so", dir, name);
         if (is_file(path))
-            return pb_plugin_open(path, out, err, errlen);
+            return PB_OK;
     }
     char names[128][64], list[2048] = "";
     int n = collect(extra_dir, names, 128);
@@ -243,8 +274,60 @@ int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char
     for (int i = 0; i < n && used < sizeof list; i++)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
     search_path(extra_dir, sp, sizeof sp);
-    return pb_err(err, errlen, PB_EUSAGE, "unknown method '%s' (valid: %s; searched %s)", name,
+    path[0] = '\0';
+    const char *cand[129];
+    for (int i = 0; i < n; i++)
+        cand[i] = names[i];
+    cand[n] = NULL;
+    const char *near = pb_check_suggest(name, cand);
+    char hint[96] = "";
+    if (near)
+        snprintf(hint, sizeof hint, ": did you mean '%s'?", near);
+    return pb_err(err, errlen, PB_EUSAGE, "unknown method '%s'%s (valid: %s; searched %s)", name, hint,
                   n ? list : "none found", sp);
+}
+
+int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen)
+{
+    char path[4096];
+    int rc = pb_plugin_locate(name, extra_dir, path, sizeof path, err, errlen);
+    if (rc != PB_OK) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    return pb_plugin_open(path, out, err, errlen);
+}
+
+/* Same directory: both resolved (symbolic links, "..") and compared. */
+static int same_dir(const char *dir, const char *resolved_file)
+{
+    char d[PATH_MAX];
+    if (!realpath(dir, d))
+        return 0;
+    size_t n = strlen(d);
+    return !strncmp(resolved_file, d, n) && resolved_file[n] == '/' && !strchr(resolved_file + n + 1, '/');
+}
+
+int pb_plugin_provenance(const char *path, pb_provenance *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!realpath(path, out->path))
+        return pb_err(err, errlen, PB_EIO, "%s: cannot resolve: %s", path, strerror(errno));
+    FILE *f = fopen(out->path, "rb");
+    if (!f)
+        return pb_err(err, errlen, PB_EIO, "%s: cannot read: %s", out->path, strerror(errno));
+    uint64_t h = PB_HASH_INIT;
+    unsigned char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+        h = pb_hash64(buf, k, h);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return pb_err(err, errlen, PB_EIO, "%s: read error", out->path);
+    out->hash = h;
+    out->builtin = same_dir(PB_BUILD_PLUGINDIR, out->path) || same_dir(PB_PLUGINDIR, out->path);
+    return PB_OK;
 }
 
 int pb_plugin_list(const char *extra_dir, pb_loaded **out, int *nout, char *err, size_t errlen)

@@ -2,7 +2,9 @@
 #ifndef PB_PLUGIN_H
 #define PB_PLUGIN_H
 
+#include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "prunebench/plugin.h"
 
@@ -19,15 +21,35 @@ typedef struct pb_loaded {
 int pb_plugin_open(const char *path, pb_loaded *out, char *err, size_t errlen);
 
 /* Finds a method by name, or by an explicit path to a .so. Search order:
- * extra_dir, $PRUNEBENCH_PLUGIN_PATH (colon-separated), the build tree, the
- * installed plugin directory. Unknown names list the valid ones. */
+ * extra_dir, $PRUNEBENCH_PLUGIN_PATH (colon-separated), the build tree (only
+ * for a program that runs from it), the installed plugin directory. Unknown
+ * names list the valid ones. */
 int pb_plugin_find(const char *name, const char *extra_dir, pb_loaded *out, char *err, size_t errlen);
+
+/* The file pb_plugin_find would load for name, without loading it. */
+int pb_plugin_locate(const char *name, const char *extra_dir, char *path, size_t pathlen, char *err,
+                     size_t errlen);
+
+/* Where a plugin's code came from: its resolved path, the 64-bit FNV-1a hash
+ * of its file's bytes (not a cryptographic hash: it tells builds apart, it
+ * does not authenticate them), and whether it is one of prunebench's own
+ * plugins (a file in the build tree's or the installed plugin directory). */
+typedef struct pb_provenance {
+    char path[PATH_MAX];
+    uint64_t hash;
+    int builtin;
+} pb_provenance;
+int pb_plugin_provenance(const char *path, pb_provenance *out, char *err, size_t errlen);
 
 /* All plugins on the search path (first of each name wins), sorted by name.
  * *out is malloc'd; close each with pb_plugin_close, then free(*out). */
 int pb_plugin_list(const char *extra_dir, pb_loaded **out, int *n, char *err, size_t errlen);
 
 void pb_plugin_close(pb_loaded *p);
+
+/* 1 when this program runs from its build tree (then the build's plugins and
+ * Lua prelude come before the installed ones), 0 for an installed program. */
+int pb_plugin_from_build_tree(void);
 
 /* Parses "name=value" strings against the plugin's parameter table into
  * values[] (one per table entry, defaults first). Unknown names, values out of

@@ -9,8 +9,8 @@ set ylabel 'test accuracy'
 set grid
 set key outside right top
 set logscale x 2
-set xrange [0.778826:12.5674]
-set yrange [0.0821167:0.919913]
+set xrange [1.01538:12.6454]
+set yrange [0.0893789:0.924334]
 plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'magnitude', \
      'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'wanda', \
      'accuracy_vs_compression.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'sparsegpt', \
