@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..32
+echo 1..33
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -104,6 +104,8 @@ check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefi
     "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
 check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
+check "a narrowed dense model's theoretical speedup is the full-width model's dense FLOPs over its own" sh -c \
+    "awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"10 3.3333333 1 \") }' '$P/plots/accuracy_vs_speedup.dat' && grep -q 'narrowed model: full-width FLOPs' '$P/plots/accuracy_vs_speedup.gp'"
 
 # Chart conventions: the dense baseline is a line with its ± std band, titles
 # name the experiment, model and data set, the y range is fitted to the data,
