@@ -186,7 +186,7 @@ int pb_cell_provenance(pb_experiment *x, const char *plugin_path, char *err, siz
             if ((unsigned char)*q < 0x20 || *q == 0x7f)
                 *q = '?';
         len += (size_t)snprintf(text + len, cap - len, "plugin: %s %s fnv1a64=%016llx %s\n", used[i].name,
-                                used[i].p.path, (unsigned long long)used[i].p.hash,
+                                pb_plugin_shown_path(used[i].p.path), (unsigned long long)used[i].p.hash,
                                 used[i].p.builtin ? "built-in" : "out-of-tree");
     }
     free(used);

@@ -208,6 +208,21 @@ int pb_plugin_from_build_tree(void)
     return inside;
 }
 
+const char *pb_plugin_shown_path(const char *path)
+{
+    char top[4096];
+    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
+    char *tail = strstr(top, "/plugins/.libs");
+    if (!tail)
+        return path;
+    *tail = '\0';
+    char *real = realpath(top, NULL);
+    const size_t len = real ? strlen(real) : 0;
+    const int inside = real && !strncmp(path, real, len) && path[len] == '/';
+    free(real);
+    return inside ? path + len + 1 : path;
+}
+
 /* The directories searched, in order, as one colon-separated string. */
 static void search_path(const char *extra, char *buf, size_t n)
 {

@@ -50,6 +50,10 @@ void pb_plugin_close(pb_loaded *p);
 /* 1 when this program runs from its build tree (then the build's plugins and
  * Lua prelude come before the installed ones), 0 for an installed program. */
 int pb_plugin_from_build_tree(void);
+/* path as results name it: relative to the build tree for a file inside it
+ * (which directory the tree was built in is not the experiment's business),
+ * else unchanged */
+const char *pb_plugin_shown_path(const char *path);
 
 /* Parses "name=value" strings against the plugin's parameter table into
  * values[] (one per table entry, defaults first). Unknown names, values out of
