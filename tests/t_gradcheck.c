@@ -711,6 +711,144 @@ static int t_conv_wide_ref(void)
     return ok;
 }
 
+/* Winograd F(2x2, 3x3) (3x3, stride 1, padding 1, not thin): odd sizes,
+ * channel counts no multiple of the vector width, fewer input than output
+ * channels and the reverse, a tile row wider than one vector, a fused ReLU. */
+static const int wino_shapes[][6] = {
+    /* ic ih iw oc bias relu */
+    {17, 5, 7, 20, 0, 0}, {30, 4, 5, 7, 1, 0}, {20, 9, 9, 33, 1, 1}, {33, 3, 3, 18, 0, 1},
+    {18, 11, 37, 24, 1, 0}, {40, 1, 2, 17, 1, 1},
+};
+#define NWINO (sizeof wino_shapes / sizeof wino_shapes[0])
+
+static pb_layer mk_wino(size_t i)
+{
+    const int *s = wino_shapes[i];
+    pb_layer l = mk_conv(s[0], s[1], s[2], s[3], 3, 1, 1, s[4]);
+    l.relu_after = s[5];
+    return l;
+}
+
+/* The shapes below are smaller than those Winograd takes by default, so
+ * these tests force it (mode 2). */
+static int wino_taken(pb_layer l, size_t i)
+{
+    char err[PB_ERRLEN];
+    pb_kern_conv_use_winograd(2);
+    if (pb_layer_infer_shape(&l, err, sizeof err) != PB_OK || !pb_kern_conv_is_winograd(&l)) {
+        printf("# Winograd shape %zu does not take the Winograd path\n", i);
+        return 0;
+    }
+    return 1;
+}
+
+/* Gradients against finite differences (no fused ReLU there: its kink). */
+static int t_conv_winograd_grad(void)
+{
+    int ok = 1;
+    for (size_t i = 0; i < NWINO && ok; i++) {
+        pb_layer l = mk_wino(i);
+        l.relu_after = 0;
+        if (!wino_taken(l, i))
+            return 0;
+        ok &= gradcheck(l, 2, GEN_NORMAL, 1);
+        if (!ok)
+            printf("# Winograd shape %zu\n", i);
+    }
+    pb_kern_conv_use_winograd(1);
+    return ok;
+}
+
+/* Forward, weight, bias and input gradients against the reference path
+ * (im2col and SGEMM) and against the direct convolution, batches of 1 and 5,
+ * dx overwritten and added to. */
+static int t_conv_winograd_ref(void)
+{
+    int ok = 1;
+    for (size_t t = 0; t < NWINO && ok; t++)
+        for (int B = 1; B <= 5 && ok; B += 4) {
+            if (!wino_taken(mk_wino(t), t))
+                return 0;
+            fixture f;
+            if (!fx_setup(&f, mk_wino(t), B)) {
+                fx_free(&f);
+                return 0;
+            }
+            pb_layer *l = &f.l;
+            const size_t ni = B * pb_layer_isize(l), no = B * pb_layer_osize(l), nw = l->w->n;
+            float *x = falloc(ni), *R = falloc(no), *out[2], *dx[2], *dxa[2], *gw[2], *gb[2];
+            fill(x, ni, GEN_NORMAL);
+            fill(R, no, GEN_NORMAL);
+            for (int w = 0; w < 2; w++) {
+                const int was = pb_kern_conv_use_winograd(2 * w);
+                out[w] = falloc(no);
+                dx[w] = falloc(ni);
+                dxa[w] = falloc(ni);
+                gw[w] = falloc(nw);
+                gb[w] = falloc((size_t)l->oc);
+                zero_grads(l);
+                pb_layer_forward(l, x, NULL, B, 1, NULL);
+                memcpy(out[w], l->out, no * sizeof(float));
+                memcpy(l->dout, R, no * sizeof(float));
+                for (size_t i = 0; i < ni; i++)
+                    dx[w][i] = 1e6f; /* backward_write must overwrite it */
+                pb_layer_backward_write(l, x, dx[w], B);
+                memcpy(gw[w], l->w->g, nw * sizeof(float));
+                if (l->b)
+                    memcpy(gb[w], l->b->g, (size_t)l->oc * sizeof(float));
+                for (size_t i = 0; i < ni; i++)
+                    dxa[w][i] = 0.5f;
+                pb_layer_backward(l, x, dxa[w], NULL, B);
+                pb_kern_conv_use_winograd(was);
+            }
+            ok &= near_all("out", out[1], out[0], no, 1e-4);
+            ok &= near_all("dx", dx[1], dx[0], ni, 1e-4);
+            ok &= near_all("dx added", dxa[1], dxa[0], ni, 1e-4);
+            ok &= near_all("dW", gw[1], gw[0], nw, 1e-4);
+            if (l->b)
+                ok &= near_all("db", gb[1], gb[0], (size_t)l->oc, 1e-4);
+            if (!l->relu_after) {
+                double *ref = malloc(no * sizeof(double));
+                if (!ref)
+                    abort();
+                naive_conv(l, x, B, ref);
+                ok &= near_ref("out", t, out[1], ref, no);
+                free(ref);
+            }
+            if (!ok)
+                printf("# Winograd shape %zu, batch %d\n", t, B);
+            for (int w = 0; w < 2; w++) {
+                pb_free(out[w]);
+                pb_free(dx[w]);
+                pb_free(dxa[w]);
+                pb_free(gw[w]);
+                pb_free(gb[w]);
+            }
+            pb_free(x);
+            pb_free(R);
+            fx_free(&f);
+        }
+    pb_kern_conv_use_winograd(1);
+    return ok;
+}
+
+/* The default takes Winograd for conv4's wide layers and not for ResNet-20's. */
+static int t_conv_winograd_default(void)
+{
+    pb_layer wide = mk_conv(64, 28, 28, 64, 3, 1, 1, 1), r32 = mk_conv(32, 14, 14, 32, 3, 1, 1, 0);
+    pb_layer r64 = mk_conv(64, 7, 7, 64, 3, 1, 1, 0), s2 = mk_conv(64, 28, 28, 64, 3, 2, 1, 0);
+    char err[PB_ERRLEN];
+    if (pb_layer_infer_shape(&wide, err, sizeof err) != PB_OK || pb_layer_infer_shape(&r32, err, sizeof err) ||
+        pb_layer_infer_shape(&r64, err, sizeof err) || pb_layer_infer_shape(&s2, err, sizeof err))
+        return 0;
+    const int on = pb_kern_conv_is_winograd(&wide) && !pb_kern_conv_is_winograd(&r32) &&
+                   !pb_kern_conv_is_winograd(&r64) && !pb_kern_conv_is_winograd(&s2);
+    pb_kern_conv_use_winograd(0);
+    const int off = !pb_kern_conv_is_winograd(&wide);
+    pb_kern_conv_use_winograd(1);
+    return on && off;
+}
+
 /* A conv applying the ReLU that follows it (relu_after) gives, bit for bit,
  * the outputs and gradients of the conv and a separate ReLU, on the thin
  * kernels and on the SGEMM path. */
@@ -1004,12 +1142,15 @@ static int t_maxpool2_scan(void)
  * rounding (partial sums per part); backward_write overwrites dx. */
 static int t_threads(void)
 {
-    const pb_layer protos[6] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
+    /* the BN layer's batch (16 x 20 x 8 x 8 floats) is large enough for two
+     * parts; the last conv takes Winograd */
+    const pb_layer protos[8] = {mk_conv(1, 28, 28, 6, 5, 1, 2, 1), mk_conv(6, 14, 14, 16, 5, 1, 0, 1),
                                 mk_pool(PB_MAXPOOL, 6, 28, 28, 2, 2), mk_conv(16, 14, 14, 32, 3, 2, 1, 0),
-                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1)};
+                                mk_conv(20, 9, 9, 24, 3, 1, 1, 1), mk_conv(1, 12, 11, 64, 3, 1, 1, 1),
+                                mk(PB_BN, 20, 8, 8), mk_conv(64, 14, 14, 64, 3, 1, 1, 0)};
     const int B = 16;
     int ok = 1;
-    for (int t = 0; t < 6 && ok; t++) {
+    for (int t = 0; t < 8 && ok; t++) {
         fixture f;
         if (!fx_setup(&f, protos[t], B)) {
             fx_free(&f);
@@ -1223,6 +1364,39 @@ static int t_realloc(void)
     return ok;
 }
 
+/* pb_kern_exp_sum (softmax rows of attention and the loss): every value within
+ * 1e-6 relative of exp over [-87, 88], nothing past n written, and the sum
+ * equal to the values' sum in double within 1e-6. */
+static int t_exp_sum(void)
+{
+    enum { N = 37 }; /* two vectors and a tail of 5 */
+    float z[N], p[N + 3];
+    double worst = 0, sumerr = 0;
+    int tail_kept = 1;
+    for (int trial = 0; trial < 200; trial++) {
+        for (int i = 0; i < N; i++)
+            z[i] = -87.0f + 175.0f * (float)((trial * N + i) * 7919 % 10007) / 10007.0f;
+        const int n = 1 + trial % N;
+        const float scale = trial % 2 ? 1.0f : 0.5f, shift = trial % 3 ? 0.0f : 3.0f;
+        for (int i = 0; i < N + 3; i++)
+            p[i] = -1.0f;
+        const float s = pb_kern_exp_sum(p, z, n, scale, shift);
+        double ref = 0;
+        for (int i = 0; i < n; i++) {
+            const double t = (double)(z[i] * scale - shift);
+            const double e = exp(t < -87 ? -87 : t > 88 ? 88 : t), rel = fabs(p[i] - e) / e;
+            worst = rel > worst ? rel : worst;
+            ref += p[i];
+        }
+        for (int i = n; i < N + 3; i++)
+            tail_kept &= p[i] == -1.0f;
+        const double se = fabs(s - ref) / ref;
+        sumerr = se > sumerr ? se : sumerr;
+    }
+    printf("# exp_sum: worst relative error %.3g, sum %.3g\n", worst, sumerr);
+    return worst < 1e-6 && sumerr < 1e-6 && tail_kept;
+}
+
 typedef struct test {
     const char *desc;
     int (*fn)(void);
@@ -1242,12 +1416,16 @@ static const test tests[] = {
     {"conv on the SGEMM path (>16 channels, >256 taps, odd sizes, stride 2, 1x1): gradients", t_conv_wide},
     {"conv on the SGEMM path: forward and gradients match the direct convolution and its adjoint", t_conv_wide_ref},
     {"conv with its ReLU fused matches conv and ReLU bit for bit (thin and SGEMM paths)", t_conv_relu_fused},
+    {"conv on Winograd F(2x2,3x3) (odd sizes, channels not a multiple of 16): gradients", t_conv_winograd_grad},
+    {"conv on Winograd matches the im2col/SGEMM reference and the direct convolution (fwd, dW, db, dx)",
+     t_conv_winograd_ref},
+    {"Winograd by default for 64+ channels at 14+ wide only; mode 0 turns it off", t_conv_winograd_default},
     {"bn inference forward: eval output bit for bit, backward state untouched", t_bn_infer},
     {"unfold: conv rows by definition (stride 2 pad 1, stride 1 pad 0, pad k), forward = rows x W^T + b; dense copies", t_unfold},
     {"conv in workspace chunks matches one example at a time", t_conv_chunked},
     {"maxpool k2s2 and k3s2: dx", t_maxpool},
     {"maxpool k2s2 vector path picks what the scan picks (ties, NaN; rows of 9, 5, 3)", t_maxpool2_scan},
-    {"conv (thin and SGEMM) and maxpool on two threads match one thread; backward_write overwrites dx", t_threads},
+    {"conv (thin, SGEMM, Winograd), maxpool and BN on two threads match one thread; backward_write overwrites dx", t_threads},
     {"avgpool k2s2 and k3s1: dx", t_avgpool},
     {"global average pooling: dx", t_gap},
     {"relu: dx", t_relu},
@@ -1263,6 +1441,7 @@ static const test tests[] = {
     {"backward accumulates for every kind", t_accumulates},
     {"flops, dense and effective", t_flops},
     {"alloc again with a larger batch; missing parameters refused", t_realloc},
+    {"exp_sum (softmax rows): within 1e-6 of exp, its sum exact to 1e-6, nothing past n written", t_exp_sum},
 };
 
 int main(void)

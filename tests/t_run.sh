@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..32
+echo 1..34
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -104,6 +104,8 @@ check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefi
     "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
 check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
+check "a narrowed dense model's theoretical speedup is the full-width model's dense FLOPs over its own" sh -c \
+    "awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"10 3.3333333 1 \") }' '$P/plots/accuracy_vs_speedup.dat' && grep -q 'narrowed model: full-width FLOPs' '$P/plots/accuracy_vs_speedup.gp'"
 
 # Chart conventions: the dense baseline is a line with its ± std band, titles
 # name the experiment, model and data set, the y range is fitted to the data,
@@ -173,8 +175,14 @@ LUA
 "$PB" run "$tmp/crash.lua" --out "$tmp/r" --plugin-path "$tmp/plugins" --no-plot -j 2 >"$tmp/o" 2>"$tmp/e"
 st=$?
 check "a run with a crashed cell finishes with exit 1" test $st -eq 1
-check "the crashing cell is failed with the signal, the others are ok" sh -c \
-    "grep ',crash,' '$tmp/r/crash/cells.csv' | grep -q ',failed,.*SIGSEGV' && test \$(grep -c ',ok,' '$tmp/r/crash/cells.csv') -eq 2"
+if [ -n "${PB_SANITIZERS:-}" ]; then
+    # AddressSanitizer catches the SIGSEGV, reports it in the cell's log and exits 1
+    check "the crashing cell is failed with the sanitizer's report, the others are ok" sh -c \
+        "grep ',crash,' '$tmp/r/crash/cells.csv' | grep -q ',failed,.*worker exited with status 1 without a result' && grep -l 'AddressSanitizer: SEGV' '$tmp/r/crash/cells/'*.log >/dev/null && test \$(grep -c ',ok,' '$tmp/r/crash/cells.csv') -eq 2"
+else
+    check "the crashing cell is failed with the signal, the others are ok" sh -c \
+        "grep ',crash,' '$tmp/r/crash/cells.csv' | grep -q ',failed,.*SIGSEGV' && test \$(grep -c ',ok,' '$tmp/r/crash/cells.csv') -eq 2"
+fi
 
 # a NaN loss fails its cell with the message
 cat > "$tmp/nan.lua" <<'LUA'
@@ -187,4 +195,17 @@ experiment "nan" {
 LUA
 "$PB" run "$tmp/nan.lua" --out "$tmp/r" --no-plot -q 2>/dev/null
 check "a NaN loss fails the cell with its reason" sh -c "grep -qi ',failed,.*nan' '$tmp/r/nan/cells.csv'"
+
+# every chart script of the runs above is one gnuplot draws without an error
+# (measured_speedup once asked for a plot style gnuplot does not have)
+if command -v gnuplot >/dev/null 2>&1; then
+    check "every .gp written here draws: a non-empty .png beside it, nothing in gnuplot.log" sh -c '
+        for d in "$1"/r/small/plots "$1"/p/plots "$1"/q/plots; do
+            test ! -s "$d/gnuplot.log" || { cat "$d/gnuplot.log"; exit 1; }
+            for g in "$d"/*.gp; do test -s "${g%.gp}.png" || { echo "no chart for $g"; exit 1; }; done
+        done
+        test -s "$1/r/small/plots/measured_speedup.png"' sh "$tmp"
+else
+    echo "ok $((n = n + 1)) # SKIP gnuplot is not installed"
+fi
 exit $failed

@@ -2,6 +2,8 @@
 #include "pb_file.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +101,8 @@ typedef struct rbuf { const unsigned char *p; size_t n, off; int short_read; } r
 
 static const void *get(rbuf *r, size_t n)
 {
-    if (r->off + n > r->n) {
+    /* n > r->n - r->off, not r->off + n > r->n, which wraps for a forged n */
+    if (r->short_read || r->off > r->n || n > r->n - r->off) {
         r->short_read = 1;
         return NULL;
     }
@@ -116,57 +119,124 @@ static int get_u32(rbuf *r, uint32_t *v)
     return q != NULL;
 }
 
-static int load(pb_model *m, const char *path, int max_batch, int allow_generated, char *err, size_t errlen)
+/* Limits of what a checkpoint may describe, checked before anything is
+ * allocated or multiplied. Stored tensors are bounded by the file itself;
+ * these bound what is not stored: shapes, activations, generated weights. */
+#define HDR_BYTES (8 + 4 + 24 + 64)
+#define LAYER_BYTES (4 + 32 + 7 * 4 + 3 * 4)
+#define PARAM_HEAD_BYTES (48 + 8 + 2)
+#define MAX_DIM (1 << 24)                /* any count, size or hyper-parameter */
+#define MAX_ACT ((size_t)1 << 25)        /* activation values per example, all layers */
+#define MAX_GENERATED ((size_t)1 << 26)  /* values of generated (not stored) weights */
+
+static int dim_ok(int32_t v, int lo) { return v >= lo && v <= MAX_DIM; }
+
+/* Walks the parameter records without allocating: every size must fit in
+ * what is left of the file. Returns the values the parameters take in all
+ * (stored plus generated), or 0 if the records are malformed. */
+static size_t scan_params(rbuf r, uint32_t nparams, uint32_t version, const char **why)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pb_err(err, errlen, PB_EIO, "%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (sz < 8 + 4 + 24 + 64 + 4) {
-        fclose(f);
-        return pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (only %ld bytes)", path, sz);
+    size_t total = 0, generated = 0;
+    for (uint32_t i = 0; i < nparams; i++) {
+        const void *np;
+        const unsigned char *flags;
+        uint64_t n;
+        if (!get(&r, 48) || !(np = get(&r, 8)) || !(flags = get(&r, 2)))
+            return *why = "a parameter record is cut short", 0;
+        memcpy(&n, np, 8);
+        if (n == 0 || n > INT_MAX)
+            return *why = "a parameter's size is out of range", 0;
+        if (flags[0] > PB_CKPT_GENERATED || flags[1] > 1)
+            return *why = "a parameter's flags are out of range", 0;
+        if (flags[0] == PB_CKPT_GENERATED) {
+            if (version != PB_CKPT_VERSION_SHARED)
+                return *why = "a version-1 checkpoint marks a weight as generated", 0;
+            if ((generated += n) > MAX_GENERATED)
+                return *why = "generated weights larger than this program handles", 0;
+        } else {
+            size_t copies = flags[0] ? 2 : 1;
+            if (n > (r.n - r.off) / sizeof(float) / copies || !get(&r, (size_t)n * sizeof(float) * copies))
+                return *why = "a parameter's values run past the end of the file", 0;
+        }
+        total += (size_t)n;
     }
-    unsigned char *buf = malloc((size_t)sz);
-    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-        fclose(f);
-        free(buf);
-        return pb_err(err, errlen, PB_EIO, "%s: read error", path);
+    return total;
+}
+
+/* The activation values one example of layer l needs (output, and the
+ * attention probabilities of an ATTN layer). */
+static size_t act_of(const pb_layer *l)
+{
+    size_t a = pb_layer_osize(l);
+    if (l->kind == PB_ATTN && l->k > 0) {
+        size_t T = (size_t)l->ih, heads = (size_t)(l->oc / l->k);
+        if (T > MAX_DIM / 8 || heads * T > MAX_ACT || heads * T * T > MAX_ACT)
+            return MAX_ACT + 1;
+        a += 2 * heads * T * T;
     }
-    fclose(f);
+    return a;
+}
+
+static int parse(pb_model *m, const unsigned char *buf, size_t sz, const char *path, int max_batch,
+                 int allow_generated, char *err, size_t errlen)
+{
     int rc = PB_EIO;
+    const char *why = "sections do not match the header";
     memset(m, 0, sizeof *m);
-    if (memcmp(buf, MAGIC, 8) != 0) {
-        pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (bad magic)", path);
-        goto out;
-    }
+    if (sz < HDR_BYTES + 4)
+        return pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (only %zu bytes)", path, sz);
+    if (memcmp(buf, MAGIC, 8) != 0)
+        return pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (bad magic)", path);
     uint32_t version;
     memcpy(&version, buf + 8, 4);
-    if (version != PB_CKPT_VERSION && version != PB_CKPT_VERSION_SHARED) {
-        pb_err(err, errlen, PB_EIO, "%s: checkpoint version %u, this prunebench reads versions %d and %d",
-               path, version, PB_CKPT_VERSION, PB_CKPT_VERSION_SHARED);
-        goto out;
-    }
+    if (version != PB_CKPT_VERSION && version != PB_CKPT_VERSION_SHARED)
+        return pb_err(err, errlen, PB_EIO, "%s: checkpoint version %u, this prunebench reads versions %d and %d",
+                      path, version, PB_CKPT_VERSION, PB_CKPT_VERSION_SHARED);
     uint32_t stored;
     memcpy(&stored, buf + sz - 4, 4);
-    uint32_t crc = (uint32_t)crc32(0L, buf, (uInt)(sz - 4));
-    if (crc != stored) {
-        pb_err(err, errlen, PB_EIO, "%s: checksum mismatch (stored %08x, computed %08x): the file is corrupt or truncated",
-               path, stored, crc);
-        goto out;
-    }
-    rbuf r = {buf, (size_t)sz - 4, 12, 0};
+    uint32_t crc = (uint32_t)crc32_z(0L, buf, sz - 4);
+    if (crc != stored)
+        return pb_err(err, errlen, PB_EIO,
+                      "%s: checksum mismatch (stored %08x, computed %08x): the file is corrupt or truncated",
+                      path, stored, crc);
+    rbuf r = {buf, sz - 4, 12, 0};
     uint32_t hdr[6];
     for (int i = 0; i < 6; i++)
         get_u32(&r, &hdr[i]);
     const char *arch = get(&r, 64);
-    if (r.short_read || hdr[4] > PB_MAX_LAYERS || hdr[5] > PB_MAX_PARAMS)
+    if (r.short_read)
+        goto corrupt;
+    for (int i = 0; i < 4; i++)
+        if (!dim_ok((int32_t)hdr[i], 1) || hdr[i] > MAX_DIM) {
+            why = "the input shape or class count is out of range";
+            goto corrupt;
+        }
+    if ((size_t)hdr[0] * hdr[1] * hdr[2] > MAX_ACT) {
+        why = "the input is larger than this program handles";
+        goto corrupt;
+    }
+    if (hdr[4] < 1 || hdr[4] > PB_MAX_LAYERS || hdr[5] > PB_MAX_PARAMS) {
+        why = "the layer or parameter count is out of range";
+        goto corrupt;
+    }
+    /* The parameter records follow the fixed-size layer records: size them
+     * all before the model allocates anything. */
+    rbuf pr = r;
+    if (hdr[4] > (pr.n - pr.off) / LAYER_BYTES) {
+        why = "the layer records run past the end of the file";
+        goto corrupt;
+    }
+    pr.off += (size_t)hdr[4] * LAYER_BYTES;
+    size_t room = scan_params(pr, hdr[5], version, &why);
+    if (hdr[5] && !room)
         goto corrupt;
     char archs[65];
     memcpy(archs, arch, 64);
     archs[64] = 0;
     pb_model_init(m, archs, (int)hdr[0], (int)hdr[1], (int)hdr[2], (int)hdr[3]);
+    m->param_capped = 1;
+    m->param_room = room;
+    size_t act = (size_t)hdr[0] * hdr[1] * hdr[2];
     for (uint32_t i = 0; i < hdr[4]; i++) {
         pb_layer l;
         memset(&l, 0, sizeof l);
@@ -175,12 +245,27 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
         const char *nm = get(&r, 32);
         const void *v = get(&r, 7 * 4);
         const void *fl = get(&r, 12);
-        if (r.short_read || kind >= PB_LAYER_KINDS)
+        if (r.short_read)
             goto corrupt;
+        if (kind >= PB_LAYER_KINDS) {
+            why = "a layer's kind is unknown";
+            goto corrupt;
+        }
         l.kind = (pb_layer_kind)kind;
         memcpy(l.name, nm, 31);
         int32_t iv[7];
         memcpy(iv, v, sizeof iv);
+        float fv[3];
+        memcpy(fv, fl, sizeof fv);
+        /* Hyper-parameters reach shape arithmetic (ih + 2 * pad, 3 * heads)
+         * inside pb_model_append: bound them first. */
+        if (iv[0] < -1 || iv[0] >= (int32_t)i || iv[1] < -1 || iv[1] >= (int32_t)i || !dim_ok(iv[2], 0) ||
+            !dim_ok(iv[3], 0) || !dim_ok(iv[4], 0) || !dim_ok(iv[5], 0) || iv[6] < 0 || iv[6] > 1 ||
+            !isfinite(fv[0]) || !isfinite(fv[1]) || !isfinite(fv[2])) {
+            pb_err(err, errlen, PB_EIO, "%s: layer %u has out-of-range fields (inputs %d,%d; oc %d, k %d, "
+                   "stride %d, pad %d, bias %d)", path, i, iv[0], iv[1], iv[2], iv[3], iv[4], iv[5], iv[6]);
+            goto fail;
+        }
         l.in = iv[0];
         l.in2 = iv[1];
         l.oc = iv[2];
@@ -188,8 +273,6 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
         l.stride = iv[4];
         l.pad = iv[5];
         l.has_bias = iv[6];
-        float fv[3];
-        memcpy(fv, fl, sizeof fv);
         l.p = fv[0];
         l.bn_eps = fv[1];
         l.bn_momentum = fv[2];
@@ -197,6 +280,12 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
             char inner[PB_ERRLEN];
             snprintf(inner, sizeof inner, "%s", err ? err : "");
             pb_err(err, errlen, PB_EIO, "%s: invalid model description: %s", path, inner);
+            goto fail;
+        }
+        const pb_layer *a = &m->layers[m->nlayers - 1];
+        if (a->oc > MAX_DIM || a->oh > MAX_DIM || a->ow > MAX_DIM || (act += act_of(a)) > MAX_ACT) {
+            pb_err(err, errlen, PB_EIO, "%s: layer %u (%s) makes the activations larger than this program "
+                   "handles (%zu values per example, limit %zu)", path, i, a->name, act, MAX_ACT);
             goto fail;
         }
     }
@@ -210,10 +299,14 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
         memcpy(pname, nm, 48);
         pname[48] = 0;
         uint64_t n;
-        memcpy(&n, np, 8);
+        memcpy(&n, np, 8); /* 1..INT_MAX, as scan_params checked */
         pb_param *p = (int)i < m->nparams ? m->params[i] : NULL;
-        if (!p && !(p = pb_model_extra_param(m, pname, (size_t)n, err, errlen)))
+        if (!p && !(p = pb_model_extra_param(m, pname, (size_t)n, err, errlen))) {
+            char inner[PB_ERRLEN];
+            snprintf(inner, sizeof inner, "%s", err ? err : "");
+            pb_err(err, errlen, PB_EIO, "%s: parameter %u: %s", path, i, inner);
             goto fail;
+        }
         if (strcmp(p->name, pname) != 0 || p->n != n) {
             pb_err(err, errlen, PB_EIO, "%s: parameter %u is %s[%llu] but the model needs %s[%zu]",
                    path, i, pname, (unsigned long long)n, p->name, p->n);
@@ -221,8 +314,6 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
         }
         p->trainable = flags[1];
         if (flags[0] == PB_CKPT_GENERATED) {
-            if (version != PB_CKPT_VERSION_SHARED)
-                goto corrupt;
             if (!allow_generated) {
                 rc = pb_err(err, errlen, PB_EUSAGE,
                        "%s: %s is generated from a shared array by a parameter-sharing method; the checkpoint "
@@ -233,20 +324,25 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
             p->generated = 1;
             continue;
         }
-        const void *w = get(&r, n * sizeof(float));
+        const void *w = get(&r, p->n * sizeof(float));
         if (r.short_read)
             goto corrupt;
-        memcpy(p->w, w, n * sizeof(float));
+        memcpy(p->w, w, p->n * sizeof(float));
         if (flags[0]) {
-            const void *mk = get(&r, n * sizeof(float));
+            const void *mk = get(&r, p->n * sizeof(float));
             if (r.short_read)
                 goto corrupt;
-            if (!(p->mask = pb_alloc(n * sizeof(float)))) {
-                pb_err(err, errlen, PB_ENOMEM, "out of memory");
+            if (!p->mask && !(p->mask = pb_alloc(p->n * sizeof(float)))) {
+                pb_err(err, errlen, PB_ENOMEM, "%s: out of memory", path);
                 goto fail;
             }
-            memcpy(p->mask, mk, n * sizeof(float));
+            memcpy(p->mask, mk, p->n * sizeof(float));
         }
+    }
+    if (m->nparams != (int)hdr[5]) {
+        pb_err(err, errlen, PB_EIO, "%s: the layers have %d parameters but the file stores %u", path,
+               m->nparams, hdr[5]);
+        goto fail;
     }
     for (int i = 0; i < m->nlayers; i++)
         if (m->layers[i].kind == PB_BN) {
@@ -259,18 +355,56 @@ static int load(pb_model *m, const char *path, int max_batch, int allow_generate
         }
     if (r.off != r.n)
         goto corrupt;
-    if ((rc = pb_model_finalize(m, max_batch, err, errlen)) != PB_OK)
+    m->param_capped = 0; /* the model is the caller's now, to grow as it likes */
+    m->param_room = 0;
+    if ((rc = pb_model_finalize(m, max_batch, err, errlen)) != PB_OK) {
+        char inner[PB_ERRLEN];
+        snprintf(inner, sizeof inner, "%s", err ? err : "");
+        pb_err(err, errlen, rc, "%s: %s", path, inner);
         goto fail;
-    free(buf);
+    }
     return PB_OK;
 corrupt:
-    pb_err(err, errlen, PB_EIO, "%s: corrupt checkpoint (sections do not match the header)", path);
+    pb_err(err, errlen, PB_EIO, "%s: corrupt checkpoint (%s)", path, why);
 fail:
     rc = rc == PB_OK ? PB_EIO : rc;
     pb_model_free(m);
-out:
+    return rc;
+}
+
+static int load(pb_model *m, const char *path, int max_batch, int allow_generated, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pb_err(err, errlen, PB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    long sz = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        sz = ftell(f);
+    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return pb_err(err, errlen, PB_EIO, "%s: not a regular file (cannot find its size)", path);
+    }
+    if ((size_t)sz < HDR_BYTES + 4) {
+        fclose(f);
+        return pb_err(err, errlen, PB_EIO, "%s: not a prunebench checkpoint (only %ld bytes)", path, sz);
+    }
+    unsigned char *buf = malloc((size_t)sz);
+    if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f);
+        free(buf);
+        return pb_err(err, errlen, PB_EIO, "%s: read error", path);
+    }
+    fclose(f);
+    int rc = parse(m, buf, (size_t)sz, path, max_batch, allow_generated, err, errlen);
     free(buf);
-    return rc == PB_OK ? PB_EIO : rc;
+    return rc;
+}
+
+int pb_ckpt_load_mem(pb_model *m, const void *data, size_t len, const char *name, int max_batch,
+                     int allow_generated, char *err, size_t errlen)
+{
+    return parse(m, data, len, name, max_batch, allow_generated, err, errlen);
 }
 
 int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t errlen)

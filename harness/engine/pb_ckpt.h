@@ -35,5 +35,11 @@ int pb_ckpt_load(pb_model *m, const char *path, int max_batch, char *err, size_t
  * in m too (a parameter-sharing method bound); they follow the loaded arrays
  * at the next forward. */
 int pb_ckpt_restore(pb_model *m, const char *path, char *err, size_t errlen);
+/* pb_ckpt_load from the bytes of a file already read (name is what errors
+ * call it); allow_generated as pb_ckpt_restore reads (weights generated from
+ * shared arrays), else refused. Every size and count is checked against len
+ * and the program's limits before anything is allocated. */
+int pb_ckpt_load_mem(pb_model *m, const void *data, size_t len, const char *name, int max_batch,
+                     int allow_generated, char *err, size_t errlen);
 
 #endif

@@ -72,6 +72,7 @@ static int add(pb_model *m, pb_layer_kind kind, const char *name, int in, int oc
 int pb_gpt_build(pb_model *m, const char *spec, int ic, int ih, int iw, int ncls, char *err, size_t errlen)
 {
     pb_gpt_cfg g;
+    pb_model_init(m, "gpt", ic, ih, iw, ncls); /* a refused spec still leaves a model to free */
     int rc = pb_gpt_parse(spec, &g, err, errlen);
     if (rc != PB_OK)
         return rc;

@@ -35,6 +35,13 @@ void pb_kern_dense_backward(pb_layer *l, const float *x, float *dx, int B, int w
  * for batches up to max_batch (0: its output is too large); forward and
  * backward (dx may be NULL); and unfold (see pb_layer_unfold). */
 int pb_kern_conv_is_thin(const pb_layer *l);
+/* Whether a conv runs Winograd F(2x2, 3x3) (3x3, stride 1, padding 1, not
+ * thin, and by default only the shapes where it measured faster);
+ * use_winograd(0) sends every conv to im2col's SGEMM (the reference path),
+ * 1 restores the default, 2 takes Winograd for every shape it supports (for
+ * tests); it returns the previous mode. */
+int pb_kern_conv_is_winograd(const pb_layer *l);
+int pb_kern_conv_use_winograd(int on);
 size_t pb_kern_conv_ws(const pb_layer *l, int max_batch);
 void pb_kern_conv_forward(pb_layer *l, const float *x, int B);
 void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int write);

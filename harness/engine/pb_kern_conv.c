@@ -152,6 +152,87 @@ typedef struct gemm_ws {
     size_t part_n;        /* floats of one part */
 } gemm_ws;
 
+/* Winograd F(2x2, 3x3) for 3x3 convolutions of stride 1 and padding 1 on the
+ * SGEMM path (ResNet-20's and conv4's): each 4x4 input tile d (2x2 outputs)
+ * becomes V = B^T d B, the weights U = G g G^T, and the tile's outputs
+ * A^T (U . V) A, where the 16 products U . V over the input channels are 16
+ * SGEMMs [oc, ic] x [ic, tiles]: 2.25 times fewer multiply-adds than im2col's
+ * SGEMM and no im2col. The input gradient is the same convolution of the
+ * output gradient with the weights flipped and their channels swapped; the
+ * weight gradient stays on im2col's SGEMM. Chunks of examples are fixed by
+ * the batch, as for the SGEMM path, so results do not depend on the thread
+ * count. The transformed arrays of a part are V [16][ch, tiles] and
+ * M [16][ch, tiles] for ch the larger of ic and oc; the transformed weights
+ * are shared, ahead of the parts. */
+#define WINO_TILES 16 /* a 4x4 tile's transformed values */
+/* Winograd wins where its SGEMMs are large enough and its tile rows fill
+ * vectors: at least this many channels in and out, and images this wide.
+ * Measured with one thread, batch 128 (thread CPU time): conv4's 64-64 at
+ * 28x28 fwd 65 -> 42 ms, bwd 129 -> 119; 64-128 and 128-128 at 14x14 fwd
+ * 88 -> 70; but ResNet-20's 32-32 at 14x14 fwd 5.1 -> 6.6 and 64-64 at 7x7
+ * 4.5 -> 6.4 lost (SGEMMs of 32 or 64 deep, 4 to 7 tiles in a 16-lane row). */
+#define WINO_MIN_CH 64
+#define WINO_MIN_W 14
+#define WINO_MAX_TW 64 /* tiles across: images up to 128 wide */
+static int wino_mode = 1; /* 0: never, 1: where it wins (above), 2: every shape it supports */
+
+static int wino_shape(const pb_layer *l)
+{
+    return l->k == 3 && l->stride == 1 && l->pad == 1 && (l->ow + 1) / 2 <= WINO_MAX_TW &&
+           !pb_kern_conv_is_thin(l);
+}
+
+int pb_kern_conv_is_winograd(const pb_layer *l)
+{
+    if (!wino_mode || !wino_shape(l))
+        return 0;
+    return wino_mode == 2 || (l->ic >= WINO_MIN_CH && l->oc >= WINO_MIN_CH && l->ow >= WINO_MIN_W);
+}
+
+int pb_kern_conv_use_winograd(int mode)
+{
+    const int was = wino_mode;
+    wino_mode = mode < 0 ? 0 : mode > 2 ? 2 : mode;
+    return was;
+}
+
+typedef struct wino_ws {
+    int cb;          /* examples per chunk */
+    int th, tw;      /* tiles down and across one example */
+    size_t ld;       /* floats per transformed channel row: cb*th*tw, rounded up */
+    size_t ch;       /* channels of the larger side */
+    float *u;        /* [16][oc, ic] (forward) or [16][ic, oc] (input gradient), shared */
+    float *v, *m;    /* [16][ch, ld] transformed input, products */
+    size_t shared_n, part_n;
+} wino_ws;
+
+static void wino_layout(const pb_layer *l, int max_batch, float *ws, int part, wino_ws *w)
+{
+    memset(w, 0, sizeof *w);
+    if (!wino_shape(l))
+        return;
+    w->th = (l->oh + 1) / 2;
+    w->tw = (l->ow + 1) / 2;
+    w->ch = (size_t)(l->ic > l->oc ? l->ic : l->oc);
+    const size_t tiles = (size_t)w->th * w->tw, per = 2 * WINO_TILES * w->ch * tiles * sizeof(float);
+    size_t cb = GEMM_CHUNK_BYTES / per;
+    const size_t most = ((size_t)max_batch + GEMM_MIN_CHUNKS - 1) / GEMM_MIN_CHUNKS;
+    if (cb > most)
+        cb = most;
+    if (cb < 1)
+        cb = 1;
+    if (cb * tiles > INT_MAX / 2)
+        cb = INT_MAX / 2 / tiles;
+    w->cb = (int)cb;
+    w->ld = round_up(cb * tiles, VL);
+    w->shared_n = round_up(WINO_TILES * (size_t)l->oc * l->ic, VL);
+    w->part_n = 2 * WINO_TILES * w->ch * w->ld;
+    if (!ws)
+        return;
+    w->u = ws;
+    (void)part; /* the part's v and m: see wino_part */
+}
+
 /* The layout for batches up to max_batch (chunks are never larger than what
  * one of pb_par's threads gets of it), with part `part`'s arrays when ws != NULL. */
 static void gemm_layout(const pb_layer *l, int max_batch, float *ws, int part, gemm_ws *g)
@@ -170,7 +251,12 @@ static void gemm_layout(const pb_layer *l, int max_batch, float *ws, int part, g
     g->cols_n = round_up(rows * cb * ohw, VL);
     g->tmp_n = round_up(oc * cb * ohw, VL);
     g->part_n = g->cols_n + g->tmp_n + round_up(oc * rows, VL) + round_up(oc, VL);
-    float *p = ws ? ws + (size_t)part * g->part_n : NULL;
+    /* a Winograd layer's parts hold either layout (see wino_layout) */
+    wino_ws w;
+    wino_layout(l, max_batch, NULL, 0, &w);
+    if (w.part_n > g->part_n)
+        g->part_n = w.part_n;
+    float *p = ws ? ws + w.shared_n + (size_t)part * g->part_n : NULL;
     g->cols = p;
     g->tmp = p ? p + g->cols_n : NULL;
     g->g = p ? g->tmp + g->tmp_n : NULL;
@@ -191,7 +277,9 @@ size_t pb_kern_conv_ws(const pb_layer *l, int max_batch)
     gemm_layout(l, max_batch, NULL, 0, &g);
     if (g.cb == 0)
         return 0;
-    return (size_t)pb_par_threads() * g.part_n;
+    wino_ws w;
+    wino_layout(l, max_batch, NULL, 0, &w);
+    return w.shared_n + (size_t)pb_par_threads() * g.part_n;
 }
 /* Output columns [xlo, xhi) of kernel column kj read inside the input row;
  * the rest read padding. */
@@ -1108,11 +1196,264 @@ static void gemm_backward_part(void *ctx, int part, int nparts)
     }
 }
 
+
+/* ---- Winograd F(2x2, 3x3) (see wino_layout) ---- */
+
+/* Part `part`'s v and m, in the part's block of the SGEMM path's layout. */
+static void wino_part(const pb_layer *l, int part, wino_ws *w)
+{
+    wino_layout(l, l->max_batch, l->ws, part, w);
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, l->ws, part, &g);
+    w->v = g.cols;
+    w->m = w->v + WINO_TILES * w->ch * w->ld;
+}
+
+/* u[t][a, b] = (G g G^T)[t] of the 3x3 kernel g = w[a, b] (flip: of
+ * w[b, a] turned by 180 degrees, for the input gradient), a < na, b < nb. */
+static void wino_weights(const float *wt, int na, int nb, int flip, float *u)
+{
+    const size_t st = (size_t)na * nb;
+    for (int a = 0; a < na; a++)
+        for (int b = 0; b < nb; b++) {
+            float g[9];
+            for (int i = 0; i < 9; i++)
+                g[i] = flip ? wt[((size_t)b * na + a) * 9 + 8 - i] : wt[((size_t)a * nb + b) * 9 + i];
+            float r[4][3];
+            for (int j = 0; j < 3; j++) {
+                r[0][j] = g[j];
+                r[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+                r[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+                r[3][j] = g[6 + j];
+            }
+            float *d = u + (size_t)a * nb + b;
+            for (int i = 0; i < 4; i++) {
+                d[(4 * i + 0) * st] = r[i][0];
+                d[(4 * i + 1) * st] = 0.5f * (r[i][0] + r[i][1] + r[i][2]);
+                d[(4 * i + 2) * st] = 0.5f * (r[i][0] - r[i][1] + r[i][2]);
+                d[(4 * i + 3) * st] = r[i][2];
+            }
+        }
+}
+
+
+/* v[t][c, tile] = (B^T d B)[t] of the nb examples' tiles, channels c < nc
+ * of planes h x w (example stride esz); where mask is set, x is taken only
+ * where mask > 0 (a fused ReLU's backward). A tile row goes at once: the
+ * four input rows are split into even and odd columns (e[k] = row[2k-1],
+ * o[k] = row[2k], zero outside), so that the transform along the rows is
+ * vector arithmetic over the tiles. */
+/* Even and odd floats of p[0 .. 2*n): e[k] = p[2k], o[k] = p[2k+1], for
+ * whole vectors (p readable to 2*VL past 2*n rounded up). */
+static inline void deinterleave(const float *restrict p, float *restrict e, float *restrict o, int n)
+{
+    const vi ev = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const vi od = ev + 1;
+    for (int k = 0; k < n; k += VL) {
+        const vf a = *(const vf_unaligned *)(p + 2 * k), b = *(const vf_unaligned *)(p + 2 * k + VL);
+        *(vf *)(e + k) = __builtin_shuffle(a, b, ev);
+        *(vf *)(o + k) = __builtin_shuffle(a, b, od);
+    }
+}
+
+/* p[2k] = e[k], p[2k+1] = o[k], k < n rounded up to vectors. */
+static inline void interleave(const float *restrict e, const float *restrict o, float *restrict p, int n)
+{
+    const vi lo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+    const vi hi = lo + 8;
+    for (int k = 0; k < n; k += VL) {
+        const vf a = *(const vf *)(e + k), b = *(const vf *)(o + k);
+        *(vf *)(p + 2 * k) = __builtin_shuffle(a, b, lo);
+        *(vf *)(p + 2 * k + VL) = __builtin_shuffle(a, b, hi);
+    }
+}
+
+#define WINO_ROW (2 * WINO_MAX_TW + 4 * VL) /* floats of a padded row buffer */
+
+/* v[t][c, tile] = (B^T d B)[t] of the nb examples' tiles, channels c < nc
+ * of planes h x w (example stride esz); where mask is set, x is taken only
+ * where mask > 0 (a fused ReLU's backward). A tile row goes at once: each of
+ * its four input rows is copied into a zero-padded row (column -1 first)
+ * and split into even and odd columns, e[k] = row[2k-1], o[k] = row[2k], so
+ * that the tile (k) reads e[k], o[k], e[k+1], o[k+1], and both transforms
+ * are vector arithmetic over the tiles. */
+CLONES static void wino_input(const float *x, const float *mask, size_t esz, int nc, int h, int w, int nb,
+                              const wino_ws *ws)
+{
+    const int th = ws->th, tw = ws->tw, tiles = th * tw;
+    const size_t ld = ws->ld, tstride = ws->ch * ld;
+    const int nv = (tw + VL - 1) / VL;
+    float p[WINO_ROW] __attribute__((aligned(64)));
+    float e[4][WINO_MAX_TW + 2 * VL] __attribute__((aligned(64)));
+    float o[4][WINO_MAX_TW + 2 * VL] __attribute__((aligned(64)));
+    float out[WINO_TILES][WINO_MAX_TW + VL] __attribute__((aligned(64)));
+    memset(p, 0, sizeof p); /* p[0] and p[w+1 ..] stay zero */
+    for (int c = 0; c < nc; c++)
+        for (int b = 0; b < nb; b++) {
+            const float *xc = x + b * esz + (size_t)c * h * w;
+            const float *mc = mask ? mask + b * esz + (size_t)c * h * w : NULL;
+            for (int ty = 0; ty < th; ty++) {
+                for (int i = 0; i < 4; i++) {
+                    const int y = 2 * ty - 1 + i;
+                    if (y < 0 || y >= h) {
+                        memset(e[i], 0, sizeof e[i]);
+                        memset(o[i], 0, sizeof o[i]);
+                        continue;
+                    }
+                    if (mc)
+                        row_relu_grad(p + 1, xc + (size_t)y * w, mc + (size_t)y * w, w);
+                    else
+                        row_copy(p + 1, xc + (size_t)y * w, w);
+                    deinterleave(p, e[i], o[i], tw + 1);
+                }
+                for (int v = 0; v < nv; v++) {
+                    const int k = v * VL;
+                    vf e0[4], e1[4], o0[4], o1[4];
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++) {
+                        e0[i] = *(const vf *)(e[i] + k);
+                        e1[i] = *(const vf_unaligned *)(e[i] + k + 1);
+                        o0[i] = *(const vf *)(o[i] + k);
+                        o1[i] = *(const vf_unaligned *)(o[i] + k + 1);
+                    }
+                    /* down the columns: rows d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+                    vf ce[4], ce1[4], co[4], co1[4];
+                    ce[0] = e0[0] - e0[2], ce[1] = e0[1] + e0[2], ce[2] = e0[2] - e0[1], ce[3] = e0[1] - e0[3];
+                    ce1[0] = e1[0] - e1[2], ce1[1] = e1[1] + e1[2], ce1[2] = e1[2] - e1[1], ce1[3] = e1[1] - e1[3];
+                    co[0] = o0[0] - o0[2], co[1] = o0[1] + o0[2], co[2] = o0[2] - o0[1], co[3] = o0[1] - o0[3];
+                    co1[0] = o1[0] - o1[2], co1[1] = o1[1] + o1[2], co1[2] = o1[2] - o1[1], co1[3] = o1[1] - o1[3];
+                    /* along the rows: the tile's columns are e[k], o[k], e[k+1], o[k+1] */
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++) {
+                        *(vf *)(out[4 * i + 0] + k) = ce[i] - ce1[i];
+                        *(vf *)(out[4 * i + 1] + k) = co[i] + ce1[i];
+                        *(vf *)(out[4 * i + 2] + k) = ce1[i] - co[i];
+                        *(vf *)(out[4 * i + 3] + k) = co[i] - co1[i];
+                    }
+                }
+                float *d = ws->v + (size_t)c * ld + (size_t)b * tiles + (size_t)ty * tw;
+                for (int t = 0; t < WINO_TILES; t++)
+                    row_copy(d + t * tstride, out[t], tw);
+            }
+        }
+}
+
+/* y = (A^T m A) of the tiles, channels c < nc, into planes h x w (example
+ * stride esz): y = value + bias (through a ReLU when relu is set), or, for
+ * an input gradient, y += value. */
+CLONES static void wino_output(const wino_ws *ws, int nc, int h, int w, int nb, size_t esz, float *y,
+                               const float *bias, int relu, int accumulate)
+{
+    const int th = ws->th, tw = ws->tw, tiles = th * tw;
+    const size_t ld = ws->ld, tstride = ws->ch * ld;
+    const int nv = (tw + VL - 1) / VL;
+    float r[4][WINO_MAX_TW + VL] __attribute__((aligned(64)));
+    float in[WINO_TILES][WINO_MAX_TW + VL] __attribute__((aligned(64)));
+    float p[WINO_ROW] __attribute__((aligned(64)));
+    memset(in, 0, sizeof in); /* lanes past tw: computed, never stored */
+    for (int c = 0; c < nc; c++) {
+        const float bv = bias ? bias[c] : 0.0f;
+        for (int b = 0; b < nb; b++) {
+            float *yc = y + b * esz + (size_t)c * h * w;
+            for (int ty = 0; ty < th; ty++) {
+                const float *src = ws->m + (size_t)c * ld + (size_t)b * tiles + (size_t)ty * tw;
+                for (int t = 0; t < WINO_TILES; t++)
+                    row_copy(in[t], src + t * tstride, tw);
+                for (int v = 0; v < nv; v++) {
+                    const int k = v * VL;
+                    vf m[WINO_TILES];
+#pragma GCC unroll 16
+                    for (int t = 0; t < WINO_TILES; t++)
+                        m[t] = *(const vf *)(in[t] + k);
+                    vf s0[4], s1[4];
+#pragma GCC unroll 4
+                    for (int j = 0; j < 4; j++) {
+                        s0[j] = m[j] + m[4 + j] + m[8 + j];
+                        s1[j] = m[4 + j] - m[8 + j] - m[12 + j];
+                    }
+                    *(vf *)(r[0] + k) = s0[0] + s0[1] + s0[2];
+                    *(vf *)(r[1] + k) = s0[1] - s0[2] - s0[3];
+                    *(vf *)(r[2] + k) = s1[0] + s1[1] + s1[2];
+                    *(vf *)(r[3] + k) = s1[1] - s1[2] - s1[3];
+                }
+                for (int i = 0; i < 2 && 2 * ty + i < h; i++) {
+                    float *row = yc + (size_t)(2 * ty + i) * w;
+                    interleave(r[2 * i], r[2 * i + 1], p, tw);
+                    if (accumulate)
+                        row_add(row, p, w);
+                    else
+                        bias_store(row, p, (size_t)w, bv, relu);
+                }
+            }
+        }
+    }
+}
+
+/* The 16 products of one chunk: m[t] = u[t] [na, nk] x v[t] [nk, n]. */
+static void wino_products(const wino_ws *w, int na, int nk, int n)
+{
+    const size_t tstride = w->ch * w->ld, ust = (size_t)na * nk;
+    for (int t = 0; t < WINO_TILES; t++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, na, n, nk, 1.0f, w->u + t * ust, nk,
+                    w->v + t * tstride, (int)w->ld, 0.0f, w->m + t * tstride, (int)w->ld);
+}
+
+static void wino_forward_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    pb_layer *l = j->l;
+    wino_ws w;
+    wino_part(l, part, &w);
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const int nchunks = (j->B + w.cb - 1) / w.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * w.cb, nb = j->B - b0 < w.cb ? j->B - b0 : w.cb;
+        wino_input(j->x + b0 * isz, NULL, isz, l->ic, l->ih, l->iw, nb, &w);
+        wino_products(&w, l->oc, l->ic, nb * w.th * w.tw);
+        wino_output(&w, l->oc, l->oh, l->ow, nb, osz, l->out + b0 * osz, l->has_bias ? l->b->w : NULL,
+                    l->relu_after, 0);
+    }
+}
+
+/* The input gradient: the output gradient (where out > 0 under a fused
+ * ReLU) convolved with the flipped weights. */
+static void wino_dx_part(void *ctx, int part, int nparts)
+{
+    const batch_job *j = ctx;
+    pb_layer *l = j->l;
+    wino_ws w;
+    wino_part(l, part, &w);
+    const size_t isz = pb_layer_isize(l), osz = pb_layer_osize(l);
+    const int nchunks = (j->B + w.cb - 1) / w.cb, c1 = pb_par_begin(nchunks, part + 1, nparts);
+    for (int ch = pb_par_begin(nchunks, part, nparts); ch < c1; ch++) {
+        const int b0 = ch * w.cb, nb = j->B - b0 < w.cb ? j->B - b0 : w.cb;
+        wino_input(l->dout + b0 * osz, l->relu_after ? l->out + b0 * osz : NULL, osz, l->oc, l->oh, l->ow, nb,
+                   &w);
+        wino_products(&w, l->ic, l->oc, nb * w.th * w.tw);
+        float *dx = j->dx + b0 * isz;
+        if (j->write)
+            memset(dx, 0, (size_t)nb * isz * sizeof(float));
+        wino_output(&w, l->ic, l->ih, l->iw, nb, isz, dx, NULL, 0, 1);
+    }
+}
+
+static int wino_parts(const pb_layer *l, int B)
+{
+    wino_ws w;
+    wino_layout(l, l->max_batch, NULL, 0, &w);
+    gemm_ws g;
+    gemm_layout(l, l->max_batch, NULL, 0, &g);
+    const int room = (int)((l->ws_n - w.shared_n) / g.part_n), nchunks = (B + w.cb - 1) / w.cb;
+    return room < nchunks ? room : nchunks;
+}
+
 /* Parts a batch of B examples can take: no more than the workspace has room
  * for, nor than its chunks. */
 static int gemm_parts(const pb_layer *l, const gemm_ws *g, int B)
 {
-    const int room = (int)(l->ws_n / g->part_n), nchunks = (B + g->cb - 1) / g->cb;
+    wino_ws w;
+    wino_layout(l, l->max_batch, NULL, 0, &w);
+    const int room = (int)((l->ws_n - w.shared_n) / g->part_n), nchunks = (B + g->cb - 1) / g->cb;
     return room < nchunks ? room : nchunks;
 }
 
@@ -1120,6 +1461,14 @@ void pb_kern_conv_forward(pb_layer *l, const float *x, int B)
 {
     if (pb_kern_conv_is_thin(l)) {
         thin_conv_forward(l, x, B);
+        return;
+    }
+    if (pb_kern_conv_is_winograd(l)) {
+        wino_ws w;
+        wino_layout(l, l->max_batch, l->ws, 0, &w);
+        wino_weights(l->w->w, l->oc, l->ic, 0, w.u);
+        batch_job j = {l, x, NULL, B, 0};
+        pb_par_run(wino_forward_part, &j, batch_parts(B, (size_t)B * pb_layer_osize(l), wino_parts(l, B)));
         return;
     }
     gemm_ws g;
@@ -1136,9 +1485,12 @@ void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int wr
     }
     gemm_ws g;
     gemm_layout(l, l->max_batch, l->ws, 0, &g);
-    batch_job j = {l, x, dx, B, write};
+    const int wino = dx && pb_kern_conv_is_winograd(l);
+    /* under Winograd the SGEMM path computes the weight gradient only */
+    batch_job j = {l, x, wino ? NULL : dx, B, write};
     const int nparts = batch_parts(B, (size_t)B * pb_layer_osize(l), gemm_parts(l, &g, B));
     pb_par_run(gemm_backward_part, &j, nparts);
+
     /* the parts' sums are added in part order, so the sums do not depend on
      * which part finished first */
     const size_t nw = (size_t)l->oc * conv_cols_rows(l);
@@ -1148,5 +1500,13 @@ void pb_kern_conv_backward(pb_layer *l, const float *x, float *dx, int B, int wr
         pb_kern_add_into(l->w->g, gp.g, nw);
         if (l->has_bias)
             pb_kern_add_into(l->b->g, gp.gb, (size_t)l->oc);
+    }
+    /* after the sums: the Winograd arrays overlap the parts' gradients */
+    if (wino) {
+        wino_ws w;
+        wino_layout(l, l->max_batch, l->ws, 0, &w);
+        wino_weights(l->w->w, l->ic, l->oc, 1, w.u);
+        batch_job jd = {l, x, dx, B, write};
+        pb_par_run(wino_dx_part, &jd, batch_parts(B, (size_t)B * pb_layer_osize(l), wino_parts(l, B)));
     }
 }

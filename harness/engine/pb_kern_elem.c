@@ -321,82 +321,125 @@ CLONES static void plane_dx(float *restrict g, const float *restrict d, const fl
         g[i] += k * (DOUT_S(d, out, i) - mdy - xh[i] * mdyh);
 }
 
-void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train)
+/* BN runs channels in parallel: a channel's statistics, outputs and
+ * gradients are one part's work, in the same order whatever the split, so
+ * the results do not depend on the thread count. */
+typedef struct bn_job {
+    pb_layer *l;
+    const float *x;
+    float *dx;
+    int B;
+    int train;
+} bn_job;
+
+static void bn_forward_channel(pb_layer *l, const float *x, int B, int train, int c)
 {
     const int C = l->oc;
     const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l), N = (size_t)B * hw;
     float *mean_s = l->stat, *invstd_s = l->stat + C;
     const float *gamma = l->w->w, *beta = l->b->w;
-    for (int c = 0; c < C; c++) {
-        double mean, invstd;
-        if (train) {
-            /* two passes: one-pass E[x^2]-E[x]^2 loses the variance of
-             * large-mean activations in float */
-            double s = 0.0;
-            for (int b = 0; b < B; b++)
-                s += plane_sum(x + b * osz + c * hw, hw);
-            mean = s / (double)N;
-            double v = 0.0;
-            for (int b = 0; b < B; b++)
-                v += plane_sqdev(x + b * osz + c * hw, hw, (float)mean);
-            const double var = v / (double)N;
-            invstd = 1.0 / sqrt(var + (double)l->bn_eps);
-            const double m = (double)l->bn_momentum;
-            /* PyTorch tracks the unbiased variance; with one value per channel
-             * it is undefined, so fall back to the biased one */
-            const double uvar = N > 1 ? var * (double)N / (double)(N - 1) : var;
-            l->run_mean[c] = (float)((1.0 - m) * l->run_mean[c] + m * mean);
-            l->run_var[c] = (float)((1.0 - m) * l->run_var[c] + m * uvar);
-        } else {
-            mean = l->run_mean[c];
-            invstd = 1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps);
-        }
-        mean_s[c] = (float)mean;
-        invstd_s[c] = (float)invstd;
+    double mean, invstd;
+    if (train) {
+        /* two passes: one-pass E[x^2]-E[x]^2 loses the variance of
+         * large-mean activations in float */
+        double s = 0.0;
         for (int b = 0; b < B; b++)
-            plane_norm(l->out + b * osz + c * hw, l->ws + b * osz + c * hw, x + b * osz + c * hw, hw,
-                       (float)mean, (float)invstd, gamma[c], beta[c], l->relu_after);
+            s += plane_sum(x + b * osz + c * hw, hw);
+        mean = s / (double)N;
+        double v = 0.0;
+        for (int b = 0; b < B; b++)
+            v += plane_sqdev(x + b * osz + c * hw, hw, (float)mean);
+        const double var = v / (double)N;
+        invstd = 1.0 / sqrt(var + (double)l->bn_eps);
+        const double m = (double)l->bn_momentum;
+        /* PyTorch tracks the unbiased variance; with one value per channel
+         * it is undefined, so fall back to the biased one */
+        const double uvar = N > 1 ? var * (double)N / (double)(N - 1) : var;
+        l->run_mean[c] = (float)((1.0 - m) * l->run_mean[c] + m * mean);
+        l->run_var[c] = (float)((1.0 - m) * l->run_var[c] + m * uvar);
+    } else {
+        mean = l->run_mean[c];
+        invstd = 1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps);
     }
-    l->stat[2 * C] = train ? MODE_TRAIN : MODE_EVAL;
+    mean_s[c] = (float)mean;
+    invstd_s[c] = (float)invstd;
+    for (int b = 0; b < B; b++)
+        plane_norm(l->out + b * osz + c * hw, l->ws + b * osz + c * hw, x + b * osz + c * hw, hw, (float)mean,
+                   (float)invstd, gamma[c], beta[c], l->relu_after);
 }
 
-void pb_kern_bn_infer(pb_layer *l, const float *x, int B)
+static void bn_infer_channel(pb_layer *l, const float *x, int B, int c)
 {
-    const int C = l->oc;
     const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l);
-    for (int c = 0; c < C; c++) {
-        const float invstd = (float)(1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps));
-        for (int b = 0; b < B; b++)
-            plane_norm(l->out + b * osz + c * hw, NULL, x + b * osz + c * hw, hw, l->run_mean[c], invstd,
-                       l->w->w[c], l->b->w[c], l->relu_after);
-    }
+    const float invstd = (float)(1.0 / sqrt((double)l->run_var[c] + (double)l->bn_eps));
+    for (int b = 0; b < B; b++)
+        plane_norm(l->out + b * osz + c * hw, NULL, x + b * osz + c * hw, hw, l->run_mean[c], invstd, l->w->w[c],
+                   l->b->w[c], l->relu_after);
 }
 
-void pb_kern_bn_backward(pb_layer *l, float *dx, int B)
+static void bn_backward_channel(pb_layer *l, float *dx, int B, int c)
 {
     const int C = l->oc;
     const size_t hw = (size_t)l->oh * l->ow, osz = pb_layer_osize(l), N = (size_t)B * hw;
     const float *invstd_s = l->stat + C;
     const int train = l->stat[2 * C] == MODE_TRAIN;
     const float *out = l->relu_after ? l->out : NULL;
-    for (int c = 0; c < C; c++) {
-        double sdy = 0.0, sdyh = 0.0;
-        for (int b = 0; b < B; b++)
-            plane_dsums(l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL, l->ws + b * osz + c * hw,
-                        hw, &sdy, &sdyh);
-        l->w->g[c] += (float)sdyh;
-        l->b->g[c] += (float)sdy;
-        if (!dx)
-            continue;
-        const float k = l->w->w[c] * invstd_s[c];
-        /* in train mode the batch mean and variance depend on x too */
-        const float mdy = train ? (float)(sdy / (double)N) : 0.0f;
-        const float mdyh = train ? (float)(sdyh / (double)N) : 0.0f;
-        for (int b = 0; b < B; b++)
-            plane_dx(dx + b * osz + c * hw, l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL,
-                     l->ws + b * osz + c * hw, hw, k, mdy, mdyh);
-    }
+    double sdy = 0.0, sdyh = 0.0;
+    for (int b = 0; b < B; b++)
+        plane_dsums(l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL, l->ws + b * osz + c * hw, hw,
+                    &sdy, &sdyh);
+    l->w->g[c] += (float)sdyh;
+    l->b->g[c] += (float)sdy;
+    if (!dx)
+        return;
+    const float k = l->w->w[c] * invstd_s[c];
+    /* in train mode the batch mean and variance depend on x too */
+    const float mdy = train ? (float)(sdy / (double)N) : 0.0f;
+    const float mdyh = train ? (float)(sdyh / (double)N) : 0.0f;
+    for (int b = 0; b < B; b++)
+        plane_dx(dx + b * osz + c * hw, l->dout + b * osz + c * hw, out ? out + b * osz + c * hw : NULL,
+                 l->ws + b * osz + c * hw, hw, k, mdy, mdyh);
 }
+
+static void bn_forward_part(void *ctx, int part, int nparts)
+{
+    const bn_job *j = ctx;
+    const int c1 = pb_par_begin(j->l->oc, part + 1, nparts);
+    for (int c = pb_par_begin(j->l->oc, part, nparts); c < c1; c++)
+        bn_forward_channel(j->l, j->x, j->B, j->train, c);
+}
+
+static void bn_infer_part(void *ctx, int part, int nparts)
+{
+    const bn_job *j = ctx;
+    const int c1 = pb_par_begin(j->l->oc, part + 1, nparts);
+    for (int c = pb_par_begin(j->l->oc, part, nparts); c < c1; c++)
+        bn_infer_channel(j->l, j->x, j->B, c);
+}
+
+static void bn_backward_part(void *ctx, int part, int nparts)
+{
+    const bn_job *j = ctx;
+    const int c1 = pb_par_begin(j->l->oc, part + 1, nparts);
+    for (int c = pb_par_begin(j->l->oc, part, nparts); c < c1; c++)
+        bn_backward_channel(j->l, j->dx, j->B, c);
+}
+
+static void bn_run(pb_par_fn fn, pb_layer *l, const float *x, float *dx, int B, int train)
+{
+    bn_job j = {l, x, dx, B, train};
+    pb_par_run(fn, &j, batch_parts(l->oc, (size_t)B * pb_layer_osize(l), l->oc));
+}
+
+void pb_kern_bn_forward(pb_layer *l, const float *x, int B, int train)
+{
+    bn_run(bn_forward_part, l, x, NULL, B, train);
+    l->stat[2 * l->oc] = train ? MODE_TRAIN : MODE_EVAL;
+}
+
+void pb_kern_bn_infer(pb_layer *l, const float *x, int B) { bn_run(bn_infer_part, l, x, NULL, B, 0); }
+
+void pb_kern_bn_backward(pb_layer *l, float *dx, int B) { bn_run(bn_backward_part, l, NULL, dx, B, 0); }
 
 CLONES float pb_kern_exp_sum(float *p, const float *z, int n, float scale, float shift)
 {

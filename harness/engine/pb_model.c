@@ -1,5 +1,6 @@
 #include "pb_model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,22 @@ static pb_param *new_param(pb_model *m, const char *lname, const char *suffix, i
         pb_err(err, errlen, PB_EUSAGE, "too many parameters (limit %d)", PB_MAX_PARAMS);
         return NULL;
     }
+    /* The element count is checked before anything is allocated: a shape
+     * read from a file must neither wrap nor exceed what the file can hold. */
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || n > SIZE_MAX / sizeof(float) / (size_t)shape[i]) {
+            pb_err(err, errlen, PB_EUSAGE, "%s%s%s: shape dimension %d is %d (too large or not positive)",
+                   lname, suffix ? "." : "", suffix ? suffix : "", i, shape[i]);
+            return NULL;
+        }
+        n *= (size_t)shape[i];
+    }
+    if (m->param_capped && n > m->param_room) {
+        pb_err(err, errlen, PB_EUSAGE, "%s%s%s: %zu values, more than the %zu left of the parameters' limit",
+               lname, suffix ? "." : "", suffix ? suffix : "", n, m->param_room);
+        return NULL;
+    }
     pb_param *p = calloc(1, sizeof *p);
     if (!p) {
         pb_err(err, errlen, PB_ENOMEM, "out of memory");
@@ -49,11 +66,9 @@ static pb_param *new_param(pb_model *m, const char *lname, const char *suffix, i
     }
     snprintf(p->name, sizeof p->name, "%s%s%s", lname, suffix ? "." : "", suffix ? suffix : "");
     p->ndim = ndim;
-    p->n = 1;
-    for (int i = 0; i < ndim; i++) {
+    p->n = n;
+    for (int i = 0; i < ndim; i++)
         p->shape[i] = shape[i];
-        p->n *= (size_t)shape[i];
-    }
     p->w = pb_alloc(p->n * sizeof(float));
     p->g = pb_alloc(p->n * sizeof(float));
     if (!p->w || !p->g) {
@@ -67,6 +82,8 @@ static pb_param *new_param(pb_model *m, const char *lname, const char *suffix, i
     p->layer = layer;
     p->fan_in = ndim > 1 ? (int)(p->n / (size_t)shape[0]) : 1;
     m->params[m->nparams++] = p;
+    if (m->param_capped)
+        m->param_room -= n;
     return p;
 }
 
@@ -119,7 +136,7 @@ int pb_model_append(pb_model *m, const pb_layer *proto, char *err, size_t errlen
     l->ws_n = 0;
     l->relu_after = l->in_place = 0;
     l->sp = NULL;
-    if (l->in >= idx || l->in2 >= idx || l->in < -1)
+    if (l->in >= idx || l->in2 >= idx || l->in < -1 || l->in2 < -1)
         return pb_err(err, errlen, PB_EUSAGE, "layer %s reads from a later layer", l->name), -1;
     producer_shape(m, l->in, &l->ic, &l->ih, &l->iw);
     if (l->kind == PB_ADD) {
@@ -281,6 +298,10 @@ int pb_model_add(pb_model *m, int a, int b, char *err, size_t errlen)
 
 pb_param *pb_model_extra_param(pb_model *m, const char *name, size_t n, char *err, size_t errlen)
 {
+    if (n < 1 || n > INT_MAX) {
+        pb_err(err, errlen, PB_EUSAGE, "%s: %zu values (expected 1..%d)", name, n, INT_MAX);
+        return NULL;
+    }
     int shp = (int)n;
     return new_param(m, name, NULL, 1, &shp, -1, err, errlen);
 }
@@ -293,7 +314,7 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
         return pb_err(err, errlen, PB_EUSAGE, "model %s has no layers", m->arch);
     pb_layer *last = &m->layers[m->nlayers - 1];
     m->ntok = last->kind == PB_LINEAR || last->kind == PB_TIEDOUT ? last->oh : 1;
-    if ((int)pb_layer_osize(last) != m->ncls * m->ntok)
+    if (m->ncls < 1 || pb_layer_osize(last) != (size_t)m->ncls * (size_t)m->ntok)
         return pb_err(err, errlen, PB_EUSAGE, "model %s ends with %zu outputs but the data has %d classes",
                       m->arch, pb_layer_osize(last), m->ncls);
     if (m->finalized && m->max_batch >= max_batch)

@@ -69,6 +69,11 @@ struct pb_model {
     int sp_stale, sp_vals_stale, sp_mode;
     int dense_grads;
     int kernels;              /* 0: the process's kernel mode (pb_sparse_get_mode); else a pb_sparse_mode + 1 */
+    /* param_capped: parameters may still take param_room values in all (the
+     * checkpoint loader sets it from the file, so a forged header cannot
+     * allocate more than the file holds). */
+    int param_capped;
+    size_t param_room;
 };
 
 /* ---- building ---- */

@@ -96,6 +96,8 @@ void *pb_alloc(size_t bytes)
     void *p = NULL;
     if (bytes == 0)
         bytes = 64;
+    if (bytes > SIZE_MAX - 63) /* the rounding below would wrap to a tiny block */
+        return NULL;
     bytes = (bytes + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, bytes) != 0)
         return NULL;

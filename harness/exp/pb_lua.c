@@ -1075,3 +1075,5 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
     lua_settop(L, top);
     return rc;
 }
+
+struct lua_State *pb_lua_state(pb_lua *s) { return s->L; }

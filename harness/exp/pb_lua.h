@@ -29,5 +29,8 @@ int pb_lua_run(pb_lua *s, const char *script, pb_experiment **exps, int *nexp, c
  * cannot name a method plugin by its file. */
 void pb_lua_set_sandbox(pb_lua *s, int on);
 void pb_lua_close(pb_lua *s);
+/* The state itself, for a caller that restricts it further (the fuzz target
+ * removes os and io and bounds memory and instructions). */
+struct lua_State *pb_lua_state(pb_lua *s);
 
 #endif

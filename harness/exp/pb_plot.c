@@ -30,7 +30,7 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
-    int c_stored, c_speedup;
+    int c_stored, c_speedup, c_flops_dense;
     /* language-model results (a test_ppl value in cells.csv): the charts plot
      * perplexity, lower is better, on a log axis, in place of accuracy */
     int lm;
@@ -132,6 +132,7 @@ static int prepare(results *r)
     r->c_params = pb_csv_col(t, "params");
     r->c_stored = pb_csv_col(t, "stored");
     r->c_speedup = pb_csv_col(t, "speedup");
+    r->c_flops_dense = pb_csv_col(t, "flops_dense");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     r->ycol = "test_acc";
@@ -351,23 +352,25 @@ static int cmp_group(const void *a, const void *b)
     return (x->key > y->key) - (x->key < y->key);
 }
 
-/* Parameters of the full-width model a narrowed row was cut from (NaN when
- * the experiment has no cell of it). */
-static double full_params(const results *r, int row)
+/* Column col (parameters, dense FLOPs) of the full-width model a narrowed
+ * row was cut from (NaN when the experiment has no cell of it). */
+static double full_value(const results *r, int row, int col)
 {
     const pb_csv_table *t = &r->cells;
     const char *model = pb_csv_get(t, row, r->c_model), *ds = pb_csv_get(t, row, r->c_dataset);
-    for (int i = 0; i < t->nrows; i++) {
+    for (int i = 0; col >= 0 && i < t->nrows; i++) {
         const char *m = pb_csv_get(t, i, r->c_model);
         if (r->row_series[i] >= 0 && !m[base_len(m)] && same_base(m, model) &&
             !strcmp(pb_csv_get(t, i, r->c_dataset), ds))
-            return pb_csv_getnum(t, i, r->c_params);
+            return pb_csv_getnum(t, i, col);
     }
     return NAN;
 }
 
-/* rel_full: x of a narrowed dense cell is the full-width model's parameters
- * over its nonzero ones (its own compression is 1). */
+/* rel_full: x of a narrowed dense cell is measured against the full-width
+ * model (its own compression and speedup are 1): the full model's parameters
+ * over its nonzero ones, or the full model's dense FLOPs over its effective
+ * ones. */
 static int chart_scatter(chart *ch, const results *r, const char *name, int xcol, const char *xlabel,
                          int logbase, int rel_full)
 {
@@ -392,9 +395,11 @@ static int chart_scatter(chart *ch, const results *r, const char *name, int xcol
             nz = st;
         }
         if (s >= 0 && rel_full == 1 && r->row_narrowed[i] && nz > 0) {
-            double full = full_params(r, i);
-            if (full > 0)
-                x = full / nz;
+            const int speed = xcol == r->c_speedup;
+            const double full = full_value(r, i, speed ? r->c_flops_dense : r->c_params),
+                         own = speed ? pb_csv_getnum(t, i, r->c_flops) : nz;
+            if (full > 0 && own > 0)
+                x = full / own;
         }
         if (s < 0 || !isfinite(x) || !isfinite(y) || x <= 0)
             continue;
@@ -585,7 +590,7 @@ static int chart_speed(chart *ch, const results *r)
     char path[4400];
     snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
     FILE *d = fopen(path, "w");
-    FILE *f = d ? open_gp(ch, name, "batch-1 inference: measured against theoretical speedup (mean ± std over seeds)",
+    FILE *f = d ? open_gp(ch, name, "batch-1 inference, measured vs theoretical speedup (mean ± std)",
                           "theoretical speedup (dense FLOPs / effective FLOPs)",
                           "measured speedup (dense kernels / kernels as executed)")
                 : NULL;
@@ -614,7 +619,7 @@ static int chart_speed(chart *ch, const results *r)
             fprintf(d, "# ");
             dat_text(d, r->series[prev]);
             fprintf(d, "\n");
-            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorpoints pointsize 1", name, block);
+            fprintf(f, ", \\\n     '%s.dat' index %d using 1:2:3 with yerrorbars pointsize 1", name, block);
             style(f, prev);
             fprintf(f, " title ");
             gp_quote(f, r->series[prev]);
@@ -845,7 +850,11 @@ static int chart_curves(chart *ch, const results *r, int by_time)
     return rc;
 }
 
-/* ---- weights kept per layer: one clustered bar chart per target sparsity ----
+/* ---- values stored per layer: one clustered bar chart per target sparsity ----
+ *
+ * A bar is layers.csv's nonzero: the weights a mask keeps, or the values a
+ * method stores for the layer where it reported them (ARMOR's factors,
+ * a shared array's share), which can exceed the layer's weights.
  *
  * Kept counts on a log axis, so that 200 weights and 0 weights look different
  * at 99.9 % sparsity; a layer with none left is drawn at ZERO_AT with the tic
@@ -955,9 +964,9 @@ static int chart_layers(chart *ch, const results *r)
         char name[128], path[4400], title[200];
         snprintf(name, sizeof name, "layer_sparsity_s%g", sp);
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
-        snprintf(title, sizeof title, "weights kept in each layer at overall target sparsity %g (mean over seeds)", sp);
+        snprintf(title, sizeof title, "values stored in each layer at overall target sparsity %g (mean over seeds)", sp);
         FILE *d = fopen(path, "w");
-        FILE *f = d ? open_gp(ch, name, title, "layer", "weights kept (log scale; 0 drawn at the tic 0)") : NULL;
+        FILE *f = d ? open_gp(ch, name, title, "layer", "values stored: weights kept, or a method's own arrays (log scale; 0 at the tic 0)") : NULL;
         if (!d || !f) {
             if (d)
                 fclose(d);
@@ -966,7 +975,7 @@ static int chart_layers(chart *ch, const results *r)
             break;
         }
         /* the .dat: one row per layer, its size, then the kept weights of each method */
-        fprintf(d, "# layer, weights in the layer, then weights kept (nonzero) per method, mean over seeds:\n"
+        fprintf(d, "# layer, weights in the layer, then values stored (nonzero) per method, mean over seeds:\n"
                    "# layer params");
         for (int u = 0; u < nu; u++) {
             fprintf(d, " | ");
@@ -1128,12 +1137,15 @@ int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen)
                                  narrowed ? "compression ratio (parameters / nonzero parameters; a narrowed "
                                             "model: full-width parameters / its own)"
                                           : "compression ratio (parameters / nonzero parameters)", 2, 1);
+        /* compression and theoretical speedup go together (Blalock et al. 2020):
+         * a script asking for one gets both */
+        if (wanted(list, nlist, "accuracy_vs_speedup") || wanted(list, nlist, "accuracy_vs_compression"))
+            bad |= chart_scatter(&ch, &r, "accuracy_vs_speedup", r.c_speedup,
+                                 narrowed ? "theoretical speedup (dense FLOPs / effective FLOPs per example; a "
+                                            "narrowed model: full-width FLOPs / its own)"
+                                          : "theoretical speedup (dense FLOPs / effective FLOPs per example)",
+                                 2, 1);
     }
-    /* compression and theoretical speedup go together (Blalock et al. 2020):
-     * a script asking for one gets both */
-    if (wanted(list, nlist, "accuracy_vs_speedup") || wanted(list, nlist, "accuracy_vs_compression"))
-        bad |= chart_scatter(&ch, &r, "accuracy_vs_speedup", r.c_speedup,
-                             "theoretical speedup (dense FLOPs / effective FLOPs per example)", 2, 0);
     if (wanted(list, nlist, "accuracy_vs_params"))
         bad |= chart_scatter(&ch, &r, "accuracy_vs_params", r.c_nonzero, "nonzero parameters", 10, 0);
     if (wanted(list, nlist, "accuracy_vs_flops"))
