@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..34
+echo 1..35
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -98,12 +98,22 @@ mkdir -p "$P"
   echo 'p,c4,fc1.weight,450,45,0.9'
 } > "$P/layers.csv"
 "$PB" plot "$P" >/dev/null 2>&1
+# one model at one width: the title names the width, the series names do not repeat it
+W=$tmp/w
+mkdir -p "$W"
+{ head -1 "$R/cells.csv"
+  echo 'w,c0,net@w0.5,syn,dense,dense,0,1,ok,,0.8,0.3,300,300,1,600,600,1,1,1,,0.5,0,k2,,2,0,250,250,0,b'
+  echo 'w,c1,net@w0.5,syn,magnitude,magnitude,0.9,1,ok,,0.6,0.3,300,30,10,600,60,10,1,1,,0.5,1,k2,,1,1,250,25,0.9,b'
+} > "$W/cells.csv"
+"$PB" plot "$W" >/dev/null 2>&1
 check "accuracy_vs_epochs counts training epochs only, not lottery round markers" sh -c \
     "awk '/^#/ { b = /^# lottery/; next } b && NF { x = \$1; n++ } END { exit !(x == 3 && n == 3) }' '$P/plots/accuracy_vs_epochs_s0.9.dat'"
 check "layer chart: weights kept per layer (0 shown) on a log axis, layers prefixed by network" sh -c \
     "grep -q '^\"net:fc1.weight\" 800 90 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"net:fc2.weight\" 100 0 NaN' '$P/plots/layer_sparsity_s0.9.dat' && grep -q '^\"other:fc1.weight\" 450 NaN 45' '$P/plots/layer_sparsity_s0.9.dat' && grep -q 'logscale y' '$P/plots/layer_sparsity_s0.9.gp' && grep -q \"ytics add ('0'\" '$P/plots/layer_sparsity_s0.9.gp'"
 check "dense models of one network at several widths are one series, by nonzero parameters" sh -c \
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
+check "one model at one width: the width is in the title, not in every series name" sh -c \
+    "grep -q 'w: net@w0.5 on syn' '$W/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W/plots/accuracy_vs_compression.gp' && ! grep -q \"magnitude (net@w0.5)\" '$W/plots/accuracy_vs_compression.gp'"
 check "a narrowed dense model's theoretical speedup is the full-width model's dense FLOPs over its own" sh -c \
     "awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"10 3.3333333 1 \") }' '$P/plots/accuracy_vs_speedup.dat' && grep -q 'narrowed model: full-width FLOPs' '$P/plots/accuracy_vs_speedup.gp'"
 

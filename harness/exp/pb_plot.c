@@ -36,6 +36,7 @@ typedef struct results {
     int lm;
     const char *ylabel, *ycol;
     int multi;                 /* more than one (base model, dataset): series names carry them */
+    int widths_differ;         /* more than one model string: a width suffix tells series apart */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
     int *row_series;           /* per cells row: series of the accuracy charts, -1 if not ok */
@@ -82,7 +83,7 @@ static void series_name(const results *r, int row, int narrowed, char *buf, size
                  pb_csv_get(&r->cells, row, r->c_dataset));
     else if (narrowed)
         snprintf(buf, n, "dense (narrowed)");
-    else if (!narrowed && model[base_len(model)])
+    else if (!narrowed && model[base_len(model)] && r->widths_differ)
         snprintf(buf, n, "%s (%s)", label, model);
     else
         snprintf(buf, n, "%s", label);
@@ -155,6 +156,8 @@ static int prepare(results *r)
         if (!same_base(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) ||
             strcmp(pb_csv_get(t, i, r->c_dataset), pb_csv_get(t, 0, r->c_dataset)))
             r->multi = 1;
+    for (int i = 1; i < t->nrows; i++)
+        r->widths_differ |= strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) != 0;
     for (int i = 0; i < t->nrows; i++) {
         r->row_series[i] = r->row_cseries[i] = -1;
         if (strcmp(pb_csv_get(t, i, r->c_status), "ok"))
@@ -1070,11 +1073,13 @@ static void plot_context(const results *r, const char *dir, char *buf, size_t n)
             continue;
         for (int i = 0; i < t->nrows && k < n; i++) {
             const char *v = pb_csv_get(t, i, col);
-            size_t vl = pass ? strlen(v) : base_len(v);
+            /* one model at one width: the title names the width, the series do not */
+            const int whole = pass || !r->widths_differ;
+            size_t vl = whole ? strlen(v) : base_len(v);
             int seen = 0;
             for (int j = 0; j < i && !seen; j++) {
                 const char *u = pb_csv_get(t, j, col);
-                seen = (pass ? strlen(u) : base_len(u)) == vl && !strncmp(u, v, vl);
+                seen = (whole ? strlen(u) : base_len(u)) == vl && !strncmp(u, v, vl);
             }
             if (seen || !vl)
                 continue;

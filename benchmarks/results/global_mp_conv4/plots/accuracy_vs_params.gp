@@ -3,7 +3,7 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_params.png'
-set title 'global_mp_conv4: conv4 on fashion-mnist: test accuracy (mean ± std over seeds)'
+set title 'global_mp_conv4: conv4@w0.5 on fashion-mnist: test accuracy (mean ± std over seeds)'
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
@@ -11,15 +11,15 @@ set key outside right top
 set logscale x 10
 set xrange [723.077:63498.5]
 set yrange [-0.0616626:0.87629]
-plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'global_mp (conv4@w0.5)', \
-     'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'global_mp_mt (conv4@w0.5)', \
-     'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 11 dt 1 title 'magnitude (conv4@w0.5)', \
-     'accuracy_vs_params.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 6 dt 1 title 'mt_0.0001 (conv4@w0.5)', \
-     'accuracy_vs_params.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#000000' pt 4 dt 1 title 'mt_0.0002 (conv4@w0.5)', \
+plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'global_mp', \
+     'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'global_mp_mt', \
+     'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 11 dt 1 title 'magnitude', \
+     'accuracy_vs_params.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 6 dt 1 title 'mt_0.0001', \
+     'accuracy_vs_params.dat' index 4 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#000000' pt 4 dt 1 title 'mt_0.0002', \
      'accuracy_vs_params.dat' index 5 using 1:2:3 with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
-     'accuracy_vs_params.dat' index 5 using 1:4 with lines lw 1.5 dt 2 lc rgb '#0072b2' title 'dense (conv4@w0.5): 0.7474 ± 0.0274 (3 seeds)', \
+     'accuracy_vs_params.dat' index 5 using 1:4 with lines lw 1.5 dt 2 lc rgb '#0072b2' title 'dense: 0.7474 ± 0.0274 (3 seeds)', \
      'accuracy_vs_params.dat' index 6 using 1:2:3 with filledcurves fs transparent solid 0.15 noborder lc rgb '#d55e00' notitle, \
-     'accuracy_vs_params.dat' index 6 using 1:4 with lines lw 1.5 dt 2 lc rgb '#d55e00' title 'dense_equal (conv4@w0.5): 0.8043 ± 0.0235 (3 seeds)'
+     'accuracy_vs_params.dat' index 6 using 1:4 with lines lw 1.5 dt 2 lc rgb '#d55e00' title 'dense_equal: 0.8043 ± 0.0235 (3 seeds)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_params.svg'
