@@ -185,42 +185,48 @@ void pb_plugin_close(pb_loaded *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The build tree as the kernel names it (symbolic links resolved), or NULL;
+ * the caller frees it. */
+static char *build_top(void)
+{
+    char top[4096];
+    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
+    char *tail = strstr(top, "/plugins/.libs");
+    if (!tail)
+        return NULL;
+    *tail = '\0';
+    return realpath(top, NULL);
+}
+
+/* the length of the build tree's name when path lies inside it, else 0 */
+static size_t inside_build(const char *path)
+{
+    char *real = build_top();
+    const size_t len = real ? strlen(real) : 0;
+    const int inside = real && !strncmp(path, real, len) && path[len] == '/';
+    free(real);
+    return inside ? len : 0;
+}
+
 int pb_plugin_from_build_tree(void)
 {
     static int known, inside;
     if (known)
         return inside;
     known = 1;
-    char top[4096], exe[4096];
-    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
-    char *tail = strstr(top, "/plugins/.libs");
-    if (!tail)
-        return inside = 0;
-    *tail = '\0';
-    char *real = realpath(top, NULL); /* the build tree as the kernel names it, symbolic links resolved */
+    char exe[4096];
     ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (real && k > 0) {
+    if (k > 0) {
         exe[k] = '\0';
-        size_t len = strlen(real);
-        inside = !strncmp(exe, real, len) && exe[len] == '/';
+        inside = inside_build(exe) > 0;
     }
-    free(real);
     return inside;
 }
 
 const char *pb_plugin_shown_path(const char *path)
 {
-    char top[4096];
-    snprintf(top, sizeof top, "%s", PB_BUILD_PLUGINDIR);
-    char *tail = strstr(top, "/plugins/.libs");
-    if (!tail)
-        return path;
-    *tail = '\0';
-    char *real = realpath(top, NULL);
-    const size_t len = real ? strlen(real) : 0;
-    const int inside = real && !strncmp(path, real, len) && path[len] == '/';
-    free(real);
-    return inside ? path + len + 1 : path;
+    const size_t len = inside_build(path);
+    return len ? path + len + 1 : path;
 }
 
 /* The directories searched, in order, as one colon-separated string. */
