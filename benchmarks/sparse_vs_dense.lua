@@ -68,16 +68,16 @@ for _, s in ipairs(SPARSITIES) do
   table.insert(models.lenet5, { "lenet5", width = w5 })
 end
 
--- conv4 (the third pair, cut as below): the large model is conv4 at width 0.5
--- (prunable weights 483 872), its narrowed dense counterparts conv4 at width
--- W < 0.5 (channels round(64W), round(64W), round(128W), round(128W); dense
+-- conv4 (the third pair, cut as below): the large model is conv4 at width 0.25
+-- (prunable weights 121 360), its narrowed dense counterparts conv4 at width
+-- W < 0.25 (channels round(64W), round(64W), round(128W), round(128W); dense
 -- round(256W), round(256W), 10):
---     9c1 + 9c1^2 + 9c1c3 + 9c3^2 + 49c3f + f^2 + 10f = (1 - s) * 483872.
+--     9c1 + 9c1^2 + 9c1c3 + 9c3^2 + 49c3f + f^2 + 10f = (1 - s) * 121360.
 local function conv4_weights(w)
   local c1, c3, f = round(64 * w), round(128 * w), round(256 * w)
   return 9 * c1 + 9 * c1 * c1 + 9 * c1 * c3 + 9 * c3 * c3 + 49 * c3 * f + f * f + 10 * f
 end
-local CONV4_WIDTH, CONV4_PRUNABLE = 0.5, conv4_weights(0.5)
+local CONV4_WIDTH, CONV4_PRUNABLE = 0.25, conv4_weights(0.25)
 models.conv4 = { { "conv4", width = CONV4_WIDTH } }
 for _, s in ipairs(SPARSITIES) do
   local t = (1 - s) * CONV4_PRUNABLE
@@ -104,10 +104,12 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
 end
 
 -- conv4 on Fashion-MNIST, the third model/data pair (issue 12), cut as
--- global_mp.lua's global_mp_conv4 is (conv4 trained on all 60 000 examples and
--- evaluated on the 10 000 test images would not fit two shared cores), by
--- data, epochs and width, never by points or seeds:
---   * the large model is conv4 at width 0.5 (484 330 weights), not full width;
+-- init_methods.lua's init_methods_conv4 is (conv4 trained on all 60 000
+-- examples and evaluated on the 10 000 test images after every epoch would
+-- not fit two shared cores), by data, epochs and width, never by points or
+-- seeds:
+--   * the large model is conv4 at width 0.25 (121 594 weights; 16-16-32-32
+--     channels, 64-64-10 units), not full width;
 --   * every cell trains on the first 5 000 training examples only (the test
 --     set is the full 10 000), batch 32 (128 gives too few steps on 5 000
 --     examples), 5 epochs (EPOCHS_CONV4) as LeNet-300-100 here;
