@@ -5,8 +5,7 @@
 --
 --   ./prunebench run benchmarks/iss_p.lua -j 2 --out benchmarks/results
 --
--- (results: benchmarks/results/iss_p_lenet300/, iss_p_lenet5/ and iss_p_conv4/;
--- `-e iss_p_conv4` runs only the conv4 one, whose cuts are stated at the end)
+-- (results: benchmarks/results/iss_p_lenet300/ and iss_p_lenet5/)
 --
 -- ISS-P's schedule is its defaults, stated here as parameters: alpha = 0.95
 -- (the weights in the shrink set are multiplied by 0.95 after every step),
@@ -45,37 +44,3 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
     plots    = { "accuracy_vs_compression", "accuracy_vs_flops", "accuracy_vs_epochs", "layer_sparsity" },
   }
 end
-
--- conv4 on Fashion-MNIST, the third model/data pair (issue 12), cut as
--- init_methods.lua's init_methods_conv4 is (conv4 trained on all 60 000
--- examples and evaluated on the 10 000 test images after every epoch would
--- not fit two shared cores), by data, epochs and width, never by points or
--- seeds:
---   * conv4 at width 0.25 (121 594 weights; 16-16-32-32 channels, 64-64-10
---     units);
---   * every method trains on the first 5 000 training examples only (the
---     test set is the full 10 000), batch 32, 3 epochs, cosine schedule;
---   * that is 471 steps, against LeNet-5's 1 876 here, so gradual's dt is
---     scaled from 100 to 25 steps to prune as often over its schedule as on
---     LeNet-5 (11 pruning steps). ISS-P's and IHT's schedules are fractions
---     of the steps and stay the defaults above.
--- Same methods, sparsities, seeds (3; 5 at s >= 0.99), optimizer and lr as
--- the LeNets.
-experiment("iss_p_conv4") {
-  models   = { { "conv4", width = 0.25 } },
-  datasets = { { "fashion-mnist", subset = 5000 } },
-  methods  = {
-    "dense",
-    { "iss_p", alpha = ISS.alpha, ramp = ISS.ramp, kp = ISS.kp, label = "iss_p" },
-    { "iss_p", alpha = 0, ramp = ISS.ramp, kp = ISS.kp, label = "iht" },
-    { "gradual", label = "gradual", dt = 25 },
-    "snip",
-    "synflow",
-  },
-  sparsity = { 0.9, 0.95, 0.98, 0.99, 0.995 },
-  seeds    = { 1, 2, 3, 4, 5 },
-  filter   = function(cell) return cell.seed <= 3 or cell.sparsity >= 0.99 end,
-  train    = { epochs = 3, batch = 32, opt = "sgd", lr = 0.05, momentum = 0.9,
-               schedule = "cosine" },
-  plots    = { "accuracy_vs_compression", "accuracy_vs_flops", "accuracy_vs_epochs", "layer_sparsity" },
-}
