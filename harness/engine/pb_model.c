@@ -542,6 +542,7 @@ int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err,
         }
         memcpy(d->w, s->w, s->n * sizeof(float));
         d->trainable = s->trainable;
+        d->removed = s->removed;
         if (s->mask) {
             d->mask = pb_alloc(s->n * sizeof(float));
             if (!d->mask) {
@@ -798,7 +799,7 @@ void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
     size_t t = 0, nz = 0;
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i]->prunable) {
-            t += m->params[i]->n;
+            t += m->params[i]->n + m->params[i]->removed;
             nz += m->gens[i].generate ? 0 : nonzero_of(m->params[i]);
         }
     /* generated weights are stored as their shared arrays */
@@ -824,7 +825,7 @@ void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero)
          * generated or not; the shared arrays are what it stores (stored) */
         if (shared && m->params[i]->layer < 0)
             continue;
-        t += m->params[i]->n;
+        t += m->params[i]->n + m->params[i]->removed;
         nz += nonzero_of(m->params[i]);
     }
     *total = t;
@@ -947,7 +948,12 @@ void pb_model_print(const pb_model *m, void *file)
                 pb_layer_kind_names[l->kind], l->ic, l->ih, l->iw, l->oc, l->oh, l->ow, np);
     }
     pb_model_count_params(m, &total, &nz);
+    size_t removed = 0;
+    for (int i = 0; i < m->nparams; i++)
+        removed += m->params[i]->removed;
     double df;
     pb_model_flops(m, &df, NULL);
-    fprintf(f, "  parameters: %zu, inference FLOPs per example: %.0f\n", total, df);
+    fprintf(f, "  parameters: %zu, inference FLOPs per example: %.0f\n", total - removed, df);
+    if (removed)
+        fprintf(f, "  removed by structural pruning: %zu parameters\n", removed);
 }
