@@ -319,6 +319,22 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
                       m->arch, pb_layer_osize(last), m->ncls);
     if (m->finalized && m->max_batch >= max_batch)
         return PB_OK;
+    /* Every layer's output and its gradient, for max_batch examples: refused
+     * before allocating (the buffers are zeroed, so touched) when they would
+     * not fit in memory, rather than leaving the out-of-memory killer to end
+     * the process. A model read from a file bounds its activations per
+     * example (pb_ckpt), not per batch. */
+    if (max_batch >= 1) {
+        double need = 0;
+        for (int i = 0; i < m->nlayers; i++)
+            need += 2.0 * (double)max_batch * (double)pb_layer_osize(&m->layers[i]) * sizeof(float);
+        const double have = pb_mem_physical();
+        if (have > 0 && need > 0.75 * have)
+            return pb_err(err, errlen, PB_ENOMEM,
+                          "model %s: its activations at batch %d need %.1f GiB, more than 3/4 of this machine's "
+                          "%.1f GiB of memory (use a smaller batch)", m->arch, max_batch, need / 1073741824.0,
+                          have / 1073741824.0);
+    }
     for (int i = 0; i < m->nlayers; i++) {
         int rc = pb_layer_alloc(&m->layers[i], max_batch, err, errlen);
         if (rc != PB_OK)
