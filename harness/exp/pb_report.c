@@ -266,23 +266,32 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
             continue;
         }
         npairs++;
-        pairs_with_dense += g->dense && g->n > 0; /* the dense group sorts first in its pair */
+        /* the dense model, or a method at sparsity 0 (it prunes nothing:
+         * dare.lua's fine-tuned model is its p = 0 point) */
+        int base = 0;
+        for (int q = i; q < R->ngroups && !base && !strcmp(R->groups[q].model, g->model) &&
+                        !strcmp(R->groups[q].dataset, g->dataset);
+             q++)
+            base = (R->groups[q].dense || R->groups[q].s == 0) && R->groups[q].n > 0;
+        pairs_with_dense += base;
     }
     mark(f, npairs >= 3, "%d model/data pair%s (at least 3): %s%s%s%s", npairs, npairs == 1 ? "" : "s", pairs,
          nnarrow ? " (and narrowed dense baselines of them, not pairs: " : "", narrowed, nnarrow ? ")" : "");
-    mark(f, pairs_with_dense == npairs, "a dense baseline in %d of %d pairs", pairs_with_dense, npairs);
+    mark(f, pairs_with_dense == npairs, "a dense baseline (or a method at sparsity 0) in %d of %d pairs",
+         pairs_with_dense, npairs);
     /* operating points per method */
     int minpts = -1, nmethods = 0;
     char few[1024] = "";
     for (int i = 0; i < R->ngroups;) {
         const group *g = &R->groups[i];
-        int j = i, pts = 0;
+        int j = i, pts = 0, pruned = 0;
         while (j < R->ngroups && !strcmp(R->groups[j].model, g->model) && !strcmp(R->groups[j].dataset, g->dataset) &&
                !strcmp(R->groups[j].label, g->label)) {
             pts += R->groups[j].n > 0;
+            pruned |= R->groups[j].s != 0;
             j++;
         }
-        if (!g->dense) {
+        if (!g->dense && pruned) { /* a label only at sparsity 0 is a baseline, not a method */
             nmethods++;
             if (minpts < 0 || pts < minpts)
                 minpts = pts;
