@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pb_cell.h"
 #include "pb_csv.h"
 #include "pb_plot_data.h"
 #include "engine/pb_util.h"
@@ -53,12 +54,7 @@ typedef struct chart {
     int drawn, verbose;
 } chart;
 
-/* Length of the base model's name: a width-scaled model is NAME@wX. */
-static size_t base_len(const char *model)
-{
-    const char *at = strstr(model, "@w");
-    return at ? (size_t)(at - model) : strlen(model);
-}
+static size_t base_len(const char *model) { return pb_cell_model_base_len(model); }
 
 static int same_base(const char *a, const char *b)
 {

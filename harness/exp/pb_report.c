@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/pb_util.h"
+#include "exp/pb_cell.h"
 #include "exp/pb_csv.h"
 
 /* ------------------------------------------------------------ statistics */
@@ -252,11 +253,10 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
         const group *g = &R->groups[i];
         if (i && !strcmp(g->model, R->groups[i - 1].model) && !strcmp(g->dataset, R->groups[i - 1].dataset))
             continue;
-        const char *at = strstr(g->model, "@w");
+        const size_t base = pb_cell_model_base_len(g->model);
         int of_full = 0;
-        for (int k = 0; at && k < R->ngroups && !of_full; k++)
-            of_full = strlen(R->groups[k].model) == (size_t)(at - g->model) &&
-                      !strncmp(R->groups[k].model, g->model, (size_t)(at - g->model)) &&
+        for (int k = 0; base < strlen(g->model) && k < R->ngroups && !of_full; k++)
+            of_full = strlen(R->groups[k].model) == base && !strncmp(R->groups[k].model, g->model, base) &&
                       !strcmp(R->groups[k].dataset, g->dataset);
         char *list = of_full ? narrowed : pairs;
         size_t k = strlen(list);
@@ -268,12 +268,12 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
         npairs++;
         /* the dense model, or a method at sparsity 0 (it prunes nothing:
          * dare.lua's fine-tuned model is its p = 0 point) */
-        int base = 0;
-        for (int q = i; q < R->ngroups && !base && !strcmp(R->groups[q].model, g->model) &&
+        int has_base = 0;
+        for (int q = i; q < R->ngroups && !has_base && !strcmp(R->groups[q].model, g->model) &&
                         !strcmp(R->groups[q].dataset, g->dataset);
              q++)
-            base = (R->groups[q].dense || R->groups[q].s == 0) && R->groups[q].n > 0;
-        pairs_with_dense += base;
+            has_base = (R->groups[q].dense || R->groups[q].s == 0) && R->groups[q].n > 0;
+        pairs_with_dense += has_base;
     }
     mark(f, npairs >= 3, "%d model/data pair%s (at least 3): %s%s%s%s", npairs, npairs == 1 ? "" : "s", pairs,
          nnarrow ? " (and narrowed dense baselines of them, not pairs: " : "", narrowed, nnarrow ? ")" : "");
