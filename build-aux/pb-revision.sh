@@ -1,7 +1,9 @@
 #!/bin/sh
 # pb-revision.sh SRCDIR VERSION: prints the header that compiles the source
 # revision into the program (pb_revision.h). In a git checkout whose top level
-# is SRCDIR: the commit, with -dirty when tracked files differ from it. Else
+# is SRCDIR: the commit, with -dirty when tracked files differ from it
+# (results under benchmarks/results/ are what runs write, not the program's
+# sources: rewriting them does not make a build dirty). Else
 # (a release tarball, even one unpacked inside another checkout): unknown, and
 # the build is the version alone.
 srcdir=$1 version=$2
@@ -14,7 +16,7 @@ if command -v git >/dev/null 2>&1; then
         case $head in
         ????????????????????????????????????????)
             rev=$head
-            if test -n "$(git -C "$srcdir" status --porcelain --untracked-files=no 2>/dev/null)"; then
+            if test -n "$(git -C "$srcdir" status --porcelain --untracked-files=no -- . ':(exclude)benchmarks/results' 2>/dev/null)"; then
                 rev=$rev-dirty
             fi ;;
         esac

@@ -429,9 +429,10 @@ static void test_precropping(void)
         u1 = 1;
     double g0 = metric_of(&rc_, "units.fc1.weight"), g1 = metric_of(&rc_, "units.fc2.weight");
     size_t expect_w = (size_t)(u0 * 784 + u1 * u0 + 10 * u1);
-    ok(rc3 == PB_OK && g0 == u0 && g1 == u1 && rc_.prunable == expect_w && rc_.prunable_nonzero == expect_w,
-       "precropping mode=crop: fc1 %g units, fc2 %g (constrained least squares: %ld, %ld), %zu dense weights (%zu) (%s)", g0, g1,
-       u0, u1, rc_.prunable, expect_w, rc3 ? err : "ok");
+    ok(rc3 == PB_OK && g0 == u0 && g1 == u1 && rc_.prunable == 266200 && rc_.prunable_nonzero == expect_w,
+       "precropping mode=crop: fc1 %g units, fc2 %g (constrained least squares: %ld, %ld), %zu dense weights (%zu) of "
+       "%zu, the cropped ones counted as pruned (%s)", g0, g1, u0, u1, rc_.prunable_nonzero, expect_w, rc_.prunable,
+       rc3 ? err : "ok");
     ok(rc4 == PB_OK && rc2.test_acc == rc_.test_acc && rc2.test_loss == rc_.test_loss &&
            rc_.flops_dense < rc_.flops_dense_orig,
        "precropping is deterministic and its network is really smaller (%.0f of %.0f FLOPs)", rc_.flops_dense,

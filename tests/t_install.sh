@@ -95,11 +95,14 @@ check "the installed example plugin builds against the installed header and the 
 if command -v git >/dev/null 2>&1; then
     G=$tmp/repo
     mkdir -p "$G/sub"
-    check "pb-revision.sh: the commit, a new commit, -dirty for an edited tracked file, unknown below a checkout's top" sh -c "
+    check "pb-revision.sh: the commit, a new commit, not dirty for rewritten results, -dirty for an edited tracked file, unknown below a checkout's top" sh -c "
         cd '$G' && git init -q . && git config user.email t@example.org && git config user.name t &&
         echo a > f && git add f && git commit -qm one &&
         r1=\$(git rev-parse HEAD) && sh '$S/build-aux/pb-revision.sh' . 9.9 | grep -qx \"#define PB_BUILD \\\"9.9+\$r1\\\"\" &&
         echo b > f && git commit -qam two && r2=\$(git rev-parse HEAD) && test \"\$r1\" != \"\$r2\" &&
+        sh '$S/build-aux/pb-revision.sh' . 9.9 | grep -qx \"#define PB_REVISION \\\"\$r2\\\"\" &&
+        mkdir -p benchmarks/results/x && echo r > benchmarks/results/x/cells.csv && git add benchmarks && git commit -qm res &&
+        r2=\$(git rev-parse HEAD) && echo s > benchmarks/results/x/cells.csv &&
         sh '$S/build-aux/pb-revision.sh' . 9.9 | grep -qx \"#define PB_REVISION \\\"\$r2\\\"\" &&
         echo c > f && sh '$S/build-aux/pb-revision.sh' . 9.9 | grep -qx \"#define PB_REVISION \\\"\$r2-dirty\\\"\" &&
         sh '$S/build-aux/pb-revision.sh' sub 9.9 | grep -qx '#define PB_BUILD \"9.9\"' &&

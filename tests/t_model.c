@@ -185,7 +185,7 @@ static int relu_fusion_matches(const char *arch, int want_fused)
 
 int main(void)
 {
-    tap_plan(29);
+    tap_plan(30);
     /* Parameter counts of the named architectures (PyTorch gives the same). */
     ok(nparams_of("lenet300") == 266610, "lenet300 has 266610 parameters");
     ok(nparams_of("lenet5") == 61706, "lenet5 has 61706 parameters (got %zu)", nparams_of("lenet5"));
@@ -195,6 +195,28 @@ int main(void)
     if (!relu_fusion_matches("resnet20", 19))
         ok(0, "resnet20 for the ReLU fusion check: %s", err);
     ok(nparams_of("conv4") > 0, "conv4 builds (%zu parameters)", nparams_of("conv4"));
+    {
+        /* 16.7 M activation values per example from a 1x1 convolution of
+         * one channel (a model a checkpoint may describe): at the largest
+         * batch it is refused before anything is allocated, at batch 1 it is
+         * made */
+        pb_model m;
+        pb_model_init(&m, "huge", 1, 4096, 4096, 10);
+        int rc = pb_model_conv(&m, NULL, 1, 1, 1, 0, 0, err, sizeof err) >= 0 &&
+                         pb_model_simple(&m, PB_GAP, err, sizeof err) >= 0 &&
+                         pb_model_simple(&m, PB_FLATTEN, err, sizeof err) >= 0 &&
+                         pb_model_dense(&m, NULL, 10, 1, err, sizeof err) >= 0
+                     ? PB_OK
+                     : PB_EUSAGE;
+        int big = rc == PB_OK ? pb_model_finalize(&m, 65536, err, sizeof err) : rc;
+        char e1[PB_ERRLEN];
+        snprintf(e1, sizeof e1, "%s", err);
+        int one = rc == PB_OK ? pb_model_finalize(&m, 1, err, sizeof err) : rc;
+        ok(big == PB_ENOMEM && strstr(e1, "batch 65536") && strstr(e1, "GiB") && one == PB_OK,
+           "activations that cannot fit in memory are refused before allocating, naming the batch (%s); batch 1 "
+           "is made (%d)", e1, one);
+        pb_model_free(&m);
+    }
     {
         pb_model m;
         int rc = pb_model_build(&m, "resnet20", 1.0, NULL, 0, 3, 32, 32, 10, err, sizeof err);

@@ -590,7 +590,9 @@ static void ft_curve(void *ud, const pb_curve_rec *r)
     }
 }
 
-static void test_channel_job(const char *model, const size_t *expect, int nexp)
+/* full: each prunable tensor's size in the unpruned architecture; kept: what
+ * channel leaves of it. Removed units count as pruned weights. */
+static void test_channel_job(const char *model, const size_t *full, const size_t *kept, int nexp)
 {
     pb_job j;
     pb_job_defaults(&j);
@@ -614,12 +616,21 @@ static void test_channel_job(const char *model, const size_t *expect, int nexp)
     int rc = pb_job_run(&j, &res, err, sizeof err);
     ok(rc == PB_OK, "channel on %s runs (%s)", model, rc ? err : "ok");
     int shapes = rc == PB_OK && res.nlayers == nexp;
-    for (int i = 0; shapes && i < nexp; i++)
-        shapes &= res.layers[i].n == expect[i] && res.layers[i].nonzero > 0;
-    ok(shapes, "channel on %s: every layer but the output lost half its units (%s %zu, ...)", model,
-       res.nlayers ? res.layers[0].name : "?", res.nlayers ? res.layers[0].n : 0);
-    ok(rc == PB_OK && res.flops_dense < 0.6 * res.flops_dense_orig && res.sparsity == 0.0,
-       "channel on %s: dense FLOPs %.0f of %.0f, no masked weights", model, res.flops_dense, res.flops_dense_orig);
+    size_t sfull = 0, skept = 0;
+    for (int i = 0; shapes && i < nexp; i++) {
+        shapes &= res.layers[i].n == full[i] && res.layers[i].nonzero == kept[i];
+        sfull += full[i];
+        skept += kept[i];
+    }
+    ok(shapes, "channel on %s: every layer but the output lost half its units, the layer table counts them "
+       "against the unpruned sizes (%s %zu of %zu, ...)", model, res.nlayers ? res.layers[0].name : "?",
+       res.nlayers ? res.layers[0].nonzero : 0, res.nlayers ? res.layers[0].n : 0);
+    const double want = 1.0 - (double)skept / (double)sfull;
+    ok(rc == PB_OK && res.flops_dense < 0.6 * res.flops_dense_orig && res.prunable == sfull &&
+           res.prunable_nonzero == skept && fabs(res.sparsity - want) < 1e-12 && res.params > res.nonzero,
+       "channel on %s: dense FLOPs %.0f of %.0f; achieved sparsity %.4f (want %.4f: the removed units are "
+       "pruned weights); params %zu > nonzero %zu", model, res.flops_dense, res.flops_dense_orig, res.sparsity,
+       want, res.params, res.nonzero);
     ok(rc == PB_OK && f.rows == 1 && f.finite && res.test_acc >= 0,
        "channel on %s: the smaller model fine-tunes and evaluates (acc %.3f)", model, res.test_acc);
 }
@@ -757,10 +768,12 @@ int main(void)
     {
         /* lenet300 at half the units: 784-150-50-10 */
         static const size_t l300[] = {150 * 784, 50 * 150, 10 * 50};
-        test_channel_job("lenet300", l300, 3); /* 4 */
+        static const size_t l300_full[] = {300 * 784, 100 * 300, 10 * 100};
+        test_channel_job("lenet300", l300_full, l300, 3); /* 4 */
         /* lenet5: conv 6->3, 16->8; fc 120->60, 84->42 */
         static const size_t l5[] = {3 * 1 * 25, 8 * 3 * 25, 60 * 8 * 25, 42 * 60, 10 * 42};
-        test_channel_job("lenet5", l5, 5); /* 4 */
+        static const size_t l5_full[] = {6 * 1 * 25, 16 * 6 * 25, 120 * 16 * 25, 84 * 120, 10 * 84};
+        test_channel_job("lenet5", l5_full, l5, 5); /* 4 */
     }
     test_channel_rows();     /* 2 */
     return tap_done();

@@ -8,7 +8,7 @@ trap 'rm -rf "$T"' EXIT
 n=0
 fails=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
-echo "1..9"
+echo "1..11"
 
 mkdir -p "$T/e"
 cat > "$T/e/cells.csv" <<'CSV'
@@ -47,6 +47,26 @@ echo "$out" | grep -q '^- \[ \] 1 model/data pair (at least 3): m on d' &&
   echo "$out" | grep -q '^- \[ \] theoretical speedup charted' &&
   echo "$out" | grep -q '^- \[ \] 1 of 13 cells failed'
 ok $? "the checklist marks one pair, one operating point, no speedup chart and the failed cell"
+
+# a narrowed dense model beside its full width is that pair's baseline, not a
+# pair; a narrowed model alone on its data is a pair
+mkdir -p "$T/w"
+cat > "$T/w/cells.csv" <<'CSV'
+experiment,cell,model,dataset,method,label,sparsity,seed,status,reason,test_acc,compression,speedup
+w,c1,m,d,dense,dense,0,1,ok,,0.90,1,1
+w,c2,m@w0.5,d,dense,dense,0,1,ok,,0.85,1,1
+w,c3,m,d,magnitude,A,0.9,1,ok,,0.80,10,10
+w,c4,q@w0.5,d,dense,dense,0,1,ok,,0.70,1,1
+w,c5,q@w0.5,d,magnitude,A,0.9,1,ok,,0.60,10,10
+w,c6,r,d,dare,finetuned,0,1,ok,,0.90,1,1
+w,c7,r,d,dare,D,0.5,1,ok,,0.80,2,1
+CSV
+out=$("$PB" report "$T/w")
+echo "$out" | grep -q '^- \[x\] 3 model/data pairs (at least 3): m on d, q@w0.5 on d, r on d (and narrowed dense baselines of them, not pairs: m@w0.5 on d)$'
+ok $? "a narrowed dense baseline beside its full-width model is not counted as a model/data pair"
+echo "$out" | grep -q '^- \[x\] a dense baseline (or a method at sparsity 0) in 3 of 3 pairs' &&
+  echo "$out" | grep -q '^- \[ \] operating points per method: at least 1 (at least 5); fewer: A (m): 1, A (q@w0.5): 1, D (r): 1$'
+ok $? "a method at sparsity 0 is its pair's baseline, not a method with one operating point"
 
 "$PB" report "$T/e" --latex | grep -q '0.8200 \$\\pm\$ 0.0200'
 ok $? "--latex writes the same figures as a tabular"

@@ -15,10 +15,10 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
     if "$@" >"$tmp/check.out" 2>&1; then echo "ok $n - $desc"; else
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
-skip_rest() { while [ $n -lt 22 ]; do n=$((n + 1)); echo "ok $n - # SKIP $1"; done; exit 0; }
+skip_rest() { while [ $n -lt 25 ]; do n=$((n + 1)); echo "ok $n - # SKIP $1"; done; exit 0; }
 export OPENBLAS_NUM_THREADS=1
 unset PB_TEST_STUCK
-echo 1..22
+echo 1..25
 command -v setsid >/dev/null 2>&1 || skip_rest "setsid not installed"
 
 mkdir "$tmp/p"
@@ -83,6 +83,26 @@ for sig in INT TERM; do
     check "SIG$sig: the next run resumes and finishes (exit $rc)" sh -c \
         "test $rc -eq 0 && grep -q '2 of 3 cells already finished' '$tmp/err' && test \$(tail -n +2 '$D/s/cells.csv' | grep -c ',ok,') -eq 3"
 done
+# SIGKILL cannot be caught: the runner and its workers die where they are,
+# perhaps mid-write. What they leave (temporary files of dead processes) is
+# removed by the next run, which resumes from the finished cells.
+D=$tmp/KILL
+setsid "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot -j 2 >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+wait_rows "$D/s" 2
+mkdir -p "$tmp/keep-KILL" && cp "$D"/s/cells/*.row "$tmp/keep-KILL/"
+env kill -s KILL -- -$pid
+wait $pid 2>/dev/null
+# as a process killed mid-write leaves them (pid 2^22 + 1 is above any pid_max default)
+h=$(basename "$(ls "$D"/s/cells/*.row | head -1)" .row)
+k=$(basename "$(ls "$D"/s/dense/*.pb | head -1)" .pb)
+: >"$D/s/cells/$h.row.tmp.4194305"; : >"$D/s/dense/$k.pb.tmp.4194305"; : >"$D/s/cells.csv.tmp.4194305"
+check "SIGKILL: the finished cells' rows are whole and unchanged" sh -c \
+    "for f in '$tmp/keep-KILL'/*.row; do cmp -s \"\$f\" '$D/s/cells/'\$(basename \"\$f\") || exit 1; done"
+PB_TEST_STUCK=none timeout 120 "$PB" run "$tmp/s.lua" --out "$D" --plugin-path "$tmp/p" --no-plot >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "SIGKILL: the next run resumes and finishes (exit $rc)" sh -c \
+    "test $rc -eq 0 && grep -q '2 of 3 cells already finished' '$tmp/err' && test \$(tail -n +2 '$D/s/cells.csv' | grep -c ',ok,') -eq 3"
+check "SIGKILL: the next run removes the temporary files the killed processes left" notmp "$D/s"
 check "runs after the refused one each add their block to metadata" sh -c "test \$(grep -c '^run [0-9]*:' '$tmp/INT/s/metadata.txt') -eq 2"
 check "run --help documents the exit statuses of a stopped run" sh -c "'$PB' run --help | grep -q '130 or 143'"
 exit $failed

@@ -164,7 +164,9 @@ int pb_cmd_prune(int argc, char **argv)
     if (rc == PB_OK) {
         printf("result: test_acc=%.4f test_loss=%.4f params=%zu nonzero=%zu flops=%.0f eff_flops=%.0f "
                "sparsity=%.4f wall_s=%.2f stored=%zu cost_wall_s=%.2f cost_flops=%.4g",
-               res->test_acc, res->test_loss, res->params, res->nonzero, res->flops_dense, res->flops_eff,
+               res->test_acc, res->test_loss, res->params, res->nonzero,
+               /* as cells.csv: the unpruned architecture's, when structural pruning shrank it */
+               res->flops_dense_orig > 0 ? res->flops_dense_orig : res->flops_dense, res->flops_eff,
                res->sparsity, res->wall_s, res->stored, res->cost_wall_s, res->cost_flops);
         if (res->time_to_target_s >= 0)
             printf(" time_to_target_s=%.2f", res->time_to_target_s);

@@ -28,6 +28,8 @@ typedef struct pb_param {
     int layer;            /* owning layer index, -1 for extra arrays */
     int fan_in;           /* inputs per output unit (in * kh * kw) */
     int generated;        /* read from a checkpoint that holds no values for it (parameter sharing) */
+    size_t removed;       /* values structural pruning removed from it physically (pb_surgery): counted
+                           * with n, as pruned, wherever parameters and sparsity are reported */
 } pb_param;
 
 typedef enum pb_layer_kind {

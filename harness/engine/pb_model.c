@@ -319,6 +319,22 @@ int pb_model_finalize(pb_model *m, int max_batch, char *err, size_t errlen)
                       m->arch, pb_layer_osize(last), m->ncls);
     if (m->finalized && m->max_batch >= max_batch)
         return PB_OK;
+    /* Every layer's output and its gradient, for max_batch examples: refused
+     * before allocating (the buffers are zeroed, so touched) when they would
+     * not fit in memory, rather than leaving the out-of-memory killer to end
+     * the process. A model read from a file bounds its activations per
+     * example (pb_ckpt), not per batch. */
+    if (max_batch >= 1) {
+        double need = 0;
+        for (int i = 0; i < m->nlayers; i++)
+            need += 2.0 * (double)max_batch * (double)pb_layer_osize(&m->layers[i]) * sizeof(float);
+        const double have = pb_mem_physical();
+        if (have > 0 && need > 0.75 * have)
+            return pb_err(err, errlen, PB_ENOMEM,
+                          "model %s: its activations at batch %d need %.1f GiB, more than 3/4 of this machine's "
+                          "%.1f GiB of memory (use a smaller batch)", m->arch, max_batch, need / 1073741824.0,
+                          have / 1073741824.0);
+    }
     for (int i = 0; i < m->nlayers; i++) {
         int rc = pb_layer_alloc(&m->layers[i], max_batch, err, errlen);
         if (rc != PB_OK)
@@ -542,6 +558,7 @@ int pb_model_clone(const pb_model *src, pb_model *dst, int max_batch, char *err,
         }
         memcpy(d->w, s->w, s->n * sizeof(float));
         d->trainable = s->trainable;
+        d->removed = s->removed;
         if (s->mask) {
             d->mask = pb_alloc(s->n * sizeof(float));
             if (!d->mask) {
@@ -798,7 +815,7 @@ void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero)
     size_t t = 0, nz = 0;
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i]->prunable) {
-            t += m->params[i]->n;
+            t += m->params[i]->n + m->params[i]->removed;
             nz += m->gens[i].generate ? 0 : nonzero_of(m->params[i]);
         }
     /* generated weights are stored as their shared arrays */
@@ -824,7 +841,7 @@ void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero)
          * generated or not; the shared arrays are what it stores (stored) */
         if (shared && m->params[i]->layer < 0)
             continue;
-        t += m->params[i]->n;
+        t += m->params[i]->n + m->params[i]->removed;
         nz += nonzero_of(m->params[i]);
     }
     *total = t;
@@ -947,7 +964,12 @@ void pb_model_print(const pb_model *m, void *file)
                 pb_layer_kind_names[l->kind], l->ic, l->ih, l->iw, l->oc, l->oh, l->ow, np);
     }
     pb_model_count_params(m, &total, &nz);
+    size_t removed = 0;
+    for (int i = 0; i < m->nparams; i++)
+        removed += m->params[i]->removed;
     double df;
     pb_model_flops(m, &df, NULL);
-    fprintf(f, "  parameters: %zu, inference FLOPs per example: %.0f\n", total, df);
+    fprintf(f, "  parameters: %zu, inference FLOPs per example: %.0f\n", total - removed, df);
+    if (removed)
+        fprintf(f, "  removed by structural pruning: %zu parameters\n", removed);
 }

@@ -151,9 +151,13 @@ int pb_model_ensure_masks(pb_model *m, char *err, size_t errlen); /* all-ones ma
 /* Counts over prunable weights (mask-aware, exact zeros count as pruned).
  * With parameter sharing, generated weights count as the values stored for
  * them: nonzero adds the shared arrays whole instead of the generated weights,
- * so 1 - nonzero / total is 1 - stored / params over the prunable weights. */
+ * so 1 - nonzero / total is 1 - stored / params over the prunable weights.
+ * Values structural pruning removed physically (pb_param.removed) are in
+ * total, as pruned: a channel-pruned model's sparsity is over the
+ * architecture it was pruned from, as a masked one's is. */
 void pb_model_sparsity(const pb_model *m, size_t *total, size_t *nonzero);
-/* Parameters over everything (weights, biases, BN), total and nonzero. */
+/* Parameters over everything (weights, biases, BN), total and nonzero; total
+ * includes the values removed physically, as pruned (see above). */
 void pb_model_count_params(const pb_model *m, size_t *total, size_t *nonzero);
 /* Values a deployed model must store: nonzero weights and biases, BN
  * parameters and running statistics, shared arrays whole; weights generated

@@ -40,6 +40,8 @@ double pb_now(void); /* monotonic seconds */
 
 /* 64-byte aligned, zeroed allocation; free with pb_free. */
 void *pb_alloc(size_t bytes);
+/* Bytes of physical memory of this machine (0 if unknown). */
+double pb_mem_physical(void);
 void pb_free(void *p);
 
 /* Selects the k-th smallest of n floats (0-based) in O(n); reorders a. */

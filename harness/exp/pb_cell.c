@@ -280,3 +280,9 @@ int pb_cell_finetune_epochs(const pb_cell *c)
     }
     return c->when && !strcmp(c->when, "trained") ? c->finetune.epochs : 0;
 }
+
+size_t pb_cell_model_base_len(const char *model)
+{
+    const char *at = strstr(model, "@w");
+    return at ? (size_t)(at - model) : strlen(model);
+}

@@ -95,4 +95,8 @@ int pb_cell_finetune_epochs(const pb_cell *c);
 /* Frees the experiments and their cells (not a cell's proto). NULL is allowed. */
 void pb_cell_free_experiments(pb_experiment *exps, int nexp);
 
+/* Length of the base model's name in a display name: a width-scaled model
+ * is NAME@wX (the prelude names it so), anything else is its own base. */
+size_t pb_cell_model_base_len(const char *model);
+
 #endif

@@ -206,7 +206,7 @@ static void measure(pb_model *m, const pb_dataset *test, int batch, pb_job_resul
             continue;
         pb_layer_stat *s = &res->layers[res->nlayers++];
         snprintf(s->name, sizeof s->name, "%s", p->name);
-        s->n = p->n;
+        s->n = p->n + p->removed; /* units removed physically count as pruned */
         s->nonzero = 0;
         for (size_t k = 0; k < p->n; k++)
             s->nonzero += p->w[k] != 0.0f && (!p->mask || p->mask[k] != 0.0f);

@@ -157,6 +157,7 @@ int pb_surgery_remove_units(pb_ctx *c, int i, const int *keep, int nkeep)
             }
         }
         d->trainable = s->trainable;
+        d->removed = s->removed + (s->n - d->n); /* the units gone count as pruned */
     }
     for (int j = 0; j < m->nlayers; j++)
         if (m->layers[j].kind == PB_BN) {

@@ -24,6 +24,8 @@ if [ -z "$CLANG" ]; then
     exit 2
 fi
 [ -f "$build/config.h" ] || { echo "$0: $build is not a configured build directory" >&2; exit 2; }
+# the one generated header the library includes (made by make's first step)
+make -s -C "$build" pb_revision.h >/dev/null || { echo "$0: cannot make $build/pb_revision.h" >&2; exit 2; }
 
 # The flags configure found, from the build's Makefile.
 var() { sed -n "s/^$1 = //p" "$build/Makefile" | head -1; }

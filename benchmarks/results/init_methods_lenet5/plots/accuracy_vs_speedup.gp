@@ -7,7 +7,7 @@ set title 'init_methods_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± 
 set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [1.26093:156.966]
 set yrange [-0.0183395:0.897619]
