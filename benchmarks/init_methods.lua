@@ -18,6 +18,10 @@
 -- 0 epochs (= the initialization) and its "fine-tuning" is the full training
 -- recipe: the same as training a randomly pruned network from scratch.
 --
+-- dense: the unpruned network trained with the same recipe, the baseline of
+-- Blalock et al.'s checklist (it was added after the other cells had run: its
+-- cells come from a later build, recorded in metadata.txt and cells.csv).
+--
 -- GraSP's Hessian-vector products are exact (forward-over-reverse).
 -- Budget cuts (the paper scripts must fit two shared cores): 4 epochs
 -- (LeNet-300-100) / 2 epochs (LeNet-5) of SGD (lr 0.05, momentum 0.9, batch
@@ -40,6 +44,7 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
     models   = { arch },
     datasets = { "fashion-mnist" },
     methods  = {
+      "dense",
       "snip",
       "grasp",
       "synflow",
@@ -88,6 +93,7 @@ experiment("init_methods_conv4") {
   models   = { { "conv4", width = 0.25 } },
   datasets = { { "fashion-mnist", subset = 5000 } },
   methods  = {
+    "dense",
     "snip",
     "grasp",
     "synflow",
