@@ -437,13 +437,13 @@ static void test_sell(void)
     static const double dens[] = {0.02, 0.05, 0.2, 0.5, 1.0};
     fixture g;
     fixture_init(&g, 100, 300, 4);
-    mask_random(&g, 0.3);
+    mask_random(&g, 0.375);
     if (build(&g, PB_WFMT_CSR, 4, 0, 0)) {
         g.l.sp->forced = 0;
         ok(pb_sparse_active(&g.l, 1) && !pb_sparse_active(&g.l, 2) && !pb_sparse_active(&g.l, 4),
-           "auto: a 30%% dense layer runs csr (sliced ELL) at batch 1, dense at batches 2 and 4");
+           "auto: a 37.5%% dense layer runs csr (sliced ELL) at batch 1, dense at batches 2 and 4");
     } else {
-        ok(0, "auto: build a 30%% dense csr");
+        ok(0, "auto: build a 37.5%% dense csr");
     }
     fixture_free(&g);
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
