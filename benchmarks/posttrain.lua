@@ -1,7 +1,8 @@
 -- posttrain.lua: one-shot post-training pruning with calibration data
 -- (METHODS.md "Post-training, with calibration data"): magnitude, Wanda,
 -- SparseGPT, ECoFLaP and iCBS at s = 0.5 ... 0.9, and 2:4 by magnitude,
--- Wanda, SparseGPT and ARMOR, on a trained MLP 784-512-512-10 and LeNet-5.
+-- Wanda, SparseGPT and ARMOR, on a trained MLP 784-512-512-10, LeNet-5 and
+-- conv4 (width 0.25).
 --
 --   ./prunebench run benchmarks/posttrain.lua -j 1 --out benchmarks/results
 --
@@ -57,18 +58,26 @@ end
 local MODELS = {
   mlp = { "mlp", hidden = { 512, 512 }, label = "mlp512" },
   lenet5 = { "lenet5" },
+  conv4 = { "conv4", width = 0.25 },
 }
+-- conv4 (the third model/data pair) is cut as in sparse_vs_dense.lua's conv4
+-- experiment: width 0.25, the dense model trained on the first 5 000
+-- training examples (calibration draws from those), batch 32, 5 epochs of
+-- SGD; tested on the full 10 000 test images. 5 seeds at s >= 0.8 as LeNet-5.
+local DATA = { mlp = "fashion-mnist", lenet5 = "fashion-mnist", conv4 = { "fashion-mnist", subset = 5000 } }
+local EPOCHS = { mlp = 4, lenet5 = 2, conv4 = 5 }
+local BATCH = { mlp = 128, lenet5 = 128, conv4 = 32 }
 
-for _, arch in ipairs({ "mlp", "lenet5" }) do
+for _, arch in ipairs({ "mlp", "lenet5", "conv4" }) do
   experiment("posttrain_" .. arch) {
     models   = { MODELS[arch] },
-    datasets = { "fashion-mnist" },
+    datasets = { DATA[arch] },
     methods  = methods(arch),
     sparsity = S,
-    seeds    = arch == "lenet5" and { 1, 2, 3, 4, 5 } or { 1, 2, 3 },
+    seeds    = arch ~= "mlp" and { 1, 2, 3, 4, 5 } or { 1, 2, 3 },
     -- LeNet-5 one-shot at s >= 0.8 is near collapse for some methods: 5 seeds there
     filter   = function(cell) return cell.seed <= 3 or cell.sparsity >= 0.8 end,
-    train    = { epochs = arch == "lenet5" and 2 or 4, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
+    train    = { epochs = EPOCHS[arch], batch = BATCH[arch], opt = "sgd", lr = 0.05, momentum = 0.9 },
     finetune = { epochs = 0, lr = 0.01 },
     plots    = { "accuracy_vs_compression", "accuracy_vs_speedup", "layer_sparsity" },
   }

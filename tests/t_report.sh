@@ -8,7 +8,7 @@ trap 'rm -rf "$T"' EXIT
 n=0
 fails=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
-echo "1..11"
+echo "1..13"
 
 mkdir -p "$T/e"
 cat > "$T/e/cells.csv" <<'CSV'
@@ -67,6 +67,31 @@ ok $? "a narrowed dense baseline beside its full-width model is not counted as a
 echo "$out" | grep -q '^- \[x\] a dense baseline (or a method at sparsity 0) in 3 of 3 pairs' &&
   echo "$out" | grep -q '^- \[ \] operating points per method: at least 1 (at least 5); fewer: A (m): 1, A (q@w0.5): 1, D (r): 1$'
 ok $? "a method at sparsity 0 is its pair's baseline, not a method with one operating point"
+
+# the data axis: a data method's points are its fractions, the full data set
+# its baseline; the weights are dense, so compression and speedup do not apply
+mkdir -p "$T/da"
+cat > "$T/da/cells.csv" <<'CSV'
+experiment,cell,model,dataset,method,label,sparsity,seed,status,reason,test_acc,compression,speedup,data,data_label,fraction
+da,f1,m,d,dense,dense,0,1,ok,,0.90,1,1,full,full,1
+da,f2,m,d,dense,dense,0,2,ok,,0.92,1,1,full,full,1
+da,r1,m,d,dense,dense,0,1,ok,,0.70,1,1,rs2,rs2 r=0.1,0.1
+da,r2,m,d,dense,dense,0,2,ok,,0.74,1,1,rs2,rs2 r=0.1,0.1
+da,r3,m,d,dense,dense,0,1,ok,,0.80,1,1,rs2,rs2 r=0.3,0.3
+da,r4,m,d,dense,dense,0,2,ok,,0.82,1,1,rs2,rs2 r=0.3,0.3
+da,s1,m,d,dense,dense,0,1,ok,,0.60,1,1,static_random,static_random r=0.1,0.1
+da,s2,m,d,dense,dense,0,2,ok,,0.66,1,1,static_random,static_random r=0.1,0.1
+CSV
+printf 'time_to_accuracy\n' > "$T/da/plots.list"
+out=$("$PB" report "$T/da")
+echo "$out" | grep -q '^| m | d | rs2 | 0.1 | 2 | 0.7200 ± 0.0283 |' &&
+  echo "$out" | grep -q '^| m | d | full | 1 | 2 | 0.9100 ± 0.0141 |' &&
+  echo "$out" | grep -q '^- \[x\] a baseline (the full data set) in 1 of 1 pairs' &&
+  echo "$out" | grep -q '^- \[ \] operating points per method: at least 1 (at least 5); fewer: rs2 (m): 2, static_random (m): 1$' &&
+  echo "$out" | grep -q '^- \[x\] data axis: time to accuracy charted' && ! echo "$out" | grep -q 'compression charted'
+ok $? "data-axis cells are grouped by data method and fraction, with the full data set as baseline"
+"$PB" report "$T/da" --against static_random | grep -q '^| m | d | rs2 | 0.1 | 2 | +0.0900 ± 0.0141 |'
+ok $? "data methods are paired by seed at the same fraction"
 
 "$PB" report "$T/e" --latex | grep -q '0.8200 \$\\pm\$ 0.0200'
 ok $? "--latex writes the same figures as a tabular"

@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..35
+echo 1..36
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -114,6 +114,20 @@ check "dense models of one network at several widths are one series, by nonzero 
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
 check "one model at one width: the width is in the title, not in every series name" sh -c \
     "grep -q 'w: net@w0.5 on syn' '$W/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W/plots/accuracy_vs_compression.gp' && ! grep -q \"magnitude (net@w0.5)\" '$W/plots/accuracy_vs_compression.gp'"
+# long series names (a long label, two models) must not narrow the plot: the
+# key goes below it, and gnuplot's own plot area spans most of the canvas
+L=$tmp/long
+mkdir -p "$L"
+LONG=a_method_label_long_enough_to_fill_a_key_column_by_itself
+{ head -1 "$R/cells.csv"
+  for m in net other_network; do
+    echo "l,c0$m,$m,syn,dense,dense,0,1,ok,,0.8,0.3,300,300,1,600,600,1,1,1,,1,0,k2,,2,0,250,250,0,b"
+    echo "l,c1$m,$m,syn,magnitude,$LONG,0.9,1,ok,,0.6,0.3,300,30,10,600,60,10,1,1,,1,1,k2,,1,1,250,25,0.9,b"
+  done
+} > "$L/cells.csv"
+"$PB" plot "$L" >/dev/null 2>&1
+check "long series names take the key's rows below the plot, not the plot's width" sh -c \
+    "cd '$L/plots' && grep -q \"title '$LONG (net, syn)'\" accuracy_vs_compression.gp && gnuplot -e \"load 'accuracy_vs_compression.gp'; print (GPVAL_TERM_XMAX - GPVAL_TERM_XMIN) * GPVAL_TERM_SCALE / GPVAL_TERM_XSIZE\" 2>&1 | tail -1 | awk '{ exit !(\$1 > 0.8) }'"
 check "a narrowed dense model's theoretical speedup is the full-width model's dense FLOPs over its own" sh -c \
     "awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"10 3.3333333 1 \") }' '$P/plots/accuracy_vs_speedup.dat' && grep -q 'narrowed model: full-width FLOPs' '$P/plots/accuracy_vs_speedup.gp'"
 

@@ -283,7 +283,7 @@ static FILE *open_gp(const chart *ch, const char *name, const char *title, const
     gp_quote(f, xlabel);
     fprintf(f, "\nset ylabel ");
     gp_quote(f, ylabel);
-    fprintf(f, "\nset grid\nset key outside right top\n");
+    fprintf(f, "\nset grid\n" PB_PLOT_KEY "\n");
     return f;
 }
 
@@ -965,7 +965,7 @@ static int chart_layers(chart *ch, const results *r)
         snprintf(path, sizeof path, "%s/%s.dat", ch->dir, name);
         snprintf(title, sizeof title, "values stored in each layer at overall target sparsity %g (mean over seeds)", sp);
         FILE *d = fopen(path, "w");
-        FILE *f = d ? open_gp(ch, name, title, "layer", "values stored: weights kept, or a method's own arrays (log scale; 0 at the tic 0)") : NULL;
+        FILE *f = d ? open_gp(ch, name, title, "layer", "values stored: weights kept or a method's arrays (log; 0 at tic 0)") : NULL;
         if (!d || !f) {
             if (d)
                 fclose(d);

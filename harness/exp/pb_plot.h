@@ -19,4 +19,9 @@ extern const char *const pb_plot_names[];
  * .dat files are written (a warning is printed when verbose). */
 int pb_plot_dir(const char *dir, int verbose, char *err, size_t errlen);
 
+/* Every chart's key: below the plot, in as many columns as fit, so that long
+ * series names (a model and data set per series) take height and never the
+ * plot's width, and a long title stays centred over a full-width plot. */
+#define PB_PLOT_KEY "set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9"
+
 #endif

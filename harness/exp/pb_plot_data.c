@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "pb_csv.h"
+#include "pb_plot.h"
 
 #define MAXSER 256
 #define MAXSEED 16
@@ -97,7 +98,7 @@ static void head(FILE *f, const char *name, const char *title, const char *xlabe
     gp_quote(f, xlabel);
     fprintf(f, "\nset ylabel ");
     gp_quote(f, ylabel);
-    fprintf(f, "\nset grid\nset key outside right top\n");
+    fprintf(f, "\nset grid\n" PB_PLOT_KEY "\n");
 }
 
 static void tail(FILE *f, const char *name)

@@ -82,17 +82,22 @@ double pb_t_quantile(double p, double df)
 
 /* ------------------------------------------------------------- the cells */
 
+/* A row's operating point is its sparsity, or on the data axis (a data
+ * method bound to the cell: RS2 and the static baselines) its data fraction;
+ * its baseline is the dense model, or there the full data set. */
 typedef struct row {
     const char *model, *dataset, *label, *method, *spars, *dir;
     double s, value, compression, speedup;
     long seed;
-    int ok;
+    int ok, base, data;
+    char own[128]; /* the label of a data-axis row: [LABEL+]DATA METHOD */
 } row;
 
 typedef struct group {
     const char *model, *dataset, *label, *spars;
     double s;
-    int dense;
+    int dense;    /* the pair's baseline: the dense model, or the full data set */
+    int data;     /* on the data axis: s is the data fraction */
     int n;        /* ok rows */
     double mean, sd, half; /* half: CI half-width (NAN below 2 seeds) */
     double compression, speedup;
@@ -102,6 +107,7 @@ typedef struct group {
 typedef struct report {
     pb_csv_table t[64];
     int nt;
+    int data_axis; /* some row is on the data axis */
     row *rows;
     int nrows;
     group *groups;
@@ -110,16 +116,18 @@ typedef struct report {
 
 static int same_pair(const row *a, const row *b) { return !strcmp(a->model, b->model) && !strcmp(a->dataset, b->dataset); }
 
+/* A row's label wherever qsort has moved it (own lives in the row). */
+static const char *row_label(const row *r) { return r->data ? r->own : r->label; }
+
 static int row_cmp(const void *pa, const void *pb)
 {
     const row *a = pa, *b = pb;
     int c;
     if ((c = strcmp(a->model, b->model)) || (c = strcmp(a->dataset, b->dataset)))
         return c;
-    int da = !strcmp(a->method, "dense"), db = !strcmp(b->method, "dense");
-    if (da != db)
-        return db - da; /* the dense baseline first */
-    if ((c = strcmp(a->label, b->label)))
+    if (a->base != b->base)
+        return b->base - a->base; /* the baseline first */
+    if ((c = strcmp(row_label(a), row_label(b))))
         return c;
     if (a->s != b->s)
         return a->s < b->s ? -1 : 1;
@@ -168,11 +176,29 @@ static int load(report *R, const char *const *dirs, int ndirs, const char *metri
             w->value = pb_csv_getnum(t, r, pb_csv_col(t, metric));
             w->compression = pb_csv_getnum(t, r, pb_csv_col(t, "compression"));
             w->speedup = pb_csv_getnum(t, r, pb_csv_col(t, "speedup"));
+            w->base = !strcmp(w->method, "dense");
+            const char *data = col(t, r, "data"), *dlabel = col(t, r, "data_label");
+            if (*data && *dlabel) {
+                /* "rs2 r=0.1" is the data method rs2 at the point r = 0.1 */
+                const char *cut = strstr(dlabel, " r=");
+                int dl = cut ? (int)(cut - dlabel) : (int)strlen(dlabel);
+                if (strcmp(w->label, "dense"))
+                    snprintf(w->own, sizeof w->own, "%s+%.*s", w->label, dl, dlabel);
+                else
+                    snprintf(w->own, sizeof w->own, "%.*s", dl, dlabel);
+                w->spars = col(t, r, "fraction");
+                w->s = pb_csv_getnum(t, r, pb_csv_col(t, "fraction"));
+                w->base = !strcmp(data, "full");
+                w->data = 1;
+                R->data_axis = 1;
+            }
             if (!isfinite(w->value))
                 w->ok = 0;
         }
     }
     qsort(R->rows, (size_t)R->nrows, sizeof(row), row_cmp);
+    for (int i = 0; i < R->nrows; i++)
+        R->rows[i].label = row_label(&R->rows[i]);
     return PB_OK;
 }
 
@@ -190,7 +216,7 @@ static int make_groups(report *R, double alpha, char *err, size_t errlen)
         group *g = &R->groups[R->ngroups++];
         const row *r0 = &R->rows[i];
         *g = (group){.model = r0->model, .dataset = r0->dataset, .label = r0->label, .spars = r0->spars, .s = r0->s,
-                     .dense = !strcmp(r0->method, "dense"), .first = i};
+                     .dense = r0->base, .data = r0->data, .first = i};
         double sum = 0, sc = 0, ss = 0;
         for (int k = i; k < j; k++)
             if (R->rows[k].ok) {
@@ -277,7 +303,7 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
     }
     mark(f, npairs >= 3, "%d model/data pair%s (at least 3): %s%s%s%s", npairs, npairs == 1 ? "" : "s", pairs,
          nnarrow ? " (and narrowed dense baselines of them, not pairs: " : "", narrowed, nnarrow ? ")" : "");
-    mark(f, pairs_with_dense == npairs, "a dense baseline (or a method at sparsity 0) in %d of %d pairs",
+    mark(f, pairs_with_dense == npairs, R->data_axis ? "a baseline (the full data set) in %d of %d pairs" : "a dense baseline (or a method at sparsity 0) in %d of %d pairs",
          pairs_with_dense, npairs);
     /* operating points per method */
     int minpts = -1, nmethods = 0;
@@ -309,7 +335,7 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
     char shortl[1024] = "";
     for (int i = 0; i < R->ngroups; i++) {
         const group *g = &R->groups[i];
-        int want = g->s >= 0.99 ? 5 : 3;
+        int want = !g->data && g->s >= 0.99 ? 5 : 3;
         if (min_seeds < 0 || g->n < min_seeds)
             min_seeds = g->n;
         if (g->n < want) {
@@ -330,9 +356,21 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
         speed += in_plots(dirs[d], "accuracy_vs_flops") || in_plots(dirs[d], "accuracy_vs_speedup") ||
                  in_plots(dirs[d], "accuracy_vs_compression");
     }
-    mark(f, comp == ndirs, "compression charted (accuracy_vs_compression or _params) in %d of %d directories", comp,
-         ndirs);
-    mark(f, speed == ndirs, "theoretical speedup charted (accuracy_vs_speedup or _flops) in %d of %d directories", speed, ndirs);
+    if (R->data_axis) {
+        /* data pruning is judged on time to accuracy, not on the weights */
+        int timed = 0;
+        for (int d = 0; d < ndirs; d++)
+            timed += in_plots(dirs[d], "time_to_accuracy") || in_plots(dirs[d], "accuracy_vs_train_flops");
+        mark(f, timed == ndirs,
+             "data axis: time to accuracy charted (time_to_accuracy or accuracy_vs_train_flops) in %d of %d "
+             "directories (compression and speedup do not apply: the weights are not pruned)",
+             timed, ndirs);
+    } else {
+        mark(f, comp == ndirs, "compression charted (accuracy_vs_compression or _params) in %d of %d directories",
+             comp, ndirs);
+        mark(f, speed == ndirs, "theoretical speedup charted (accuracy_vs_speedup or _flops) in %d of %d directories",
+             speed, ndirs);
+    }
     int failed = 0;
     for (int i = 0; i < R->nrows; i++)
         failed += !R->rows[i].ok;
@@ -348,19 +386,22 @@ static void num(FILE *f, double v, const char *fmt)
         fprintf(f, fmt, v);
 }
 
+/* The operating point's column: sparsity, or r (data fraction) on the data axis. */
+#define POINT(R) ((R)->data_axis ? "sparsity or r" : "sparsity")
+
 static void table(const report *R, const pb_report_opts *o, FILE *f)
 {
     const int tex = o->format == PB_REPORT_LATEX;
     const double conf = 100 * (1 - o->alpha);
     fprintf(f, "## %s: mean ± std over seeds, %.0f %% confidence interval\n\n", o->metric, conf);
     if (tex)
-        fprintf(f, "\\begin{tabular}{lllrrlrrr}\n\\hline\nmodel & data & method & sparsity & seeds & %s & "
+        fprintf(f, "\\begin{tabular}{lllrrlrrr}\n\\hline\nmodel & data & method & %s & seeds & %s & "
                    "%.0f\\,\\%% CI & compression & speedup \\\\\n\\hline\n",
-                o->metric, conf);
+                POINT(R), o->metric, conf);
     else
-        fprintf(f, "| model | data | method | sparsity | seeds | %s | %.0f %% CI | compression | speedup |\n"
+        fprintf(f, "| model | data | method | %s | seeds | %s | %.0f %% CI | compression | speedup |\n"
                    "|---|---|---|---:|---:|---|---|---:|---:|\n",
-                o->metric, conf);
+                POINT(R), o->metric, conf);
     for (int i = 0; i < R->ngroups; i++) {
         const group *g = &R->groups[i];
         const char *sep = tex ? " & " : " | ";
@@ -409,12 +450,12 @@ static void paired(const report *R, const pb_report_opts *o, FILE *f)
     fprintf(f, "## Paired by seed against %s: %s difference, two-sided t test at %.2g\n\n", o->against, o->metric,
             o->alpha);
     if (!tex)
-        fprintf(f, "| model | data | method | sparsity | pairs | difference | %.0f %% CI | t | p | verdict |\n"
+        fprintf(f, "| model | data | method | %s | pairs | difference | %.0f %% CI | t | p | verdict |\n"
                    "|---|---|---|---:|---:|---|---|---:|---:|---|\n",
-                100 * (1 - o->alpha));
+                POINT(R), 100 * (1 - o->alpha));
     else
-        fprintf(f, "\\begin{tabular}{lllrrllrrl}\n\\hline\nmodel & data & method & sparsity & pairs & difference & "
-                   "CI & $t$ & $p$ & verdict \\\\\n\\hline\n");
+        fprintf(f, "\\begin{tabular}{lllrrllrrl}\n\\hline\nmodel & data & method & %s & pairs & difference & "
+                   "CI & $t$ & $p$ & verdict \\\\\n\\hline\n", POINT(R));
     int shown = 0;
     for (int i = 0; i < R->ngroups; i++) {
         const group *g = &R->groups[i];

@@ -643,6 +643,10 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             printf("experiment %s (%s): %d cells -> %s\n", x->name, x->where, x->ncells, ctx->store.dir);
         printf("%-16s %-14s %-13s %-18s %8s %5s %6s %6s %10s  %s\n", "cell", "model", "dataset", "label",
                "sparsity", "seed", "epochs", "ft_ep", "train_TFLOP", "args");
+        unsigned char *from_csv = o->fresh || ctx->shard.count ? NULL : calloc((size_t)x->ncells + 1, 1);
+        int nfrom = 0;
+        if (from_csv && pb_store_adopt(&ctx->store, 0, from_csv, &nfrom, err, errlen) != PB_OK)
+            nfrom = 0, memset(from_csv, 0, (size_t)x->ncells + 1);
         for (int i = 0; i < x->ncells; i++) {
             const pb_cell *c = &x->cells[i];
             if (state[i] == 3)
@@ -652,7 +656,9 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                                                [PB_STORE_CELL_FAILED] = " (failed)",
                                                [PB_STORE_CELL_DAMAGED] = " (damaged: runs again)"};
             char why[PB_ERRLEN];
-            const int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
+            int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
+            if (k == PB_STORE_CELL_NONE && from_csv && from_csv[i])
+                k = PB_STORE_CELL_OK; /* a run takes it from cells.csv */
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
@@ -665,6 +671,9 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         printf("estimated training cost: %.3f TFLOP (each dense model counted once); about %s with -j %d "
                "at %.0f GFLOP/s per worker (%.0f%% of the %.0f GFLOP/s one-thread SGEMM measured now)\n",
                total_cost / 1e12, d, jobs, rate, 100 * PB_COST_SGEMM_FRACTION, peak);
+        if (nfrom)
+            printf("%d of the cells marked done have no per-cell files: a run takes them from cells.csv\n", nfrom);
+        free(from_csv);
         goto done;
     }
 
@@ -682,6 +691,13 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         if ((rc = pb_store_open(&ctx->store, &lockfd, err, errlen)) != PB_OK)
             goto done;
         pb_store_clean(&ctx->store, !o->fresh); /* or only what workers killed mid-write left */
+        /* a directory with its CSV files and no cells/ (results as committed) resumes too */
+        int adopted = 0;
+        if (!o->fresh && (rc = pb_store_adopt(&ctx->store, 1, NULL, &adopted, err, errlen)) != PB_OK)
+            goto done;
+        if (adopted && !o->quiet)
+            fprintf(stderr, "prunebench: %s: %d finished cells taken from %s/cells.csv (their per-cell files were missing)\n",
+                    x->name, adopted, ctx->store.dir);
     }
     /* what earlier runs finished; a damaged cell (an emptied, truncated or
      * garbled file) is said so and runs again */

@@ -597,6 +597,154 @@ int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c,
     return r->oom ? PB_ENOMEM : PB_OK;
 }
 
+/* ------------------------------------------------ adopting CSV rows */
+
+typedef struct text_buf {
+    char *p;
+    size_t n, cap;
+} text_buf;
+
+static int text_add(text_buf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q)
+            return PB_ENOMEM;
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return PB_OK;
+}
+
+static int cell_index(const pb_experiment *x, const char *hash)
+{
+    for (int i = 0; i < x->ncells; i++)
+        if (!strcmp(x->cells[i].hash, hash))
+            return i;
+    return -1;
+}
+
+/* Reads DIR/name and calls take(u, i, raw, n, fields, nf) for every record
+ * after the header whose first field is the experiment and second a cell i of
+ * it, raw being the record as written (with its line end). A file that does
+ * not exist has no records. */
+static int each_record(const pb_store *s, const char *name,
+                       int (*take)(void *u, int i, const char *raw, size_t n, char **f, int nf), void *u)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    size_t len;
+    char *orig = pb_store_read_text(path, &len);
+    if (!orig)
+        return PB_OK;
+    char *work = strlen(orig) == len ? strdup(orig) : NULL;
+    int rc = work ? PB_OK : PB_EIO;
+    char *fields[128], *p = work;
+    if (rc == PB_OK)
+        pb_csv_split_next(&p, fields, 128); /* the header */
+    while (rc == PB_OK && p && *p) {
+        char *start = p;
+        int nf = pb_csv_split_next(&p, fields, 128);
+        const char *raw = orig + (start - work);
+        const size_t n = (size_t)(p - start);
+        if (nf < 2 || nf > 128 || strcmp(fields[0], s->x->name))
+            continue;
+        const int i = cell_index(s->x, fields[1]);
+        if (i >= 0 && n > 0 && raw[n - 1] == '\n')
+            rc = take(u, i, raw, n, fields, nf);
+    }
+    free(work);
+    free(orig);
+    return rc;
+}
+
+typedef struct adopt_ctx {
+    const pb_store *s;
+    signed char *state;   /* per cell: 0 not seen, 1 one usable row, -1 not to adopt */
+    text_buf *row, *part; /* per cell */
+} adopt_ctx;
+
+static int take_row(void *u, int i, const char *raw, size_t n, char **f, int nf)
+{
+    adopt_ctx *a = u;
+    if (a->state[i] != 0) { /* a second row of one cell: which is right is unknown */
+        a->state[i] = -1;
+        return PB_OK;
+    }
+    char why[PB_ERRLEN];
+    if (pb_store_cell_check(a->s, &a->s->x->cells[i], why, sizeof why) != PB_STORE_CELL_NONE)
+        a->state[i] = -1; /* its own files say what it is */
+    else if (nf < ROW_MIN_FIELDS || nf > ncols(pb_csv_cells_cols) ||
+             (strcmp(f[8], "ok") && strcmp(f[8], "failed")))
+        a->state[i] = -1;
+    else {
+        a->state[i] = 1;
+        return text_add(&a->row[i], raw, n);
+    }
+    return PB_OK;
+}
+
+static int take_part(void *u, int i, const char *raw, size_t n, char **f, int nf)
+{
+    (void)f;
+    (void)nf;
+    adopt_ctx *a = u;
+    return a->state[i] == 1 ? text_add(&a->part[i], raw, n) : PB_OK;
+}
+
+int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *count, char *err, size_t errlen)
+{
+    static const struct { const char *file, *suffix; } parts[] = {
+        {"curves.csv", ".curves"}, {"layers.csv", ".layers"}, {"metrics.csv", ".metrics"}};
+    const int nc = s->x->ncells > 0 ? s->x->ncells : 1;
+    *count = 0;
+    adopt_ctx a = {.s = s, .state = calloc((size_t)nc, 1), .row = calloc((size_t)nc, sizeof(text_buf)),
+                   .part = calloc((size_t)nc, sizeof(text_buf))};
+    int rc = a.state && a.row && a.part ? PB_OK : pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    if (rc == PB_OK && (rc = each_record(s, "cells.csv", take_row, &a)) != PB_OK)
+        rc = pb_err(err, errlen, rc, "%s/cells.csv: cannot read it", s->dir);
+    for (size_t k = 0; rc == PB_OK && write && k < sizeof parts / sizeof parts[0]; k++) {
+        for (int i = 0; i < s->x->ncells; i++)
+            a.part[i].n = 0;
+        if ((rc = each_record(s, parts[k].file, take_part, &a)) != PB_OK) {
+            rc = pb_err(err, errlen, rc, "%s/%s: cannot read it", s->dir, parts[k].file);
+            break;
+        }
+        char path[4400];
+        for (int i = 0; rc == PB_OK && i < s->x->ncells; i++)
+            if (a.state[i] == 1) {
+                pb_store_cell_path(s, &s->x->cells[i], parts[k].suffix, path, sizeof path);
+                rc = pb_store_write_atomic(path, a.part[i].p ? a.part[i].p : "", a.part[i].n, err, errlen);
+            }
+    }
+    /* the row last: a cell is finished once its row file is there */
+    for (int i = 0; rc == PB_OK && i < s->x->ncells; i++) {
+        if (adopted)
+            adopted[i] = a.state[i] == 1;
+        if (a.state[i] != 1)
+            continue;
+        char path[4400];
+        pb_store_cell_path(s, &s->x->cells[i], ".row", path, sizeof path);
+        if (write && (rc = pb_store_write_atomic(path, a.row[i].p, a.row[i].n, err, errlen)) != PB_OK)
+            break;
+        (*count)++;
+    }
+    for (int i = 0; a.row && a.part && i < s->x->ncells; i++) {
+        free(a.row[i].p);
+        free(a.part[i].p);
+    }
+    free(a.state);
+    free(a.row);
+    free(a.part);
+    return rc;
+}
+
 /* ------------------------------------------------------ the CSV files */
 
 /* name from the cells' suffix files, in matrix order, the cells whose files

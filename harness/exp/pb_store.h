@@ -82,6 +82,16 @@ void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t 
  * accuracy, a damaged companion file), why saying what. */
 enum { PB_STORE_CELL_NONE, PB_STORE_CELL_OK, PB_STORE_CELL_FAILED, PB_STORE_CELL_DAMAGED };
 int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn);
+/* Takes the finished cells of the experiment's own cells.csv whose per-cell
+ * files are missing (a results directory as committed: its CSV files without
+ * cells/): for each cell with no row file and exactly one row of status ok or
+ * failed in cells.csv, writes its curves, layers and metrics files from those
+ * CSVs' records of the cell, then its row file, so that a run resumes from the
+ * CSV files alone. A record cut off without its line end is not taken. With
+ * write 0 nothing is written: adopted[i] (may be NULL) and *count say which
+ * cells would be taken. pb_store_cell_check judges them afterwards like any
+ * other cell. */
+int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *count, char *err, size_t errlen);
 /* Removes a cell's row, curves, layers and metrics files (a damaged cell, run again). */
 void pb_store_cell_remove(const pb_store *s, const pb_cell *c);
 /* The status ("ok" or "failed"), reason and test accuracy of a cell's row

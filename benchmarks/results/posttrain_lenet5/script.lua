@@ -10,6 +10,10 @@
 -- SparseGPT at s = 0.8 and 0.9 are also fine-tuned for one epoch (labels
 -- *_ft1), whose cells carry both pruned_acc (one-shot) and test_acc (tuned).
 --
+-- The dense model every cell prunes is the baseline (method dense), and both
+-- compression and theoretical speedup are charted (Blalock et al.'s
+-- checklist). 2:4 is the N:M methods' one operating point, as in their papers.
+--
 -- Claims tested: SparseGPT >= Wanda >= magnitude, the gap growing with s;
 -- ECoFLaP > uniform Wanda at s >= 0.7; iCBS improves on its starting (Wanda)
 -- mask; ARMOR beats 2:4 magnitude / Wanda / SparseGPT without fine-tuning.
@@ -30,6 +34,7 @@ local C = 512
 
 local function methods(arch)
   local m = {
+    "dense",
     { "magnitude" },
     { "wanda", calib = C },
     { "sparsegpt", calib = C },
@@ -65,6 +70,6 @@ for _, arch in ipairs({ "mlp", "lenet5" }) do
     filter   = function(cell) return cell.seed <= 3 or cell.sparsity >= 0.8 end,
     train    = { epochs = arch == "lenet5" and 2 or 4, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
     finetune = { epochs = 0, lr = 0.01 },
-    plots    = { "accuracy_vs_compression", "layer_sparsity" },
+    plots    = { "accuracy_vs_compression", "accuracy_vs_speedup", "layer_sparsity" },
   }
 end

@@ -5,8 +5,9 @@
 --
 --   ./prunebench run benchmarks/precropping.lua -j 1 --out benchmarks/results
 --
--- LeNet-5 on Fashion-MNIST at densities 20 / 10 / 5 % (s = 0.8, 0.9, 0.95),
--- every network trained from scratch with one recipe:
+-- LeNet-5 and LeNet-300-100 on Fashion-MNIST at densities 50 / 20 / 10 / 5 /
+-- 2 % (s = 0.5, 0.8, 0.9, 0.95, 0.98), every network trained from scratch with
+-- one recipe:
 --   synflow                   SynFlow's mask (100 rounds)
 --   random_synflow_densities  a random mask with exactly SynFlow's count of
 --                             weights in every layer (precropping mode=random)
@@ -15,8 +16,10 @@
 --                             squares on log width ratios, weighted by layer
 --                             size), freshly initialized
 --   dense (narrowed)          uniform width scaling at the same number of
---                             weights: width 0.443 / 0.311 / 0.219 (as in
---                             sparse_vs_dense.lua), and the full network
+--                             weights, solved as in sparse_vs_dense.lua:
+--                             LeNet-5 0.713 / 0.443 / 0.311 / 0.219 / 0.138,
+--                             LeNet-300-100 0.5281 / 0.2193 / 0.1111 / 0.056
+--                             / 0.0225, and the full network
 -- Claim: about equal accuracy for the first three, the cropped network with
 -- the real FLOPs and training time saved (flops_eff and wall_s in cells.csv).
 --
@@ -25,10 +28,16 @@
 -- LeNet-5 took 2-3 s per epoch during the committed run, up to 27 s on a busy
 -- host), 3 seeds.
 
-local WIDTHS = { 0.443, 0.311, 0.219 }
+local WIDTHS = {
+  lenet5   = { 0.713, 0.443, 0.311, 0.219, 0.138 },
+  lenet300 = { 0.5281, 0.2193, 0.1111, 0.056, 0.0225 },
+}
 
-local models = { "lenet5" }
-for _, w in ipairs(WIDTHS) do models[#models + 1] = { "lenet5", width = w } end
+local models = {}
+for _, arch in ipairs({ "lenet5", "lenet300" }) do
+  models[#models + 1] = arch
+  for _, w in ipairs(WIDTHS[arch]) do models[#models + 1] = { arch, width = w } end
+end
 
 experiment "precropping" {
   models   = models,
@@ -39,9 +48,10 @@ experiment "precropping" {
     { "precropping", mode = "random", label = "random_synflow_densities" },
     { "precropping", label = "precropping" },
   },
-  sparsity = { 0.8, 0.9, 0.95 },
+  sparsity = { 0.5, 0.8, 0.9, 0.95, 0.98 },
   seeds    = { 1, 2, 3 },
   train    = { epochs = 3, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
   filter   = function(cell) return cell.method == "dense" or cell.width == 1 end,
-  plots    = { "accuracy_vs_params", "accuracy_vs_flops", "accuracy_vs_time", "layer_sparsity" },
+  plots    = { "accuracy_vs_params", "accuracy_vs_compression", "accuracy_vs_flops", "accuracy_vs_speedup",
+               "accuracy_vs_time", "layer_sparsity" },
 }

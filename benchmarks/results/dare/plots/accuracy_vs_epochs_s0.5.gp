@@ -3,28 +3,40 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_epochs_s0.5.png'
-set title 'dare: lenet300 on fashion-mnist: accuracy over epochs at s = 0.5 (mean, ± std band)'
+set title 'dare: lenet300, lenet5 on fashion-mnist: accuracy over epochs at s = 0.5 (mean, ± std band)'
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
-set yrange [0.751247:0.830982]
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
+set yrange [0.434152:0.852815]
 set xrange [0:3]
 set xtics 1
 set mxtics 1
 set format x '%.0f'
 plot 'accuracy_vs_epochs_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'dare_small', \
+     'accuracy_vs_epochs_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'dare_small (lenet300, fashion-mnist)', \
      'accuracy_vs_epochs_s0.5.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'darex_q_small', \
+     'accuracy_vs_epochs_s0.5.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'darex_q_small (lenet300, fashion-mnist)', \
      'accuracy_vs_epochs_s0.5.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'delta_magnitude_small', \
+     'accuracy_vs_epochs_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'delta_magnitude_small (lenet300, fashion-mnist)', \
      'accuracy_vs_epochs_s0.5.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dare_large', \
+     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dare_large (lenet300, fashion-mnist)', \
      'accuracy_vs_epochs_s0.5.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'darex_q_large', \
+     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'darex_q_large (lenet300, fashion-mnist)', \
      'accuracy_vs_epochs_s0.5.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'delta_magnitude_large'
+     'accuracy_vs_epochs_s0.5.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'delta_magnitude_large (lenet300, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 10 dt 2 title 'dare_small (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 7 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 7 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 1 dt 2 title 'darex_q_small (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 8 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 8 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 2 dt 2 title 'delta_magnitude_small (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 9 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 9 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 7 dt 2 title 'dare_large (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 10 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 10 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 5 dt 2 title 'darex_q_large (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.5.dat' index 11 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 11 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 9 dt 2 title 'delta_magnitude_large (lenet5, fashion-mnist)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.5.svg'

@@ -7,7 +7,7 @@ set title 'global_mp_conv4: conv4@w0.5 on fashion-mnist: test accuracy (mean ± 
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [86183.1:1.61419e+07]
 set yrange [-0.0616626:0.87629]

@@ -7,7 +7,7 @@ set title 'global_mp_conv4: conv4@w0.5 on fashion-mnist: test accuracy (mean ± 
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [723.077:63498.5]
 set yrange [-0.0616626:0.87629]

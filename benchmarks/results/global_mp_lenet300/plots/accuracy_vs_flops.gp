@@ -7,7 +7,7 @@ set title 'global_mp_lenet300: lenet300 on fashion-mnist: test accuracy (mean ±
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [724.615:69745]
 set yrange [0.0322767:0.924476]

@@ -7,7 +7,7 @@ set title 'global_mp_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [5412.31:666357]
 set yrange [-0.0199578:0.931604]

@@ -7,7 +7,7 @@ set title 'global_mp_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std
 set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [1.26093:155.12]
 set yrange [-0.0199578:0.931604]

@@ -7,7 +7,7 @@ set title 'iss_p_lenet300: lenet300 on fashion-mnist: test accuracy (mean ± std
 set xlabel 'compression ratio (parameters / nonzero parameters)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [7.5873:199.077]
 set yrange [0.499553:0.916492]

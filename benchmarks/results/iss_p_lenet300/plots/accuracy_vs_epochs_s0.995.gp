@@ -7,7 +7,7 @@ set title 'iss_p_lenet300: lenet300 on fashion-mnist: accuracy over epochs at s 
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set yrange [0.498948:0.916521]
 set xrange [0:8]
 set xtics 1

@@ -5,9 +5,9 @@ set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.95.png'
 set title 'iss_p_lenet300: lenet300 on fashion-mnist: values stored in each layer at overall target sparsity 0.95 (mean over seeds)'
 set xlabel 'layer'
-set ylabel 'values stored: weights kept, or a method''s own arrays (log scale; 0 at the tic 0)'
+set ylabel 'values stored: weights kept or a method''s arrays (log; 0 at tic 0)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale y 10
 set yrange [0.15625:940800]
 set ytics add ('0' 0.25)

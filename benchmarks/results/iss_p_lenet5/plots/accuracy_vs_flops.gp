@@ -7,7 +7,7 @@ set title 'iss_p_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std ove
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [8518.46:666357]
 set yrange [0.0147135:0.940212]

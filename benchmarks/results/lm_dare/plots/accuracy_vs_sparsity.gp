@@ -7,7 +7,7 @@ set title 'lm_dare: gpt on fortunes:science,medicine: test perplexity (lower is 
 set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
 set ylabel 'test perplexity (lower is better)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [0.769231:130]
 set logscale y

@@ -7,7 +7,7 @@ set title 'lm_oneshot: gpt on fortunes: perplexity over epochs at s = 0.5 (mean,
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test perplexity (lower is better)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale y
 set yrange [12.6105:15.9837]
 set ytics (12.9, 13.4, 13.9, 14.5, 15.1, 15.7)

@@ -7,7 +7,7 @@ set title 'lm_oneshot: gpt on fortunes: perplexity over epochs at s = 0.7 (mean,
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test perplexity (lower is better)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale y
 set yrange [12.6105:18.6555]
 set ytics (13, 13.9, 14.8, 15.8, 16.9, 18.1)

@@ -7,7 +7,7 @@ set title 'lm_oneshot: gpt on fortunes: test perplexity (lower is better) (mean 
 set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
 set ylabel 'test perplexity (lower is better)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [1.53846:4.33333]
 set logscale y

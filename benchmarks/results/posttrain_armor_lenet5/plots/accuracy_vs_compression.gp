@@ -7,7 +7,7 @@ set title 'posttrain_armor_lenet5: lenet5 on fashion-mnist: test accuracy (mean 
 set xlabel 'compression ratio (parameters / nonzero parameters)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [1.01538:2.58985]
 set yrange [0.806536:0.880784]

@@ -5,9 +5,9 @@ set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.9.png'
 set title 'posttrain_mlp: mlp512 on fashion-mnist: values stored in each layer at overall target sparsity 0.9 (mean over seeds)'
 set xlabel 'layer'
-set ylabel 'values stored: weights kept, or a method''s own arrays (log scale; 0 at the tic 0)'
+set ylabel 'values stored: weights kept or a method''s arrays (log; 0 at tic 0)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale y 10
 set yrange [0.15625:1.60563e+06]
 set ytics add ('0' 0.25)
@@ -18,13 +18,13 @@ G = 8
 kept(v) = v > 0 ? v : 0.25
 floor = 0.15625
 plot 'layer_sparsity_s0.9.dat' using ($0*G - 0.5):2:(G - 1):(0) with vectors nohead dt 2 lw 1.5 lc rgb '#555555' title 'weights in the layer', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 0):(kept($3)):($0*G + 0 - 0.42):($0*G + 0 + 0.42):(floor):(kept($3)) with boxxyerror lc rgb '#0072b2' fs solid 0.85 border -1 title 'magnitude', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 1):(kept($4)):($0*G + 1 - 0.42):($0*G + 1 + 0.42):(floor):(kept($4)) with boxxyerror lc rgb '#d55e00' fs solid 0.85 border -1 title 'wanda', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 2):(kept($5)):($0*G + 2 - 0.42):($0*G + 2 + 0.42):(floor):(kept($5)) with boxxyerror lc rgb '#009e73' fs solid 0.85 border -1 title 'sparsegpt', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 3):(kept($6)):($0*G + 3 - 0.42):($0*G + 3 + 0.42):(floor):(kept($6)) with boxxyerror lc rgb '#cc79a7' fs solid 0.85 border -1 title 'ecoflap', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 4):(kept($7)):($0*G + 4 - 0.42):($0*G + 4 + 0.42):(floor):(kept($7)) with boxxyerror lc rgb '#e69f00' fs solid 0.85 border -1 title 'icbs', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 5):(kept($8)):($0*G + 5 - 0.42):($0*G + 5 + 0.42):(floor):(kept($8)) with boxxyerror lc rgb '#cc79a7' fs pattern 1 border -1 title 'magnitude_ft1', \
-     'layer_sparsity_s0.9.dat' using ($0*G + 6):(kept($9)):($0*G + 6 - 0.42):($0*G + 6 + 0.42):(floor):(kept($9)) with boxxyerror lc rgb '#e69f00' fs pattern 1 border -1 title 'sparsegpt_ft1', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 0):(kept($3)):($0*G + 0 - 0.42):($0*G + 0 + 0.42):(floor):(kept($3)) with boxxyerror lc rgb '#d55e00' fs solid 0.85 border -1 title 'magnitude', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 1):(kept($4)):($0*G + 1 - 0.42):($0*G + 1 + 0.42):(floor):(kept($4)) with boxxyerror lc rgb '#009e73' fs solid 0.85 border -1 title 'wanda', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 2):(kept($5)):($0*G + 2 - 0.42):($0*G + 2 + 0.42):(floor):(kept($5)) with boxxyerror lc rgb '#cc79a7' fs solid 0.85 border -1 title 'sparsegpt', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 3):(kept($6)):($0*G + 3 - 0.42):($0*G + 3 + 0.42):(floor):(kept($6)) with boxxyerror lc rgb '#e69f00' fs solid 0.85 border -1 title 'ecoflap', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 4):(kept($7)):($0*G + 4 - 0.42):($0*G + 4 + 0.42):(floor):(kept($7)) with boxxyerror lc rgb '#56b4e9' fs solid 0.85 border -1 title 'icbs', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 5):(kept($8)):($0*G + 5 - 0.42):($0*G + 5 + 0.42):(floor):(kept($8)) with boxxyerror lc rgb '#e69f00' fs pattern 1 border -1 title 'magnitude_ft1', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 6):(kept($9)):($0*G + 6 - 0.42):($0*G + 6 + 0.42):(floor):(kept($9)) with boxxyerror lc rgb '#56b4e9' fs pattern 1 border -1 title 'sparsegpt_ft1', \
      'layer_sparsity_s0.9.dat' using ($0*G + 0):(kept($3)):(sprintf('%g', $3)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
      'layer_sparsity_s0.9.dat' using ($0*G + 1):(kept($4)):(sprintf('%g', $4)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
      'layer_sparsity_s0.9.dat' using ($0*G + 2):(kept($5)):(sprintf('%g', $5)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \

@@ -3,27 +3,49 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_time_s0.95.png'
-set title 'precropping: lenet5 on fashion-mnist: accuracy over time at s = 0.95 (mean, ± std band)'
+set title 'precropping: lenet5, lenet300 on fashion-mnist: accuracy over time at s = 0.95 (mean, ± std band)'
 set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
-set yrange [0.673526:0.896202]
-set xrange [0:17.9793]
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
+set yrange [0.44355:0.907693]
+set xrange [0:17.484]
 plot 'accuracy_vs_time_s0.95.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'synflow', \
+     'accuracy_vs_time_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'synflow (lenet5, fashion-mnist)', \
      'accuracy_vs_time_s0.95.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'random_synflow_densities', \
+     'accuracy_vs_time_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'random_synflow_densities (lenet5, fashion-mnist)', \
      'accuracy_vs_time_s0.95.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'precropping', \
-     'accuracy_vs_time_s0.95.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense', \
-     'accuracy_vs_time_s0.95.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (lenet5@w0.443)', \
-     'accuracy_vs_time_s0.95.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (lenet5@w0.311)', \
-     'accuracy_vs_time_s0.95.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
-     'accuracy_vs_time_s0.95.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'dense (lenet5@w0.219)'
+     'accuracy_vs_time_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'precropping (lenet5, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'synflow (lenet300, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'random_synflow_densities (lenet300, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'precropping (lenet300, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 12 dt 2 title 'dense (lenet5, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 7 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 7 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 10 dt 2 title 'dense (lenet5@w0.713, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 8 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 8 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 1 dt 2 title 'dense (lenet5@w0.443, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 9 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 9 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 2 dt 2 title 'dense (lenet5@w0.311, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 10 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 10 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 3 dt 2 title 'dense (lenet5@w0.219, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 11 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 11 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 7 dt 2 title 'dense (lenet5@w0.138, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 12 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 12 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 5 dt 2 title 'dense (lenet300, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 13 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 13 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 9 dt 2 title 'dense (lenet300@w0.5281, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 14 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 14 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 13 dt 3 title 'dense (lenet300@w0.2193, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 15 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 15 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 11 dt 3 title 'dense (lenet300@w0.1111, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 16 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 16 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 6 dt 3 title 'dense (lenet300@w0.056, fashion-mnist)', \
+     'accuracy_vs_time_s0.95.dat' index 17 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_time_s0.95.dat' index 17 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 4 dt 3 title 'dense (lenet300@w0.0225, fashion-mnist)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_time_s0.95.svg'

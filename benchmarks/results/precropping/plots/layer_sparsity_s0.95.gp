@@ -3,17 +3,17 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.95.png'
-set title 'precropping: lenet5 on fashion-mnist: values stored in each layer at overall target sparsity 0.95 (mean over seeds)'
+set title 'precropping: lenet5, lenet300 on fashion-mnist: values stored in each layer at overall target sparsity 0.95 (mean over seeds)'
 set xlabel 'layer'
-set ylabel 'values stored: weights kept, or a method''s own arrays (log scale; 0 at the tic 0)'
+set ylabel 'values stored: weights kept or a method''s arrays (log; 0 at tic 0)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale y 10
-set yrange [0.15625:192000]
+set yrange [0.15625:940800]
 set ytics add ('0' 0.25)
 set grid noxtics
-set xrange [-1:19]
-set xtics rotate by -30 scale 0 ('conv1.weight' 1, 'conv2.weight' 5, 'fc1.weight' 9, 'fc2.weight' 13, 'fc3.weight' 17)
+set xrange [-1:31]
+set xtics rotate by -30 scale 0 ('lenet5:conv1.weight' 1, 'lenet5:conv2.weight' 5, 'lenet5:fc1.weight' 9, 'lenet5:fc2.weight' 13, 'lenet5:fc3.weight' 17, 'lenet300:fc1.weight' 21, 'lenet300:fc2.weight' 25, 'lenet300:fc3.weight' 29)
 G = 4
 kept(v) = v > 0 ? v : 0.25
 floor = 0.15625

@@ -5,7 +5,7 @@ set title 'lenet300: test accuracy at a training time of 2.41 s (mean ± std ove
 set xlabel ''
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set style fill solid 0.6 border -1
 set boxwidth 0.7
 set xtics rotate by -40 left

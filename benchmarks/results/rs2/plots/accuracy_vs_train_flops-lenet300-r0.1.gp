@@ -5,7 +5,7 @@ set title 'lenet300: test accuracy vs training FLOPs at r = 0.1 (mean ± std ove
 set xlabel 'training FLOPs (scoring runs and per-example statistics included)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 2 lc rgb '#444444'
 set label 'target 0.8' at graph 0.01, first 0.8 offset 0,0.6

@@ -5,7 +5,7 @@ set title 'lenet300: test accuracy vs training time at r = 0.01 (mean ± std ove
 set xlabel 'training clock, s (wall clock since the cell started, less test evaluations; scoring included)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 2 lc rgb '#444444'
 set label 'target 0.8' at graph 0.01, first 0.8 offset 0,0.6
 plot 'time_to_accuracy-lenet300-r0.01.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \

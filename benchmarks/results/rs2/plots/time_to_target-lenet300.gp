@@ -5,7 +5,7 @@ set title 'lenet300: seconds of training clock until test accuracy 0.8 (mean ± 
 set xlabel ''
 set ylabel 'seconds to target (training clock, scoring included)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set style fill solid 0.6 border -1
 set boxwidth 0.7
 set xtics rotate by -40 left

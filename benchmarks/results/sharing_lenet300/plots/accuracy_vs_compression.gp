@@ -7,7 +7,7 @@ set title 'sharing_lenet300: lenet300 on fashion-mnist: test accuracy (mean ± s
 set xlabel 'compression ratio (parameters / nonzero parameters; a narrowed model: full-width parameters / its own)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [0.769231:512.712]
 set yrange [0.0884421:0.918911]

@@ -7,7 +7,7 @@ set title 'sharing_lenet300: lenet300 on fashion-mnist: test accuracy (mean ± s
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [520:346593]
 set yrange [0.0884421:0.918911]

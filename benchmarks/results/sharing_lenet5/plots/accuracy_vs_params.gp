@@ -7,7 +7,7 @@ set title 'sharing_lenet5: lenet5 on fashion-mnist: test accuracy (mean ± std o
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [228.462:80217.8]
 set yrange [0.00824693:1.00397]

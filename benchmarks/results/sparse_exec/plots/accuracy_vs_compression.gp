@@ -7,9 +7,9 @@ set title 'sparse_exec: lenet300 on fashion-mnist: test accuracy (mean ± std ov
 set xlabel 'compression ratio (parameters / nonzero parameters)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
-set xrange [0.769231:60.4452]
+set xrange [1.5361:72.9056]
 set yrange [0.571202:0.902141]
 plot 'accuracy_vs_compression.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
      'accuracy_vs_compression.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'global_magnitude', \

@@ -7,7 +7,7 @@ set title 'sparse_exec: lenet300 on fashion-mnist: test accuracy (mean ± std ov
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [7300:346593]
 set yrange [0.571202:0.902141]

@@ -7,7 +7,7 @@ set title 'sparse_exec: lenet300 on fashion-mnist: test accuracy (mean ± std ov
 set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs per example)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [1.53728:72.9877]
 set yrange [0.571202:0.902141]

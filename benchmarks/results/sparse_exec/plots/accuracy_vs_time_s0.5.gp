@@ -7,9 +7,9 @@ set title 'sparse_exec: lenet300 on fashion-mnist: accuracy over time at s = 0.5
 set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set yrange [0.821428:0.890225]
-set xrange [0:4.56105]
+set xrange [0:4.91025]
 plot 'accuracy_vs_time_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
      'accuracy_vs_time_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
      'accuracy_vs_time_s0.5.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \

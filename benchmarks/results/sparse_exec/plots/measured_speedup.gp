@@ -7,7 +7,7 @@ set title 'sparse_exec: lenet300 on fashion-mnist: batch-1 inference, measured v
 set xlabel 'theoretical speedup (dense FLOPs / effective FLOPs)'
 set ylabel 'measured speedup (dense kernels / kernels as executed)'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale xy 2
 set xrange [0.8:72.9877]
 set yrange [0.4:72.9877]

@@ -7,7 +7,7 @@ set title 'sparse_vs_dense_lenet300: lenet300 on fashion-mnist: accuracy over ep
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set yrange [0.443644:0.903736]
 set xrange [0:5]
 set xtics 1

@@ -7,7 +7,7 @@ set title 'sparse_vs_dense_lenet300: lenet300 on fashion-mnist: test accuracy (m
 set xlabel 'effective inference FLOPs per example (nonzero weights)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [8506.15:692653]
 set yrange [0.656433:0.895131]

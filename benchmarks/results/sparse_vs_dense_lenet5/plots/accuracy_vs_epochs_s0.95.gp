@@ -7,7 +7,7 @@ set title 'sparse_vs_dense_lenet5: lenet5 on fashion-mnist: accuracy over epochs
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set yrange [0.731578:0.878293]
 set xrange [0:2]
 set xtics 1

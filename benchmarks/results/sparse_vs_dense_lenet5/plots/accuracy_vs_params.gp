@@ -7,7 +7,7 @@ set title 'sparse_vs_dense_lenet5: lenet5 on fashion-mnist: test accuracy (mean 
 set xlabel 'nonzero parameters'
 set ylabel 'test accuracy'
 set grid
-set key outside right top
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [993.077:80217.8]
 set yrange [0.737581:0.880651]
