@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..9
+echo 1..10
 
 script() { # script SPARSITIES
     cat <<LUA
@@ -44,6 +44,9 @@ check "the CSV files come out byte for byte as before" sh -c \
     "for f in cells curves layers metrics; do cmp '$tmp/'\$f.before '$R/'\$f.csv || exit 1; done"
 check "each taken cell has its row, curves, layers and metrics files again" sh -c \
     "test \$(ls '$R'/cells/*.row | wc -l) -eq 5 && test \$(ls '$R'/cells/*.curves | wc -l) -eq 5 && test \$(ls '$R'/cells/*.layers | wc -l) -eq 5 && test \$(ls '$R'/cells/*.metrics | wc -l) -eq 5"
+
+check "the dry run's cost leaves out the cells marked done" sh -c \
+    "'$PB' run '$tmp/ad.lua' --out '$tmp/r' --dry-run | grep -q 'estimated training cost: 0.000 TFLOP (each dense model counted once, the cells marked done not counted)' && '$PB' run '$tmp/ad.lua' --out '$tmp/fresh' --dry-run | grep 'estimated training cost' | grep -vq 'marked done'"
 
 # a new operating point on the CSV files alone: only its cells train
 rm -rf "$R/cells" "$R/dense"

@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define PLAN 42
+#define PLAN 44
 #define REAL_DIR "/usr/share/datasets/fashion-mnist"
 
 static int ntest, nfail;
@@ -603,6 +603,27 @@ static void t_real(void)
     pb_data_free(&te);
 }
 
+/* pb_buf, the growable buffer the text loader and the results store read into */
+static void t_buf(void)
+{
+    pb_buf b = {0};
+    int rc = PB_OK;
+    char chunk[300];
+    for (int i = 0; i < 300; i++)
+        chunk[i] = (char)(i % 7 == 0 ? 0 : 'a' + i % 26);
+    for (int k = 0; k < 20 && rc == PB_OK; k++)
+        rc = pb_buf_add(&b, chunk, sizeof chunk);
+    int same = rc == PB_OK && b.n == 6000 && b.cap > b.n;
+    for (size_t i = 0; same && i < b.n; i++)
+        same = b.p[i] == chunk[i % 300];
+    ok(same && b.p[b.n] == '\0', "pb_buf_add appends bytes (NULs included) across growths and keeps a NUL after them");
+    size_t n = b.n, cap = b.cap;
+    rc = pb_buf_add(&b, "", 0);
+    ok(rc == PB_OK && b.n == n && b.cap == cap && pb_buf_add(&b, chunk, SIZE_MAX) == PB_ENOMEM && b.n == n,
+       "an empty append changes nothing; one that cannot fit is refused and leaves the buffer whole");
+    free(b.p);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -621,6 +642,7 @@ int main(void)
     t_batch();
     t_augment();
     t_real();
+    t_buf();
     nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     if (ntest != PLAN) {
         printf("# planned %d tests, ran %d\n", PLAN, ntest);

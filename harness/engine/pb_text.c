@@ -79,28 +79,9 @@ int pb_text_split_of(const char *topic, int index, uint64_t seed)
     return u < 0.8 ? PB_TEXT_TRAIN : u < 0.9 ? PB_TEXT_VAL : PB_TEXT_TEST;
 }
 
-typedef struct buf { uint8_t *p; size_t n, cap; } buf;
-
-static int put(buf *b, const uint8_t *s, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->n + n)
-            cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q)
-            return PB_ENOMEM;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return PB_OK;
-}
-
 /* Appends the documents of one topic file that fall in `split`, each with
  * its closing "%\n" line, as the file has them. */
-static int read_topic(const char *dir, const char *topic, int split, buf *out, int *ndocs, char *err,
+static int read_topic(const char *dir, const char *topic, int split, pb_buf *out, int *ndocs, char *err,
                       size_t errlen)
 {
     char path[PATHLEN];
@@ -108,12 +89,12 @@ static int read_topic(const char *dir, const char *topic, int split, buf *out, i
     FILE *f = fopen(path, "rb");
     if (!f)
         return pb_err(err, errlen, PB_EIO, "%s: cannot open the fortune file; %s", path, hint);
-    buf all = {0};
+    pb_buf all = {0};
     uint8_t chunk[65536];
     size_t got;
     int rc = PB_OK;
     while (rc == PB_OK && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = put(&all, chunk, got);
+        rc = pb_buf_add(&all, chunk, got);
     int bad = ferror(f);
     fclose(f);
     if (rc != PB_OK) {
@@ -135,9 +116,9 @@ static int read_topic(const char *dir, const char *topic, int split, buf *out, i
         if (i > start) {
             found++;
             if (pb_text_split_of(topic, index, PB_TEXT_SEED) == split) {
-                rc = put(out, all.p + start, i - start);
+                rc = pb_buf_add(out, all.p + start, i - start);
                 if (rc == PB_OK)
-                    rc = put(out, (const uint8_t *)"%\n", 2);
+                    rc = pb_buf_add(out, "%\n", 2);
             }
             index++;
         }
@@ -220,7 +201,7 @@ static int parse_and_read(const char *spec, const char *dir, int split, char (*n
         chosen[t] = 1;
         any = 1;
     }
-    buf text = {0};
+    pb_buf text = {0};
     int ndocs = 0;
     for (int i = 0; i < ntopics && rc == PB_OK; i++)
         if (!any || chosen[i])

@@ -92,6 +92,27 @@ double pb_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+int pb_buf_add(pb_buf *b, const void *bytes, size_t n)
+{
+    if (n > SIZE_MAX - b->n - 1)
+        return PB_ENOMEM;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1)
+            cap = cap > SIZE_MAX / 2 ? b->n + n + 1 : cap * 2;
+        char *q = realloc(b->p, cap);
+        if (!q)
+            return PB_ENOMEM;
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, bytes, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return PB_OK;
+}
+
 double pb_mem_physical(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);

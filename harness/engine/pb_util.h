@@ -44,6 +44,15 @@ void *pb_alloc(size_t bytes);
 double pb_mem_physical(void);
 void pb_free(void *p);
 
+/* A growable byte buffer: n bytes at p, always followed by a NUL (so text
+ * can be used as a string); free(p) when done. Start from {0}. */
+typedef struct pb_buf {
+    char *p;
+    size_t n, cap;
+} pb_buf;
+/* Appends n bytes; PB_ENOMEM (the buffer unchanged) if it cannot grow. */
+int pb_buf_add(pb_buf *b, const void *bytes, size_t n);
+
 /* Selects the k-th smallest of n floats (0-based) in O(n); reorders a. */
 float pb_select_kth(float *a, size_t n, size_t k);
 

@@ -644,7 +644,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
         printf("%-16s %-14s %-13s %-18s %8s %5s %6s %6s %10s  %s\n", "cell", "model", "dataset", "label",
                "sparsity", "seed", "epochs", "ft_ep", "train_TFLOP", "args");
         unsigned char *from_csv = o->fresh || ctx->shard.count ? NULL : calloc((size_t)x->ncells + 1, 1);
-        int nfrom = 0;
+        int nfrom = 0, ndone = 0;
         if (from_csv && pb_store_adopt(&ctx->store, 0, from_csv, &nfrom, err, errlen) != PB_OK)
             nfrom = 0, memset(from_csv, 0, (size_t)x->ncells + 1);
         for (int i = 0; i < x->ncells; i++) {
@@ -659,18 +659,25 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
             if (k == PB_STORE_CELL_NONE && from_csv && from_csv[i])
                 k = PB_STORE_CELL_OK; /* a run takes it from cells.csv */
+            if (k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !o->retry_failed)) {
+                total_cost -= cost[i]; /* as a run skips it */
+                ndone++;
+            }
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
                    mark[k]);
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
+        if (total_cost < 0)
+            total_cost = 0;
         double secs = total_cost / (rate * 1e9 * jobs);
         char d[32];
         fmt_duration(d, sizeof d, secs);
-        printf("estimated training cost: %.3f TFLOP (each dense model counted once); about %s with -j %d "
+        printf("estimated training cost: %.3f TFLOP (each dense model counted once%s); about %s with -j %d "
                "at %.0f GFLOP/s per worker (%.0f%% of the %.0f GFLOP/s one-thread SGEMM measured now)\n",
-               total_cost / 1e12, d, jobs, rate, 100 * PB_COST_SGEMM_FRACTION, peak);
+               total_cost / 1e12, ndone ? ", the cells marked done not counted" : "", d, jobs, rate,
+               100 * PB_COST_SGEMM_FRACTION, peak);
         if (nfrom)
             printf("%d of the cells marked done have no per-cell files: a run takes them from cells.csv\n", nfrom);
         free(from_csv);

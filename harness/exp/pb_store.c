@@ -599,29 +599,6 @@ int pb_store_layer_rows(pb_csv_row *r, const pb_experiment *x, const pb_cell *c,
 
 /* ------------------------------------------------ adopting CSV rows */
 
-typedef struct text_buf {
-    char *p;
-    size_t n, cap;
-} text_buf;
-
-static int text_add(text_buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q)
-            return PB_ENOMEM;
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return PB_OK;
-}
-
 static int cell_index(const pb_experiment *x, const char *hash)
 {
     for (int i = 0; i < x->ncells; i++)
@@ -639,6 +616,9 @@ static int each_record(const pb_store *s, const char *name,
 {
     char path[4400];
     snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return PB_OK; /* none, or not a file to read (a FIFO would block): the writes name it */
     size_t len;
     char *orig = pb_store_read_text(path, &len);
     if (!orig)
@@ -667,7 +647,7 @@ static int each_record(const pb_store *s, const char *name,
 typedef struct adopt_ctx {
     const pb_store *s;
     signed char *state;   /* per cell: 0 not seen, 1 one usable row, -1 not to adopt */
-    text_buf *row, *part; /* per cell */
+    pb_buf *row, *part; /* per cell */
 } adopt_ctx;
 
 static int take_row(void *u, int i, const char *raw, size_t n, char **f, int nf)
@@ -685,7 +665,7 @@ static int take_row(void *u, int i, const char *raw, size_t n, char **f, int nf)
         a->state[i] = -1;
     else {
         a->state[i] = 1;
-        return text_add(&a->row[i], raw, n);
+        return pb_buf_add(&a->row[i], raw, n);
     }
     return PB_OK;
 }
@@ -695,7 +675,22 @@ static int take_part(void *u, int i, const char *raw, size_t n, char **f, int nf
     (void)f;
     (void)nf;
     adopt_ctx *a = u;
-    return a->state[i] == 1 ? text_add(&a->part[i], raw, n) : PB_OK;
+    return a->state[i] == 1 ? pb_buf_add(&a->part[i], raw, n) : PB_OK;
+}
+
+/* Whether cells/ holds a row file: then the per-cell files are the record. */
+static int any_row_file(const pb_store *s)
+{
+    DIR *d = opendir(s->cells);
+    if (!d)
+        return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        found = n > 4 && !strcmp(e->d_name + n - 4, ".row");
+    }
+    closedir(d);
+    return found;
 }
 
 int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *count, char *err, size_t errlen)
@@ -704,9 +699,13 @@ int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *co
         {"curves.csv", ".curves"}, {"layers.csv", ".layers"}, {"metrics.csv", ".metrics"}};
     const int nc = s->x->ncells > 0 ? s->x->ncells : 1;
     *count = 0;
-    adopt_ctx a = {.s = s, .state = calloc((size_t)nc, 1), .row = calloc((size_t)nc, sizeof(text_buf)),
-                   .part = calloc((size_t)nc, sizeof(text_buf))};
+    adopt_ctx a = {.s = s, .state = calloc((size_t)nc, 1), .row = calloc((size_t)nc, sizeof(pb_buf)),
+                   .part = calloc((size_t)nc, sizeof(pb_buf))};
     int rc = a.state && a.row && a.part ? PB_OK : pb_err(err, errlen, PB_ENOMEM, "out of memory");
+    if (adopted)
+        memset(adopted, 0, (size_t)nc);
+    if (rc == PB_OK && any_row_file(s))
+        goto out; /* not a directory of CSV files alone */
     if (rc == PB_OK && (rc = each_record(s, "cells.csv", take_row, &a)) != PB_OK)
         rc = pb_err(err, errlen, rc, "%s/cells.csv: cannot read it", s->dir);
     for (size_t k = 0; rc == PB_OK && write && k < sizeof parts / sizeof parts[0]; k++) {
@@ -735,6 +734,7 @@ int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *co
             break;
         (*count)++;
     }
+out:
     for (int i = 0; a.row && a.part && i < s->x->ncells; i++) {
         free(a.row[i].p);
         free(a.part[i].p);

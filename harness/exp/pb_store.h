@@ -82,9 +82,11 @@ void pb_store_dense_path(const pb_store *s, const pb_cell *c, char *buf, size_t 
  * accuracy, a damaged companion file), why saying what. */
 enum { PB_STORE_CELL_NONE, PB_STORE_CELL_OK, PB_STORE_CELL_FAILED, PB_STORE_CELL_DAMAGED };
 int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t wn);
-/* Takes the finished cells of the experiment's own cells.csv whose per-cell
- * files are missing (a results directory as committed: its CSV files without
- * cells/): for each cell with no row file and exactly one row of status ok or
+/* Takes the finished cells of the experiment's own cells.csv when the per-cell
+ * files are missing (a results directory as committed: its CSV files, and no
+ * row file in cells/; once cells/ holds one, the per-cell files are the
+ * record, and a cell whose row file is gone runs again): for each cell with
+ * exactly one row of status ok or
  * failed in cells.csv, writes its curves, layers and metrics files from those
  * CSVs' records of the cell, then its row file, so that a run resumes from the
  * CSV files alone. A record cut off without its line end is not taken. With

@@ -5,8 +5,9 @@
 --
 -- (results: benchmarks/results/sharing_lenet300/ and sharing_lenet5/)
 --
--- LeNet-300-100 and LeNet-5 on Fashion-MNIST at 10x, 100x and 1000x memory
--- compression, i.e. sparsity s = 0.9, 0.99, 0.999 where for the sharing
+-- LeNet-300-100 and LeNet-5 on Fashion-MNIST at 2x, 5x, 10x, 100x and 1000x
+-- memory compression, i.e. sparsity s = 0.5, 0.8, 0.9, 0.99, 0.999 (0.5 and
+-- 0.8 added after the others had run, by a later build) where for the sharing
 -- methods s means 1 - (shared values) / (prunable weights): a sharing cell and
 -- a pruning cell at one s store the same number of weight values (biases are
 -- stored whole by both). Compared:
@@ -63,12 +64,12 @@ local function solve_width(a, b, target, count)
   return tonumber(string.format("%.4f", best))
 end
 
-local S = { 0.9, 0.99, 0.999 }
+local S = { 0.5, 0.8, 0.9, 0.99, 0.999 }
 local NET = {
   lenet300 = { N = 266200, a = 30000, b = 236200, count = lenet300_weights, epochs = 3,
-               sweep = { 0.9, 0.99 }, hashed = S, narrow = { 0.9, 0.99 } },
+               sweep = { 0.9, 0.99 }, hashed = S, narrow = { 0.5, 0.8, 0.9, 0.99 } },
   lenet5   = { N = 61470, a = 60480, b = 990, count = lenet5_weights, epochs = 1,
-               sweep = { 0.9 }, hashed = { 0.9, 0.99 }, narrow = { 0.9, 0.99 } },
+               sweep = { 0.9 }, hashed = { 0.5, 0.8, 0.9, 0.99 }, narrow = { 0.5, 0.8, 0.9, 0.99 } },
 }
 
 for _, arch in ipairs({ "lenet300", "lenet5" }) do

@@ -3,11 +3,14 @@
 --
 --   ./prunebench run benchmarks/sparse_vs_dense.lua -j 2 --out benchmarks/results
 --
--- (results: benchmarks/results/sparse_vs_dense_lenet300/ and sparse_vs_dense_lenet5/)
+-- (results: benchmarks/results/sparse_vs_dense_lenet300/, sparse_vs_dense_lenet5/ and
+-- sparse_vs_dense_conv4/; `-e sparse_vs_dense_conv4` runs only the conv4 one, whose
+-- cuts are stated where it is declared, at the end)
 --
 -- LeNet-300-100 trained from scratch while pruned gradually (method `gradual`,
 -- cubic schedule, s_i = 0, dt = 100 steps, pruning from 10 % to 65 % of the
--- steps, mask frozen afterwards) to s_f in {0.8, 0.9, 0.95, 0.98}, against the
+-- steps, mask frozen afterwards) to s_f in {0.5, 0.8, 0.9, 0.95, 0.98} (0.5
+-- added after the others had run, by a later build), against the
 -- dense LeNet-300-100 narrowed by a width multiplier w so that its weights
 -- match the large-sparse model's nonzero prunable weights:
 --     784*300w + 300w*100w + 100w*10 = (1 - s) * 266200
@@ -22,7 +25,7 @@
 -- LeNet-300-100 trains 5 epochs, LeNet-5 2 epochs, 3 seeds each
 -- (Zhu & Gupta train to convergence).
 
-local SPARSITIES = { 0.8, 0.9, 0.95, 0.98 }
+local SPARSITIES = { 0.5, 0.8, 0.9, 0.95, 0.98 }
 
 local function round(x) return math.floor(x + 0.5) end  -- lround for x >= 0
 
@@ -66,6 +69,25 @@ for _, s in ipairs(SPARSITIES) do
   table.insert(models.lenet5, { "lenet5", width = w5 })
 end
 
+-- conv4 (the third pair, cut as below): the large model is conv4 at width 0.25
+-- (prunable weights 121 360), its narrowed dense counterparts conv4 at width
+-- W < 0.25 (channels round(64W), round(64W), round(128W), round(128W); dense
+-- round(256W), round(256W), 10):
+--     9c1 + 9c1^2 + 9c1c3 + 9c3^2 + 49c3f + f^2 + 10f = (1 - s) * 121360.
+local function conv4_weights(w)
+  local c1, c3, f = round(64 * w), round(128 * w), round(256 * w)
+  return 9 * c1 + 9 * c1 * c1 + 9 * c1 * c3 + 9 * c3 * c3 + 49 * c3 * f + f * f + 10 * f
+end
+local CONV4_WIDTH, CONV4_PRUNABLE = 0.25, conv4_weights(0.25)
+models.conv4 = { { "conv4", width = CONV4_WIDTH } }
+for _, s in ipairs(SPARSITIES) do
+  local t = (1 - s) * CONV4_PRUNABLE
+  local w, w0 = solve_width(1929216, 3136, t, conv4_weights)
+  print(string.format("conv4    s=%.2f: target %.0f weights, w=%.4f (root %.4f) -> %d weights",
+                      s, t, w, w0, conv4_weights(w)))
+  table.insert(models.conv4, { "conv4", width = w })
+end
+
 local SEEDS = { lenet300 = { 1, 2, 3 }, lenet5 = { 1, 2, 3 } }
 local EPOCHS = { lenet300 = 5, lenet5 = 2 }
 
@@ -81,3 +103,29 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
     plots    = { "accuracy_vs_params", "accuracy_vs_flops", "accuracy_vs_epochs" },
   }
 end
+
+-- conv4 on Fashion-MNIST, the third model/data pair (issue 12), cut as
+-- init_methods.lua's init_methods_conv4 is (conv4 trained on all 60 000
+-- examples and evaluated on the 10 000 test images after every epoch would
+-- not fit two shared cores), by data, epochs and width, never by points or
+-- seeds:
+--   * the large model is conv4 at width 0.25 (121 594 weights; 16-16-32-32
+--     channels, 64-64-10 units), not full width;
+--   * every cell trains on the first 5 000 training examples only (the test
+--     set is the full 10 000), batch 32 (128 gives too few steps on 5 000
+--     examples), 5 epochs (EPOCHS_CONV4) as LeNet-300-100 here;
+--   * that is 157 steps an epoch against LeNet-300-100's 469, so gradual's
+--     dt is scaled from 100 to 34 steps (DT_CONV4) to prune as often over the
+--     schedule as there (13 pruning steps between 10 % and 65 % of training);
+--     start, end and the cubic schedule are the defaults, as on the LeNets.
+-- Same sparsities, seeds (3), optimizer and lr as the LeNets.
+local EPOCHS_CONV4, DT_CONV4 = 5, 34
+experiment("sparse_vs_dense_conv4") {
+  models   = models.conv4,
+  datasets = { { "fashion-mnist", subset = 5000 } },
+  methods  = { "dense", { "gradual", sparsity = SPARSITIES, dt = DT_CONV4 } },
+  seeds    = { 1, 2, 3 },
+  filter   = function(cell) return cell.method == "dense" or cell.width == CONV4_WIDTH end,
+  train    = { epochs = EPOCHS_CONV4, batch = 32, opt = "sgd", lr = 0.05, momentum = 0.9 },
+  plots    = { "accuracy_vs_params", "accuracy_vs_flops", "accuracy_vs_epochs" },
+}

@@ -3,12 +3,12 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_epochs_s0.7.png'
-set title 'dare: lenet300, lenet5 on fashion-mnist: accuracy over epochs at s = 0.7 (mean, ± std band)'
+set title 'dare: lenet300, lenet5, conv4 on fashion-mnist: accuracy over epochs at s = 0.7 (mean, ± std band)'
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.287565:0.856251]
+set yrange [0.276194:0.864424]
 set xrange [0:3]
 set xtics 1
 set mxtics 1
@@ -36,7 +36,19 @@ plot 'accuracy_vs_epochs_s0.7.dat' index 0 using 1:($2-$3):($2+$3) with filledcu
      'accuracy_vs_epochs_s0.7.dat' index 10 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
      'accuracy_vs_epochs_s0.7.dat' index 10 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 5 dt 2 title 'darex_q_large (lenet5, fashion-mnist)', \
      'accuracy_vs_epochs_s0.7.dat' index 11 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
-     'accuracy_vs_epochs_s0.7.dat' index 11 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 9 dt 2 title 'delta_magnitude_large (lenet5, fashion-mnist)'
+     'accuracy_vs_epochs_s0.7.dat' index 11 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 9 dt 2 title 'delta_magnitude_large (lenet5, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 12 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 12 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 11 dt 3 title 'dare_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 13 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 13 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 6 dt 3 title 'darex_q_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 14 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 14 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 4 dt 3 title 'delta_magnitude_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 15 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 15 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 12 dt 3 title 'dare_large (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 16 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 16 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 10 dt 3 title 'darex_q_large (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_epochs_s0.7.dat' index 17 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_epochs_s0.7.dat' index 17 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 1 dt 3 title 'delta_magnitude_large (conv4@w0.25, fashion-mnist)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.7.svg'

@@ -3,7 +3,7 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_sparsity.png'
-set title 'dare: lenet300, lenet5 on fashion-mnist: test accuracy (mean ± std over seeds)'
+set title 'dare: lenet300, lenet5, conv4 on fashion-mnist: test accuracy (mean ± std over seeds)'
 set xlabel '1 / (1 - target sparsity); for delta methods 1 / (1 - p), p the fraction of the delta dropped'
 set ylabel 'test accuracy'
 set grid
@@ -26,7 +26,15 @@ plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0
      'accuracy_vs_sparsity.dat' index 12 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 3 dt 2 title 'finetuned_large (lenet5, fashion-mnist)', \
      'accuracy_vs_sparsity.dat' index 13 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 7 dt 2 title 'dare_large (lenet5, fashion-mnist)', \
      'accuracy_vs_sparsity.dat' index 14 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#000000' pt 5 dt 2 title 'darex_q_large (lenet5, fashion-mnist)', \
-     'accuracy_vs_sparsity.dat' index 15 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#999933' pt 9 dt 2 title 'delta_magnitude_large (lenet5, fashion-mnist)'
+     'accuracy_vs_sparsity.dat' index 15 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#999933' pt 9 dt 2 title 'delta_magnitude_large (lenet5, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 16 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 13 dt 3 title 'finetuned_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 17 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 11 dt 3 title 'dare_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 18 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 6 dt 3 title 'darex_q_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 19 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 4 dt 3 title 'delta_magnitude_small (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 20 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 8 dt 3 title 'finetuned_large (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 21 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#56b4e9' pt 12 dt 3 title 'dare_large (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 22 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#000000' pt 10 dt 3 title 'darex_q_large (conv4@w0.25, fashion-mnist)', \
+     'accuracy_vs_sparsity.dat' index 23 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#999933' pt 1 dt 3 title 'delta_magnitude_large (conv4@w0.25, fashion-mnist)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_sparsity.svg'

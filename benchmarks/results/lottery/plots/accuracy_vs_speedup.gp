@@ -9,8 +9,8 @@ set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
-set xrange [1.53728:25.6253]
-set yrange [0.853225:0.890949]
+set xrange [1.53728:62.6382]
+set yrange [0.816988:0.892674]
 plot 'accuracy_vs_speedup.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'lottery', \
      'accuracy_vs_speedup.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'lottery_reinit', \
      'accuracy_vs_speedup.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'lottery_random', \

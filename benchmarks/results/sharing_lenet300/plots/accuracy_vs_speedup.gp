@@ -10,7 +10,7 @@ set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [0.769231:735.301]
-set yrange [0.0884421:0.918911]
+set yrange [0.0881453:0.925144]
 plot 'accuracy_vs_speedup.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'dense (narrowed)', \
      'accuracy_vs_speedup.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'stable_rps', \
      'accuracy_vs_speedup.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'roast', \

@@ -18,13 +18,15 @@ plot 'accuracy_vs_epochs_s0.9.dat' index 0 using 1:($2-$3):($2+$3) with filledcu
      'accuracy_vs_epochs_s0.9.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
      'accuracy_vs_epochs_s0.9.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'dense (conv4@w0.25)', \
      'accuracy_vs_epochs_s0.9.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_epochs_s0.9.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'dense (conv4@w0.1114)', \
+     'accuracy_vs_epochs_s0.9.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'dense (conv4@w0.1765)', \
      'accuracy_vs_epochs_s0.9.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
-     'accuracy_vs_epochs_s0.9.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense (conv4@w0.0785)', \
+     'accuracy_vs_epochs_s0.9.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense (conv4@w0.1114)', \
      'accuracy_vs_epochs_s0.9.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
-     'accuracy_vs_epochs_s0.9.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (conv4@w0.0553)', \
+     'accuracy_vs_epochs_s0.9.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (conv4@w0.0785)', \
      'accuracy_vs_epochs_s0.9.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
-     'accuracy_vs_epochs_s0.9.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (conv4@w0.0347)'
+     'accuracy_vs_epochs_s0.9.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (conv4@w0.0553)', \
+     'accuracy_vs_epochs_s0.9.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_epochs_s0.9.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'dense (conv4@w0.0347)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.9.svg'
