@@ -3,7 +3,8 @@
  * sizes that take the gathered and the batched kernels; the weight gradient
  * only where the mask is 1; csr and nm giving the same bits; determinism
  * over runs and thread counts; the formats rebuilt when masks change during
- * training and after a checkpoint round trip; the kernel choice. Prints TAP.
+ * training and after a checkpoint round trip; the kernel choice; csr's
+ * sliced-ELL batch-1 layout holding exactly the masked weights. Prints TAP.
  *
  * Tolerance against the dense kernels (OpenBLAS sums in another order):
  * |sparse - dense| <= 1e-5 * sum |a||b| over the terms of that element
@@ -391,6 +392,117 @@ static void test_threads(void)
     fixture_free(&f);
 }
 
+/* ------------------------------------------------- csr's sliced ELL */
+
+/* csr's sliced-ELL layout read back as a dense rows x cols matrix; 0 when a
+ * slot is out of its row's range, a kept slot's index disagrees with its
+ * csr column, or two slots hold one weight */
+static int sell_decode(const pb_sparse *s, float *w, size_t *pad)
+{
+    memset(w, 0, (size_t)s->rows * s->cols * sizeof(float));
+    *pad = 0;
+    if (s->sell_slices != (s->rows + 15) / 16)
+        return 0;
+    size_t step = 0, seen = 0;
+    for (int sl = 0; sl < s->sell_slices; sl++)
+        for (int32_t u = s->sell_rptr[sl]; u < s->sell_rptr[sl + 1]; u++) {
+            const int q = (int)(s->sell_run[u] >> 8), n = (int)(s->sell_run[u] & 0xff);
+            for (int t = 0; t < n; t++, step++)
+                for (int l = 0; l < 16; l++) {
+                    const size_t o = step * 16 + (size_t)l;
+                    const int r = sl * 16 + l, c = q * 32 + s->sell_idx[o];
+                    if (s->sell_src[o] < 0) {
+                        (*pad)++;
+                        if (s->sell_val[o] != 0.0f)
+                            return 0;
+                        continue;
+                    }
+                    if (r >= s->rows || c >= s->cols || s->col[s->sell_src[o]] != c ||
+                        s->sell_src[o] < s->rowptr[r] || s->sell_src[o] >= s->rowptr[r + 1] ||
+                        w[(size_t)r * s->cols + c] != 0.0f)
+                        return 0;
+                    w[(size_t)r * s->cols + c] = s->sell_val[o];
+                    seen++;
+                }
+        }
+    return step == s->sell_steps && seen == s->nnz;
+}
+
+/* csr at batch 1 runs on its sliced-ELL layout: the layout holds exactly
+ * the masked weights (after a value refresh and a mask change too), and the
+ * forward equals dense and repeats its bits, at odd shapes and densities */
+static void test_sell(void)
+{
+    static const int shapes[][2] = {{1, 1}, {15, 33}, {17, 31}, {45, 77}, {16, 64}, {300, 784}};
+    static const double dens[] = {0.02, 0.05, 0.2, 0.5, 1.0};
+    fixture g;
+    fixture_init(&g, 100, 300, 4);
+    mask_random(&g, 0.375);
+    if (build(&g, PB_WFMT_CSR, 4, 0, 0)) {
+        g.l.sp->forced = 0;
+        ok(pb_sparse_active(&g.l, 1) && !pb_sparse_active(&g.l, 2) && !pb_sparse_active(&g.l, 4),
+           "auto: a 37.5%% dense layer runs csr (sliced ELL) at batch 1, dense at batches 2 and 4");
+    } else {
+        ok(0, "auto: build a 37.5%% dense csr");
+    }
+    fixture_free(&g);
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (size_t d = 0; d < sizeof dens / sizeof *dens; d++) {
+            const int rows = shapes[i][0], cols = shapes[i][1];
+            fixture f;
+            fixture_init(&f, rows, cols, 1);
+            mask_random(&f, dens[d]);
+            float *wd = falloc(f.w.n), *x = falloc((size_t)cols), *yd = falloc((size_t)rows),
+                  *y1 = falloc((size_t)rows);
+            fill(x, (size_t)cols);
+            size_t pad = 0;
+            int okb = build(&f, PB_WFMT_CSR, 1, 0, 0);
+            ok(okb && sell_decode(f.l.sp, wd, &pad) && same_values(wd, f.w.w, f.w.n),
+               "sell %dx%d at %.0f%%: the layout holds the masked weights (%zu nonzeros, %zu padding slots)",
+               rows, cols, 100 * dens[d], okb ? f.l.sp->nnz : 0, pad);
+            if (!okb)
+                goto next;
+            const double sy = out_scale(&f, x, 1);
+            double worst = 0;
+            pb_kern_dense_forward(&f.l, x, 1);
+            memcpy(yd, f.l.out, (size_t)rows * sizeof(float));
+            pb_kern_sparse_forward(&f.l, x, 1, 0);
+            memcpy(y1, f.l.out, (size_t)rows * sizeof(float));
+            ok(close_to(y1, yd, (size_t)rows, sy, &worst), "sell %dx%d at %.0f%%: batch-1 forward equals dense (max diff %.2g)",
+               rows, cols, 100 * dens[d], worst);
+            pb_par_set_threads(2);
+            pb_kern_sparse_forward(&f.l, x, 1, 0);
+            pb_par_set_threads(1);
+            ok(bit_equal(y1, f.l.out, (size_t)rows), "sell %dx%d at %.0f%%: same bits again, at 2 threads", rows,
+               cols, 100 * dens[d]);
+            if (i == 3 || i == 5) {
+                /* new values under the same mask, then a new mask */
+                for (size_t j = 0; j < f.w.n; j++)
+                    f.w.w[j] = f.w.mask[j] * pb_rng_normal(&rng);
+                pb_sparse_refresh(f.l.sp, &f.w);
+                ok(sell_decode(f.l.sp, wd, &pad) && same_values(wd, f.w.w, f.w.n),
+                   "sell %dx%d at %.0f%%: a value refresh reaches the layout", rows, cols, 100 * dens[d]);
+                fill(f.w.w, f.w.n);
+                mask_random(&f, dens[d] < 0.5 ? 2 * dens[d] : dens[d] / 3);
+                okb = build(&f, PB_WFMT_CSR, 1, 0, 0);
+                ok(okb && sell_decode(f.l.sp, wd, &pad) && same_values(wd, f.w.w, f.w.n),
+                   "sell %dx%d: rebuilt for a changed mask, the layout holds its weights", rows, cols);
+                pb_kern_dense_forward(&f.l, x, 1);
+                memcpy(yd, f.l.out, (size_t)rows * sizeof(float));
+                pb_kern_sparse_forward(&f.l, x, 1, 0);
+                ok(okb && close_to(f.l.out, yd, (size_t)rows, out_scale(&f, x, 1), &worst),
+                   "sell %dx%d: forward after the mask change equals dense (max diff %.2g)", rows, cols, worst);
+            }
+        next:
+            pb_free(wd);
+            pb_free(x);
+            pb_free(yd);
+            pb_free(y1);
+            pb_sparse_drop(&f.l);
+            fixture_free(&f);
+        }
+}
+
 /* -------------------------------------------------- models and training */
 
 static void masks_random(pb_model *m, double density, uint64_t seed)
@@ -639,6 +751,7 @@ int main(void)
     test_detect_and_build();
     test_csr_nm_bits();
     test_threads();
+    test_sell();
     test_model_sync();
     test_training();
     tap_plan(tap_n);

@@ -11,9 +11,10 @@
  * element, so csr and nm give the same bits on the same mask and a result
  * does not depend on the thread count.
  *
- * Evaluation batches of fewer than PB_SPARSE_GATHER_B examples take one dot
- * product per row and example with AVX-512 gathers from the input (scalar
- * code on CPUs without AVX-512). */
+ * Evaluation batches of fewer than PB_SPARSE_GATHER_B examples take, for
+ * csr, its sliced-ELL layout with the input permuted out of registers
+ * (sell_avx512), and for nm one dot product per row and example with
+ * AVX-512 gathers from the input (scalar code on CPUs without AVX-512). */
 #include "pb_sparse.h"
 
 #include <string.h>
@@ -310,6 +311,63 @@ gather_avx512(const pb_sparse *s, const float *x, const float *bias, float *y)
     }
 }
 
+/* csr on its sliced-ELL layout: per 16-row slice, per chunk of 32 inputs
+ * in two registers, each step of 16 slots permutes its inputs out of them
+ * (vpermt2ps on the 1-byte indices) into four accumulators in turn; the
+ * rows' sums are the slice's lanes, so no horizontal reduction is needed. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void
+sell_avx512(const pb_sparse *s, const float *x, const float *bias, float *y)
+{
+    const int cols = s->cols;
+    const float *v = s->sell_val;
+    const uint8_t *ix = s->sell_idx;
+#define SELL_STEP(a, t)                                                                              \
+    a = _mm512_fmadd_ps(_mm512_load_ps(v + 16 * (t)),                                              \
+                        _mm512_permutex2var_ps(lo, _mm512_cvtepu8_epi32(_mm_loadu_si128(           \
+                                                       (const __m128i *)(ix + 16 * (t)))),         \
+                                               hi),                                                \
+                        a)
+    for (int sl = 0; sl < s->sell_slices; sl++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t u = s->sell_rptr[sl]; u < s->sell_rptr[sl + 1]; u++) {
+            const int c0 = (int)(s->sell_run[u] >> 8) * 32, n = (int)(s->sell_run[u] & 0xff);
+            __m512 lo, hi;
+            if (c0 + 32 <= cols) {
+                lo = _mm512_loadu_ps(x + c0);
+                hi = _mm512_loadu_ps(x + c0 + 16);
+            } else {
+                const int left = cols - c0;
+                lo = _mm512_maskz_loadu_ps(left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1),
+                                           x + c0);
+                hi = left > 16 ? _mm512_maskz_loadu_ps((__mmask16)((1u << (left - 16)) - 1), x + c0 + 16)
+                               : _mm512_setzero_ps();
+            }
+            int t = 0;
+            for (; t + 4 <= n; t += 4) {
+                SELL_STEP(a0, t);
+                SELL_STEP(a1, t + 1);
+                SELL_STEP(a2, t + 2);
+                SELL_STEP(a3, t + 3);
+            }
+            if (t < n)
+                SELL_STEP(a0, t);
+            if (t + 1 < n)
+                SELL_STEP(a1, t + 1);
+            if (t + 2 < n)
+                SELL_STEP(a2, t + 2);
+            v += 16 * (size_t)n;
+            ix += 16 * (size_t)n;
+        }
+#undef SELL_STEP
+        const int r0 = sl * 16, nl = s->rows - r0 < 16 ? s->rows - r0 : 16;
+        const __mmask16 mk = nl == 16 ? (__mmask16)0xffff : (__mmask16)((1u << nl) - 1);
+        __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+        if (bias)
+            acc = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, bias + r0), acc);
+        _mm512_mask_storeu_ps(y + r0, mk, acc);
+    }
+}
+
 static int have_avx512(void)
 {
     static int have = -1;
@@ -334,6 +392,10 @@ static void gather_scalar(const pb_sparse *s, const float *x, const float *bias,
 static void gather_rows(const pb_sparse *s, const float *x, const float *bias, float *y)
 {
 #if CLONES_ENABLED
+    if (have_avx512() && s->fmt == PB_WFMT_CSR && s->sell_val) {
+        sell_avx512(s, x, bias, y);
+        return;
+    }
     if (have_avx512() && (s->fmt == PB_WFMT_CSR || 16 % s->nm_n == 0)) {
         gather_avx512(s, x, bias, y);
         return;

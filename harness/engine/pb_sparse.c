@@ -45,15 +45,20 @@ void pb_sparse_set_mode(pb_sparse_mode mode) { mode_now = (int)mode; }
 
 /* Densities below which the sparse kernels beat the dense ones, measured by
  * benchmarks/bench_sparse.sh on LeNet-300-100's and LeNet-5's dense layers
- * (one thread, AVX-512): at batch 1 the gathered kernels matched the dense
- * ones at about 10 % density (fc1 1.11x faster at 10 %, 0.63x at 20 %); in
- * batches of 128 the batched ones at about 40 % (fc1 2.2x at 20 %, 0.86x at
- * 50 %). Each is the crossing rounded down. */
+ * (one thread, AVX-512). At batch 1 csr runs its sliced-ELL kernel, which
+ * matched the dense one at about 50 % density (fc1 1.0x, fc2 1.6x at 50 %;
+ * fc1 1.7x at 20 %); at batches of 2 and 3 it runs once per example while
+ * the dense cost hardly grows, and nm's gathered kernel matched dense at
+ * about 10 % (fc1 1.11x at 10 %, 0.63x at 20 %); in batches of 128 the
+ * batched ones at about 40 % (fc1 2.2x at 20 %, 0.86x at 50 %). Each is the
+ * crossing rounded down. */
 double pb_sparse_threshold(pb_wfmt fmt, int B)
 {
     if (fmt == PB_WFMT_DENSE)
         return 0.0;
-    return B < PB_SPARSE_GATHER_B ? 0.1 : 0.35;
+    if (B < PB_SPARSE_GATHER_B)
+        return fmt == PB_WFMT_CSR && B <= 1 ? 0.4 : 0.1;
+    return 0.35;
 }
 
 static double max_threshold(pb_wfmt fmt)
@@ -99,11 +104,85 @@ void pb_sparse_free(pb_sparse *s)
     free(s->col);
     free(s->off);
     free(s->pos);
+    free(s->sell_rptr);
+    free(s->sell_run);
+    free(s->sell_idx);
+    free(s->sell_src);
+    pb_free(s->sell_val);
     pb_free(s->val);
     pb_free(s->xt);
     pb_free(s->yt);
     pb_free(s->dxt);
     memset(s, 0, sizeof *s);
+}
+
+/* csr's sliced-ELL layout (pb_sparse.h): two passes over the slices, the
+ * first counting runs and steps; 0 or PB_ENOMEM */
+static int build_sell(pb_sparse *s)
+{
+    const int rows = s->rows, chunks = (s->cols + 31) / 32;
+    s->sell_slices = (rows + 15) / 16;
+    s->sell_rptr = malloc(((size_t)s->sell_slices + 1) * sizeof *s->sell_rptr);
+    if (!s->sell_rptr)
+        return PB_ENOMEM;
+    size_t nruns = 0, steps = 0;
+    int32_t cur[16];
+    for (int pass = 0; pass < 2; pass++) {
+        nruns = steps = 0;
+        for (int sl = 0; sl < s->sell_slices; sl++) {
+            const int r0 = sl * 16, nl = rows - r0 < 16 ? rows - r0 : 16;
+            if (pass)
+                s->sell_rptr[sl] = (int32_t)nruns;
+            for (int l = 0; l < nl; l++)
+                cur[l] = s->rowptr[r0 + l];
+            for (int q = 0; q < chunks; q++) {
+                int most = 0;
+                for (int l = 0; l < nl; l++) {
+                    int32_t k = cur[l];
+                    while (k < s->rowptr[r0 + l + 1] && s->col[k] < 32 * (q + 1))
+                        k++;
+                    if (k - cur[l] > most)
+                        most = k - cur[l];
+                }
+                if (!most)
+                    continue;
+                if (pass) {
+                    s->sell_run[nruns] = (uint32_t)q << 8 | (uint32_t)most;
+                    for (int t = 0; t < most; t++) {
+                        const size_t o = (steps + (size_t)t) * 16;
+                        for (int l = 0; l < 16; l++) {
+                            const int32_t k = cur[l];
+                            if (l < nl && k < s->rowptr[r0 + l + 1] && s->col[k] < 32 * (q + 1)) {
+                                s->sell_idx[o + l] = (uint8_t)(s->col[k] - 32 * q);
+                                s->sell_src[o + l] = k;
+                                cur[l]++;
+                            } else {
+                                s->sell_idx[o + l] = 0;
+                                s->sell_src[o + l] = -1;
+                            }
+                        }
+                    }
+                } else {
+                    for (int l = 0; l < nl; l++)
+                        while (cur[l] < s->rowptr[r0 + l + 1] && s->col[cur[l]] < 32 * (q + 1))
+                            cur[l]++;
+                }
+                nruns++;
+                steps += (size_t)most;
+            }
+        }
+        if (!pass) {
+            s->sell_steps = steps;
+            s->sell_run = malloc((nruns ? nruns : 1) * sizeof *s->sell_run);
+            s->sell_idx = malloc((steps ? steps : 1) * 16);
+            s->sell_src = malloc((steps ? steps : 1) * 16 * sizeof *s->sell_src);
+            s->sell_val = pb_alloc((steps ? steps : 1) * 16 * sizeof(float));
+            if (!s->sell_run || !s->sell_idx || !s->sell_src || !s->sell_val)
+                return PB_ENOMEM;
+        }
+    }
+    s->sell_rptr[s->sell_slices] = (int32_t)nruns;
+    return PB_OK;
 }
 
 static size_t bp_of(int B) { return ((size_t)B + 15) / 16 * 16; }
@@ -138,6 +217,8 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
                     s->col[k++] = (uint16_t)c;
         }
         s->rowptr[rows] = (int32_t)k;
+        if (build_sell(s) != PB_OK)
+            goto nomem;
     } else if (fmt == PB_WFMT_NM) {
         if (n < 1 || m < n || m > 64 || (size_t)rows * cols >= UINT32_MAX)
             return pb_err(err, errlen, PB_EUSAGE, "%s: bad n:m %d:%d", w->name, n, m);
@@ -210,6 +291,8 @@ void pb_sparse_refresh(pb_sparse *s, const pb_param *w)
             for (int32_t k = s->rowptr[r]; k < s->rowptr[r + 1]; k++)
                 s->val[k] = row[s->col[k]];
         }
+        for (size_t j = 0; j < s->sell_steps * 16; j++)
+            s->sell_val[j] = s->sell_src[j] < 0 ? 0.0f : s->val[s->sell_src[j]];
     } else if (s->fmt == PB_WFMT_NM) {
         size_t k = 0;
         for (int r = 0; r < s->rows; r++)

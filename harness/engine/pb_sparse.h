@@ -85,6 +85,20 @@ typedef struct pb_sparse {
     float *dxt;          /* [cols * bp] the input gradient, transposed */
     const float *xt_of;  /* the input xt holds, and its batch */
     int xt_b;
+    /* csr's batch-1 layout (derived from csr, rebuilt and refreshed with
+     * it): sliced ELL of 16-row slices, each lane one row, over 32-column
+     * chunks; in a slice a chunk its rows touch takes as many steps of 16
+     * slots as the row keeping most in it (padding: value 0, index 0), and
+     * each slot's 1-byte index picks its input within the chunk, so the
+     * AVX-512 kernel permutes the input from two registers instead of
+     * gathering it from memory */
+    int sell_slices;     /* ceil(rows / 16) */
+    size_t sell_steps;   /* steps of 16 slots over all slices */
+    int32_t *sell_rptr;  /* [sell_slices + 1] into sell_run */
+    uint32_t *sell_run;  /* chunk << 8 | steps, the slice's chunks in order */
+    float *sell_val;     /* [sell_steps * 16] */
+    uint8_t *sell_idx;   /* [sell_steps * 16] column - 32 * chunk */
+    int32_t *sell_src;   /* [sell_steps * 16] the slot's index in val; -1: padding */
 } pb_sparse;
 
 /* The process's mode; pb_sparse_set_mode also marks no model: set it before
