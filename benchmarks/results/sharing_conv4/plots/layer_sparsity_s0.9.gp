@@ -1,0 +1,45 @@
+# Written by prunebench 0.1.0 from the results CSV files; edit and rerun with
+#   gnuplot layer_sparsity_s0.9.gp
+# in this directory (the plots directory of the results).
+set terminal pngcairo size 960,600 font ',10' noenhanced
+set output 'layer_sparsity_s0.9.png'
+set title 'sharing_conv4: conv4 on fashion-mnist: values stored in each layer at overall target sparsity 0.9 (mean over seeds)'
+set xlabel 'layer'
+set ylabel 'values stored: weights kept or a method''s arrays (log; 0 at tic 0)'
+set grid
+set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
+set logscale y 10
+set yrange [0.15625:401408]
+set ytics add ('0' 0.25)
+set grid noxtics
+set xrange [-1:76]
+set xtics rotate by -30 scale 0 ('conv1.weight' 4.5, 'conv2.weight' 15.5, 'conv3.weight' 26.5, 'conv4.weight' 37.5, 'fc1.weight' 48.5, 'fc2.weight' 59.5, 'fc3.weight' 70.5)
+G = 11
+kept(v) = v > 0 ? v : 0.25
+floor = 0.15625
+plot 'layer_sparsity_s0.9.dat' using ($0*G - 0.5):2:(G - 1):(0) with vectors nohead dt 2 lw 1.5 lc rgb '#555555' title 'weights in the layer', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 0):(kept($3)):($0*G + 0 - 0.42):($0*G + 0 + 0.42):(floor):(kept($3)) with boxxyerror lc rgb '#d55e00' fs solid 0.85 border -1 title 'stable_rps', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 1):(kept($4)):($0*G + 1 - 0.42):($0*G + 1 + 0.42):(floor):(kept($4)) with boxxyerror lc rgb '#009e73' fs solid 0.85 border -1 title 'roast', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 2):(kept($5)):($0*G + 2 - 0.42):($0*G + 2 + 0.42):(floor):(kept($5)) with boxxyerror lc rgb '#cc79a7' fs solid 0.85 border -1 title 'hashednets', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 3):(kept($6)):($0*G + 3 - 0.42):($0*G + 3 + 0.42):(floor):(kept($6)) with boxxyerror lc rgb '#e69f00' fs solid 0.85 border -1 title 'global_magnitude', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 4):(kept($7)):($0*G + 4 - 0.42):($0*G + 4 + 0.42):(floor):(kept($7)) with boxxyerror lc rgb '#56b4e9' fs solid 0.85 border -1 title 'synflow', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 5):(kept($8)):($0*G + 5 - 0.42):($0*G + 5 + 0.42):(floor):(kept($8)) with boxxyerror lc rgb '#000000' fs solid 0.85 border -1 title 'gradual', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 6):(kept($9)):($0*G + 6 - 0.42):($0*G + 6 + 0.42):(floor):(kept($9)) with boxxyerror lc rgb '#999933' fs solid 0.85 border -1 title 'roast_init_x0.1', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 7):(kept($10)):($0*G + 7 - 0.42):($0*G + 7 + 0.42):(floor):(kept($10)) with boxxyerror lc rgb '#0072b2' fs pattern 1 border -1 title 'roast_init_x10', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 8):(kept($11)):($0*G + 8 - 0.42):($0*G + 8 + 0.42):(floor):(kept($11)) with boxxyerror lc rgb '#d55e00' fs pattern 1 border -1 title 'stable_rps_init_x0.1', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 9):(kept($12)):($0*G + 9 - 0.42):($0*G + 9 + 0.42):(floor):(kept($12)) with boxxyerror lc rgb '#009e73' fs pattern 1 border -1 title 'stable_rps_init_x10', \
+     'layer_sparsity_s0.9.dat' using ($0*G + 0):(kept($3)):(sprintf('%g', $3)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 1):(kept($4)):(sprintf('%g', $4)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 2):(kept($5)):(sprintf('%g', $5)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 3):(kept($6)):(sprintf('%g', $6)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 4):(kept($7)):(sprintf('%g', $7)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 5):(kept($8)):(sprintf('%g', $8)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 6):(kept($9)):(sprintf('%g', $9)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 7):(kept($10)):(sprintf('%g', $10)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 8):(kept($11)):(sprintf('%g', $11)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle, \
+     'layer_sparsity_s0.9.dat' using ($0*G + 9):(kept($12)):(sprintf('%g', $12)) with labels rotate by 90 left offset 0,0.4 font ',7' notitle
+
+set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
+set output 'layer_sparsity_s0.9.svg'
+replot
+unset output
