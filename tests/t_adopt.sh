@@ -14,7 +14,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..10
+echo 1..12
 
 script() { # script SPARSITIES
     cat <<LUA
@@ -67,4 +67,12 @@ check "a row naming another experiment is not taken" sh -c \
 rm -rf "$R/cells" "$R/dense"
 check "--fresh takes nothing from cells.csv" sh -c \
     "'$PB' run '$tmp/ad3.lua' --out '$tmp/r' --no-plot --fresh 2>'$tmp/e6' && ! grep -q 'taken from' '$tmp/e6' && test \$(grep -c 'test_acc=' '$tmp/e6') -eq 7"
+
+# a failed row taken from cells.csv stays failed: --retry-failed runs it again
+rm -rf "$R/cells" "$R/dense"
+sed -i '3s/,ok,,/,failed,diverged,/' "$R/cells.csv"
+check "the dry run marks a failed row of cells.csv failed, the others done, and counts no cost" sh -c \
+    "'$PB' run '$tmp/ad3.lua' --out '$tmp/r' --dry-run > '$tmp/dry2' && test \$(grep -c '(failed)\$' '$tmp/dry2') -eq 1 && test \$(grep -c '(done)\$' '$tmp/dry2') -eq 6 && grep -q 'estimated training cost: 0.000 TFLOP' '$tmp/dry2'"
+check "with --retry-failed the dry run marks the failed cell to run again, as a run trains it" sh -c \
+    "'$PB' run '$tmp/ad3.lua' --out '$tmp/r' --dry-run --retry-failed > '$tmp/dry3' && test \$(grep -c '(failed: runs again)\$' '$tmp/dry3') -eq 1 && '$PB' run '$tmp/ad3.lua' --out '$tmp/r' --no-plot --retry-failed 2>'$tmp/e7' && test \$(grep -c 'test_acc=' '$tmp/e7') -eq 1"
 exit $failed

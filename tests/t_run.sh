@@ -13,7 +13,7 @@ check() { # check DESCRIPTION COMMAND...: passes when the command succeeds
         echo "not ok $n - $desc"; sed 's/^/# /' "$tmp/check.out" | head -20; failed=1; fi
 }
 export OPENBLAS_NUM_THREADS=1
-echo 1..36
+echo 1..37
 
 # A small matrix on the synthetic data set: 1 dense + 2 methods x 2 sparsities.
 cat > "$tmp/small.lua" <<'LUA'
@@ -114,6 +114,19 @@ check "dense models of one network at several widths are one series, by nonzero 
     "test \$(grep -c '^# dense' '$P/plots/accuracy_vs_params.dat') -eq 1 && awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { s = s \$1 \" \" } END { exit !(s == \"100 300 1000 \") }' '$P/plots/accuracy_vs_params.dat' && test \$(grep -c \"title 'dense (narrowed\" '$P/plots/accuracy_vs_params.gp') -eq 1"
 check "one model at one width: the width is in the title, not in every series name" sh -c \
     "grep -q 'w: net@w0.5 on syn' '$W/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W/plots/accuracy_vs_compression.gp' && ! grep -q \"magnitude (net@w0.5)\" '$W/plots/accuracy_vs_compression.gp'"
+# the large model at width 0.5 and its narrowed baseline at 0.25 (conv4 at
+# width 0.25 in the paper scripts): the narrowed model's x is measured
+# against the widest model, and the series and title name the methods' width
+W2=$tmp/w2
+mkdir -p "$W2"
+{ head -1 "$R/cells.csv"
+  echo 'w2,c0,net@w0.5,syn,dense,dense,0,1,ok,,0.8,0.3,300,300,1,600,600,1,1,1,,0.5,0,k2,,2,0,250,250,0,b'
+  echo 'w2,c1,net@w0.25,syn,dense,dense,0,1,ok,,0.7,0.4,100,100,1,200,200,1,1,1,,0.25,0,k3,,2,0,80,80,0,b'
+  echo 'w2,c2,net@w0.5,syn,magnitude,magnitude,0.9,1,ok,,0.6,0.3,300,30,10,600,60,10,1,1,,0.5,1,k2,,1,1,250,25,0.9,b'
+} > "$W2/cells.csv"
+"$PB" plot "$W2" >/dev/null 2>&1
+check "a narrowed model beside a large model of width 0.5 sits at the large model's parameters and FLOPs over its own" sh -c \
+    "for c in compression speedup; do awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { n++; s += \$1; if (\$1 == 3) t++ } END { exit !(n == 2 && t == 1 && s == 4) }' '$W2/plots/accuracy_vs_'\$c.dat || exit 1; done && grep -q 'w2: net@w0.5 on syn' '$W2/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W2/plots/accuracy_vs_compression.gp'"
 # long series names (a long label, two models) must not narrow the plot: the
 # key goes below it, and gnuplot's own plot area spans most of the canvas
 L=$tmp/long

@@ -675,40 +675,6 @@ CLONES static void thin_cv_forward(const thin_ws *t, int ow, int oh, int relu)
         }
 }
 
-/* Transposes 16 vectors in place, v[i][j] becoming v[j][i]: four rounds of
- * two-source shuffles that swap the blocks of h = 8, 4, 2, 1 lanes between
- * rows h apart (the off-diagonal blocks of ever smaller blocks). */
-#define SWAP_ROWS(h, LO, HI)                                                                 \
-    _Pragma("GCC unroll 16") for (int i = 0; i < VL; i++)                                    \
-        if (!(i & (h))) {                                                                    \
-            const vf a = v[i], b = v[i + (h)];                                               \
-            v[i] = __builtin_shufflevector(a, b, LO);                                        \
-            v[i + (h)] = __builtin_shufflevector(a, b, HI);                                  \
-        }
-#define LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
-#define HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
-#define LO4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
-#define HI4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
-#define LO2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
-#define HI2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
-#define LO1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
-#define HI1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
-static inline __attribute__((always_inline)) void transpose16(vf v[VL])
-{
-    SWAP_ROWS(8, LO8, HI8)
-    SWAP_ROWS(4, LO4, HI4)
-    SWAP_ROWS(2, LO2, HI2)
-    SWAP_ROWS(1, LO1, HI1)
-}
-#undef SWAP_ROWS
-#undef LO8
-#undef HI8
-#undef LO4
-#undef HI4
-#undef LO2
-#undef HI2
-#undef LO1
-#undef HI1
 
 /* out[o, p] = outT[p, o] for o < oc: the cv layout back to the layer's. */
 CLONES static void thin_cv_store(const float *outT, size_t ohw, int oc, float *out)

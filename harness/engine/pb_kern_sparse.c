@@ -54,28 +54,6 @@ static inline int is_pad(const pb_sparse *s, size_t k) { return s->fmt == PB_WFM
 
 /* ------------------------------------------------------------ transposes */
 
-/* 16 x 16 transposes in registers: at block size b = 8, 4, 2, 1 the rows i
- * (bit b clear) and i + b swap their off-diagonal b x b blocks. */
-#define LANES(M, b) M(b, 0), M(b, 1), M(b, 2), M(b, 3), M(b, 4), M(b, 5), M(b, 6), M(b, 7), \
-                    M(b, 8), M(b, 9), M(b, 10), M(b, 11), M(b, 12), M(b, 13), M(b, 14), M(b, 15)
-#define LO_(b, l) (((l) & (b)) ? 16 + (l) - (b) : (l))
-#define HI_(b, l) (((l) & (b)) ? 16 + (l) : (l) + (b))
-#define STAGE(r, b)                                                        \
-    for (int i = 0; i < 16; i++)                                           \
-        if (!(i & (b))) {                                                  \
-            const vf a_ = r[i], c_ = r[i + (b)];                           \
-            r[i] = __builtin_shufflevector(a_, c_, LANES(LO_, b));         \
-            r[i + (b)] = __builtin_shufflevector(a_, c_, LANES(HI_, b));   \
-        }
-
-static inline void transpose16(vf *r)
-{
-    STAGE(r, 8)
-    STAGE(r, 4)
-    STAGE(r, 2)
-    STAGE(r, 1)
-}
-
 /* a [n x m] (row stride lda) -> t [m x ld] columns 0..n-1, zeros in n..npad-1
  * (ld and npad multiples of 16, t aligned) */
 CLONES static void transpose_pad(const float *restrict a, int n, int m, size_t lda, float *restrict t,

@@ -31,13 +31,13 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
-    int c_stored, c_speedup, c_flops_dense;
+    int c_stored, c_speedup, c_flops_dense, c_width;
     /* language-model results (a test_ppl value in cells.csv): the charts plot
      * perplexity, lower is better, on a log axis, in place of accuracy */
     int lm;
     const char *ylabel, *ycol;
     int multi;                 /* more than one (base model, dataset): series names carry them */
-    int widths_differ;         /* more than one model string: a width suffix tells series apart */
+    int widths_differ;         /* methods on more than one model string: a width suffix tells series apart */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
     int *row_series;           /* per cells row: series of the accuracy charts, -1 if not ok */
@@ -130,6 +130,7 @@ static int prepare(results *r)
     r->c_stored = pb_csv_col(t, "stored");
     r->c_speedup = pb_csv_col(t, "speedup");
     r->c_flops_dense = pb_csv_col(t, "flops_dense");
+    r->c_width = pb_csv_col(t, "width");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     r->ycol = "test_acc";
@@ -152,8 +153,17 @@ static int prepare(results *r)
         if (!same_base(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) ||
             strcmp(pb_csv_get(t, i, r->c_dataset), pb_csv_get(t, 0, r->c_dataset)))
             r->multi = 1;
-    for (int i = 1; i < t->nrows; i++)
-        r->widths_differ |= strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) != 0;
+    /* the dense cells of a narrowed baseline are one series of their own
+     * ("dense (narrowed)"), so only the other methods' models count: pruned
+     * at one width, their series need no width suffix */
+    for (int i = 0, first = -1; i < t->nrows; i++) {
+        if (is_dense_row(r, i) && has_narrowed(r, i))
+            continue;
+        if (first < 0)
+            first = i;
+        else
+            r->widths_differ |= strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, first, r->c_model)) != 0;
+    }
     for (int i = 0; i < t->nrows; i++) {
         r->row_series[i] = r->row_cseries[i] = -1;
         if (strcmp(pb_csv_get(t, i, r->c_status), "ok"))
@@ -352,18 +362,26 @@ static int cmp_group(const void *a, const void *b)
 }
 
 /* Column col (parameters, dense FLOPs) of the full-width model a narrowed
- * row was cut from (NaN when the experiment has no cell of it). */
+ * row was cut from: the widest model of its base and data set in the
+ * experiment (conv4 at width 0.25 where that is the large model), NaN when
+ * there is none. */
 static double full_value(const results *r, int row, int col)
 {
     const pb_csv_table *t = &r->cells;
     const char *model = pb_csv_get(t, row, r->c_model), *ds = pb_csv_get(t, row, r->c_dataset);
+    double best = NAN, wbest = -1;
     for (int i = 0; col >= 0 && i < t->nrows; i++) {
         const char *m = pb_csv_get(t, i, r->c_model);
-        if (r->row_series[i] >= 0 && !m[base_len(m)] && same_base(m, model) &&
-            !strcmp(pb_csv_get(t, i, r->c_dataset), ds))
-            return pb_csv_getnum(t, i, col);
+        if (r->row_series[i] < 0 || !same_base(m, model) || strcmp(pb_csv_get(t, i, r->c_dataset), ds))
+            continue;
+        /* the width column, or 1 for a model named without a width */
+        double w = r->c_width >= 0 ? pb_csv_getnum(t, i, r->c_width) : NAN;
+        if (isnan(w))
+            w = m[base_len(m)] ? NAN : 1.0;
+        if (w > wbest) /* NaN never wins */
+            wbest = w, best = pb_csv_getnum(t, i, col);
     }
-    return NAN;
+    return best;
 }
 
 /* rel_full: x of a narrowed dense cell is measured against the full-width
@@ -1051,8 +1069,9 @@ static int wanted(char **list, int n, const char *name)
 }
 
 /* "experiment: model, model on data set": the experiment is the results
- * directory's name, the models (base names, widths folded) and data sets
- * those of its cells, in order of first appearance. */
+ * directory's name, the models (base names, widths folded; at one width, the
+ * methods' model with its width, a narrowed baseline's widths left out) and
+ * data sets those of its cells, in order of first appearance. */
 static void plot_context(const results *r, const char *dir, char *buf, size_t n)
 {
     size_t len = strlen(dir);
@@ -1063,6 +1082,9 @@ static void plot_context(const results *r, const char *dir, char *buf, size_t n)
         b--;
     size_t k = (size_t)snprintf(buf, n, "%.*s:", (int)(len - b), dir + b);
     const pb_csv_table *t = &r->cells;
+    int others = 0; /* rows that are not a narrowed baseline's */
+    for (int i = 0; i < t->nrows; i++)
+        others += !r->row_narrowed || !r->row_narrowed[i];
     for (int pass = 0; pass < 2 && k < n; pass++) {
         int col = pass ? r->c_dataset : r->c_model, any = 0;
         if (col < 0)
@@ -1071,9 +1093,13 @@ static void plot_context(const results *r, const char *dir, char *buf, size_t n)
             const char *v = pb_csv_get(t, i, col);
             /* one model at one width: the title names the width, the series do not */
             const int whole = pass || !r->widths_differ;
+            if (!pass && whole && others && r->row_narrowed && r->row_narrowed[i])
+                continue; /* a narrowed baseline's widths are in its series' x */
             size_t vl = whole ? strlen(v) : base_len(v);
             int seen = 0;
             for (int j = 0; j < i && !seen; j++) {
+                if (!pass && whole && others && r->row_narrowed && r->row_narrowed[j])
+                    continue;
                 const char *u = pb_csv_get(t, j, col);
                 seen = (whole ? strlen(u) : base_len(u)) == vl && !strncmp(u, v, vl);
             }

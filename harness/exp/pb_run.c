@@ -657,8 +657,8 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
                                                [PB_STORE_CELL_DAMAGED] = " (damaged: runs again)"};
             char why[PB_ERRLEN];
             int k = o->fresh ? PB_STORE_CELL_NONE : pb_store_cell_check(&ctx->store, c, why, sizeof why);
-            if (k == PB_STORE_CELL_NONE && from_csv && from_csv[i])
-                k = PB_STORE_CELL_OK; /* a run takes it from cells.csv */
+            if (k == PB_STORE_CELL_NONE && from_csv && from_csv[i]) /* a run takes it from cells.csv */
+                k = from_csv[i] == 2 ? PB_STORE_CELL_FAILED : PB_STORE_CELL_OK;
             if (k == PB_STORE_CELL_OK || (k == PB_STORE_CELL_FAILED && !o->retry_failed)) {
                 total_cost -= cost[i]; /* as a run skips it */
                 ndone++;
@@ -666,7 +666,7 @@ int pb_run_experiment(const pb_run_opts *o, const pb_experiment *x, const char *
             printf("%-16s %-14s %-13s %-18s %8g %5ld %6d %6d %10.4f  %s%s%s%s\n", c->hash, c->model, c->dataset,
                    c->label, c->sparsity, c->seed, c->train.epochs, pb_cell_finetune_epochs(c), cost[i] / 1e12,
                    c->args_joined ? c->args_joined : "", c->data ? " data: " : "", c->data ? c->data_label : "",
-                   mark[k]);
+                   k == PB_STORE_CELL_FAILED && o->retry_failed ? " (failed: runs again)" : mark[k]);
         }
         double peak = pb_cost_sgemm_gflops(), rate = PB_COST_SGEMM_FRACTION * peak;
         if (total_cost < 0)

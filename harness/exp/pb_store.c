@@ -646,7 +646,7 @@ static int each_record(const pb_store *s, const char *name,
 
 typedef struct adopt_ctx {
     const pb_store *s;
-    signed char *state;   /* per cell: 0 not seen, 1 one usable row, -1 not to adopt */
+    signed char *state;   /* per cell: 0 not seen, 1 one row of status ok, 2 of status failed, -1 not to adopt */
     pb_buf *row, *part; /* per cell */
 } adopt_ctx;
 
@@ -662,7 +662,7 @@ static int take_row(void *u, int i, const char *raw, size_t n, char **f, int nf)
         a->state[i] = -1;
         return PB_OK;
     }
-    a->state[i] = 1;
+    a->state[i] = strcmp(f[8], "failed") ? 1 : 2;
     return pb_buf_add(&a->row[i], raw, n);
 }
 
@@ -671,7 +671,7 @@ static int take_part(void *u, int i, const char *raw, size_t n, char **f, int nf
     (void)f;
     (void)nf;
     adopt_ctx *a = u;
-    return a->state[i] == 1 ? pb_buf_add(&a->part[i], raw, n) : PB_OK;
+    return a->state[i] > 0 ? pb_buf_add(&a->part[i], raw, n) : PB_OK;
 }
 
 /* Whether cells/ holds a row file: then the per-cell files are the record. */
@@ -713,7 +713,7 @@ int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *co
         }
         char path[4400];
         for (int i = 0; rc == PB_OK && i < s->x->ncells; i++)
-            if (a.state[i] == 1) {
+            if (a.state[i] > 0) {
                 pb_store_cell_path(s, &s->x->cells[i], parts[k].suffix, path, sizeof path);
                 rc = pb_store_write_atomic(path, a.part[i].p ? a.part[i].p : "", a.part[i].n, err, errlen);
             }
@@ -721,8 +721,8 @@ int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *co
     /* the row last: a cell is finished once its row file is there */
     for (int i = 0; rc == PB_OK && i < s->x->ncells; i++) {
         if (adopted)
-            adopted[i] = a.state[i] == 1;
-        if (a.state[i] != 1)
+            adopted[i] = a.state[i] > 0 ? (unsigned char)a.state[i] : 0;
+        if (a.state[i] <= 0)
             continue;
         char path[4400];
         pb_store_cell_path(s, &s->x->cells[i], ".row", path, sizeof path);

@@ -90,8 +90,8 @@ int pb_store_cell_check(const pb_store *s, const pb_cell *c, char *why, size_t w
  * failed in cells.csv, writes its curves, layers and metrics files from those
  * CSVs' records of the cell, then its row file, so that a run resumes from the
  * CSV files alone. A record cut off without its line end is not taken. With
- * write 0 nothing is written: adopted[i] (may be NULL) and *count say which
- * cells would be taken. pb_store_cell_check judges them afterwards like any
+ * write 0 nothing is written: adopted[i] (may be NULL; 1 for a row of status
+ * ok, 2 for one of status failed) and *count say which cells would be taken. pb_store_cell_check judges them afterwards like any
  * other cell. */
 int pb_store_adopt(const pb_store *s, int write, unsigned char *adopted, int *count, char *err, size_t errlen);
 /* Removes a cell's row, curves, layers and metrics files (a damaged cell, run again). */
