@@ -124,9 +124,12 @@ mkdir -p "$W2"
   echo 'w2,c1,net@w0.25,syn,dense,dense,0,1,ok,,0.7,0.4,100,100,1,200,200,1,1,1,,0.25,0,k3,,2,0,80,80,0,b'
   echo 'w2,c2,net@w0.5,syn,magnitude,magnitude,0.9,1,ok,,0.6,0.3,300,30,10,600,60,10,1,1,,0.5,1,k2,,1,1,250,25,0.9,b'
 } > "$W2/cells.csv"
+{ head -1 "$R/curves.csv"
+  for c in c0 c1 c2; do for e in 1 2; do echo "w2,$c,train,$e,$((e * 10)),$e,$e,0,0.7,0.5"; done; done
+} > "$W2/curves.csv"
 "$PB" plot "$W2" >/dev/null 2>&1
-check "a narrowed model beside a large model of width 0.5 sits at the large model's parameters and FLOPs over its own" sh -c \
-    "for c in compression speedup; do awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { n++; s += \$1; if (\$1 == 3) t++ } END { exit !(n == 2 && t == 1 && s == 4) }' '$W2/plots/accuracy_vs_'\$c.dat || exit 1; done && grep -q 'w2: net@w0.5 on syn' '$W2/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W2/plots/accuracy_vs_compression.gp'"
+check "a narrowed model beside a large model of width 0.5 sits at the large model's parameters and FLOPs over its own; the curves keep one series per width" sh -c \
+    "for c in compression speedup; do awk '/^# dense/ { b = 1; next } /^#/ { b = 0 } b && NF { n++; s += \$1; if (\$1 == 3) t++ } END { exit !(n == 2 && t == 1 && s == 4) }' '$W2/plots/accuracy_vs_'\$c.dat || exit 1; done && grep -q 'w2: net@w0.5 on syn' '$W2/plots/accuracy_vs_compression.gp' && grep -q \"title 'magnitude'\" '$W2/plots/accuracy_vs_compression.gp' && grep -q \"title 'dense (net@w0.25)'\" '$W2/plots/accuracy_vs_epochs_s0.9.gp' && grep -q \"title 'dense (net@w0.5)'\" '$W2/plots/accuracy_vs_epochs_s0.9.gp'"
 # long series names (a long label, two models) must not narrow the plot: the
 # key goes below it, and gnuplot's own plot area spans most of the canvas
 L=$tmp/long

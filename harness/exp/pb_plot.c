@@ -38,6 +38,7 @@ typedef struct results {
     const char *ylabel, *ycol;
     int multi;                 /* more than one (base model, dataset): series names carry them */
     int widths_differ;         /* methods on more than one model string: a width suffix tells series apart */
+    int models_differ;         /* cells on more than one model string: the curves' series (one per width) */
     char *series[MAXS];        /* series names, in order of first appearance; index = style */
     int nseries;
     int *row_series;           /* per cells row: series of the accuracy charts, -1 if not ok */
@@ -68,8 +69,9 @@ static int is_dense_row(const results *r, int row)
 }
 
 /* The series of a row; a narrowed dense cell is named after its base model so
- * that every width of it lands in one series. */
-static void series_name(const results *r, int row, int narrowed, char *buf, size_t n)
+ * that every width of it lands in one series. The curves (curves = 1) keep
+ * one series per width. */
+static void series_name(const results *r, int row, int narrowed, int curves, char *buf, size_t n)
 {
     const char *label = narrowed ? "dense" : pb_csv_get(&r->cells, row, r->c_label);
     const char *model = pb_csv_get(&r->cells, row, r->c_model);
@@ -79,7 +81,7 @@ static void series_name(const results *r, int row, int narrowed, char *buf, size
                  pb_csv_get(&r->cells, row, r->c_dataset));
     else if (narrowed)
         snprintf(buf, n, "dense (narrowed)");
-    else if (!narrowed && model[base_len(model)] && r->widths_differ)
+    else if (!narrowed && model[base_len(model)] && (curves ? r->models_differ : r->widths_differ))
         snprintf(buf, n, "%s (%s)", label, model);
     else
         snprintf(buf, n, "%s", label);
@@ -156,6 +158,8 @@ static int prepare(results *r)
     /* the dense cells of a narrowed baseline are one series of their own
      * ("dense (narrowed)"), so only the other methods' models count: pruned
      * at one width, their series need no width suffix */
+    for (int i = 1; i < t->nrows; i++)
+        r->models_differ |= strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) != 0;
     for (int i = 0, first = -1; i < t->nrows; i++) {
         if (is_dense_row(r, i) && has_narrowed(r, i))
             continue;
@@ -170,7 +174,7 @@ static int prepare(results *r)
             continue;
         char name[256];
         r->row_narrowed[i] = is_dense_row(r, i) && has_narrowed(r, i);
-        series_name(r, i, r->row_narrowed[i], name, sizeof name);
+        series_name(r, i, r->row_narrowed[i], 0, name, sizeof name);
         r->row_series[i] = series_index(r, name);
         double sp = pb_csv_getnum(t, i, r->c_sparsity);
         if (sp > 0 && !is_dense_row(r, i)) {
@@ -187,7 +191,7 @@ static int prepare(results *r)
         if (r->row_series[i] < 0)
             continue;
         char name[256];
-        series_name(r, i, 0, name, sizeof name);
+        series_name(r, i, 0, 1, name, sizeof name);
         r->row_cseries[i] = series_index(r, name);
     }
     for (int a = 0; a < r->nsp; a++)
