@@ -3,7 +3,7 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'layer_sparsity_s0.8.png'
-set title 'sharing_conv4: conv4 on fashion-mnist: values stored in each layer at overall target sparsity 0.8 (mean over seeds)'
+set title 'sharing_conv4: conv4@w0.25 on fashion-mnist: values stored in each layer at overall target sparsity 0.8 (mean over seeds)'
 set xlabel 'layer'
 set ylabel 'values stored: weights kept or a method''s arrays (log; 0 at tic 0)'
 set grid

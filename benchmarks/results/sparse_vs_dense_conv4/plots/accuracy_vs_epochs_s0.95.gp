@@ -3,7 +3,7 @@
 # in this directory (the plots directory of the results).
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_vs_epochs_s0.95.png'
-set title 'sparse_vs_dense_conv4: conv4 on fashion-mnist: accuracy over epochs at s = 0.95 (mean, ± std band)'
+set title 'sparse_vs_dense_conv4: conv4@w0.25 on fashion-mnist: accuracy over epochs at s = 0.95 (mean, ± std band)'
 set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
@@ -13,20 +13,20 @@ set xrange [0:5]
 set xtics 1
 set mxtics 1
 set format x '%.0f'
-plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#d55e00' pt 5 dt 1 title 'gradual (conv4@w0.25)', \
-     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'dense (conv4@w0.25)', \
-     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'dense (conv4@w0.1765)', \
-     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense (conv4@w0.1114)', \
-     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (conv4@w0.0785)', \
-     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (conv4@w0.0553)', \
-     'accuracy_vs_epochs_s0.95.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
-     'accuracy_vs_epochs_s0.95.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'dense (conv4@w0.0347)'
+plot 'accuracy_vs_epochs_s0.95.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'dense (conv4@w0.25)', \
+     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 1 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'gradual (conv4@w0.25)', \
+     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'dense (conv4@w0.1765)', \
+     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#56b4e9' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#56b4e9' pt 6 dt 1 title 'dense (conv4@w0.1114)', \
+     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#000000' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#000000' pt 4 dt 1 title 'dense (conv4@w0.0785)', \
+     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#999933' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 5 using 1:2 with linespoints pointsize 0.6 lc rgb '#999933' pt 8 dt 1 title 'dense (conv4@w0.0553)', \
+     'accuracy_vs_epochs_s0.95.dat' index 6 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_epochs_s0.95.dat' index 6 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 12 dt 2 title 'dense (conv4@w0.0347)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.95.svg'
