@@ -8,7 +8,7 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.0601257:0.93736]
+set yrange [0.00706337:0.937824]
 set xrange [0:63]
 set xtics 7
 set mxtics 1

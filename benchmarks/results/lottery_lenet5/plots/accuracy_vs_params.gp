@@ -10,7 +10,7 @@ set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [1126.92:40262.3]
-set yrange [0.0602412:0.934934]
+set yrange [0.00708042:0.937466]
 plot 'accuracy_vs_params.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'lottery', \
      'accuracy_vs_params.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'lottery_reinit', \
      'accuracy_vs_params.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'lottery_random', \
