@@ -59,9 +59,10 @@ typedef int32_t v8i __attribute__((vector_size(8 * sizeof(int32_t))));
         (e) = p_ * (vf)e_;                                                                    \
     } while (0)
 
-/* Transposes 16 vectors in place (the conv and sparse kernels' layouts), v[i][j] becoming v[j][i]: four rounds of
- * two-source shuffles that swap the blocks of h = 8, 4, 2, 1 lanes between
- * rows h apart (the off-diagonal blocks of ever smaller blocks). */
+/* Transposes 16 vectors in place, v[i][j] becoming v[j][i] (the conv and
+ * sparse kernels' layouts): four rounds of two-source shuffles that swap the
+ * blocks of h = 8, 4, 2, 1 lanes between rows h apart (the off-diagonal
+ * blocks of ever smaller blocks). Unrolled, so that v stays in registers. */
 #define SWAP_ROWS(h, LO, HI)                                                                 \
     _Pragma("GCC unroll 16") for (int i = 0; i < VL; i++)                                    \
         if (!(i & (h))) {                                                                    \

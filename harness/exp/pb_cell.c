@@ -286,3 +286,9 @@ size_t pb_cell_model_base_len(const char *model)
     const char *at = strstr(model, "@w");
     return at ? (size_t)(at - model) : strlen(model);
 }
+
+double pb_cell_model_width(const char *model)
+{
+    const char *at = strstr(model, "@w");
+    return at ? strtod(at + 2, NULL) : 1.0;
+}

@@ -98,5 +98,7 @@ void pb_cell_free_experiments(pb_experiment *exps, int nexp);
 /* Length of the base model's name in a display name: a width-scaled model
  * is NAME@wX (the prelude names it so), anything else is its own base. */
 size_t pb_cell_model_base_len(const char *model);
+/* The width of a display name: X of NAME@wX, 1 for a name without one. */
+double pb_cell_model_width(const char *model);
 
 #endif

@@ -31,7 +31,7 @@ typedef struct results {
     int have_curves, have_layers;
     int c_cell, c_label, c_model, c_dataset, c_sparsity, c_seed, c_status, c_acc, c_comp, c_nonzero,
         c_flops, c_method, c_params;
-    int c_stored, c_speedup, c_flops_dense, c_width;
+    int c_stored, c_speedup, c_flops_dense;
     /* language-model results (a test_ppl value in cells.csv): the charts plot
      * perplexity, lower is better, on a log axis, in place of accuracy */
     int lm;
@@ -132,7 +132,6 @@ static int prepare(results *r)
     r->c_stored = pb_csv_col(t, "stored");
     r->c_speedup = pb_csv_col(t, "speedup");
     r->c_flops_dense = pb_csv_col(t, "flops_dense");
-    r->c_width = pb_csv_col(t, "width");
     if (r->c_cell < 0 || r->c_label < 0 || r->c_sparsity < 0 || r->c_status < 0 || r->c_acc < 0)
         return -1;
     r->ycol = "test_acc";
@@ -158,10 +157,12 @@ static int prepare(results *r)
     /* the dense cells of a narrowed baseline are one series of their own
      * ("dense (narrowed)"), so only the other methods' models count: pruned
      * at one width, their series need no width suffix */
+    for (int i = 0; i < t->nrows; i++)
+        r->row_narrowed[i] = is_dense_row(r, i) && has_narrowed(r, i);
     for (int i = 1; i < t->nrows; i++)
         r->models_differ |= strcmp(pb_csv_get(t, i, r->c_model), pb_csv_get(t, 0, r->c_model)) != 0;
     for (int i = 0, first = -1; i < t->nrows; i++) {
-        if (is_dense_row(r, i) && has_narrowed(r, i))
+        if (r->row_narrowed[i])
             continue;
         if (first < 0)
             first = i;
@@ -173,7 +174,6 @@ static int prepare(results *r)
         if (strcmp(pb_csv_get(t, i, r->c_status), "ok"))
             continue;
         char name[256];
-        r->row_narrowed[i] = is_dense_row(r, i) && has_narrowed(r, i);
         series_name(r, i, r->row_narrowed[i], 0, name, sizeof name);
         r->row_series[i] = series_index(r, name);
         double sp = pb_csv_getnum(t, i, r->c_sparsity);
@@ -378,11 +378,8 @@ static double full_value(const results *r, int row, int col)
         const char *m = pb_csv_get(t, i, r->c_model);
         if (r->row_series[i] < 0 || !same_base(m, model) || strcmp(pb_csv_get(t, i, r->c_dataset), ds))
             continue;
-        /* the width column, or 1 for a model named without a width */
-        double w = r->c_width >= 0 ? pb_csv_getnum(t, i, r->c_width) : NAN;
-        if (isnan(w))
-            w = m[base_len(m)] ? NAN : 1.0;
-        if (w > wbest) /* NaN never wins */
+        const double w = pb_cell_model_width(m);
+        if (w > wbest)
             wbest = w, best = pb_csv_getnum(t, i, col);
     }
     return best;

@@ -268,13 +268,6 @@ static int in_plots(const char *dir, const char *name)
     return found;
 }
 
-/* The width of a display name ("conv4@w0.25" 0.25; no suffix 1). */
-static double model_width(const char *model)
-{
-    const size_t base = pb_cell_model_base_len(model);
-    return model[base] == '@' && model[base + 1] == 'w' ? strtod(model + base + 2, NULL) : 1.0;
-}
-
 static void checklist(const report *R, const char *const *dirs, int ndirs, FILE *f)
 {
     fprintf(f, "## Checklist (Blalock et al. 2020)\n\n");
@@ -290,7 +283,7 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
          * the same data (the full width, or conv4@w0.25 where that is the
          * large model) */
         const size_t base = pb_cell_model_base_len(g->model);
-        const double w = model_width(g->model);
+        const double w = pb_cell_model_width(g->model);
         int of_full = 0, only_dense = 1;
         for (int q = i; q < R->ngroups && !strcmp(R->groups[q].model, g->model) &&
                         !strcmp(R->groups[q].dataset, g->dataset);
@@ -299,7 +292,7 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
         for (int k = 0; only_dense && base < strlen(g->model) && k < R->ngroups && !of_full; k++)
             of_full = pb_cell_model_base_len(R->groups[k].model) == base &&
                       !strncmp(R->groups[k].model, g->model, base) && !strcmp(R->groups[k].dataset, g->dataset) &&
-                      model_width(R->groups[k].model) > w;
+                      pb_cell_model_width(R->groups[k].model) > w;
         char *list = of_full ? narrowed : pairs;
         size_t k = strlen(list);
         snprintf(list + k, sizeof pairs - k, "%s%s on %s", k ? ", " : "", g->model, g->dataset);
