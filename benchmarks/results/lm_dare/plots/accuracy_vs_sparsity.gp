@@ -11,8 +11,8 @@ set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
 set xrange [0.769231:130]
 set logscale y
-set yrange [11.048:45.6171]
-set ytics (12.4, 15.7, 19.9, 25.3, 32, 40.5)
+set yrange [11.0127:39.8577]
+set ytics (12.3, 15.2, 18.8, 23.3, 28.9, 35.8)
 plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'finetuned', \
      'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'dare', \
      'accuracy_vs_sparsity.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'darex_q', \

@@ -9,10 +9,10 @@ set ylabel 'test perplexity (lower is better)'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 10
-set xrange [1.53846:4.33333]
+set xrange [1.0989:6.5]
 set logscale y
-set yrange [12.8011:19.1018]
-set ytics (13.2, 14.1, 15.1, 16.2, 17.3, 18.5)
+set yrange [12.8011:23.5021]
+set ytics (13.5, 14.9, 16.5, 18.2, 20.2, 22.3)
 plot 'accuracy_vs_sparsity.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#0072b2' pt 7 dt 1 title 'wanda', \
      'accuracy_vs_sparsity.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'sparsegpt'
 
