@@ -468,7 +468,11 @@ int pb_sparse_active(const pb_layer *l, int B)
         return 0;
     if (s->forced)
         return 1;
-    return (double)s->nnz < pb_sparse_threshold(s->fmt, B) * (double)s->rows * s->cols;
+    /* nm wider than its layout's 16-bit columns gathers at small batches:
+     * the threshold measured for that kernel (10 %) */
+    const double t = s->fmt == PB_WFMT_NM && !s->sell_val && B < PB_SPARSE_GATHER_B ? 0.1
+                                                                                    : pb_sparse_threshold(s->fmt, B);
+    return (double)s->nnz < t * (double)s->rows * s->cols;
 }
 
 pb_wfmt pb_sparse_layer_format(const pb_layer *l, int B)
