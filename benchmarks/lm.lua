@@ -12,12 +12,13 @@
 -- medicine (about 1 800 training windows), its own test documents.
 --
 -- lm_oneshot (Wanda; SparseGPT): one-shot pruning of every linear layer
---   (qkv, proj, fc1, fc2 of both blocks) at s = 0.5, 0.7 and at 2:4, no
+--   (qkv, proj, fc1, fc2 of both blocks) at s = 0.3, 0.5, 0.6, 0.7, 0.8
+--   and at 2:4, no
 --   retraining, calibration on 128 general training windows (8 192 tokens).
 --   Claim: Wanda and SparseGPT stay far closer to the dense perplexity than
 --   magnitude pruning, the gap growing with s.
 -- lm_domain_general / lm_domain_domain (D-Pruner; ATP): the general model
---   pruned by Wanda and SparseGPT at s = 0.5, 0.7 with 128 calibration
+--   pruned by Wanda and SparseGPT at s = 0.3 to 0.8 with 128 calibration
 --   windows from the general corpus (the first) or from the domain (the
 --   second), both tested on the domain's test split. Claim: domain
 --   calibration keeps the domain's perplexity better. (A finetune stage of
@@ -26,11 +27,16 @@
 -- lm_dare (DARE; DAREx-q): the general model kept as base, fine-tuned on the
 --   domain for 2 epochs (AdamW lr 0.001, constant), then the delta of every
 --   linear layer but the last (b1.fc2 keeps its whole delta, as darex_q
---   keeps the last prunable tensor's) dropped at p = 0.9, 0.99 by
+--   keeps the last prunable tensor's) dropped at p = 0.5, 0.7, 0.9, 0.95,
+--   0.99 by
 --   dare (rescale 1/(1-p)), darex_q (rescale 1/q, q by the loss on 128
 --   domain training windows) and delta_magnitude (largest |delta| kept, no
 --   rescale); finetuned = dare at p = 0. Claim: p = 0.9 keeps the domain
 --   perplexity; p = 0.99 does not without DAREx-q's rescaling.
+--
+-- Five operating points each (the checklist's minimum): the first run had
+-- s = 0.5, 0.7 and p = 0.9, 0.99; s = 0.3, 0.6, 0.8 and p = 0.5, 0.7, 0.95
+-- were added by a later build (the build column says which).
 --
 -- 3 seeds. Budget cuts: the papers prune LLaMA-scale models pre-trained on
 -- billions of tokens; here 0.44 M parameters and 0.6 M tokens of
@@ -40,7 +46,7 @@
 -- orderings are compared.
 
 local DOMAIN = { "fortunes", topics = { "science", "medicine" } }
-local S = { 0.5, 0.7 }
+local S = { 0.3, 0.5, 0.6, 0.7, 0.8 }
 local C = 128
 local SEEDS = { 1, 2, 3 }
 local GPT = { "gpt" }
@@ -128,7 +134,7 @@ experiment "lm_dare" {
     { "darex_q", criterion = "loss", stages = DARE_STAGES },
     { "delta_magnitude", stages = DARE_STAGES },
   },
-  sparsity = { 0.9, 0.99 },
+  sparsity = { 0.5, 0.7, 0.9, 0.95, 0.99 },
   seeds    = SEEDS,
   train    = PRETRAIN,
   finetune = { epochs = 2, batch = 32, opt = "adamw", lr = 0.001, wd = 0.1 },

@@ -3,7 +3,8 @@
 --
 --   ./prunebench run benchmarks/sharing.lua -j 1 --out benchmarks/results
 --
--- (results: benchmarks/results/sharing_lenet300/ and sharing_lenet5/)
+-- (results: benchmarks/results/sharing_lenet300/, sharing_lenet5/ and
+-- sharing_conv4/)
 --
 -- LeNet-300-100 and LeNet-5 on Fashion-MNIST at 2x, 5x, 10x, 100x and 1000x
 -- memory compression, i.e. sparsity s = 0.5, 0.8, 0.9, 0.99, 0.999 (0.5 and
@@ -24,6 +25,17 @@
 -- (LeNet-5: 0.9).
 -- The claims tested: sharing >= pruning at equal memory, the gap largest at
 -- >= 100x; STABLE-RPS stable across init scales where ROAST is not.
+--
+-- conv4 (sharing_conv4, the third model/data pair, cut as init_methods.lua's
+-- init_methods_conv4 is): conv4 at width 0.25 (121 360 prunable weights) on
+-- the first 5 000 training examples (the full 10 000 test images), batch 32,
+-- 3 epochs, Adam at lr 0.001 for training and for global_magnitude's 1 epoch
+-- of fine-tuning: with the LeNets' SGD recipe conv4 pruned at initialization
+-- stays at chance (init_methods.lua says more). gradual prunes every 34 steps
+-- (157 steps an epoch against LeNet-300-100's 469), as in sparse_vs_dense.lua.
+-- 5 seeds at 100x as well (added by a second run: the checklist asks for 5
+-- at s >= 0.99; the LeNets' seeds 4 and 5 at 100x came from a third run). No lottery cells; the init-scale sweep at s = 0.9 only, as on LeNet-5;
+-- hashednets not at 1000x (conv1 has 144 weights); no narrowed model at 1000x.
 --
 -- hashednets has one array per layer, so it cannot go below one value per
 -- layer: on LeNet-5 at 1000x conv1 (150 weights) would get 0.15 values, and
@@ -64,17 +76,28 @@ local function solve_width(a, b, target, count)
   return tonumber(string.format("%.4f", best))
 end
 
+-- conv4 at width W: channels round(64W), round(64W), round(128W), round(128W),
+-- dense round(256W), round(256W), 10 (as sparse_vs_dense.lua)
+local function conv4_weights(w)
+  local c1, c3, f = round(64 * w), round(128 * w), round(256 * w)
+  return 9 * c1 + 9 * c1 * c1 + 9 * c1 * c3 + 9 * c3 * c3 + 49 * c3 * f + f * f + 10 * f
+end
+
 local S = { 0.5, 0.8, 0.9, 0.99, 0.999 }
 local NET = {
   lenet300 = { N = 266200, a = 30000, b = 236200, count = lenet300_weights, epochs = 3,
                sweep = { 0.9, 0.99 }, hashed = S, narrow = { 0.5, 0.8, 0.9, 0.99 } },
   lenet5   = { N = 61470, a = 60480, b = 990, count = lenet5_weights, epochs = 1,
                sweep = { 0.9 }, hashed = { 0.5, 0.8, 0.9, 0.99 }, narrow = { 0.5, 0.8, 0.9, 0.99 } },
+  conv4    = { N = 121360, a = 1929216, b = 3136, count = conv4_weights, epochs = 3, width = 0.25,
+               subset = 5000, batch = 32, opt = "adam", lr = 0.001, ft_lr = 0.001, dt = 34,
+               sweep = { 0.9 }, hashed = { 0.5, 0.8, 0.9, 0.99 }, narrow = { 0.5, 0.8, 0.9, 0.99 } },
 }
 
-for _, arch in ipairs({ "lenet300", "lenet5" }) do
+for _, arch in ipairs({ "lenet300", "lenet5", "conv4" }) do
   local n = NET[arch]
-  local models = { arch }
+  local base = n.width or 1.0
+  local models = { base == 1.0 and arch or { arch, width = base } }
   for _, s in ipairs(n.narrow) do
     local w = solve_width(n.a, n.b, (1 - s) * n.N, n.count)
     print(string.format("%s s=%g: narrowed width %.4f, %d weights (target %.0f)", arch, s, w, n.count(w), (1 - s) * n.N))
@@ -88,7 +111,7 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
     { "global_magnitude", sparsity = S },
     { "synflow", sparsity = S },
   }
-  table.insert(methods, { "gradual", sparsity = S })
+  table.insert(methods, { "gradual", sparsity = S, dt = n.dt })
   if arch == "lenet300" then
     table.insert(methods, { "lottery", rounds = 2, sparsity = S })
   end
@@ -99,22 +122,23 @@ for _, arch in ipairs({ "lenet300", "lenet5" }) do
   end
   experiment("sharing_" .. arch) {
     models   = models,
-    datasets = { "fashion-mnist" },
+    datasets = { n.subset and { "fashion-mnist", subset = n.subset } or "fashion-mnist" },
     methods  = methods,
     sparsity = S,
     seeds    = { 1, 2, 3, 4, 5 },
     -- only dense cells on the narrowed models; seeds 4 and 5 only where
-    -- accuracies are near collapse (1000x, and the bimodal roast and
-    -- hashednets cells of LeNet-5 at 10x)
+    -- accuracies are near collapse (100x and 1000x, and the bimodal roast
+    -- and hashednets cells of LeNet-5 at 10x)
     filter   = function(cell)
-      if cell.method ~= "dense" and cell.width ~= 1.0 then return false end
+      if cell.method ~= "dense" and cell.width ~= base then return false end
       if cell.seed <= 3 then return true end
-      return cell.sparsity == 0.999 or
+      return cell.sparsity >= 0.99 or
              (cell.arch == "lenet5" and cell.sparsity == 0.9 and
               (cell.label == "roast" or cell.label == "hashednets"))
     end,
-    train    = { epochs = n.epochs, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
-    finetune = { epochs = 1, lr = 0.01 },
+    train    = n.opt and { epochs = n.epochs, batch = n.batch, opt = n.opt, lr = n.lr }
+               or { epochs = n.epochs, batch = 128, opt = "sgd", lr = 0.05, momentum = 0.9 },
+    finetune = { epochs = 1, lr = n.ft_lr or 0.01 },
     plots    = { "accuracy_vs_compression", "accuracy_vs_params", "accuracy_vs_flops", "layer_sparsity" },
   }
 end
