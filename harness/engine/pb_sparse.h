@@ -59,7 +59,8 @@ typedef enum pb_sparse_mode {
 
 extern const char *const pb_sparse_mode_names[]; /* "auto", "dense", "sparse", "csr", NULL */
 
-/* Batches below this many examples take the gathered kernels in evaluation. */
+/* Batches below this many examples take the one-example kernels (sliced ELL,
+ * else gathered) in evaluation, once per example. */
 #define PB_SPARSE_GATHER_B 4
 
 typedef struct pb_sparse {
