@@ -11,7 +11,8 @@
 -- 50 warm-up steps, cosine decay. The domain: the topics science and
 -- medicine (about 1 800 training windows), its own test documents.
 --
--- lm_oneshot (Wanda; SparseGPT): one-shot pruning of every linear layer
+-- lm_oneshot (Wanda; SparseGPT): on gpt and on a deeper, narrower gpt_4x64
+--   (added by a later build), one-shot pruning of every linear layer
 --   (qkv, proj, fc1, fc2 of both blocks) at s = 0.3, 0.5, 0.6, 0.7, 0.8
 --   and at 2:4, no
 --   retraining, calibration on 128 general training windows (8 192 tokens).
@@ -52,6 +53,10 @@ local S = { 0.3, 0.5, 0.6, 0.7, 0.8 }
 local C = 128
 local SEEDS = { 1, 2, 3 }
 local GPT = { "gpt" }
+-- lm_oneshot's second model (the checklist's third model/data pair beside
+-- the domain's): deeper and narrower, 4 blocks of width 64 (4 heads, ff
+-- 256, 0.22 M parameters), the same recipe
+local GPT_DEEP = { "gpt", layers = 4, dim = 64, heads = 4, ff = 256, label = "gpt_4x64" }
 local PRETRAIN = { epochs = 1, max_steps = 300, batch = 32, opt = "adamw", lr = 0.003, wd = 0.1,
                    warmup = 50, schedule = "cosine" }
 
@@ -71,7 +76,7 @@ local function oneshot(methods)
 end
 
 experiment "lm_oneshot" {
-  models   = { GPT },
+  models   = { GPT, GPT_DEEP },
   datasets = { "fortunes" },
   methods  = oneshot("all"),
   sparsity = S,
