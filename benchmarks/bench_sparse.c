@@ -4,15 +4,22 @@
  *
  * usage: bench_sparse --model lenet300|lenet5 --density D --batch B
  *                     [--rounds R] [--reps N] [--kernels sparse|csr]
+ *                     [--nm N:M]
  *
  * Every dense layer gets a uniformly random mask keeping round(D * n) of its
- * n weights (seeded); convolutions stay dense. Each round times N forwards
+ * n weights (seeded); convolutions stay dense. With --nm N:M the masks are
+ * N:M instead (in every group of M consecutive inputs of a row, N kept at
+ * random; D is then N/M). Each round times N forwards
  * of each layer alone, dense kernel then sparse kernel, then N forwards of
  * the whole model in dense mode then in the sparse mode, each forward timed
  * on its own; the lines give the median microseconds of those single
  * forwards over all rounds:
  *   layer NAME ROWS COLS DENSITY BATCH FORMAT DENSE_US SPARSE_US
- *   model NAME DENSITY BATCH DENSE_US SPARSE_US */
+ *   model NAME DENSITY BATCH DENSE_US SPARSE_US
+ * and, at batch 1, what the batch-1 kernels read per forward, in bytes:
+ *   layout NAME DENSITY KEPT DENSE_BYTES SPARSE_BYTES FILL
+ * (the dense weights; the sliced-ELL layout's values, indices and run
+ * table; FILL = kept weights / slots of the layout). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +44,22 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* N of every M consecutive inputs of each row (of cols), at random */
+static void nm_mask(pb_param *p, int cols, int n, int m, pb_rng *r)
+{
+    for (size_t j = 0; j < p->n; j++)
+        p->mask[j] = 0.0f;
+    for (size_t row = 0; row < p->n / (size_t)cols; row++)
+        for (int g = 0; g < cols; g += m) {
+            const int len = cols - g < m ? cols - g : m;
+            for (int t = 0, left = n; t < len && left > 0; t++)
+                if (pb_rng_uniform(r) * (double)(len - t) < (double)left) {
+                    p->mask[row * (size_t)cols + (size_t)(g + t)] = 1.0f;
+                    left--;
+                }
+        }
+}
+
 static void random_mask(pb_param *p, double density, pb_rng *r)
 {
     const size_t keep = (size_t)llround(density * (double)p->n);
@@ -59,7 +82,7 @@ int main(int argc, char **argv)
 {
     const char *model = "lenet300", *kern = "sparse";
     double density = 0.05;
-    int B = 1, rounds = 7, reps = 0;
+    int B = 1, rounds = 7, reps = 0, nm_n = 0, nm_m = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model"))
             model = argv[i + 1];
@@ -73,8 +96,14 @@ int main(int argc, char **argv)
             reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--kernels"))
             kern = argv[i + 1];
-        else {
-            fprintf(stderr, "bench_sparse: unknown option %s (valid: --model --density --batch --rounds --reps --kernels)\n", argv[i]);
+        else if (!strcmp(argv[i], "--nm")) {
+            if (sscanf(argv[i + 1], "%d:%d", &nm_n, &nm_m) != 2 || nm_n < 1 || nm_m < nm_n || nm_m > 64) {
+                fprintf(stderr, "bench_sparse: --nm %s: want N:M with 1 <= N <= M <= 64\n", argv[i + 1]);
+                return 2;
+            }
+            density = (double)nm_n / nm_m;
+        } else {
+            fprintf(stderr, "bench_sparse: unknown option %s (valid: --model --density --batch --rounds --reps --kernels --nm)\n", argv[i]);
             return 2;
         }
     }
@@ -105,8 +134,12 @@ int main(int argc, char **argv)
     pb_rng r;
     pb_rng_seed(&r, 42);
     for (int i = 0; i < m.nlayers; i++)
-        if (m.layers[i].kind == PB_DENSE)
-            random_mask(m.layers[i].w, density, &r);
+        if (m.layers[i].kind == PB_DENSE) {
+            if (nm_m)
+                nm_mask(m.layers[i].w, (int)pb_layer_isize(&m.layers[i]), nm_n, nm_m, &r);
+            else
+                random_mask(m.layers[i].w, density, &r);
+        }
     pb_model_apply_masks(&m);
     const size_t nin = (size_t)B * m.ic * m.ih * m.iw;
     float *x = pb_alloc(nin * sizeof(float));
@@ -163,6 +196,17 @@ int main(int argc, char **argv)
                pb_wfmt_names[l->sp->fmt], median(ld[i], (int)ns) * 1e6, median(ls[i], (int)ns) * 1e6);
     }
     printf("model %s %.4f %d %.3f %.3f\n", model, density, B, median(md, (int)ns) * 1e6, median(ms, (int)ns) * 1e6);
+    for (int i = 0; i < m.nlayers && B == 1; i++) {
+        const pb_layer *l = &m.layers[i];
+        if (l->kind != PB_DENSE || !l->sp || !l->sp->sell_val)
+            continue;
+        const pb_sparse *sp = l->sp;
+        const size_t runs = (size_t)sp->sell_rptr[sp->sell_slices];
+        const double bytes = (double)sp->sell_steps * 16 * (sizeof(float) + 1) + (double)runs * sizeof(uint32_t) +
+                             ((double)sp->sell_slices + 1) * sizeof(int32_t);
+        printf("layout %s %.4f %zu %.0f %.0f %.3f\n", l->name, density, sp->nnz, (double)l->w->n * sizeof(float), bytes,
+               sp->sell_steps ? (double)sp->nnz / (16.0 * (double)sp->sell_steps) : 0.0);
+    }
     for (int i = 0; i < m.nlayers; i++) {
         free(ld[i]);
         free(ls[i]);

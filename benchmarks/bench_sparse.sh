@@ -17,6 +17,18 @@
 # layers only; for LeNet-5 the engine's model line includes the dense
 # convolutions, so no torch ratio is given there.
 #
+# N:M masks (NMS, at the batches NM_BATCHES): the same models with every
+# dense layer N:M-pruned at random (bench_sparse --nm), so the engine runs
+# its nm format; they appear as MODEL@N:M, against torch.sparse's CSR
+# product at density N/M (a CSR product does not use the pattern).
+#
+# At batch 1 a second table gives what each layer's kernels read per
+# forward: the dense weights, and the sparse layout (values, 1-byte
+# indices, run table), with the bytes per kept weight, the layout's fill
+# (kept weights / slots) and the bandwidth each kernel reached. Both
+# kernels stream their weights from cache, so the batch-1 speedup is
+# about dense bytes / sparse bytes at equal bandwidth.
+#
 # Targets (issue): batch-1 LeNet-300-100 speedup >= 0.6 / density down to
 # 5 % density; batch 128 at 5 %: >= 3; faster than torch.sparse everywhere.
 # The last lines say which are met in this run.
@@ -24,6 +36,7 @@
 # usage: benchmarks/bench_sparse.sh          (from the build directory)
 # environment: RUNS (3), ROUNDS (5), MODELS ("lenet300 lenet5"),
 #              DENSITIES ("0.5 0.2 0.1 0.05 0.02"), BATCHES ("1 128"),
+#              NMS ("2:4 1:4 1:8 1:16"; empty: none), NM_BATCHES ("1"),
 #              KERNELS (sparse: nm where n:m, else csr; or csr),
 #              PYTHON (/usr/bin/python3)
 set -eu
@@ -38,6 +51,8 @@ ROUNDS=${ROUNDS:-5}
 MODELS=${MODELS:-lenet300 lenet5}
 DENSITIES=${DENSITIES:-0.5 0.2 0.1 0.05 0.02}
 BATCHES=${BATCHES:-1 128}
+NMS=${NMS-2:4 1:4 1:8 1:16}
+NM_BATCHES=${NM_BATCHES:-1}
 KERNELS=${KERNELS:-sparse}
 
 [ -x "$BENCH" ] || { echo "bench_sparse.sh: $BENCH not built (run make in $top_builddir)" >&2; exit 2; }
@@ -51,22 +66,35 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); on
 echo "medians of $RUNS alternated runs (each the median single forward of $ROUNDS rounds), microseconds per forward"
 # all raw lines: "engine|torch RUN line..."
 : >"$tmp/raw"
+# one point: RUNS alternated runs of the engine and the peer;
+# point MODEL DENSITY BATCH LABEL [--nm N:M]
+point() {
+    model=$1 d=$2 b=$3 label=$4
+    shift 4
+    treps=$([ "$b" = 1 ] && echo 300 || echo 20)
+    r=1
+    while [ $r -le "$RUNS" ]; do
+        OPENBLAS_NUM_THREADS=1 "$BENCH" --model "$model" --density "$d" --batch "$b" \
+            --rounds "$ROUNDS" --kernels "$KERNELS" "$@" >"$tmp/e" ||
+            { echo "bench_sparse.sh: bench_sparse failed" >&2; exit 1; }
+        sed "s/^/engine $label /" "$tmp/e" >>"$tmp/raw"
+        OMP_NUM_THREADS=1 "$PYTHON" "$PEER" --model "$model" --density "$d" --batch "$b" \
+            --rounds "$ROUNDS" --reps "$treps" >"$tmp/t" ||
+            { echo "bench_sparse.sh: sparse_peer.py failed" >&2; exit 1; }
+        sed "s/^/torch $label /" "$tmp/t" >>"$tmp/raw"
+        r=$((r + 1))
+    done
+}
 for model in $MODELS; do
     for d in $DENSITIES; do
         for b in $BATCHES; do
-            treps=$([ "$b" = 1 ] && echo 300 || echo 20)
-            r=1
-            while [ $r -le "$RUNS" ]; do
-                OPENBLAS_NUM_THREADS=1 "$BENCH" --model "$model" --density "$d" --batch "$b" \
-                    --rounds "$ROUNDS" --kernels "$KERNELS" >"$tmp/e" ||
-                    { echo "bench_sparse.sh: bench_sparse failed" >&2; exit 1; }
-                sed "s/^/engine $model /" "$tmp/e" >>"$tmp/raw"
-                OMP_NUM_THREADS=1 "$PYTHON" "$PEER" --model "$model" --density "$d" --batch "$b" \
-                    --rounds "$ROUNDS" --reps "$treps" >"$tmp/t" ||
-                    { echo "bench_sparse.sh: sparse_peer.py failed" >&2; exit 1; }
-                sed "s/^/torch $model /" "$tmp/t" >>"$tmp/raw"
-                r=$((r + 1))
-            done
+            point "$model" "$d" "$b" "$model"
+        done
+    done
+    for nm in $NMS; do
+        d=$(echo "$nm" | awk -F: '{ printf "%.4f", $1 / $2 }')
+        for b in $NM_BATCHES; do
+            point "$model" "$d" "$b" "$model@$nm" --nm "$nm"
         done
     done
 done
@@ -86,6 +114,7 @@ $1 == "engine" && $3 == "layer" { k = $2 " " $4 " " $5 "x" $6 " " $7 " " $8; fmt
 $1 == "engine" && $3 == "model" { k = $2 " model - " $5 " " $6; fmt[k] = "-"; add(k " dense", $7); add(k " sparse", $8) }
 $1 == "torch" && $3 == "layer"  { add($2 " " $4 " " $5 "x" $6 " " $7 " " $8 " torch", $9) }
 $1 == "torch" && $3 == "model"  { add($2 " model - " $5 " " $6 " torch", $7) }
+$1 == "engine" && $3 == "layout" { lk = $2 " " $4 " " $5; kept[lk] = $6; dbytes[lk] = $7; sbytes[lk] = $8; lfill[lk] = $9 }
 END {
     printf "%-9s %-6s %-8s %7s %5s %-5s %10s %10s %10s %8s %8s\n", "model", "layer", "shape", "density", "batch", "fmt", "dense_us", "sparse_us", "torch_us", "speedup", "vs_torch"
     met1 = 1; met128 = -1; mett = 1; n1 = 0
@@ -106,6 +135,21 @@ END {
             if (s < want) met1 = 0
         }
         if (f[1] == "lenet300" && f[2] == "model" && f[5] == 128 && f[4] == 0.05) { met128 = s >= 3; s128 = s }
+    }
+    print ""
+    printf "batch 1, bytes read per forward: the dense weights and the sparse layout (bytes per kept weight, fill), and the bandwidth reached\n"
+    printf "%-13s %-6s %7s %10s %10s %8s %6s %8s %9s %10s\n", "model", "layer", "density", "dense_B", "sparse_B", "B/kept", "fill", "B_ratio", "dense_GB/s", "sparse_GB/s"
+    for (i = 1; i <= nk; i++) {
+        key = order[i]
+        if (key !~ / dense$/) continue
+        k = substr(key, 1, length(key) - 6)
+        split(k, f, " ")
+        if (f[2] == "model" || f[5] != 1) continue
+        lk = f[1] " " f[2] " " f[4]
+        if (!(lk in kept)) continue
+        dn = med(k " dense"); sp = med(k " sparse")
+        printf "%-13s %-6s %7.3f %10d %10d %8.2f %6.3f %8.2f %9.1f %10.1f\n", f[1], f[2], f[4], dbytes[lk], sbytes[lk],
+               sbytes[lk] / kept[lk], lfill[lk], dbytes[lk] / sbytes[lk], dbytes[lk] / dn / 1000, sbytes[lk] / sp / 1000
     }
     print ""
     if (n1) printf "target batch-1 LeNet-300-100 speedup >= 0.6/density: %s;%s\n", met1 ? "MET" : "NOT MET", line1

@@ -8,7 +8,7 @@ trap 'rm -rf "$T"' EXIT
 n=0
 fails=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fails=$((fails + 1)); fi; }
-echo "1..13"
+echo "1..14"
 
 mkdir -p "$T/e"
 cat > "$T/e/cells.csv" <<'CSV'
@@ -45,8 +45,30 @@ ok $? "the dense baseline is paired with the method at its only point"
 echo "$out" | grep -q '^- \[ \] 1 model/data pair (at least 3): m on d' &&
   echo "$out" | grep -q '^- \[ \] operating points per method: at least 1 (at least 5)' &&
   echo "$out" | grep -q '^- \[ \] theoretical speedup charted' &&
-  echo "$out" | grep -q '^- \[ \] 1 of 13 cells failed'
+  echo "$out" | grep -q '^- \[ \] 1 of 13 cells failed or have no value (besides the 0 whose training diverged)'
 ok $? "the checklist marks one pair, one operating point, no speedup chart and the failed cell"
+
+# a cell whose training diverged (pb_train's reason) is an outcome: it counts
+# as a seed of its point and as an operating point, and is not a failure
+mkdir -p "$T/dv"
+cat > "$T/dv/cells.csv" <<'CSV'
+experiment,cell,model,dataset,method,label,sparsity,seed,status,reason,test_acc,compression,speedup
+dv,c1,m,d,dense,dense,0,1,ok,,0.90,1,1
+dv,c2,m,d,dense,dense,0,2,ok,,0.91,1,1
+dv,c3,m,d,dense,dense,0,3,ok,,0.92,1,1
+dv,h1,m,d,roast,R,0.9,1,ok,,0.80,10,10
+dv,h2,m,d,roast,R,0.9,2,ok,,0.82,10,10
+dv,h3,m,d,roast,R,0.9,3,failed,"training diverged: loss is nan at epoch 1, step 3 (lower the learning rate 0.05?)",,,
+dv,h4,m,d,roast,R,0.99,1,failed,"training diverged: loss is nan at epoch 1, step 2 (lower the learning rate 0.05?)",,,
+dv,h5,m,d,roast,R,0.99,2,failed,plugin crashed,,,
+CSV
+out=$("$PB" report "$T/dv")
+echo "$out" | grep -q '^| m | d | R | 0.9 | 2 (+1 diverged) | 0.8100 ± 0.0141 |' &&
+  echo "$out" | grep -q '^| m | d | R | 0.99 | 0 (+1 diverged) | – ± – |' &&
+  echo "$out" | grep -q '^- \[ \] operating points per method: at least 2 (at least 5)' &&
+  echo "$out" | grep -q '^- \[ \] seeds: at least 1 per point (at least 3; 5 at s >= 0.99; a seed whose training diverged counts: 2 did); 1 point short: m R s=0.99: 1$' &&
+  echo "$out" | grep -q '^- \[ \] 1 of 8 cells failed or have no value (besides the 2 whose training diverged)'
+ok $? "a diverged cell counts as a seed that ran, a crashed one does not"
 
 # a narrowed dense model beside its full width (or a wider model of its base,
 # as conv4@w0.25 in the paper scripts) is that pair's baseline, not a pair; a

@@ -394,9 +394,9 @@ static void test_threads(void)
 
 /* ------------------------------------------------- csr's sliced ELL */
 
-/* csr's sliced-ELL layout read back as a dense rows x cols matrix; 0 when a
- * slot is out of its row's range, a kept slot's index disagrees with its
- * csr column, or two slots hold one weight */
+/* The sliced-ELL layout read back as a dense rows x cols matrix; 0 when a
+ * slot's row or column disagrees with where its source slot of the format
+ * sits (pos), a slot takes an nm padding slot, or two slots hold one weight */
 static int sell_decode(const pb_sparse *s, float *w, size_t *pad)
 {
     memset(w, 0, (size_t)s->rows * s->cols * sizeof(float));
@@ -417,8 +417,8 @@ static int sell_decode(const pb_sparse *s, float *w, size_t *pad)
                             return 0;
                         continue;
                     }
-                    if (r >= s->rows || c >= s->cols || s->col[s->sell_src[o]] != c ||
-                        s->sell_src[o] < s->rowptr[r] || s->sell_src[o] >= s->rowptr[r + 1] ||
+                    if (r >= s->rows || c >= s->cols || (size_t)s->sell_src[o] >= s->slots ||
+                        s->pos[s->sell_src[o]] != (uint32_t)((size_t)r * s->cols + c) ||
                         w[(size_t)r * s->cols + c] != 0.0f)
                         return 0;
                     w[(size_t)r * s->cols + c] = s->sell_val[o];
@@ -442,8 +442,26 @@ static void test_sell(void)
         g.l.sp->forced = 0;
         ok(pb_sparse_active(&g.l, 1) && !pb_sparse_active(&g.l, 2) && !pb_sparse_active(&g.l, 4),
            "auto: a 37.5%% dense layer runs csr (sliced ELL) at batch 1, dense at batches 2 and 4");
+        mask_random(&g, 0.2);
+        ok(build(&g, PB_WFMT_CSR, 4, 0, 0) && (g.l.sp->forced = 0, 1) && pb_sparse_active(&g.l, 2) &&
+               pb_sparse_active(&g.l, 3) && pb_sparse_active(&g.l, 4),
+           "auto: a 20%% dense layer runs csr at batches 2 and 3 too (and batched at 4)");
     } else {
         ok(0, "auto: build a 37.5%% dense csr");
+    }
+    fixture_free(&g);
+    fixture_init(&g, 100, 300, 4);
+    mask_nm(&g, 2, 4, 0);
+    if (build(&g, PB_WFMT_NM, 4, 2, 4)) {
+        g.l.sp->forced = 0;
+        ok(pb_sparse_active(&g.l, 1) && !pb_sparse_active(&g.l, 2) && !pb_sparse_active(&g.l, 4),
+           "auto: a 2:4 layer runs nm (sliced ELL) at batch 1, dense at batches 2 and 4");
+        mask_nm(&g, 3, 8, 0);
+        ok(build(&g, PB_WFMT_NM, 4, 3, 8) && (g.l.sp->forced = 0, 1) && pb_sparse_active(&g.l, 1) &&
+               pb_sparse_active(&g.l, 3) && !pb_sparse_active(&g.l, 4),
+           "auto: a 3:8 layer runs nm at batches 1 to 3, dense at 4");
+    } else {
+        ok(0, "auto: build a 2:4 nm");
     }
     fixture_free(&g);
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
@@ -501,6 +519,57 @@ static void test_sell(void)
             pb_sparse_drop(&f.l);
             fixture_free(&f);
         }
+}
+
+/* nm at batch 1 runs on the same sliced-ELL layout, built from its slots
+ * that are not padding: the layout holds the masked weights, the forward
+ * equals dense and gives csr's bits on the same mask, and a value refresh
+ * reaches it */
+static void test_nm_sell(void)
+{
+    static const struct { int rows, cols, n, m, ragged; } cases[] = {
+        {16, 64, 2, 4, 0}, {33, 100, 2, 8, 1}, {9, 30, 3, 8, 0}, {300, 784, 1, 16, 0}, {45, 77, 4, 32, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int rows = cases[i].rows, cols = cases[i].cols, n = cases[i].n, m = cases[i].m;
+        fixture f;
+        fixture_init(&f, rows, cols, 1);
+        mask_nm(&f, n, m, cases[i].ragged);
+        float *wd = falloc(f.w.n), *x = falloc((size_t)cols), *yd = falloc((size_t)rows),
+              *yc = falloc((size_t)rows);
+        fill(x, (size_t)cols);
+        size_t pad = 0;
+        int okb = build(&f, PB_WFMT_CSR, 1, 0, 0);
+        if (okb) {
+            pb_kern_sparse_forward(&f.l, x, 1, 0);
+            memcpy(yc, f.l.out, (size_t)rows * sizeof(float));
+        }
+        okb = okb && build(&f, PB_WFMT_NM, 1, n, m);
+        ok(okb && f.l.sp->sell_val && sell_decode(f.l.sp, wd, &pad) && same_values(wd, f.w.w, f.w.n),
+           "nm %d:%d %dx%d: the sliced-ELL layout holds the masked weights (%zu nonzeros, %zu padding slots)", n,
+           m, rows, cols, okb ? f.l.sp->nnz : 0, pad);
+        if (okb) {
+            double worst = 0;
+            pb_kern_dense_forward(&f.l, x, 1);
+            memcpy(yd, f.l.out, (size_t)rows * sizeof(float));
+            pb_kern_sparse_forward(&f.l, x, 1, 0);
+            ok(close_to(f.l.out, yd, (size_t)rows, out_scale(&f, x, 1), &worst),
+               "nm %d:%d %dx%d: batch-1 forward equals dense (max diff %.2g)", n, m, rows, cols, worst);
+            ok(bit_equal(f.l.out, yc, (size_t)rows), "nm %d:%d %dx%d: batch-1 forward gives csr's bits", n, m,
+               rows, cols);
+            for (size_t j = 0; j < f.w.n; j++)
+                f.w.w[j] = f.w.mask[j] * pb_rng_normal(&rng);
+            pb_sparse_refresh(f.l.sp, &f.w);
+            ok(sell_decode(f.l.sp, wd, &pad) && same_values(wd, f.w.w, f.w.n),
+               "nm %d:%d %dx%d: a value refresh reaches the layout", n, m, rows, cols);
+        }
+        pb_free(wd);
+        pb_free(x);
+        pb_free(yd);
+        pb_free(yc);
+        pb_sparse_drop(&f.l);
+        fixture_free(&f);
+    }
 }
 
 /* -------------------------------------------------- models and training */
@@ -752,6 +821,7 @@ int main(void)
     test_csr_nm_bits();
     test_threads();
     test_sell();
+    test_nm_sell();
     test_model_sync();
     test_training();
     tap_plan(tap_n);

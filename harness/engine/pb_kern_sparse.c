@@ -11,10 +11,12 @@
  * element, so csr and nm give the same bits on the same mask and a result
  * does not depend on the thread count.
  *
- * Evaluation batches of fewer than PB_SPARSE_GATHER_B examples take, for
- * csr, its sliced-ELL layout with the input permuted out of registers
- * (sell_avx512), and for nm one dot product per row and example with
- * AVX-512 gathers from the input (scalar code on CPUs without AVX-512). */
+ * Evaluation batches of fewer than PB_SPARSE_GATHER_B examples take the
+ * format's sliced-ELL layout, with the input permuted out of registers
+ * (sell_avx512); without the layout (nm wider than 65535 inputs) one dot
+ * product per row and example with AVX-512 gathers from the input, and
+ * scalar code on CPUs without AVX-512. On the same mask csr and nm have the
+ * same layout, so they give the same bits at batch 1 as well. */
 #include "pb_sparse.h"
 
 #include <string.h>
@@ -289,7 +291,7 @@ gather_avx512(const pb_sparse *s, const float *x, const float *bias, float *y)
     }
 }
 
-/* csr on its sliced-ELL layout: per 16-row slice, per chunk of 32 inputs
+/* The sliced-ELL layout: per 16-row slice, per chunk of 32 inputs
  * in two registers, each step of 16 slots permutes its inputs out of them
  * (vpermt2ps on the 1-byte indices) into four accumulators in turn; the
  * rows' sums are the slice's lanes, so no horizontal reduction is needed. */
@@ -370,7 +372,7 @@ static void gather_scalar(const pb_sparse *s, const float *x, const float *bias,
 static void gather_rows(const pb_sparse *s, const float *x, const float *bias, float *y)
 {
 #if CLONES_ENABLED
-    if (have_avx512() && s->fmt == PB_WFMT_CSR && s->sell_val) {
+    if (have_avx512() && s->sell_val) {
         sell_avx512(s, x, bias, y);
         return;
     }

@@ -44,20 +44,27 @@ pb_sparse_mode pb_sparse_get_mode(void)
 void pb_sparse_set_mode(pb_sparse_mode mode) { mode_now = (int)mode; }
 
 /* Densities below which the sparse kernels beat the dense ones, measured by
- * benchmarks/bench_sparse.sh on LeNet-300-100's and LeNet-5's dense layers
- * (one thread, AVX-512). At batch 1 csr runs its sliced-ELL kernel, which
- * matched the dense one at about 50 % density (fc1 1.0x, fc2 1.6x at 50 %;
- * fc1 1.7x at 20 %); at batches of 2 and 3 it runs once per example while
- * the dense cost hardly grows, and nm's gathered kernel matched dense at
- * about 10 % (fc1 1.11x at 10 %, 0.63x at 20 %); in batches of 128 the
- * batched ones at about 40 % (fc1 2.2x at 20 %, 0.86x at 50 %). Each is the
- * crossing rounded down. */
+ * benchmarks/bench_sparse.sh (and bench_sparse --nm for N:M masks) on
+ * LeNet-300-100's and LeNet-5's dense layers (one thread, AVX-512). Below
+ * PB_SPARSE_GATHER_B examples both formats run the sliced-ELL kernel, once
+ * per example. At batch 1 csr matched the dense kernel at about 50 %
+ * density (fc1 1.0x, fc2 1.6x at 50 %; fc1 1.7x at 20 %), and nm, whose
+ * layout is nearly free of padding, is ahead at every N:M density (fc1
+ * 1.6x at 2:4), so nm takes any mask detected as N:M (at most half kept).
+ * At batches of 2 and 3 the sparse cost grows with the batch while the
+ * dense one hardly does: csr matched dense at about 30 % (fc1 0.99x at 30 %,
+ * 1.4x at 20 %, batch 2) and nm at about 45 % (fc1 1.18x at 3:8, 0.87x at
+ * 2:4, batch 2). In batches of 128 the batched kernels matched dense at
+ * about 40 % (fc1 2.2x at 20 %, 0.86x at 50 %). Each is the crossing
+ * rounded down. */
 double pb_sparse_threshold(pb_wfmt fmt, int B)
 {
     if (fmt == PB_WFMT_DENSE)
         return 0.0;
+    if (B <= 1)
+        return fmt == PB_WFMT_CSR ? 0.4 : 0.55;
     if (B < PB_SPARSE_GATHER_B)
-        return fmt == PB_WFMT_CSR && B <= 1 ? 0.4 : 0.1;
+        return fmt == PB_WFMT_CSR ? 0.25 : 0.4;
     return 0.35;
 }
 
@@ -116,9 +123,11 @@ void pb_sparse_free(pb_sparse *s)
     memset(s, 0, sizeof *s);
 }
 
-/* csr's sliced-ELL layout (pb_sparse.h): two passes over the slices, the
- * first counting runs and steps; 0 or PB_ENOMEM */
-static int build_sell(pb_sparse *s)
+/* The sliced-ELL layout (pb_sparse.h) of the stored weights listed row by
+ * row in column order: row r's are entries rp[r] .. rp[r+1]-1, entry k in
+ * column cl[k], its value val[src[k]] (src NULL: val[k]). Two passes over
+ * the slices, the first counting runs and steps; 0 or PB_ENOMEM */
+static int build_sell(pb_sparse *s, const int32_t *rp, const uint16_t *cl, const int32_t *src)
 {
     const int rows = s->rows, chunks = (s->cols + 31) / 32;
     s->sell_slices = (rows + 15) / 16;
@@ -134,12 +143,12 @@ static int build_sell(pb_sparse *s)
             if (pass)
                 s->sell_rptr[sl] = (int32_t)nruns;
             for (int l = 0; l < nl; l++)
-                cur[l] = s->rowptr[r0 + l];
+                cur[l] = rp[r0 + l];
             for (int q = 0; q < chunks; q++) {
                 int most = 0;
                 for (int l = 0; l < nl; l++) {
                     int32_t k = cur[l];
-                    while (k < s->rowptr[r0 + l + 1] && s->col[k] < 32 * (q + 1))
+                    while (k < rp[r0 + l + 1] && cl[k] < 32 * (q + 1))
                         k++;
                     if (k - cur[l] > most)
                         most = k - cur[l];
@@ -152,9 +161,9 @@ static int build_sell(pb_sparse *s)
                         const size_t o = (steps + (size_t)t) * 16;
                         for (int l = 0; l < 16; l++) {
                             const int32_t k = cur[l];
-                            if (l < nl && k < s->rowptr[r0 + l + 1] && s->col[k] < 32 * (q + 1)) {
-                                s->sell_idx[o + l] = (uint8_t)(s->col[k] - 32 * q);
-                                s->sell_src[o + l] = k;
+                            if (l < nl && k < rp[r0 + l + 1] && cl[k] < 32 * (q + 1)) {
+                                s->sell_idx[o + l] = (uint8_t)(cl[k] - 32 * q);
+                                s->sell_src[o + l] = src ? src[k] : k;
                                 cur[l]++;
                             } else {
                                 s->sell_idx[o + l] = 0;
@@ -164,7 +173,7 @@ static int build_sell(pb_sparse *s)
                     }
                 } else {
                     for (int l = 0; l < nl; l++)
-                        while (cur[l] < s->rowptr[r0 + l + 1] && s->col[cur[l]] < 32 * (q + 1))
+                        while (cur[l] < rp[r0 + l + 1] && cl[cur[l]] < 32 * (q + 1))
                             cur[l]++;
                 }
                 nruns++;
@@ -183,6 +192,33 @@ static int build_sell(pb_sparse *s)
     }
     s->sell_rptr[s->sell_slices] = (int32_t)nruns;
     return PB_OK;
+}
+
+/* nm's sliced-ELL layout, of its slots that are not padding */
+static int build_nm_sell(pb_sparse *s)
+{
+    int32_t *rp = malloc(((size_t)s->rows + 1) * sizeof *rp);
+    uint16_t *cl = malloc((s->slots ? s->slots : 1) * sizeof *cl);
+    int32_t *src = malloc((s->slots ? s->slots : 1) * sizeof *src);
+    int rc = PB_ENOMEM;
+    if (rp && cl && src) {
+        size_t k = 0, e = 0;
+        for (int r = 0; r < s->rows; r++) {
+            rp[r] = (int32_t)e;
+            for (int g = 0; g < s->groups; g++)
+                for (int t = 0; t < s->nm_n; t++, k++)
+                    if (!(s->off[k] & 0x80)) {
+                        cl[e] = (uint16_t)(g * s->nm_m + s->off[k]);
+                        src[e++] = (int32_t)k;
+                    }
+        }
+        rp[s->rows] = (int32_t)e;
+        rc = build_sell(s, rp, cl, src);
+    }
+    free(rp);
+    free(cl);
+    free(src);
+    return rc;
 }
 
 static size_t bp_of(int B) { return ((size_t)B + 15) / 16 * 16; }
@@ -217,7 +253,7 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
                     s->col[k++] = (uint16_t)c;
         }
         s->rowptr[rows] = (int32_t)k;
-        if (build_sell(s) != PB_OK)
+        if (build_sell(s, s->rowptr, s->col, NULL) != PB_OK)
             goto nomem;
     } else if (fmt == PB_WFMT_NM) {
         if (n < 1 || m < n || m > 64 || (size_t)rows * cols >= UINT32_MAX)
@@ -248,6 +284,8 @@ int pb_sparse_build(pb_sparse *s, const pb_param *w, int rows, int cols, pb_wfmt
                     s->off[k + t] = 0x80;
                 k += (size_t)n;
             }
+        if (cols <= 65535 && build_nm_sell(s) != PB_OK)
+            goto nomem;
     } else {
         return pb_err(err, errlen, PB_EUSAGE, "%s: format %d is not a sparse one", w->name, (int)fmt);
     }
@@ -291,8 +329,6 @@ void pb_sparse_refresh(pb_sparse *s, const pb_param *w)
             for (int32_t k = s->rowptr[r]; k < s->rowptr[r + 1]; k++)
                 s->val[k] = row[s->col[k]];
         }
-        for (size_t j = 0; j < s->sell_steps * 16; j++)
-            s->sell_val[j] = s->sell_src[j] < 0 ? 0.0f : s->val[s->sell_src[j]];
     } else if (s->fmt == PB_WFMT_NM) {
         size_t k = 0;
         for (int r = 0; r < s->rows; r++)
@@ -302,6 +338,8 @@ void pb_sparse_refresh(pb_sparse *s, const pb_param *w)
                     s->val[k] = s->off[k] & 0x80 ? 0.0f : grp[s->off[k]];
             }
     }
+    for (size_t j = 0; j < s->sell_steps * 16; j++)
+        s->sell_val[j] = s->sell_src[j] < 0 ? 0.0f : s->val[s->sell_src[j]];
     s->xt_of = NULL; /* the next backward transposes its input again */
 }
 
@@ -430,7 +468,11 @@ int pb_sparse_active(const pb_layer *l, int B)
         return 0;
     if (s->forced)
         return 1;
-    return (double)s->nnz < pb_sparse_threshold(s->fmt, B) * (double)s->rows * s->cols;
+    /* nm wider than its layout's 16-bit columns gathers at small batches:
+     * the threshold measured for that kernel (10 %) */
+    const double t = s->fmt == PB_WFMT_NM && !s->sell_val && B < PB_SPARSE_GATHER_B ? 0.1
+                                                                                    : pb_sparse_threshold(s->fmt, B);
+    return (double)s->nnz < t * (double)s->rows * s->cols;
 }
 
 pb_wfmt pb_sparse_layer_format(const pb_layer *l, int B)

@@ -16,7 +16,7 @@
  * Batches run on transposed copies (inputs as rows of the batch, padded to
  * 16 examples) so that every kept weight is one vector multiply-add over the
  * batch; batches of fewer than PB_SPARSE_GATHER_B examples in evaluation
- * take one gathered dot product per row and example instead.
+ * run on a sliced-ELL layout of the same weights instead (below).
  *
  * Which kernel a layer takes: pb_sparse_mode. In auto mode a layer runs
  * sparse when its mask's density is below the threshold measured for its
@@ -59,7 +59,8 @@ typedef enum pb_sparse_mode {
 
 extern const char *const pb_sparse_mode_names[]; /* "auto", "dense", "sparse", "csr", NULL */
 
-/* Batches below this many examples take the gathered kernels in evaluation. */
+/* Batches below this many examples take the one-example kernels (sliced ELL,
+ * else gathered) in evaluation, once per example. */
 #define PB_SPARSE_GATHER_B 4
 
 typedef struct pb_sparse {
@@ -85,8 +86,9 @@ typedef struct pb_sparse {
     float *dxt;          /* [cols * bp] the input gradient, transposed */
     const float *xt_of;  /* the input xt holds, and its batch */
     int xt_b;
-    /* csr's batch-1 layout (derived from csr, rebuilt and refreshed with
-     * it): sliced ELL of 16-row slices, each lane one row, over 32-column
+    /* the batch-1 layout (derived from csr, or from nm's slots that are
+     * not padding, when it has at most 65535 inputs; rebuilt and refreshed
+     * with the format): sliced ELL of 16-row slices, each lane one row, over 32-column
      * chunks; in a slice a chunk its rows touch takes as many steps of 16
      * slots as the row keeping most in it (padding: value 0, index 0), and
      * each slot's 1-byte index picks its input within the chunk, so the

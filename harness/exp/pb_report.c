@@ -90,6 +90,7 @@ typedef struct row {
     double s, value, compression, speedup;
     long seed;
     int ok, base, data;
+    int diverged; /* failed because training diverged: an outcome of the method, not a missing run */
     char own[128]; /* the label of a data-axis row: [LABEL+]DATA METHOD */
 } row;
 
@@ -99,6 +100,7 @@ typedef struct group {
     int dense;    /* the pair's baseline: the dense model, or the full data set */
     int data;     /* on the data axis: s is the data fraction */
     int n;        /* ok rows */
+    int ndiv;     /* rows whose training diverged */
     double mean, sd, half; /* half: CI half-width (NAN below 2 seeds) */
     double compression, speedup;
     int first;    /* index of its first row in the sorted rows */
@@ -173,6 +175,9 @@ static int load(report *R, const char *const *dirs, int ndirs, const char *metri
             w->s = pb_csv_getnum(t, r, pb_csv_col(t, "sparsity"));
             w->seed = atol(col(t, r, "seed"));
             w->ok = !strcmp(col(t, r, "status"), "ok");
+            /* pb_train's reason for a NaN or infinite loss */
+            w->diverged = !strcmp(col(t, r, "status"), "failed") &&
+                          !strncmp(col(t, r, "reason"), "training diverged", 17);
             w->value = pb_csv_getnum(t, r, pb_csv_col(t, metric));
             w->compression = pb_csv_getnum(t, r, pb_csv_col(t, "compression"));
             w->speedup = pb_csv_getnum(t, r, pb_csv_col(t, "speedup"));
@@ -218,6 +223,8 @@ static int make_groups(report *R, double alpha, char *err, size_t errlen)
         *g = (group){.model = r0->model, .dataset = r0->dataset, .label = r0->label, .spars = r0->spars, .s = r0->s,
                      .dense = r0->base, .data = r0->data, .first = i};
         double sum = 0, sc = 0, ss = 0;
+        for (int k = i; k < j; k++)
+            g->ndiv += R->rows[k].diverged;
         for (int k = i; k < j; k++)
             if (R->rows[k].ok) {
                 g->n++;
@@ -322,7 +329,7 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
         int j = i, pts = 0, pruned = 0;
         while (j < R->ngroups && !strcmp(R->groups[j].model, g->model) && !strcmp(R->groups[j].dataset, g->dataset) &&
                !strcmp(R->groups[j].label, g->label)) {
-            pts += R->groups[j].n > 0;
+            pts += R->groups[j].n + R->groups[j].ndiv > 0; /* a point where every seed diverged was run */
             pruned |= R->groups[j].s != 0;
             j++;
         }
@@ -340,23 +347,26 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
     mark(f, nmethods > 0 && minpts >= 5, "operating points per method: at least %d (at least 5)%s%s",
          minpts < 0 ? 0 : minpts, few[0] ? "; fewer: " : "", few);
     /* seeds */
-    int short_n = 0, min_seeds = -1;
+    int short_n = 0, min_seeds = -1, ndiv = 0;
     char shortl[1024] = "";
     for (int i = 0; i < R->ngroups; i++) {
         const group *g = &R->groups[i];
-        int want = !g->data && g->s >= 0.99 ? 5 : 3;
-        if (min_seeds < 0 || g->n < min_seeds)
-            min_seeds = g->n;
-        if (g->n < want) {
+        int want = !g->data && g->s >= 0.99 ? 5 : 3, ran = g->n + g->ndiv;
+        ndiv += g->ndiv;
+        if (min_seeds < 0 || ran < min_seeds)
+            min_seeds = ran;
+        if (ran < want) {
             short_n++;
             size_t k = strlen(shortl);
             if (k < sizeof shortl - 80)
                 snprintf(shortl + k, sizeof shortl - k, "%s%s %s s=%s: %d", k ? ", " : "", g->model, g->label, g->spars,
-                         g->n);
+                         ran);
         }
     }
-    mark(f, short_n == 0, "seeds: at least %d per point (at least 3; 5 at s >= 0.99)%s%d point%s short%s%s",
-         min_seeds < 0 ? 0 : min_seeds, "; ", short_n, short_n == 1 ? "" : "s", short_n ? ": " : "", shortl);
+    mark(f, short_n == 0,
+         "seeds: at least %d per point (at least 3; 5 at s >= 0.99; a seed whose training diverged counts: %d "
+         "did)%s%d point%s short%s%s",
+         min_seeds < 0 ? 0 : min_seeds, ndiv, "; ", short_n, short_n == 1 ? "" : "s", short_n ? ": " : "", shortl);
     /* both axes */
     int comp = 0, speed = 0;
     for (int d = 0; d < ndirs; d++) {
@@ -382,8 +392,9 @@ static void checklist(const report *R, const char *const *dirs, int ndirs, FILE 
     }
     int failed = 0;
     for (int i = 0; i < R->nrows; i++)
-        failed += !R->rows[i].ok;
-    mark(f, failed == 0, "%d of %d cells failed or have no value", failed, R->nrows);
+        failed += !R->rows[i].ok && !R->rows[i].diverged;
+    mark(f, failed == 0, "%d of %d cells failed or have no value (besides the %d whose training diverged)", failed,
+         R->nrows, ndiv);
     fputc('\n', f);
 }
 
@@ -414,8 +425,11 @@ static void table(const report *R, const pb_report_opts *o, FILE *f)
     for (int i = 0; i < R->ngroups; i++) {
         const group *g = &R->groups[i];
         const char *sep = tex ? " & " : " | ";
-        fprintf(f, "%s%s%s%s%s%s%s%s%s%d%s", tex ? "" : "| ", g->model, sep, g->dataset, sep, g->label, sep, g->spars,
-                sep, g->n, sep);
+        fprintf(f, "%s%s%s%s%s%s%s%s%s%d", tex ? "" : "| ", g->model, sep, g->dataset, sep, g->label, sep, g->spars,
+                sep, g->n);
+        if (g->ndiv)
+            fprintf(f, " (+%d diverged)", g->ndiv);
+        fprintf(f, "%s", sep);
         num(f, g->mean, "%.4f");
         fprintf(f, tex ? " $\\pm$ " : " ± ");
         num(f, g->sd, "%.4f");
