@@ -8,7 +8,7 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.821428:0.890225]
+set yrange [0.806692:0.889702]
 set xrange [0:4]
 set xtics 1
 set mxtics 1
@@ -20,7 +20,9 @@ plot 'accuracy_vs_epochs_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcu
      'accuracy_vs_epochs_s0.5.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
      'accuracy_vs_epochs_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'global_magnitude', \
      'accuracy_vs_epochs_s0.5.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'channel'
+     'accuracy_vs_epochs_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'channel', \
+     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
+     'accuracy_vs_epochs_s0.5.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'nm'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_epochs_s0.5.svg'

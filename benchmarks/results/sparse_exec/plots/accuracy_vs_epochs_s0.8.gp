@@ -8,7 +8,7 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.437438:0.905112]
+set yrange [0.431738:0.904141]
 set xrange [0:4]
 set xtics 1
 set mxtics 1

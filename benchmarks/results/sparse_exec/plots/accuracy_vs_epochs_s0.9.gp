@@ -8,7 +8,7 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.128513:0.913124]
+set yrange [0.142552:0.912193]
 set xrange [0:4]
 set xtics 1
 set mxtics 1

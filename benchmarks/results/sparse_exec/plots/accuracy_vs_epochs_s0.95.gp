@@ -8,7 +8,7 @@ set xlabel 'epochs (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.0776605:0.911908]
+set yrange [0.105197:0.912543]
 set xrange [0:4]
 set xtics 1
 set mxtics 1

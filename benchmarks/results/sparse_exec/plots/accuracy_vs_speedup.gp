@@ -10,12 +10,13 @@ set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set logscale x 2
 set xrange [1.53728:72.9877]
-set yrange [0.571202:0.902141]
+set yrange [0.558481:0.901521]
 plot 'accuracy_vs_speedup.dat' index 0 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
      'accuracy_vs_speedup.dat' index 1 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#009e73' pt 9 dt 1 title 'global_magnitude', \
      'accuracy_vs_speedup.dat' index 2 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#cc79a7' pt 13 dt 1 title 'channel', \
-     'accuracy_vs_speedup.dat' index 3 using 1:2:3 with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
-     'accuracy_vs_speedup.dat' index 3 using 1:4 with lines lw 1.5 dt 2 lc rgb '#0072b2' title 'dense: 0.8712 ± 0.0028 (3 seeds)'
+     'accuracy_vs_speedup.dat' index 3 using 1:2:3 with yerrorlines pointsize 0.8 lc rgb '#e69f00' pt 11 dt 1 title 'nm', \
+     'accuracy_vs_speedup.dat' index 4 using 1:2:3 with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
+     'accuracy_vs_speedup.dat' index 4 using 1:4 with lines lw 1.5 dt 2 lc rgb '#0072b2' title 'dense: 0.8706 ± 0.0053 (3 seeds)'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_speedup.svg'

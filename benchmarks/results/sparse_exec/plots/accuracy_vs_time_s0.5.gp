@@ -8,8 +8,8 @@ set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.821428:0.890225]
-set xrange [0:4.91025]
+set yrange [0.806692:0.889702]
+set xrange [0:3.02673]
 plot 'accuracy_vs_time_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
      'accuracy_vs_time_s0.5.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
      'accuracy_vs_time_s0.5.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \
@@ -17,7 +17,9 @@ plot 'accuracy_vs_time_s0.5.dat' index 0 using 1:($2-$3):($2+$3) with filledcurv
      'accuracy_vs_time_s0.5.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#009e73' notitle, \
      'accuracy_vs_time_s0.5.dat' index 2 using 1:2 with linespoints pointsize 0.6 lc rgb '#009e73' pt 9 dt 1 title 'global_magnitude', \
      'accuracy_vs_time_s0.5.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#cc79a7' notitle, \
-     'accuracy_vs_time_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'channel'
+     'accuracy_vs_time_s0.5.dat' index 3 using 1:2 with linespoints pointsize 0.6 lc rgb '#cc79a7' pt 13 dt 1 title 'channel', \
+     'accuracy_vs_time_s0.5.dat' index 4 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#e69f00' notitle, \
+     'accuracy_vs_time_s0.5.dat' index 4 using 1:2 with linespoints pointsize 0.6 lc rgb '#e69f00' pt 11 dt 1 title 'nm'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_time_s0.5.svg'

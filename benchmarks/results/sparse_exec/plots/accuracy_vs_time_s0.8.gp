@@ -8,8 +8,8 @@ set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.437438:0.905112]
-set xrange [0:4.54352]
+set yrange [0.431738:0.904141]
+set xrange [0:2.80237]
 plot 'accuracy_vs_time_s0.8.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
      'accuracy_vs_time_s0.8.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
      'accuracy_vs_time_s0.8.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \

@@ -8,8 +8,8 @@ set xlabel 'wall seconds (pruning a trained model includes its pre-training)'
 set ylabel 'test accuracy'
 set grid
 set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
-set yrange [0.0745388:0.912056]
-set xrange [0:4.13671]
+set yrange [0.0459972:0.915362]
+set xrange [0:2.44734]
 plot 'accuracy_vs_time_s0.98.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#0072b2' notitle, \
      'accuracy_vs_time_s0.98.dat' index 0 using 1:2 with linespoints pointsize 0.6 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
      'accuracy_vs_time_s0.98.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.12 noborder lc rgb '#d55e00' notitle, \

@@ -15,7 +15,8 @@ plot x with lines lc rgb '#999999' dt 2 title 'measured = theoretical', \
      'measured_speedup.dat' index 0 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#0072b2' pt 7 dt 1 title 'dense', \
      'measured_speedup.dat' index 1 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#d55e00' pt 5 dt 1 title 'magnitude', \
      'measured_speedup.dat' index 2 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#009e73' pt 9 dt 1 title 'global_magnitude', \
-     'measured_speedup.dat' index 3 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#cc79a7' pt 13 dt 1 title 'channel'
+     'measured_speedup.dat' index 3 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#cc79a7' pt 13 dt 1 title 'channel', \
+     'measured_speedup.dat' index 4 using 1:2:3 with yerrorbars pointsize 1 lc rgb '#e69f00' pt 11 dt 1 title 'nm'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'measured_speedup.svg'
