@@ -1,7 +1,7 @@
 # Written by prunebench 0.1.0 from cells.csv and curves.csv; edit and rerun with gnuplot accuracy_at_time-lenet300.gp
 set terminal pngcairo size 960,600 font ',10' noenhanced
 set output 'accuracy_at_time-lenet300.png'
-set title 'lenet300: test accuracy at a training time of 2.62 s (mean ± std over seeds)'
+set title 'lenet300: test accuracy at a training time of 2.7 s (mean ± std over seeds)'
 set xlabel ''
 set ylabel 'test accuracy'
 set grid
@@ -10,7 +10,7 @@ set style fill solid 0.6 border -1
 set boxwidth 0.7
 set xtics rotate by -40 left
 unset key
-set xrange [-0.6:19.6]
+set xrange [-0.6:30.6]
 set yrange [0:1.02184]
 plot 'accuracy_at_time-lenet300.dat' using 1:2:xtic(5) with boxes lc rgb '#0072b2', \
      '' using 1:2:3 with yerrorbars lc rgb '#000000' pt 0, \
