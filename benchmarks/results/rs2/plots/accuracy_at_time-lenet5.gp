@@ -10,7 +10,7 @@ set style fill solid 0.6 border -1
 set boxwidth 0.7
 set xtics rotate by -40 left
 unset key
-set xrange [-0.6:11.6]
+set xrange [-0.6:15.6]
 set yrange [0:1.03844]
 plot 'accuracy_at_time-lenet5.dat' using 1:2:xtic(5) with boxes lc rgb '#0072b2', \
      '' using 1:2:3 with yerrorbars lc rgb '#000000' pt 0, \

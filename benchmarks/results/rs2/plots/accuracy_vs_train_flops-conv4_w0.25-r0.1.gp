@@ -10,11 +10,13 @@ set logscale x
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 2 lc rgb '#444444'
 set label 'target 0.8' at graph 0.01, first 0.8 offset 0,0.6
 plot 'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
-     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#0072b2' title 'rs2 r=0.1', \
+     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#0072b2' title 'el2n r=0.1', \
      'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#d55e00' notitle, \
-     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#d55e00' title 'static_random r=0.1', \
+     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#d55e00' title 'rs2 r=0.1', \
      'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#009e73' notitle, \
-     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 2 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#009e73' title 'full'
+     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 2 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#009e73' title 'static_random r=0.1', \
+     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#cc79a7' notitle, \
+     'accuracy_vs_train_flops-conv4_w0.25-r0.1.dat' index 3 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#cc79a7' title 'full'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'accuracy_vs_train_flops-conv4_w0.25-r0.1.svg'

@@ -9,11 +9,13 @@ set key outside bottom center horizontal maxcols 4 samplen 2 spacing 0.9
 set arrow from graph 0, first 0.8 to graph 1, first 0.8 nohead dt 2 lc rgb '#444444'
 set label 'target 0.8' at graph 0.01, first 0.8 offset 0,0.6
 plot 'time_to_accuracy-lenet5-r0.05.dat' index 0 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#0072b2' notitle, \
-     'time_to_accuracy-lenet5-r0.05.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#0072b2' title 'rs2 r=0.05', \
+     'time_to_accuracy-lenet5-r0.05.dat' index 0 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#0072b2' title 'el2n r=0.05', \
      'time_to_accuracy-lenet5-r0.05.dat' index 1 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#d55e00' notitle, \
-     'time_to_accuracy-lenet5-r0.05.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#d55e00' title 'static_random r=0.05', \
+     'time_to_accuracy-lenet5-r0.05.dat' index 1 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#d55e00' title 'rs2 r=0.05', \
      'time_to_accuracy-lenet5-r0.05.dat' index 2 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#009e73' notitle, \
-     'time_to_accuracy-lenet5-r0.05.dat' index 2 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#009e73' title 'full'
+     'time_to_accuracy-lenet5-r0.05.dat' index 2 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#009e73' title 'static_random r=0.05', \
+     'time_to_accuracy-lenet5-r0.05.dat' index 3 using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.15 noborder lc rgb '#cc79a7' notitle, \
+     'time_to_accuracy-lenet5-r0.05.dat' index 3 using 1:2 with linespoints pt 7 ps 0.5 dt 1 lc rgb '#cc79a7' title 'full'
 
 set terminal svg size 960,600 dynamic font 'sans,10' noenhanced
 set output 'time_to_accuracy-lenet5-r0.05.svg'

@@ -10,8 +10,8 @@ set style fill solid 0.6 border -1
 set boxwidth 0.7
 set xtics rotate by -40 left
 unset key
-set xrange [-0.6:11.6]
-set yrange [0:3.54825]
+set xrange [-0.6:15.6]
+set yrange [0:3.81089]
 plot 'time_to_target-lenet5.dat' using 1:2:xtic(5) with boxes lc rgb '#0072b2', \
      '' using 1:2:3 with yerrorbars lc rgb '#000000' pt 0, \
      '' using 1:($2+$3):4 with labels offset 0,0.8
